@@ -1,0 +1,1 @@
+"""dndx: cluster counting for helium drift chambers."""

@@ -1,0 +1,362 @@
+"""Configuration: ``params.yaml`` parsed once into frozen, validated dataclasses.
+
+Each top-level section of ``params.yaml`` maps onto one dataclass below, with
+the same key names (a test checks that ``params.yaml``, ``dvc.yaml`` and these
+classes agree). Every field declares what it accepts; a wrong type, an unknown
+key or a value out of range stops before any work with a :class:`ConfigError`
+naming the file, the key, the value and what is allowed.
+
+Ranges drawn per waveform are written as ``[low, high]`` in YAML and parsed
+into :class:`Range`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from dndx.errors import ConfigError
+
+__all__ = [
+    "PARTICLE_MASSES_GEV",
+    "SAMPLING_RATES_GHZ",
+    "ClusterCounterModelConfig",
+    "DaskConfig",
+    "Params",
+    "PeakFinderModelConfig",
+    "PrepareConfig",
+    "Range",
+    "SimulationConfig",
+    "load_params",
+    "parse_params",
+]
+
+#: Particle masses in GeV/c^2 (PDG).
+PARTICLE_MASSES_GEV: dict[str, float] = {
+    "e": 0.000510999,
+    "mu": 0.105658,
+    "pi": 0.139570,
+    "K": 0.493677,
+    "p": 0.938272,
+}
+
+#: Sampling rates of the digitisers in use (physics.md).
+SAMPLING_RATES_GHZ: tuple[float, ...] = (1.2, 1.5, 2.0)
+
+_INF = math.inf
+
+
+@dataclass(frozen=True)
+class Range:
+    """A closed interval ``[low, high]`` from which a quantity is drawn uniformly."""
+
+    low: float
+    high: float
+
+    @property
+    def is_point(self) -> bool:
+        """True when the range holds a single value."""
+        return self.low == self.high
+
+
+def _spec(
+    *,
+    bounds: tuple[float, float] | None = None,
+    choices: tuple[Any, ...] | None = None,
+    doc: str = "",
+) -> dict[str, Any]:
+    return {"bounds": bounds, "choices": choices, "doc": doc}
+
+
+@dataclass(frozen=True)
+class SimulationConfig:
+    """The ``simulate`` section: the waveform simulator and the data set sizes.
+
+    Defaults are the ranges of ``physics.md``; every per-waveform quantity is
+    drawn uniformly from its range (momentum log-uniformly).
+    """
+
+    seed: int = field(default=20261123, metadata=_spec(bounds=(0, 2**63 - 1)))
+    n_train: int = field(default=20000, metadata=_spec(bounds=(1, 10**8)))
+    n_validation: int = field(default=5000, metadata=_spec(bounds=(1, 10**8)))
+    n_test: int = field(default=5000, metadata=_spec(bounds=(1, 10**8)))
+    block_size: int = field(
+        default=250,
+        metadata=_spec(bounds=(1, 10**6), doc="waveforms per random stream; fixes the data"),
+    )
+    chunk_size: int = field(
+        default=2500,
+        metadata=_spec(bounds=(1, 10**7), doc="waveforms per parallel task and file"),
+    )
+    particles: tuple[str, ...] = field(
+        default=("mu", "pi", "K"), metadata=_spec(choices=tuple(PARTICLE_MASSES_GEV))
+    )
+    momentum_gev: Range = field(default=Range(1.0, 50.0), metadata=_spec(bounds=(0.01, 1e4)))
+    cell_half_width_cm: Range = field(
+        default=Range(0.4, 0.75), metadata=_spec(bounds=(0.05, 5.0))
+    )
+    impact_fraction_max: float = field(default=0.9, metadata=_spec(bounds=(0.0, 0.99)))
+    track_angle_deg: Range = field(default=Range(0.0, 45.0), metadata=_spec(bounds=(0.0, 80.0)))
+    drift_time_at_5mm_ns: Range = field(
+        default=Range(150.0, 250.0), metadata=_spec(bounds=(1.0, 2000.0))
+    )
+    drift_quadratic_fraction: Range = field(
+        default=Range(0.2, 0.6),
+        metadata=_spec(bounds=(0.0, 1.0), doc="share of t(5 mm) from the r^2 term"),
+    )
+    diffusion_sigma_at_5mm_ns: Range = field(
+        default=Range(2.0, 5.0), metadata=_spec(bounds=(0.0, 50.0))
+    )
+    trigger_offset_ns: Range = field(
+        default=Range(25.0, 100.0), metadata=_spec(bounds=(25.0, 1000.0))
+    )
+    polya_shape: float = field(default=1.5, metadata=_spec(bounds=(0.1, 100.0)))
+    rise_time_ns: Range = field(default=Range(0.6, 1.1), metadata=_spec(bounds=(0.05, 20.0)))
+    fall_time_ns: Range = field(default=Range(2.5, 5.0), metadata=_spec(bounds=(0.1, 100.0)))
+    ion_tail_fraction: Range = field(
+        default=Range(0.01, 0.05),
+        metadata=_spec(bounds=(0.0, 0.5), doc="ion-tail height over pulse height"),
+    )
+    ion_tail_time_ns: Range = field(
+        default=Range(50.0, 200.0), metadata=_spec(bounds=(1.0, 2000.0))
+    )
+    noise_fraction: Range = field(
+        default=Range(0.03, 0.10),
+        metadata=_spec(bounds=(0.0, 1.0), doc="noise sigma over mean 1-electron amplitude"),
+    )
+    baseline_wander_fraction: Range = field(
+        default=Range(0.0, 0.05),
+        metadata=_spec(bounds=(0.0, 1.0), doc="wander amplitude over 1-electron amplitude"),
+    )
+    sampling_rates_ghz: tuple[float, ...] = field(
+        default=SAMPLING_RATES_GHZ, metadata=_spec(choices=SAMPLING_RATES_GHZ)
+    )
+    window_ns: float = field(default=2000.0, metadata=_spec(bounds=(100.0, 10000.0)))
+    adc_bits: int = field(default=12, metadata=_spec(bounds=(8, 16)))
+    single_electron_amplitude_adc: Range = field(
+        default=Range(40.0, 150.0), metadata=_spec(bounds=(1.0, 10000.0))
+    )
+    pedestal_adc: Range = field(
+        default=Range(200.0, 600.0),
+        metadata=_spec(bounds=(0.0, 65535.0), doc="baseline distance from the signal-free rail"),
+    )
+    polarities: tuple[int, ...] = field(default=(1, -1), metadata=_spec(choices=(1, -1)))
+
+    def n_waveforms(self, split: str) -> int:
+        """Number of waveforms in ``split`` (``train``, ``validation`` or ``test``)."""
+        return {"train": self.n_train, "validation": self.n_validation, "test": self.n_test}[split]
+
+
+@dataclass(frozen=True)
+class PrepareConfig:
+    """The ``prepare`` section: candidates, windows and truth labels."""
+
+    model_sampling_rate_ghz: float = field(
+        default=1.5, metadata=_spec(choices=SAMPLING_RATES_GHZ)
+    )
+    candidate_threshold_sigma: float = field(default=2.0, metadata=_spec(bounds=(0.0, 20.0)))
+    window_before: int = field(default=5, metadata=_spec(bounds=(0, 50)))
+    window_after: int = field(default=9, metadata=_spec(bounds=(0, 50)))
+    match_tolerance_samples: int = field(default=2, metadata=_spec(bounds=(0, 20)))
+    resolving_time_ns: float = field(
+        default=1.5,
+        metadata=_spec(bounds=(0.0, 50.0), doc="electrons closer than this form one peak"),
+    )
+
+    @property
+    def window_length(self) -> int:
+        """Samples per candidate window."""
+        return self.window_before + 1 + self.window_after
+
+
+_ACTIVATIONS = ("relu", "selu", "elu", "tanh", "sigmoid", "gelu")
+_OPTIMIZERS = ("adam", "sgd", "rmsprop")
+
+
+@dataclass(frozen=True)
+class PeakFinderModelConfig:
+    """Topology and optimiser of the LSTM peak finder.
+
+    ``lstm_units=(96,)`` with ``dense_units=(128,)`` is the source studies'
+    topology [96, 128, 1]; the final sigmoid unit is always added.
+    """
+
+    lstm_units: tuple[int, ...] = field(default=(32,), metadata=_spec(bounds=(1, 4096)))
+    dense_units: tuple[int, ...] = field(default=(64,), metadata=_spec(bounds=(1, 4096)))
+    activation: str = field(default="relu", metadata=_spec(choices=_ACTIVATIONS))
+    dropout: float = field(default=0.1, metadata=_spec(bounds=(0.0, 0.9)))
+    optimizer: str = field(default="adam", metadata=_spec(choices=_OPTIMIZERS))
+    learning_rate: float = field(default=1e-3, metadata=_spec(bounds=(1e-6, 1.0)))
+
+
+@dataclass(frozen=True)
+class ClusterCounterModelConfig:
+    """Topology and optimiser of the 1-D CNN cluster counter."""
+
+    filters: tuple[int, ...] = field(default=(32, 64, 64), metadata=_spec(bounds=(1, 4096)))
+    kernel_size: int = field(default=5, metadata=_spec(bounds=(1, 101)))
+    pool_size: int = field(default=2, metadata=_spec(bounds=(1, 16)))
+    dense_units: tuple[int, ...] = field(default=(64,), metadata=_spec(bounds=(1, 4096)))
+    activation: str = field(default="relu", metadata=_spec(choices=_ACTIVATIONS))
+    dropout: float = field(default=0.1, metadata=_spec(bounds=(0.0, 0.9)))
+    optimizer: str = field(default="adam", metadata=_spec(choices=_OPTIMIZERS))
+    learning_rate: float = field(default=1e-3, metadata=_spec(bounds=(1e-6, 1.0)))
+
+
+@dataclass(frozen=True)
+class DaskConfig:
+    """The ``dask`` section: where chunks and trials run. Not a DVC param: it
+    changes how fast a stage runs, never what it writes."""
+
+    mode: str = field(default="local", metadata=_spec(choices=("local", "address")))
+    n_workers: int = field(default=2, metadata=_spec(bounds=(1, 1024)))
+    threads_per_worker: int = field(default=1, metadata=_spec(bounds=(1, 256)))
+    memory_limit: str = "4GiB"
+    address: str = ""
+
+
+@dataclass(frozen=True)
+class Params:
+    """All of ``params.yaml``."""
+
+    simulate: SimulationConfig = SimulationConfig()
+    prepare: PrepareConfig = PrepareConfig()
+    dask: DaskConfig = DaskConfig()
+
+    def __post_init__(self) -> None:
+        sim = self.simulate
+        if sim.chunk_size % sim.block_size:
+            raise ConfigError(
+                f"simulate.chunk_size = {sim.chunk_size} must be a multiple of "
+                f"simulate.block_size = {sim.block_size}: chunks are made of whole random "
+                "streams, so that chunking never changes the data"
+            )
+
+
+T = TypeVar("T")
+
+
+def _describe(spec: Mapping[str, Any]) -> str:
+    if spec.get("choices") is not None:
+        return f"one of {list(spec['choices'])}"
+    if spec.get("bounds") is not None:
+        low, high = spec["bounds"]
+        return f"a value in [{low}, {high}]"
+    return "a value"
+
+
+def _check_number(value: Any, kind: type, where: str, spec: Mapping[str, Any]) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(f"{where} = {value!r}: expected a number ({_describe(spec)})")
+    if kind is int and not float(value).is_integer():
+        raise ConfigError(f"{where} = {value!r}: expected an integer ({_describe(spec)})")
+    if not math.isfinite(float(value)):
+        raise ConfigError(f"{where} = {value!r}: expected a finite number")
+    bounds = spec.get("bounds")
+    if bounds is not None and not bounds[0] <= value <= bounds[1]:
+        raise ConfigError(f"{where} = {value!r} is out of range: expected {_describe(spec)}")
+    choices = spec.get("choices")
+    if choices is not None and value not in choices:
+        raise ConfigError(f"{where} = {value!r} is not allowed: expected {_describe(spec)}")
+    return int(value) if kind is int else float(value)
+
+
+def _convert(value: Any, annotation: Any, where: str, spec: Mapping[str, Any]) -> Any:
+    if dataclasses.is_dataclass(annotation) and annotation is not Range:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where}: expected a mapping of keys, got {value!r}")
+        return _build(annotation, value, where)
+    if annotation is Range:
+        if (
+            not isinstance(value, list | tuple)
+            or len(value) != 2
+            or any(isinstance(v, bool) or not isinstance(v, int | float) for v in value)
+        ):
+            raise ConfigError(f"{where} = {value!r}: expected [low, high] ({_describe(spec)})")
+        low = _check_number(value[0], float, f"{where}[0]", spec)
+        high = _check_number(value[1], float, f"{where}[1]", spec)
+        if low > high:
+            raise ConfigError(f"{where} = {value!r}: low must not exceed high")
+        return Range(low, high)
+    if annotation is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where} = {value!r}: expected true or false")
+        return value
+    if annotation in (int, float):
+        return _check_number(value, annotation, where, spec)
+    if annotation is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where} = {value!r}: expected a string ({_describe(spec)})")
+        choices = spec.get("choices")
+        if choices is not None and value not in choices:
+            raise ConfigError(f"{where} = {value!r} is not allowed: expected {_describe(spec)}")
+        return value
+    origin = typing.get_origin(annotation)
+    if origin is tuple:
+        (item_type, _ellipsis) = typing.get_args(annotation)
+        if not isinstance(value, list | tuple) or not value:
+            raise ConfigError(f"{where} = {value!r}: expected a non-empty list")
+        return tuple(
+            _convert(item, item_type, f"{where}[{i}]", spec) for i, item in enumerate(value)
+        )
+    raise TypeError(f"unsupported annotation at {where}: {annotation}")
+
+
+def _build(cls: type[T], mapping: Mapping[str, Any], where: str) -> T:
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(mapping) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"{where or 'top level'}: unknown key(s) {unknown}; allowed keys are {sorted(fields)}"
+        )
+    values = {
+        name: _convert(value, hints[name], f"{where}.{name}" if where else name, fields[name].metadata)
+        for name, value in mapping.items()
+    }
+    return cls(**values)
+
+
+def parse_params(mapping: Mapping[str, Any] | None, source: str = "params.yaml") -> Params:
+    """Validate a parsed ``params.yaml`` mapping into :class:`Params`.
+
+    Missing keys take their defaults; unknown keys are errors.
+
+    >>> parse_params({"simulate": {"n_train": 10, "block_size": 5, "chunk_size": 10}}).simulate.n_train
+    10
+    >>> parse_params({"simulate": {"noise_fraction": [0.2, 0.1]}})
+    Traceback (most recent call last):
+    ...
+    dndx.errors.ConfigError: params.yaml: simulate.noise_fraction = [0.2, 0.1]: low must not exceed high
+    """
+    try:
+        return _build(Params, mapping or {}, "")
+    except ConfigError as error:
+        raise ConfigError(f"{source}: {error}") from None
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read and validate a parameter file.
+
+    Raises:
+        ConfigError: the file is missing, is not YAML, or holds a bad value.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read the parameter file ({error.strerror})") from None
+    try:
+        mapping = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML ({error})") from None
+    if mapping is not None and not isinstance(mapping, Mapping):
+        raise ConfigError(f"{path}: expected a mapping of sections at the top level")
+    return parse_params(mapping, str(path))

@@ -1,0 +1,144 @@
+"""The on-disk form of simulated and prepared data: Parquet, one file per chunk.
+
+Layout under a stage's output directory::
+
+    simulated/<split>/part-00000.parquet       one row per waveform, list columns
+    prepared/<split>/candidates/part-00000.parquet   one row per candidate + window
+    prepared/<split>/waveforms/part-00000.parquet    one row per waveform
+
+Every directory of parts is a Parquet dataset that pyarrow or Dask read
+lazily. Files are written to a temporary name and renamed when complete.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from dndx.errors import InputError
+from dndx.preparation import PreparedChunk
+from dndx.ragged import Ragged
+from dndx.simulation import WaveformSet
+from dndx.storage import atomic_file
+
+__all__ = [
+    "part_name",
+    "part_paths",
+    "read_candidates",
+    "read_prepared_waveforms",
+    "read_waveform_set",
+    "write_prepared",
+    "write_waveform_set",
+]
+
+_ELECTRON_COLUMNS = {
+    "time_ns": pa.float32(),
+    "cluster": pa.int32(),
+    "primary": pa.bool_(),
+    "amplitude_adc": pa.float32(),
+}
+
+
+def part_name(index: int) -> str:
+    """File name of chunk ``index``.
+
+    >>> part_name(3)
+    'part-00003.parquet'
+    """
+    return f"part-{index:05d}.parquet"
+
+
+def part_paths(directory: str | Path) -> list[Path]:
+    """The part files of a dataset directory, in chunk order."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise InputError(f"{directory}: no such data directory; run the stage that makes it first")
+    return sorted(directory.glob("part-*.parquet"))
+
+
+def _list_array(values: np.ndarray, offsets: np.ndarray, value_type: pa.DataType) -> pa.Array:
+    return pa.LargeListArray.from_arrays(pa.array(offsets, pa.int64()), pa.array(values, value_type))
+
+
+def write_waveform_set(data: WaveformSet, path: str | Path) -> None:
+    """Write waveforms and truth to one Parquet file, atomically."""
+    table = pa.Table.from_pandas(data.info, preserve_index=False)
+    table = table.append_column("adc", _list_array(data.adc.values, data.adc.offsets, pa.uint16()))
+    for column, value_type in _ELECTRON_COLUMNS.items():
+        table = table.append_column(
+            f"electron_{column}",
+            _list_array(data.electrons[column].to_numpy(), data.electron_offsets, value_type),
+        )
+    with atomic_file(path) as tmp:
+        pq.write_table(table, tmp, compression="zstd")
+
+
+def _flat(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+    array = column.combine_chunks()
+    offsets = np.asarray(array.offsets, dtype=np.int64)
+    values = array.values.to_numpy(zero_copy_only=False)[offsets[0] : offsets[-1]]
+    return values, offsets - offsets[0]
+
+
+def read_waveform_set(path: str | Path) -> WaveformSet:
+    """Read a file written by :func:`write_waveform_set`."""
+    try:
+        table = pq.read_table(path)
+    except (OSError, pa.ArrowInvalid) as error:
+        raise InputError(f"{path}: cannot read simulated waveforms ({error})") from None
+    adc_values, adc_offsets = _flat(table["adc"])
+    electrons = {}
+    electron_offsets = np.zeros(1, dtype=np.int64)
+    for column in _ELECTRON_COLUMNS:
+        electrons[column], electron_offsets = _flat(table[f"electron_{column}"])
+    electron_frame = pd.DataFrame(electrons)
+    electron_frame.insert(
+        0, "waveform", np.repeat(np.arange(table.num_rows), np.diff(electron_offsets))
+    )
+    scalar = [c for c in table.column_names if c != "adc" and not c.startswith("electron_")]
+    return WaveformSet(
+        info=table.select(scalar).to_pandas(),
+        adc=Ragged(adc_values, adc_offsets),
+        electrons=electron_frame,
+        electron_offsets=electron_offsets,
+    )
+
+
+def write_prepared(chunk: PreparedChunk, split_dir: str | Path, index: int) -> None:
+    """Write one chunk's candidates (with windows) and waveforms, each atomically."""
+    split_dir = Path(split_dir)
+    candidates = pa.Table.from_pandas(chunk.candidates, preserve_index=False)
+    window_length = chunk.windows.shape[1]
+    windows = pa.FixedSizeListArray.from_arrays(
+        pa.array(chunk.windows.reshape(-1), pa.float32()), window_length
+    )
+    candidates = candidates.append_column("window", windows)
+    with atomic_file(split_dir / "candidates" / part_name(index)) as tmp:
+        pq.write_table(candidates, tmp, compression="zstd")
+    with atomic_file(split_dir / "waveforms" / part_name(index)) as tmp:
+        pq.write_table(
+            pa.Table.from_pandas(chunk.waveforms, preserve_index=False), tmp, compression="zstd"
+        )
+
+
+def read_candidates(split_dir: str | Path) -> tuple[pd.DataFrame, np.ndarray]:
+    """All candidates of a prepared split: the table and the ``(n, window_length)`` windows."""
+    paths = part_paths(Path(split_dir) / "candidates")
+    if not paths:
+        raise InputError(f"{split_dir}: no prepared candidates found")
+    table = pa.concat_tables([pq.read_table(p) for p in paths])
+    window = table["window"].combine_chunks()
+    windows = window.values.to_numpy().reshape(len(window), window.type.list_size)
+    return table.drop_columns(["window"]).to_pandas(), windows.astype(np.float32)
+
+
+def read_prepared_waveforms(split_dir: str | Path) -> pd.DataFrame:
+    """All per-waveform rows of a prepared split."""
+    paths = part_paths(Path(split_dir) / "waveforms")
+    if not paths:
+        raise InputError(f"{split_dir}: no prepared waveforms found")
+    return pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True)

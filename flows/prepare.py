@@ -1,0 +1,65 @@
+"""DVC stage ``prepare``: peak candidates, windows, labels and the class balance."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from prefect import flow, get_run_logger
+
+from dndx.config import Params, load_params
+from dndx.dataset import part_paths
+from dndx.simulation import SPLITS
+from dndx.storage import atomic_directory, atomic_file
+from flows.runtime import dask_task_runner
+from tasks.data import prepare_chunk
+
+__all__ = ["main", "prepare"]
+
+IN_DIR = Path("data/simulated")
+OUT_DIR = Path("data/prepared")
+METRICS_PATH = Path("metrics/prepare.json")
+
+
+@flow(name="prepare", log_prints=True)
+def prepare(
+    params: Params,
+    in_dir: Path = IN_DIR,
+    out_dir: Path = OUT_DIR,
+    metrics_path: Path = METRICS_PATH,
+) -> dict[str, dict[str, float]]:
+    """Prepare every simulated split; write and return the class balance per split."""
+    logger = get_run_logger()
+    jobs = [(split, i, path) for split in SPLITS for i, path in enumerate(part_paths(in_dir / split))]
+    balance: dict[str, dict[str, float]] = {s: {} for s in SPLITS}
+    with atomic_directory(out_dir) as tmp:
+        futures = [prepare_chunk.submit(params.prepare, s, i, p, tmp) for s, i, p in jobs]
+        for done, ((split, index, _), future) in enumerate(zip(jobs, futures, strict=True), 1):
+            for key, value in future.result().items():
+                balance[split][key] = balance[split].get(key, 0) + value
+            logger.info("prepare: %d/%d chunks (%s chunk %d)", done, len(jobs), split, index)
+    for split, counts in balance.items():
+        counts["signal_fraction"] = counts["n_signal"] / max(counts["n_candidates"], 1)
+        counts["candidate_recall"] = counts["n_signal"] / max(counts["n_expected_peaks"], 1)
+        logger.info(
+            "class balance %-10s %9d candidates: %5.1f %% signal, %5.1f %% noise "
+            "(%.1f %% of expected peaks have a candidate)",
+            split,
+            counts["n_candidates"],
+            100 * counts["signal_fraction"],
+            100 * (1 - counts["signal_fraction"]),
+            100 * counts["candidate_recall"],
+        )
+    with atomic_file(metrics_path) as tmp_metrics:
+        tmp_metrics.write_text(json.dumps(balance, indent=2, sort_keys=True) + "\n")
+    return balance
+
+
+def main(params_path: str = "params.yaml") -> None:
+    """Entry point of the DVC stage: ``python -m flows.prepare``."""
+    params = load_params(params_path)
+    prepare.with_options(task_runner=dask_task_runner(params.dask))(params)
+
+
+if __name__ == "__main__":
+    main()

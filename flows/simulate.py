@@ -1,0 +1,55 @@
+"""DVC stage ``simulate``: the train, validation and test waveforms, chunk by chunk on Dask."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from prefect import flow, get_run_logger
+
+from dndx.config import Params, load_params
+from dndx.simulation import SPLITS
+from dndx.storage import atomic_directory
+from flows.runtime import dask_task_runner
+from tasks.data import simulate_chunk
+
+__all__ = ["main", "simulate"]
+
+OUT_DIR = Path("data/simulated")
+
+
+@flow(name="simulate", log_prints=True)
+def simulate(params: Params, out_dir: Path = OUT_DIR) -> dict[str, int]:
+    """Simulate every split into ``out_dir/<split>/part-*.parquet``; returns waveforms per split."""
+    logger = get_run_logger()
+    cfg = params.simulate
+    jobs = [
+        (split, index, start, min(start + cfg.chunk_size, cfg.n_waveforms(split)))
+        for split in SPLITS
+        for index, start in enumerate(range(0, cfg.n_waveforms(split), cfg.chunk_size))
+    ]
+    started = time.perf_counter()
+    with atomic_directory(out_dir) as tmp:
+        futures = [simulate_chunk.submit(cfg, s, i, a, b, tmp) for s, i, a, b in jobs]
+        counts = {split: 0 for split in SPLITS}
+        for done, ((split, index, _, _), future) in enumerate(zip(jobs, futures, strict=True), 1):
+            result = future.result()
+            counts[split] += result["n_waveforms"]
+            logger.info(
+                "simulate: %d/%d chunks (%s chunk %d, %d waveforms)",
+                done, len(jobs), split, index, result["n_waveforms"],
+            )
+    elapsed = time.perf_counter() - started
+    total = sum(counts.values())
+    logger.info("simulated %d waveforms in %.1f s (%.0f /s)", total, elapsed, total / elapsed)
+    return counts
+
+
+def main(params_path: str = "params.yaml") -> None:
+    """Entry point of the DVC stage: ``python -m flows.simulate``."""
+    params = load_params(params_path)
+    simulate.with_options(task_runner=dask_task_runner(params.dask))(params)
+
+
+if __name__ == "__main__":
+    main()
