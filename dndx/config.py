@@ -99,9 +99,7 @@ class SimulationConfig:
         default=("mu", "pi", "K"), metadata=_spec(choices=tuple(PARTICLE_MASSES_GEV))
     )
     momentum_gev: Range = field(default=Range(1.0, 50.0), metadata=_spec(bounds=(0.01, 1e4)))
-    cell_half_width_cm: Range = field(
-        default=Range(0.4, 0.75), metadata=_spec(bounds=(0.05, 5.0))
-    )
+    cell_half_width_cm: Range = field(default=Range(0.4, 0.75), metadata=_spec(bounds=(0.05, 5.0)))
     impact_fraction_max: float = field(default=0.9, metadata=_spec(bounds=(0.0, 0.99)))
     track_angle_deg: Range = field(default=Range(0.0, 45.0), metadata=_spec(bounds=(0.0, 80.0)))
     drift_time_at_5mm_ns: Range = field(
@@ -158,9 +156,7 @@ class SimulationConfig:
 class PrepareConfig:
     """The ``prepare`` section: candidates, windows and truth labels."""
 
-    model_sampling_rate_ghz: float = field(
-        default=1.5, metadata=_spec(choices=SAMPLING_RATES_GHZ)
-    )
+    model_sampling_rate_ghz: float = field(default=1.5, metadata=_spec(choices=SAMPLING_RATES_GHZ))
     candidate_threshold_sigma: float = field(default=2.0, metadata=_spec(bounds=(0.0, 20.0)))
     window_before: int = field(default=5, metadata=_spec(bounds=(0, 50)))
     window_after: int = field(default=9, metadata=_spec(bounds=(0, 50)))
@@ -269,7 +265,11 @@ def _check_number(value: Any, kind: type, where: str, spec: Mapping[str, Any]) -
 
 
 def _convert(value: Any, annotation: Any, where: str, spec: Mapping[str, Any]) -> Any:
-    if dataclasses.is_dataclass(annotation) and annotation is not Range:
+    if (
+        isinstance(annotation, type)
+        and dataclasses.is_dataclass(annotation)
+        and annotation is not Range
+    ):
         if not isinstance(value, Mapping):
             raise ConfigError(f"{where}: expected a mapping of keys, got {value!r}")
         return _build(annotation, value, where)
@@ -318,7 +318,9 @@ def _build(cls: type[T], mapping: Mapping[str, Any], where: str) -> T:
             f"{where or 'top level'}: unknown key(s) {unknown}; allowed keys are {sorted(fields)}"
         )
     values = {
-        name: _convert(value, hints[name], f"{where}.{name}" if where else name, fields[name].metadata)
+        name: _convert(
+            value, hints[name], f"{where}.{name}" if where else name, fields[name].metadata
+        )
         for name, value in mapping.items()
     }
     return cls(**values)
@@ -329,12 +331,12 @@ def parse_params(mapping: Mapping[str, Any] | None, source: str = "params.yaml")
 
     Missing keys take their defaults; unknown keys are errors.
 
-    >>> parse_params({"simulate": {"n_train": 10, "block_size": 5, "chunk_size": 10}}).simulate.n_train
+    >>> parse_params({"simulate": {"n_train": 10, "chunk_size": 250}}).simulate.n_train
     10
-    >>> parse_params({"simulate": {"noise_fraction": [0.2, 0.1]}})
+    >>> parse_params({"prepare": {"window_after": "nine"}})
     Traceback (most recent call last):
     ...
-    dndx.errors.ConfigError: params.yaml: simulate.noise_fraction = [0.2, 0.1]: low must not exceed high
+    dndx.errors.ConfigError: params.yaml: prepare.window_after = 'nine': expected a number ...
     """
     try:
         return _build(Params, mapping or {}, "")

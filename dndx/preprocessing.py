@@ -40,7 +40,9 @@ class Normalised:
             longest are padded with zeros after ``lengths``.
         lengths: ``(n_waveforms,)`` valid samples in each row.
         baseline: ``(n_waveforms,)`` the baseline in input units.
-        noise_sigma: ``(n_waveforms,)`` the noise sigma in input units.
+        noise_sigma: ``(n_waveforms,)`` the white-noise sigma in input units,
+            at the input's own rate (so a pulse's height in sigma does not
+            depend on the rate it was recorded at).
         polarity: ``(n_waveforms,)`` +1 or -1, the sign of the signal in the input.
         sampling_rate_ghz: the rate of ``samples``.
     """
@@ -56,11 +58,14 @@ class Normalised:
 def estimate_baseline_noise(
     samples: NDArray[np.floating],
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    """Robust baseline and noise sigma of each row of ``(n_rows, n_samples)``.
+    """Robust baseline and white-noise sigma of each row of ``(n_rows, n_samples)``.
 
-    Median and MAD, then again over the samples within 3 sigma of the first
-    estimate, so that pulses (a minority of samples, on one side) do not pull
-    either figure.
+    The baseline is the median of the samples within 3 sigma of a first
+    median/MAD estimate, so that pulses (a minority of samples, on one side)
+    do not pull it. The noise comes from sample-to-sample differences, which
+    slow baseline wander and ion tails do not reach: the RMS of the differences
+    within 3 sigma, over sqrt(2). An RMS rather than a MAD, because ADC samples
+    are integers and a MAD of integers moves in steps of a whole count.
 
     >>> rng = np.random.default_rng(0)
     >>> w = 100 + 2 * rng.standard_normal((1, 4000))
@@ -70,15 +75,19 @@ def estimate_baseline_noise(
     True
     """
     x = np.asarray(samples, dtype=np.float64)
-    baseline = np.median(x, axis=1)
-    sigma = _MAD_TO_SIGMA * np.median(np.abs(x - baseline[:, None]), axis=1)
-    sigma = np.where(sigma > 0, sigma, np.std(x, axis=1))
-    quiet = np.where(np.abs(x - baseline[:, None]) <= _CLIP_SIGMA * sigma[:, None], x, np.nan)
+    first = np.median(x, axis=1)
+    spread = _MAD_TO_SIGMA * np.median(np.abs(x - first[:, None]), axis=1)
+    spread = np.where(spread > 0, spread, np.std(x, axis=1))
+    quiet = np.where(np.abs(x - first[:, None]) <= _CLIP_SIGMA * spread[:, None], x, np.nan)
     baseline = np.nanmedian(quiet, axis=1)
-    # MAD of a Gaussian truncated at 3 sigma is 0.9958 of the full one.
-    sigma2 = _MAD_TO_SIGMA / 0.9958 * np.nanmedian(np.abs(quiet - baseline[:, None]), axis=1)
-    sigma = np.where(sigma2 > 0, sigma2, sigma)
-    sigma = np.where(sigma > 0, sigma, 1.0)
+
+    step = np.diff(x, axis=1)
+    step_spread = _MAD_TO_SIGMA * np.median(np.abs(step), axis=1)
+    step_spread = np.where(step_spread > 0, step_spread, np.std(step, axis=1))
+    quiet_step = np.where(np.abs(step) <= _CLIP_SIGMA * step_spread[:, None], step, np.nan)
+    # A Gaussian truncated at 3 sigma keeps 0.9866 of its RMS.
+    sigma = np.sqrt(np.nanmean(quiet_step**2, axis=1) / 2) / 0.9866
+    sigma = np.where(np.isfinite(sigma) & (sigma > 0), sigma, 1.0)
     return baseline, sigma
 
 
@@ -133,14 +142,14 @@ def normalise(
         rows = np.flatnonzero((lengths_in == length) & (rates == rate))
         index = samples.offsets[rows, None] + np.arange(int(length))
         raw = samples.values[index].astype(np.float64)
-        base, _ = estimate_baseline_noise(raw)
+        base, sigma = estimate_baseline_noise(raw)
         centred = raw - base[:, None]
         if polarity == "auto":
             sign = np.where(centred.max(axis=1) >= -centred.min(axis=1), 1, -1)
         else:
             sign = np.full(len(rows), 1 if polarity == "positive" else -1)
-        signal = resample_linear(centred * sign[:, None], float(rate), model_rate_ghz)
-        _, sigma = estimate_baseline_noise(signal)
-        out[rows, : signal.shape[1]] = signal / sigma[:, None].astype(np.float32)
+        scaled = centred * (sign / sigma)[:, None]
+        signal = resample_linear(scaled, float(rate), model_rate_ghz)
+        out[rows, : signal.shape[1]] = signal
         baseline[rows], noise_sigma[rows], signs[rows] = base, sigma, sign
     return Normalised(out, out_lengths, baseline, noise_sigma, signs, model_rate_ghz)

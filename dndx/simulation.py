@@ -73,7 +73,10 @@ class WaveformSet:
         """The waveforms of all ``parts``, in order."""
         shifts = np.cumsum([0] + [len(p) for p in parts[:-1]])
         electrons = pd.concat(
-            [p.electrons.assign(waveform=p.electrons["waveform"] + s) for p, s in zip(parts, shifts, strict=True)],
+            [
+                p.electrons.assign(waveform=p.electrons["waveform"] + s)
+                for p, s in zip(parts, shifts, strict=True)
+            ],
             ignore_index=True,
         )
         counts = np.concatenate([np.diff(p.electron_offsets) for p in parts])
@@ -310,4 +313,4 @@ def _render_pulses(
         * (wander_fraction[:, None] / np.sqrt(_WANDER_MODES))
         * (modes[..., 0] + 1j * modes[..., 1])
     )
-    return np.fft.irfft(spectrum, n=n_samples, axis=1)
+    return np.fft.irfft(spectrum, n=n_samples, axis=1).astype(np.float32, copy=False)

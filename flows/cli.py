@@ -33,7 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="dndx", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="reproduce the whole pipeline (DVC stages via Prefect)")
-    run.add_argument("--params", default="params.yaml", help="parameter file (default: %(default)s)")
+    run.add_argument(
+        "--params", default="params.yaml", help="parameter file (default: %(default)s)"
+    )
     run.add_argument("--stage", action="append", help="only this stage (repeatable)")
     run.set_defaults(handler=_run)
     args = parser.parse_args(argv)

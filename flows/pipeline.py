@@ -41,9 +41,7 @@ def reproduce_stage(stage: str, repo_dir: Path) -> bool:
 @flow(name="pipeline", log_prints=True)
 def pipeline(repo_dir: Path = Path("."), stages: list[str] | None = None) -> dict[str, bool]:
     """Reproduce ``stages`` (default: all of ``dvc.yaml``) in order; returns which ran."""
-    return {
-        stage: reproduce_stage(stage, repo_dir) for stage in stages or stage_names(repo_dir)
-    }
+    return {stage: reproduce_stage(stage, repo_dir) for stage in stages or stage_names(repo_dir)}
 
 
 def main(params_path: str = "params.yaml", stages: list[str] | None = None) -> dict[str, bool]:

@@ -30,7 +30,9 @@ def prepare(
 ) -> dict[str, dict[str, float]]:
     """Prepare every simulated split; write and return the class balance per split."""
     logger = get_run_logger()
-    jobs = [(split, i, path) for split in SPLITS for i, path in enumerate(part_paths(in_dir / split))]
+    jobs = [
+        (split, i, path) for split in SPLITS for i, path in enumerate(part_paths(in_dir / split))
+    ]
     balance: dict[str, dict[str, float]] = {s: {} for s in SPLITS}
     with atomic_directory(out_dir) as tmp:
         futures = [prepare_chunk.submit(params.prepare, s, i, p, tmp) for s, i, p in jobs]

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import logging
 import os
+from typing import Any, cast
 
+from prefect.task_runners import TaskRunner
 from prefect_dask import DaskTaskRunner
 
 from dndx.config import DaskConfig
@@ -47,15 +49,15 @@ def ensure_prefect_api() -> str:
     return server.api_url
 
 
-def dask_task_runner(cfg: DaskConfig) -> DaskTaskRunner:
+def dask_task_runner(cfg: DaskConfig) -> TaskRunner[Any]:
     """A Prefect task runner on the Dask cluster that ``cfg`` describes."""
     ensure_prefect_api()
     if cfg.mode == "address":
-        return DaskTaskRunner(address=cfg.address)
+        return cast(TaskRunner[Any], DaskTaskRunner(address=cfg.address))
     for name, value in _WORKER_THREAD_ENV.items():
         os.environ.setdefault(name, value)
     logging.getLogger("distributed").setLevel(logging.WARNING)
-    return DaskTaskRunner(
+    runner = DaskTaskRunner(
         cluster_class="distributed.LocalCluster",
         cluster_kwargs={
             "n_workers": cfg.n_workers,
@@ -65,3 +67,4 @@ def dask_task_runner(cfg: DaskConfig) -> DaskTaskRunner:
             "dashboard_address": None,
         },
     )
+    return cast(TaskRunner[Any], runner)

@@ -37,7 +37,11 @@ def simulate(params: Params, out_dir: Path = OUT_DIR) -> dict[str, int]:
             counts[split] += result["n_waveforms"]
             logger.info(
                 "simulate: %d/%d chunks (%s chunk %d, %d waveforms)",
-                done, len(jobs), split, index, result["n_waveforms"],
+                done,
+                len(jobs),
+                split,
+                index,
+                result["n_waveforms"],
             )
     elapsed = time.perf_counter() - started
     total = sum(counts.values())

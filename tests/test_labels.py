@@ -1,0 +1,104 @@
+"""Candidates, preprocessing and truth labels on small simulated sets."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dndx.config import PrepareConfig, SimulationConfig
+from dndx.labels import match_peaks
+from dndx.physics import pulse_peak_delay_ns
+from dndx.preparation import prepare_waveforms
+from dndx.preprocessing import estimate_baseline_noise, normalise, resample_linear
+from dndx.ragged import Ragged
+from dndx.simulation import simulate_range
+
+SIM = SimulationConfig(n_train=60, block_size=30, chunk_size=60)
+PREP = PrepareConfig()
+
+
+@pytest.fixture(scope="module")
+def prepared():
+    data = simulate_range(SIM, "train", 0, 60)
+    return data, prepare_waveforms(data, PREP)
+
+
+def test_signal_labels_lie_near_true_electrons(prepared) -> None:
+    data, chunk = prepared
+    rate = PREP.model_sampling_rate_ghz
+    electrons = data.electrons
+    delay = pulse_peak_delay_ns(data.info["rise_time_ns"], data.info["fall_time_ns"])
+    signal = chunk.candidates[chunk.candidates["label"] == 1]
+    assert len(signal) > 0
+    for wf, sample in zip(signal["waveform_id"], signal["sample"], strict=True):
+        mine = electrons[electrons["waveform"] == wf]
+        electron_samples = (mine["time_ns"].to_numpy() + delay[wf]) * rate
+        assert np.min(np.abs(electron_samples - sample)) <= PREP.match_tolerance_samples
+
+
+def test_no_expected_peak_is_matched_twice(prepared) -> None:
+    _, chunk = prepared
+    per_waveform = chunk.candidates.groupby("waveform_id")["label"].sum()
+    expected = chunk.waveforms.set_index("waveform_id")["n_expected_peaks"]
+    assert np.all(per_waveform <= expected.loc[per_waveform.index])
+    assert chunk.windows.shape == (len(chunk.candidates), PREP.window_length)
+
+
+def _greedy_reference(det: list[float], exp: list[float], tol: float) -> list[int]:
+    pairs = sorted(
+        (abs(d - e), i, j)
+        for i, d in enumerate(det)
+        for j, e in enumerate(exp)
+        if abs(d - e) <= tol
+    )
+    match, used = [-1] * len(det), set()
+    for _, i, j in pairs:
+        if match[i] < 0 and j not in used:
+            match[i] = j
+            used.add(j)
+    return match
+
+
+def test_matching_equals_brute_force_greedy() -> None:
+    rng = np.random.default_rng(3)
+    for _ in range(50):
+        det = np.sort(rng.integers(0, 60, rng.integers(0, 12))).astype(float)
+        exp = np.sort(rng.uniform(0, 60, rng.integers(0, 12)))
+        m = match_peaks(
+            Ragged.from_lengths(det, [len(det)]), Ragged.from_lengths(exp, [len(exp)]), 2
+        )
+        assert m.detection_match.tolist() == _greedy_reference(det.tolist(), exp.tolist(), 2)
+        matched = m.expected_match[m.expected_match >= 0]
+        assert len(set(matched.tolist())) == len(matched)
+
+
+def test_preprocessing_recovers_baseline_noise_and_polarity(prepared) -> None:
+    data, _ = prepared
+    norm = normalise(data.adc, data.info["sampling_rate_ghz"].to_numpy(), 1.5)
+    assert np.array_equal(norm.polarity, data.info["polarity"].to_numpy())
+    # The baseline wanders by up to 5 % of a single electron: judge on that scale.
+    error = np.abs(norm.baseline - data.info["baseline_adc"])
+    assert np.all(error < 0.15 * data.info["single_electron_amplitude_adc"])
+    native = data.info["sampling_rate_ghz"].to_numpy() == 1.5
+    truth = np.sqrt(data.info["noise_sigma_adc"] ** 2 + 1 / 12)[native]
+    np.testing.assert_allclose(norm.noise_sigma[native], truth, rtol=0.15)
+    assert norm.samples.shape == (60, 3000) and np.all(norm.lengths == 3000)
+
+
+def test_resampling_keeps_the_time_span() -> None:
+    x = np.sin(np.linspace(0, 3, 2400))[None, :]
+    up = resample_linear(x, 1.2, 2.0)
+    assert up.shape == (1, 4000)
+    np.testing.assert_allclose(up[0, ::5], x[0, ::3], atol=1e-6)
+
+
+def test_baseline_noise_ignores_pulses() -> None:
+    rng = np.random.default_rng(1)
+    w = 500 + 5 * rng.standard_normal((20, 3000))
+    t = np.arange(3000)
+    for start in rng.integers(300, 900, 25):  # 25 pulses of 10 sigma with 4-sample decay
+        w += 50 * np.where(t >= start, np.exp(-(t - start) / 4.0), 0.0)[None, :]
+    baseline, sigma = estimate_baseline_noise(w)
+    np.testing.assert_allclose(baseline, 500, atol=0.6)
+    assert np.mean(sigma) == pytest.approx(5, rel=0.05)
+    np.testing.assert_allclose(sigma, 5, rtol=0.1)
