@@ -1,0 +1,742 @@
+"""Reading users' waveform files (ROOT, HDF5, Parquet, NPZ) chunk by chunk.
+
+A :class:`WaveformSource` names a file, its format and where in the file the
+waveforms are (a ROOT tree and branch, an HDF5 dataset, a Parquet column or an
+NPZ array). Locations left out are found when the file is opened: the only
+tree, the only branch / dataset / column / array that holds one array of
+numbers per waveform. :func:`resolve_source` fills them in, so a flow can
+report what it reads and hand a fixed location to its workers.
+
+Waveforms come out as :class:`WaveformChunk`: the entry index of the chunk's
+first waveform in the file and a :class:`~dndx.ragged.Ragged` of float64
+samples, one row per waveform. Rows may differ in length (ROOT jagged branches,
+Parquet lists). Nothing reads a whole file into memory:
+
+- ROOT (uproot): a TTree or RNTuple branch read per entry range.
+- HDF5 (h5py): slices of a 2-D dataset ``(n_waveforms, n_samples)``.
+- Parquet (pyarrow): ``iter_batches`` for iteration, row groups for ranges.
+- NPZ: ``np.load(mmap_mode=...)`` does not memory-map members of an ``.npz``,
+  so the member is read directly. A stored (``np.savez``) member is
+  memory-mapped at its offset in the archive. A compressed
+  (``np.savez_compressed``) member is decompressed as a stream: iteration reads
+  it once from start to end; :func:`read_chunk` decompresses and discards the
+  rows before ``start``, which costs time but no memory. A compressed member in
+  Fortran order has no contiguous rows and is read whole, then sliced.
+
+Every problem with a file (missing, unreadable, truncated, wrong location name,
+wrong type or rank) raises :class:`~dndx.errors.InputError` naming the file,
+the location, the entries where relevant, and the problem. Problems with single
+waveforms do not raise: :func:`validate_rows` says which rows are usable and
+why the others are not, so one bad waveform does not stop a good file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import struct
+import zipfile
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import IO, Any
+
+import awkward as ak
+import h5py
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import uproot
+from numpy.typing import NDArray
+
+from dndx.errors import DndxError, InputError
+from dndx.ragged import Ragged
+
+__all__ = [
+    "WAVEFORM_FORMATS",
+    "WaveformChunk",
+    "WaveformSource",
+    "count_waveforms",
+    "detect_format",
+    "iter_chunks",
+    "read_chunk",
+    "resolve_source",
+    "validate_rows",
+]
+
+#: The file formats :func:`iter_chunks` reads.
+WAVEFORM_FORMATS: tuple[str, ...] = ("root", "hdf5", "parquet", "npz")
+
+_SUFFIX_FORMATS: dict[str, str] = {
+    ".root": "root",
+    ".h5": "hdf5",
+    ".hdf5": "hdf5",
+    ".hdf": "hdf5",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".npz": "npz",
+}
+
+_LOCATION_KEYS: dict[str, tuple[str, ...]] = {
+    "root": ("tree", "branch"),
+    "hdf5": ("dataset",),
+    "parquet": ("column",),
+    "npz": ("array",),
+}
+
+_ROOT_TREE_CLASSES = ("TTree", "ROOT::RNTuple")
+_NUMERIC_PRIMITIVES = frozenset(
+    {"int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64"}
+    | {"float16", "float32", "float64"}
+)
+_NUMERIC_KINDS = "iuf"
+_NPZ_DEFAULT_KEY = "waveforms"
+_LISTED_NAMES = 20
+_SKIP_BYTES = 1 << 20
+
+
+def detect_format(path: str | Path) -> str:
+    """The format of a waveform file, from its suffix (case ignored).
+
+    Raises:
+        InputError: the suffix is none of ``.root``, ``.h5``, ``.hdf5``,
+            ``.hdf``, ``.parquet``, ``.pq``, ``.npz``.
+
+    >>> detect_format("run42/waveforms.H5")
+    'hdf5'
+    >>> detect_format("events.csv")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    dndx.errors.InputError: events.csv: unknown waveform file type '.csv'; expected one of ...
+    """
+    suffix = Path(path).suffix.lower()
+    try:
+        return _SUFFIX_FORMATS[suffix]
+    except KeyError:
+        expected = ", ".join(_SUFFIX_FORMATS)
+        raise InputError(
+            f"{path}: unknown waveform file type {suffix!r}; expected one of {expected}"
+        ) from None
+
+
+@dataclass(frozen=True)
+class WaveformSource:
+    """Where the waveforms are: a file, its format and a location inside it.
+
+    Location keys left as ``None`` are found when the file is opened (see
+    :func:`resolve_source`). Only the keys of the file's format may be set.
+
+    Attributes:
+        path: the file (a ``str`` is turned into a ``Path``).
+        format: one of :data:`WAVEFORM_FORMATS`.
+        tree: ROOT TTree or RNTuple name, with its directory (``"dir/sim"``).
+            Default: the only tree in the file.
+        branch: ROOT branch (RNTuple field) holding one array of numbers per
+            entry, fixed-size or variable-length. Default: the only such branch.
+        dataset: HDF5 dataset ``(n_waveforms, n_samples)``, with its groups.
+            Default: the only 2-D numeric dataset, searched in all groups.
+        column: Parquet column of lists of numbers. Default: the only one.
+        array: NPZ key of a 2-D numeric array ``(n_waveforms, n_samples)``.
+            Default: ``"waveforms"`` if present, else the only 2-D numeric array.
+
+    >>> WaveformSource("wf.h5", "hdf5", tree="sim")
+    Traceback (most recent call last):
+    ...
+    dndx.errors.InputError: wf.h5: 'tree' applies to root files only, this source is hdf5
+    """
+
+    path: Path
+    format: str
+    tree: str | None = None
+    branch: str | None = None
+    dataset: str | None = None
+    column: str | None = None
+    array: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", Path(self.path))
+        if self.format not in WAVEFORM_FORMATS:
+            raise InputError(
+                f"{self.path}: unknown format {self.format!r}; expected one of "
+                + ", ".join(WAVEFORM_FORMATS)
+            )
+        for fmt, keys in _LOCATION_KEYS.items():
+            for key in keys:
+                if fmt != self.format and getattr(self, key) is not None:
+                    raise InputError(
+                        f"{self.path}: {key!r} applies to {fmt} files only, "
+                        f"this source is {self.format}"
+                    )
+
+    @classmethod
+    def from_path(
+        cls,
+        path: str | Path,
+        *,
+        tree: str | None = None,
+        branch: str | None = None,
+        dataset: str | None = None,
+        column: str | None = None,
+        array: str | None = None,
+    ) -> WaveformSource:
+        """A source whose format is detected from the suffix of ``path``."""
+        return cls(Path(path), detect_format(path), tree, branch, dataset, column, array)
+
+
+@dataclass(frozen=True, eq=False)
+class WaveformChunk:
+    """Consecutive waveforms of one file.
+
+    Attributes:
+        first_event: entry index in the file of the first row of ``samples``.
+        samples: ``(n_rows, <row length>)`` float64 samples, one row per
+            waveform; row ``i`` is entry ``first_event + i`` of the file.
+    """
+
+    first_event: int
+    samples: Ragged
+
+
+@dataclass(frozen=True)
+class _OpenSource:
+    """An open file: its resolved location, entry count and readers."""
+
+    source: WaveformSource
+    n_events: int
+    read: Callable[[int, int], Ragged]
+    iterate: Callable[[int], Iterator[Ragged]]
+
+
+def resolve_source(source: WaveformSource) -> WaveformSource:
+    """``source`` with every location key of its format filled in from the file.
+
+    Raises:
+        InputError: the file is missing or unreadable, a named location does
+            not exist or holds no usable waveforms, or a default is ambiguous.
+    """
+    with _open(source) as opened:
+        return opened.source
+
+
+def count_waveforms(source: WaveformSource) -> int:
+    """The number of waveforms (entries) in the file, from its metadata.
+
+    Raises:
+        InputError: as :func:`resolve_source`.
+    """
+    with _open(source) as opened:
+        return opened.n_events
+
+
+def iter_chunks(source: WaveformSource, chunk_size: int) -> Iterator[WaveformChunk]:
+    """The waveforms of ``source`` in chunks of ``chunk_size`` (the last may be shorter).
+
+    Chunk ``k`` holds entries ``[k * chunk_size, min((k + 1) * chunk_size,
+    n_waveforms))``, the same as ``read_chunk(source, k * chunk_size, ...)``.
+    The file stays open while iterating; one chunk at a time is in memory
+    (except for a Fortran-ordered compressed NPZ member, see the module).
+
+    Raises:
+        ValueError: ``chunk_size`` < 1 (raised at the call).
+        InputError: as :func:`resolve_source`, or when a chunk cannot be read
+            (the message names its entries); raised while iterating.
+    """
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
+    return _iter_chunks(source, chunk_size)
+
+
+def _iter_chunks(source: WaveformSource, chunk_size: int) -> Iterator[WaveformChunk]:
+    with _open(source) as opened:
+        first_event = 0
+        for samples in opened.iterate(chunk_size):
+            yield WaveformChunk(first_event, samples)
+            first_event += len(samples)
+
+
+def read_chunk(source: WaveformSource, start: int, stop: int) -> WaveformChunk:
+    """Entries ``[start, stop)`` of ``source``; opens and closes the file itself.
+
+    Meant for workers that each read their own entry range of one file.
+
+    Raises:
+        InputError: as :func:`resolve_source`; the range is not within
+            ``[0, n_waveforms]``; or the entries cannot be read.
+    """
+    with _open(source) as opened:
+        if not 0 <= start <= stop <= opened.n_events:
+            raise InputError(
+                f"{source.path}: entries [{start}, {stop}) requested, "
+                f"the file holds {opened.n_events} entries"
+            )
+        return WaveformChunk(start, opened.read(start, stop))
+
+
+def validate_rows(samples: Ragged) -> tuple[NDArray[np.bool_], list[tuple[int, str]]]:
+    """Which waveforms can be used, and why the others cannot.
+
+    Args:
+        samples: ``(n_rows, <row length>)`` waveforms, e.g. ``chunk.samples``.
+
+    Returns:
+        ``ok``: ``(n_rows,)`` True for a usable row; and ``reasons``: one
+        ``(row, reason)`` per unusable row, in row order. Rows count from the
+        start of ``samples``: add ``chunk.first_event`` for the file entry.
+
+    >>> rows = Ragged.from_lengths(np.array([1.0, 2.0, np.nan, 4.0, np.inf]), [2, 0, 3])
+    >>> ok, reasons = validate_rows(rows)
+    >>> ok.tolist()
+    [True, False, False]
+    >>> reasons
+    [(1, 'length 0'), (2, 'NaN or inf samples: 2 of 3, first at sample 0')]
+    """
+    lengths = samples.lengths
+    n_rows = len(samples)
+    not_finite = ~np.isfinite(samples.values)
+    bad_index = np.flatnonzero(not_finite)
+    bad_rows = samples.row_index()[bad_index]
+    n_bad = np.bincount(bad_rows, minlength=n_rows)
+    ok = (lengths > 0) & (n_bad == 0)
+    reasons: list[tuple[int, str]] = []
+    for row in np.flatnonzero(~ok).tolist():
+        if lengths[row] == 0:
+            reasons.append((row, "length 0"))
+        else:
+            first = int(bad_index[np.searchsorted(bad_rows, row)] - samples.offsets[row])
+            reason = f"NaN or inf samples: {n_bad[row]} of {lengths[row]}, first at sample {first}"
+            reasons.append((row, reason))
+    return ok, reasons
+
+
+@contextlib.contextmanager
+def _open(source: WaveformSource) -> Iterator[_OpenSource]:
+    path = source.path
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
+    if not path.is_file():
+        raise InputError(f"{path}: not a regular file")
+    with contextlib.ExitStack() as stack:
+        yield _OPENERS[source.format](source, stack)
+
+
+@contextlib.contextmanager
+def _library_errors(path: Path, problem: str) -> Iterator[None]:
+    """Turn an exception of a reading library into an InputError naming ``path``."""
+    try:
+        yield
+    except (DndxError, MemoryError):
+        raise
+    # The libraries raise many types for a damaged file (OSError, ValueError,
+    # zlib.error, struct.error, their own); all mean "this file cannot be read".
+    except Exception as err:
+        detail = " ".join(str(err).split())
+        raise InputError(f"{path}: {problem} ({type(err).__name__}: {detail})") from err
+
+
+def _listing(items: Iterable[str]) -> str:
+    """``items`` comma-separated, at most ``_LISTED_NAMES`` of them, or ``none``."""
+    items = list(items)
+    if not items:
+        return "none"
+    listed = ", ".join(items[:_LISTED_NAMES])
+    if len(items) > _LISTED_NAMES:
+        listed += f" and {len(items) - _LISTED_NAMES} more"
+    return listed
+
+
+def _names(names: Iterable[str]) -> str:
+    """``names`` quoted and comma-separated, at most ``_LISTED_NAMES`` of them."""
+    return _listing(repr(name) for name in names)
+
+
+def _unreadable(what: str) -> str:
+    return f"{what} cannot be read; the file may be truncated or damaged"
+
+
+def _entries(start: int, stop: int) -> str:
+    return f"entry {start}" if stop == start + 1 else f"entries {start} to {stop - 1}"
+
+
+def _iterate_ranges(
+    read: Callable[[int, int], Ragged], n_events: int, chunk_size: int
+) -> Iterator[Ragged]:
+    for start in range(0, n_events, chunk_size):
+        yield read(start, min(start + chunk_size, n_events))
+
+
+def _ragged_from_block(block: NDArray) -> Ragged:
+    """``(n_rows, n_samples)`` array as a float64 Ragged of equal rows."""
+    n_rows, n_samples = block.shape
+    values = np.asarray(block, dtype=np.float64).reshape(-1)
+    return Ragged.from_lengths(values, np.full(n_rows, n_samples, dtype=np.int64))
+
+
+def _open_root(source: WaveformSource, stack: contextlib.ExitStack) -> _OpenSource:
+    path = source.path
+    with _library_errors(path, "is not a readable ROOT file: wrong format, truncated or damaged"):
+        file = stack.enter_context(uproot.open(path, array_cache=None))
+        classes = file.classnames(recursive=True, cycle=False)
+    trees = [name for name, cls in classes.items() if cls in _ROOT_TREE_CLASSES]
+    tree_name = source.tree
+    if tree_name is None:
+        if not trees:
+            objects = _listing(f"{name!r} ({cls})" for name, cls in classes.items())
+            raise InputError(f"{path}: holds no TTree or RNTuple; objects in the file: {objects}")
+        if len(trees) > 1:
+            raise InputError(
+                f"{path}: holds several trees ({_names(trees)}); choose one with 'tree'"
+            )
+        tree_name = trees[0]
+    elif tree_name not in classes:
+        raise InputError(f"{path}: no tree {tree_name!r}; trees in the file: {_names(trees)}")
+    elif classes[tree_name] not in _ROOT_TREE_CLASSES:
+        raise InputError(
+            f"{path}: {tree_name!r} is a {classes[tree_name]}, not a TTree or RNTuple; "
+            f"trees in the file: {_names(trees)}"
+        )
+    where = f"tree {tree_name!r}"
+    with _library_errors(path, _unreadable(where)):
+        tree = file[tree_name]
+        n_events = int(tree.num_entries)
+        branches = list(tree.keys())
+        types = {name: str(tree[name].typename) for name in branches}
+        usable = [name for name in branches if _is_waveform_form(_root_form(tree, name))]
+    described = _listing(f"{name!r} ({types[name]})" for name in branches)
+    branch = source.branch
+    if branch is None:
+        if len(usable) != 1:
+            several = "several branches" if usable else "no branch"
+            raise InputError(
+                f"{path}: {where} has {several} holding an array of numbers per entry "
+                f"({_names(usable)}); choose one with 'branch'. Branches: {described}"
+            )
+        branch = usable[0]
+    elif branch not in types:
+        raise InputError(f"{path}: {where} has no branch {branch!r}; branches: {described}")
+    elif branch not in usable:
+        raise InputError(
+            f"{path}: branch {branch!r} of {where} has type {types[branch]}, "
+            "expected an array of numbers per entry (fixed-size or variable-length)"
+        )
+    where = f"branch {branch!r} of {where}"
+
+    def read(start: int, stop: int) -> Ragged:
+        with _library_errors(path, _unreadable(f"{_entries(start, stop)} of {where}")):
+            array = tree[branch].array(entry_start=start, entry_stop=stop, library="ak")
+            lengths = np.asarray(ak.num(array, axis=1), dtype=np.int64)
+            values = np.asarray(ak.flatten(array, axis=1), dtype=np.float64)
+        return Ragged.from_lengths(values, lengths)
+
+    return _OpenSource(
+        replace(source, tree=tree_name, branch=branch),
+        n_events,
+        read,
+        functools.partial(_iterate_ranges, read, n_events),
+    )
+
+
+def _root_form(tree: Any, name: str) -> Any:
+    """The awkward form of one entry of a TTree branch or RNTuple field, or None."""
+    field = tree[name]
+    try:
+        if hasattr(field, "interpretation"):
+            return field.interpretation.awkward_form(tree.file)
+        return field.to_akform()[0].contents[0]
+    # uproot raises for types it cannot describe; those cannot hold numbers.
+    except Exception:
+        return None
+
+
+def _is_waveform_form(form: Any) -> bool:
+    """True for a form of a 1-D array of numbers, fixed-size or variable-length."""
+    if isinstance(form, ak.forms.NumpyForm):
+        return len(form.inner_shape) == 1 and form.primitive in _NUMERIC_PRIMITIVES
+    if isinstance(form, ak.forms.ListOffsetForm | ak.forms.ListForm | ak.forms.RegularForm):
+        content = form.content
+        return (
+            "__array__" not in form.parameters
+            and isinstance(content, ak.forms.NumpyForm)
+            and "__array__" not in content.parameters
+            and content.inner_shape == ()
+            and content.primitive in _NUMERIC_PRIMITIVES
+        )
+    return False
+
+
+def _open_hdf5(source: WaveformSource, stack: contextlib.ExitStack) -> _OpenSource:
+    path = source.path
+    with _library_errors(path, "is not a readable HDF5 file: wrong format, truncated or damaged"):
+        file = stack.enter_context(h5py.File(path, "r"))
+        datasets: dict[str, h5py.Dataset] = {}
+
+        def collect(name: str, item: h5py.HLObject) -> None:
+            if isinstance(item, h5py.Dataset):
+                datasets[name] = item
+
+        file.visititems(collect)
+    described = _listing(f"{name!r} {ds.shape} {ds.dtype}" for name, ds in datasets.items())
+    name = source.dataset
+    if name is None:
+        usable = [
+            key for key, ds in datasets.items() if ds.ndim == 2 and ds.dtype.kind in _NUMERIC_KINDS
+        ]
+        if len(usable) != 1:
+            several = "several" if usable else "no"
+            raise InputError(
+                f"{path}: holds {several} 2-D numeric datasets (n_waveforms, n_samples) "
+                f"({_names(usable)}); choose one with 'dataset'. Datasets: {described}"
+            )
+        name = usable[0]
+    name = name.strip("/")
+    if name not in datasets:
+        raise InputError(f"{path}: no dataset {name!r}; datasets in the file: {described}")
+    dataset = datasets[name]
+    if dataset.dtype.kind not in _NUMERIC_KINDS:
+        raise InputError(
+            f"{path}: dataset {name!r} holds {dataset.dtype}, expected integers or floats"
+        )
+    if dataset.ndim != 2:
+        raise InputError(
+            f"{path}: dataset {name!r} has shape {dataset.shape} ({dataset.ndim}-D), "
+            "expected 2-D (n_waveforms, n_samples)"
+        )
+    n_events = int(dataset.shape[0])
+
+    def read(start: int, stop: int) -> Ragged:
+        with _library_errors(path, _unreadable(f"{_entries(start, stop)} of dataset {name!r}")):
+            block = dataset[start:stop]
+        return _ragged_from_block(block)
+
+    return _OpenSource(
+        replace(source, dataset=name),
+        n_events,
+        read,
+        functools.partial(_iterate_ranges, read, n_events),
+    )
+
+
+def _open_parquet(source: WaveformSource, stack: contextlib.ExitStack) -> _OpenSource:
+    path = source.path
+    with _library_errors(
+        path, "is not a readable Parquet file: wrong format, truncated or damaged"
+    ):
+        file = stack.enter_context(pq.ParquetFile(path))
+        schema = file.schema_arrow
+        n_events = int(file.metadata.num_rows)
+        group_rows = [file.metadata.row_group(i).num_rows for i in range(file.num_row_groups)]
+    types = {field.name: field.type for field in schema}
+    described = _listing(f"{name!r} ({kind})" for name, kind in types.items())
+    column = source.column
+    if column is None:
+        usable = [name for name, kind in types.items() if _is_numeric_list(kind)]
+        if len(usable) != 1:
+            several = "several" if usable else "no"
+            raise InputError(
+                f"{path}: holds {several} columns of lists of numbers ({_names(usable)}); "
+                f"choose one with 'column'. Columns: {described}"
+            )
+        column = usable[0]
+    elif column not in types:
+        raise InputError(f"{path}: no column {column!r}; columns: {described}")
+    elif not _is_numeric_list(types[column]):
+        raise InputError(
+            f"{path}: column {column!r} has type {types[column]}, "
+            "expected a list of integers or floats per row"
+        )
+    group_starts = np.concatenate([[0], np.cumsum(group_rows, dtype=np.int64)])
+
+    def read(start: int, stop: int) -> Ragged:
+        first = int(np.searchsorted(group_starts, start, side="right")) - 1
+        last = int(np.searchsorted(group_starts, stop, side="left"))
+        with _library_errors(path, _unreadable(f"{_entries(start, stop)} of column {column!r}")):
+            if start == stop:
+                return Ragged(np.zeros(0), np.zeros(1, dtype=np.int64))
+            table = file.read_row_groups(list(range(first, last)), columns=[column])
+            rows = table.column(0).slice(start - int(group_starts[first]), stop - start)
+            return _ragged_from_arrow(rows.combine_chunks())
+
+    def iterate(chunk_size: int) -> Iterator[Ragged]:
+        batches = file.iter_batches(batch_size=chunk_size, columns=[column])
+        pending = pa.array([], type=types[column])
+        position = 0
+        while True:
+            with _library_errors(
+                path, _unreadable(f"entries from {position + len(pending)} of column {column!r}")
+            ):
+                batch = next(batches, None)
+            if batch is not None:
+                pending = pa.concat_arrays([pending, batch.column(0)])
+            while len(pending) >= chunk_size or (batch is None and len(pending) > 0):
+                rows = pending.slice(0, chunk_size)
+                pending = pending.slice(len(rows))
+                position += len(rows)
+                yield _ragged_from_arrow(rows)
+            if batch is None:
+                return
+
+    return _OpenSource(replace(source, column=column), n_events, read, iterate)
+
+
+def _is_numeric_list(kind: pa.DataType) -> bool:
+    is_list = pa.types.is_list(kind) or pa.types.is_large_list(kind)
+    if not (is_list or pa.types.is_fixed_size_list(kind)):
+        return False
+    value_type = kind.value_type
+    return bool(pa.types.is_integer(value_type) or pa.types.is_floating(value_type))
+
+
+def _ragged_from_arrow(rows: pa.Array) -> Ragged:
+    """A list array as a float64 Ragged; a null row is empty, a null sample NaN."""
+    lengths = pc.list_value_length(rows).fill_null(0).to_numpy(zero_copy_only=False)
+    flat = pc.list_flatten(rows).to_numpy(zero_copy_only=False)
+    return Ragged.from_lengths(np.asarray(flat, dtype=np.float64), lengths.astype(np.int64))
+
+
+def _open_npz(source: WaveformSource, stack: contextlib.ExitStack) -> _OpenSource:
+    path = source.path
+    with _library_errors(path, "is not a readable NPZ file: wrong format, truncated or damaged"):
+        archive = stack.enter_context(zipfile.ZipFile(path))
+        members = {
+            info.filename.removesuffix(".npy"): info
+            for info in archive.infolist()
+            if info.filename.endswith(".npy")
+        }
+        headers = {key: _npy_header(archive, info) for key, info in members.items()}
+    described = _listing(
+        f"{name!r} {shape} {dtype}" for name, (shape, _, dtype, _) in headers.items()
+    )
+    key = source.array
+    if key is None:
+        usable = [
+            name
+            for name, (shape, _, dtype, _) in headers.items()
+            if len(shape) == 2 and dtype.kind in _NUMERIC_KINDS
+        ]
+        if _NPZ_DEFAULT_KEY in headers:
+            key = _NPZ_DEFAULT_KEY
+        elif len(usable) == 1:
+            key = usable[0]
+        else:
+            several = "several" if usable else "no"
+            raise InputError(
+                f"{path}: holds {several} 2-D numeric arrays ({_names(usable)}) and no "
+                f"{_NPZ_DEFAULT_KEY!r}; choose one with 'array'. Arrays: {described}"
+            )
+    elif key not in headers:
+        raise InputError(f"{path}: no array {key!r}; arrays in the file: {described}")
+    shape, fortran_order, dtype, header_size = headers[key]
+    if dtype.kind not in _NUMERIC_KINDS:
+        raise InputError(f"{path}: array {key!r} holds {dtype}, expected integers or floats")
+    if len(shape) != 2:
+        raise InputError(
+            f"{path}: array {key!r} has shape {shape} ({len(shape)}-D), "
+            "expected 2-D (n_waveforms, n_samples)"
+        )
+    info = members[key]
+    n_events, n_samples = shape
+    row_bytes = n_samples * dtype.itemsize
+    where = f"array {key!r}"
+
+    def read_rows(member: IO[bytes], start: int, stop: int) -> Ragged:
+        data = member.read((stop - start) * row_bytes)
+        if len(data) != (stop - start) * row_bytes:
+            raise InputError(f"{path}: {_entries(start, stop)} of {where} are cut off")
+        return _ragged_from_block(np.frombuffer(data, dtype=dtype).reshape(stop - start, n_samples))
+
+    def read_stream(start: int, stop: int) -> Ragged:
+        with (
+            _library_errors(path, _unreadable(f"{_entries(start, stop)} of {where}")),
+            archive.open(info) as member,
+        ):
+            _skip(member, header_size + start * row_bytes)
+            return read_rows(member, start, stop)
+
+    def iterate_stream(chunk_size: int) -> Iterator[Ragged]:
+        with _library_errors(path, _unreadable(where)):
+            member = stack.enter_context(archive.open(info))
+            _skip(member, header_size)
+        for start in range(0, n_events, chunk_size):
+            stop = min(start + chunk_size, n_events)
+            with _library_errors(path, _unreadable(f"{_entries(start, stop)} of {where}")):
+                rows = read_rows(member, start, stop)
+            yield rows
+
+    if info.compress_type == zipfile.ZIP_STORED:
+        with _library_errors(path, f"{where} cannot be memory-mapped"):
+            array = _memmap_member(path, info, header_size, shape, fortran_order, dtype)
+    elif fortran_order:
+        with _library_errors(path, _unreadable(where)), archive.open(info) as member:
+            array = np.lib.format.read_array(member)
+    else:
+        return _OpenSource(replace(source, array=key), n_events, read_stream, iterate_stream)
+
+    def read_array(start: int, stop: int) -> Ragged:
+        with _library_errors(path, _unreadable(f"{_entries(start, stop)} of {where}")):
+            return _ragged_from_block(array[start:stop])
+
+    return _OpenSource(
+        replace(source, array=key),
+        n_events,
+        read_array,
+        functools.partial(_iterate_ranges, read_array, n_events),
+    )
+
+
+def _npy_header(
+    archive: zipfile.ZipFile, info: zipfile.ZipInfo
+) -> tuple[tuple[int, ...], bool, np.dtype, int]:
+    """``(shape, fortran_order, dtype, header_size)`` of a ``.npy`` member."""
+    with archive.open(info) as member:
+        version = np.lib.format.read_magic(member)
+        # Headers of versions 2.0 and 3.0 have the same layout; 3.0 only allows
+        # non-ASCII field names of structured dtypes, which hold no waveforms.
+        if version == (1, 0):
+            shape, fortran_order, dtype = np.lib.format.read_array_header_1_0(member)
+        else:
+            shape, fortran_order, dtype = np.lib.format.read_array_header_2_0(member)
+        return shape, fortran_order, dtype, member.tell()
+
+
+def _skip(member: IO[bytes], n_bytes: int) -> None:
+    """Read past ``n_bytes`` of a compressed member in small pieces.
+
+    ``ZipExtFile.seek`` decompresses up to 16 MiB at a time and holds about
+    three times that; reading 1 MiB pieces keeps the memory small.
+    """
+    while n_bytes > 0:
+        piece = member.read(min(n_bytes, _SKIP_BYTES))
+        if not piece:
+            return
+        n_bytes -= len(piece)
+
+
+def _memmap_member(
+    path: Path,
+    info: zipfile.ZipInfo,
+    header_size: int,
+    shape: tuple[int, ...],
+    fortran_order: bool,
+    dtype: np.dtype,
+) -> NDArray:
+    """A stored (uncompressed) ``.npy`` member memory-mapped in place in the archive."""
+    if 0 in shape:
+        return np.zeros(shape, dtype=dtype)
+    with path.open("rb") as handle:
+        handle.seek(info.header_offset)
+        local_header = handle.read(30)
+    if len(local_header) != 30 or local_header[:4] != b"PK\x03\x04":
+        raise InputError(f"{path}: the zip entry of {info.filename!r} is damaged")
+    name_size, extra_size = struct.unpack("<HH", local_header[26:30])
+    offset = info.header_offset + 30 + name_size + extra_size + header_size
+    return np.memmap(
+        path, dtype=dtype, mode="r", offset=offset, shape=shape, order="F" if fortran_order else "C"
+    )
+
+
+_OPENERS: dict[str, Callable[[WaveformSource, contextlib.ExitStack], _OpenSource]] = {
+    "root": _open_root,
+    "hdf5": _open_hdf5,
+    "parquet": _open_parquet,
+    "npz": _open_npz,
+}
