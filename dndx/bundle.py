@@ -1,0 +1,83 @@
+"""A model bundle: the two ONNX models and everything inference needs to use them.
+
+On disk a bundle is a directory::
+
+    bundle.json            this dataclass, as JSON
+    peak_finder.onnx       input "window" (batch, window_length, 1) -> "peak_probability" (batch, 1)
+    cluster_counter.onnx   input "peaks" (batch, n_bins, 4) -> "n_clusters" (batch, 1)
+
+The same directory is what the registry stores, so a model fetched from
+MLflow and one exported locally are used the same way.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dndx.errors import InputError
+from dndx.storage import atomic_file
+
+__all__ = ["BUNDLE_FILE", "COUNTER_FILE", "PEAK_FINDER_FILE", "ModelBundle"]
+
+BUNDLE_FILE = "bundle.json"
+PEAK_FINDER_FILE = "peak_finder.onnx"
+COUNTER_FILE = "cluster_counter.onnx"
+
+
+@dataclass(frozen=True)
+class ModelBundle:
+    """What inference needs besides the ONNX graphs.
+
+    Attributes:
+        model_sampling_rate_ghz: inputs are resampled to this rate.
+        candidate_threshold_sigma: candidate threshold in noise units.
+        window_before, window_after: the candidate window around a sample.
+        score_threshold: peak-finder probability at the working point.
+        n_bins, samples_per_bin: the cluster counter's input encoding.
+        provenance: free-form lineage (scan run, data hash, git commit...).
+    """
+
+    model_sampling_rate_ghz: float
+    candidate_threshold_sigma: float
+    window_before: int
+    window_after: int
+    score_threshold: float
+    n_bins: int
+    samples_per_bin: float
+    provenance: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def window_length(self) -> int:
+        """Samples per candidate window."""
+        return self.window_before + 1 + self.window_after
+
+    def save(self, directory: str | Path) -> Path:
+        """Write ``bundle.json`` into ``directory``, atomically."""
+        path = Path(directory) / BUNDLE_FILE
+        with atomic_file(path) as tmp:
+            tmp.write_text(json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True) + "\n")
+        return path
+
+    @classmethod
+    def load(cls, directory: str | Path) -> ModelBundle:
+        """Read a bundle directory, checking that both ONNX files are there."""
+        directory = Path(directory)
+        path = directory / BUNDLE_FILE
+        try:
+            raw: dict[str, Any] = json.loads(path.read_text())
+        except OSError as error:
+            raise InputError(f"{path}: cannot read the model bundle ({error.strerror})") from None
+        except json.JSONDecodeError as error:
+            raise InputError(f"{path}: not valid JSON ({error})") from None
+        names = {f.name for f in dataclasses.fields(cls)}
+        missing = sorted(names - set(raw) - {"provenance"})
+        if missing:
+            raise InputError(f"{path}: missing field(s) {missing}")
+        for onnx_file in (PEAK_FINDER_FILE, COUNTER_FILE):
+            if not (directory / onnx_file).is_file():
+                raise InputError(f"{directory}: the bundle has no {onnx_file}")
+        return cls(**{k: v for k, v in raw.items() if k in names})
