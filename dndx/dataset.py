@@ -61,7 +61,9 @@ def part_paths(directory: str | Path) -> list[Path]:
 
 
 def _list_array(values: np.ndarray, offsets: np.ndarray, value_type: pa.DataType) -> pa.Array:
-    return pa.LargeListArray.from_arrays(pa.array(offsets, pa.int64()), pa.array(values, value_type))
+    return pa.LargeListArray.from_arrays(
+        pa.array(offsets, pa.int64()), pa.array(values, value_type)
+    )
 
 
 def write_waveform_set(data: WaveformSet, path: str | Path) -> None:

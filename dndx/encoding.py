@@ -65,15 +65,17 @@ def encode_peaks(
     bins = (candidate_samples.values / samples_per_bin).astype(np.int64)
     inside = bins < n_bins
     flat = rows * n_bins + bins
-    out = np.zeros((n_waveforms * n_bins, N_CHANNELS), dtype=np.float64)
     size = n_waveforms * n_bins
     keep = detected & inside
-    out[:, 0] = np.bincount(flat[keep], minlength=size)
-    out[:, 1] = np.bincount(flat[keep], weights=height[keep] / unit[rows[keep]], minlength=size)
-    out[:, 2] = np.bincount(
+    flat_out = np.zeros((size, N_CHANNELS), dtype=np.float64)
+    flat_out[:, 0] = np.bincount(flat[keep], minlength=size)
+    flat_out[:, 1] = np.bincount(
+        flat[keep], weights=height[keep] / unit[rows[keep]], minlength=size
+    )
+    flat_out[:, 2] = np.bincount(
         flat[inside], weights=np.asarray(candidate_probability, float)[inside], minlength=size
     )
-    out = out.reshape(n_waveforms, n_bins, N_CHANNELS)
+    out = flat_out.reshape(n_waveforms, n_bins, N_CHANNELS)
     out[:, :, 3] = _bin_means(samples, lengths, n_bins, samples_per_bin) / unit[:, None]
     return out.astype(np.float32)
 

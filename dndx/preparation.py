@@ -66,7 +66,11 @@ def prepare_waveforms(data: WaveformSet, cfg: PrepareConfig) -> PreparedChunk:
     rate = cfg.model_sampling_rate_ghz
     norm = normalise(data.adc, info["sampling_rate_ghz"].to_numpy(), rate)
     candidates = find_candidates(
-        norm.samples, norm.lengths, cfg.candidate_threshold_sigma, cfg.window_before, cfg.window_after
+        norm.samples,
+        norm.lengths,
+        cfg.candidate_threshold_sigma,
+        cfg.window_before,
+        cfg.window_after,
     )
     windows = extract_windows(norm.samples, candidates, cfg.window_before, cfg.window_after)
 
@@ -87,7 +91,9 @@ def prepare_waveforms(data: WaveformSet, cfg: PrepareConfig) -> PreparedChunk:
     waveform_ids = info["waveform_id"].to_numpy()
     candidate_rows = candidates.row_index()
     label = (matching.detection_match >= 0).astype(np.int8)
-    drift_ns = expected.arrival_ns - info["trigger_offset_ns"].to_numpy()[expected.time_ns.row_index()]
+    drift_ns = (
+        expected.arrival_ns - info["trigger_offset_ns"].to_numpy()[expected.time_ns.row_index()]
+    )
     matched_drift = np.where(label == 1, drift_ns[np.maximum(matching.detection_match, 0)], np.nan)
     height = smooth(norm.samples)[candidate_rows, candidates.values]
     candidate_table = pd.DataFrame(
@@ -111,7 +117,9 @@ def prepare_waveforms(data: WaveformSet, cfg: PrepareConfig) -> PreparedChunk:
     waveforms["n_primary_peaks"] = np.bincount(
         expected.time_ns.row_index(), weights=expected.n_primary > 0, minlength=n_waveforms
     ).astype(np.int64)
-    waveforms["expected_time_ns"] = _split(expected.time_ns.values.astype(np.float32), expected.time_ns)
+    waveforms["expected_time_ns"] = _split(
+        expected.time_ns.values.astype(np.float32), expected.time_ns
+    )
     waveforms["expected_drift_time_ns"] = _split(drift_ns.astype(np.float32), expected.time_ns)
     waveforms["expected_n_primary"] = _split(expected.n_primary.astype(np.int16), expected.time_ns)
     return PreparedChunk(candidate_table, windows.astype(np.float32), waveforms)
