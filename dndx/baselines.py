@@ -52,7 +52,7 @@ __all__ = [
 ]
 
 #: Default scan of the amplitude threshold T1, in noise sigma.
-T1_GRID_SIGMA: tuple[float, ...] = (2.0, 3.0, 4.0)
+T1_GRID_SIGMA: tuple[float, ...] = (1.5, 2.0, 3.0, 4.0)
 #: Default scan of the D2-sum threshold T2, in noise sigma per sample squared.
 T2_GRID: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 3.0, 4.0, 6.0)
 #: Default scan of the constant part of the clusterization window, ns.

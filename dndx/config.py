@@ -13,6 +13,7 @@ into :class:`Range`.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import typing
 from collections.abc import Mapping
@@ -22,18 +23,25 @@ from typing import Any, TypeVar
 
 import yaml
 
+from dndx.baselines import GROWTH_GRID, T1_GRID_SIGMA, T2_GRID, WINDOW_GRID_NS
 from dndx.errors import ConfigError
 
 __all__ = [
+    "METRIC_GOALS",
     "PARTICLE_MASSES_GEV",
     "SAMPLING_RATES_GHZ",
     "ClusterCounterModelConfig",
+    "CounterInputConfig",
     "DaskConfig",
+    "EvaluateConfig",
+    "MlflowConfig",
     "Params",
     "PeakFinderModelConfig",
     "PrepareConfig",
     "Range",
+    "ScanConfig",
     "SimulationConfig",
+    "TrainingConfig",
     "load_params",
     "parse_params",
 ]
@@ -206,6 +214,122 @@ class ClusterCounterModelConfig:
     learning_rate: float = field(default=1e-3, metadata=_spec(bounds=(1e-6, 1.0)))
 
 
+#: Selection metrics of the scans and whether larger is better.
+METRIC_GOALS: dict[str, str] = {
+    "val_efficiency_x_purity": "max",
+    "val_f1": "max",
+    "val_auc": "max",
+    "val_precision": "max",
+    "val_recall": "max",
+    "val_loss": "min",
+    "val_rms_over_sqrt_n": "min",
+    "val_abs_relative_bias": "min",
+    "val_abs_slope_error": "min",
+    "val_mae": "min",
+}
+
+
+@dataclass(frozen=True)
+class ScanConfig:
+    """A hyperparameter search: which trials to run.
+
+    ``space`` maps fields of the model's config to the values to try. ``grid``
+    runs every combination; ``random`` draws ``n_trials`` of them; ``optuna``
+    lets Optuna's TPE sampler choose ``n_trials`` one batch after another.
+    """
+
+    strategy: str = field(default="grid", metadata=_spec(choices=("grid", "random", "optuna")))
+    n_trials: int = field(default=4, metadata=_spec(bounds=(1, 10000)))
+    seed: int = field(default=7, metadata=_spec(bounds=(0, 2**63 - 1)))
+    space: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """How each trial trains, and how the best trial is chosen.
+
+    ``selection`` lists metrics in order of priority: later ones break ties.
+    """
+
+    seed: int = field(default=1, metadata=_spec(bounds=(0, 2**31 - 1)))
+    epochs: int = field(default=15, metadata=_spec(bounds=(1, 10000)))
+    batch_size: int = field(default=256, metadata=_spec(bounds=(1, 2**20)))
+    patience: int = field(default=3, metadata=_spec(bounds=(1, 10000)))
+    early_stopping_metric: str = field(
+        default="val_loss", metadata=_spec(choices=tuple(METRIC_GOALS))
+    )
+    max_train_examples: int = field(default=200000, metadata=_spec(bounds=(1, 10**9)))
+    max_validation_examples: int = field(default=100000, metadata=_spec(bounds=(1, 10**9)))
+    selection: tuple[str, ...] = field(
+        default=("val_efficiency_x_purity", "val_f1", "val_auc"),
+        metadata=_spec(choices=tuple(METRIC_GOALS)),
+    )
+    scan: ScanConfig = ScanConfig()
+
+
+@dataclass(frozen=True)
+class CounterInputConfig:
+    """The cluster counter's input encoding (see ``dndx.encoding``)."""
+
+    n_bins: int = field(default=1024, metadata=_spec(bounds=(8, 65536)))
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    """The ``evaluate`` section: bins of the tables and the baselines' tuning grids.
+
+    Bin edges are increasing; items outside the outermost edges are in no bin.
+    """
+
+    drift_time_edges_ns: tuple[float, ...] = field(
+        default=(0.0, 25.0, 50.0, 100.0, 150.0, 200.0, 250.0, 300.0, 500.0),
+        metadata=_spec(bounds=(0.0, 1e5), doc="drift-time bins of the peak tables"),
+    )
+    noise_fraction_edges: tuple[float, ...] = field(
+        default=(0.03, 0.04, 0.05, 0.06, 0.07, 0.08, 0.09, 0.10),
+        metadata=_spec(
+            bounds=(0.0, 1.0), doc="noise-level bins (noise sigma / 1-electron amplitude)"
+        ),
+    )
+    momentum_edges_gev: tuple[float, ...] = field(
+        default=(1.0, 2.0, 5.0, 10.0, 20.0, 50.0),
+        metadata=_spec(bounds=(0.0, 1e4), doc="momentum bins of the counting table"),
+    )
+    d2_t1_grid_sigma: tuple[float, ...] = field(
+        default=T1_GRID_SIGMA,
+        metadata=_spec(bounds=(0.0, 100.0), doc="D2 amplitude thresholds scanned"),
+    )
+    d2_t2_grid: tuple[float, ...] = field(
+        default=T2_GRID, metadata=_spec(bounds=(0.0, 1e4), doc="D2-sum thresholds scanned")
+    )
+    window_grid_ns: tuple[float, ...] = field(
+        default=WINDOW_GRID_NS,
+        metadata=_spec(bounds=(0.0, 1e3), doc="constant part of the clusterization window scanned"),
+    )
+    growth_grid: tuple[float, ...] = field(
+        default=GROWTH_GRID,
+        metadata=_spec(bounds=(0.0, 100.0), doc="window growth with sqrt(drift time) scanned"),
+    )
+
+    def __post_init__(self) -> None:
+        for name in ("drift_time_edges_ns", "noise_fraction_edges", "momentum_edges_gev"):
+            edges = getattr(self, name)
+            if len(edges) < 2 or any(b <= a for a, b in itertools.pairwise(edges)):
+                raise ConfigError(
+                    f"evaluate.{name} = {list(edges)}: expected at least two strictly "
+                    "increasing bin edges"
+                )
+
+
+@dataclass(frozen=True)
+class MlflowConfig:
+    """Where runs and models are tracked. ``MLFLOW_TRACKING_URI`` in the environment wins."""
+
+    tracking_uri: str = "sqlite:///mlflow.db"
+    experiment: str = "dndx"
+    artifact_location: str = "mlartifacts"
+
+
 @dataclass(frozen=True)
 class DaskConfig:
     """The ``dask`` section: where chunks and trials run. Not a DVC param: it
@@ -218,16 +342,50 @@ class DaskConfig:
     address: str = ""
 
 
+_PEAK_FINDER_TRAINING = TrainingConfig(
+    scan=ScanConfig(space={"lstm_units": ((32,), (64,)), "learning_rate": (0.001, 0.003)})
+)
+_COUNTER_TRAINING = TrainingConfig(
+    epochs=40,
+    batch_size=64,
+    patience=6,
+    max_train_examples=1_000_000,
+    max_validation_examples=1_000_000,
+    selection=("val_rms_over_sqrt_n", "val_abs_relative_bias"),
+    scan=ScanConfig(n_trials=2, space={"filters": ((32, 64, 64), (32, 64, 64, 64))}),
+)
+
+
 @dataclass(frozen=True)
 class Params:
     """All of ``params.yaml``."""
 
     simulate: SimulationConfig = SimulationConfig()
     prepare: PrepareConfig = PrepareConfig()
+    peak_finder: PeakFinderModelConfig = PeakFinderModelConfig()
+    train_peak_finder: TrainingConfig = _PEAK_FINDER_TRAINING
+    counter_input: CounterInputConfig = CounterInputConfig()
+    cluster_counter: ClusterCounterModelConfig = ClusterCounterModelConfig()
+    train_cluster_counter: TrainingConfig = _COUNTER_TRAINING
+    evaluate: EvaluateConfig = EvaluateConfig()
+    mlflow: MlflowConfig = MlflowConfig()
     dask: DaskConfig = DaskConfig()
 
     def __post_init__(self) -> None:
         sim = self.simulate
+        if sim.rise_time_ns.high >= sim.fall_time_ns.low:
+            raise ConfigError(
+                f"simulate.rise_time_ns = {sim.rise_time_ns} must stay below "
+                f"simulate.fall_time_ns = {sim.fall_time_ns}: a pulse rises faster than it falls"
+            )
+        for section, model in (
+            ("train_peak_finder", PeakFinderModelConfig),
+            ("train_cluster_counter", ClusterCounterModelConfig),
+        ):
+            space = getattr(self, section).scan.space
+            object.__setattr__(
+                getattr(self, section).scan, "space", _check_space(space, model, section)
+            )
         if sim.chunk_size % sim.block_size:
             raise ConfigError(
                 f"simulate.chunk_size = {sim.chunk_size} must be a multiple of "
@@ -299,6 +457,12 @@ def _convert(value: Any, annotation: Any, where: str, spec: Mapping[str, Any]) -
             raise ConfigError(f"{where} = {value!r} is not allowed: expected {_describe(spec)}")
         return value
     origin = typing.get_origin(annotation)
+    if origin is dict:
+        if not isinstance(value, Mapping) or not all(
+            isinstance(v, list | tuple) and v for v in value.values()
+        ):
+            raise ConfigError(f"{where}: expected a mapping of names to non-empty lists of values")
+        return {str(k): tuple(_freeze(x) for x in v) for k, v in value.items()}
     if origin is tuple:
         (item_type, _ellipsis) = typing.get_args(annotation)
         if not isinstance(value, list | tuple) or not value:
@@ -307,6 +471,34 @@ def _convert(value: Any, annotation: Any, where: str, spec: Mapping[str, Any]) -
             _convert(item, item_type, f"{where}[{i}]", spec) for i, item in enumerate(value)
         )
     raise TypeError(f"unsupported annotation at {where}: {annotation}")
+
+
+def _check_space(
+    space: Mapping[str, tuple[Any, ...]], model: type, section: str
+) -> dict[str, tuple[Any, ...]]:
+    """Check a scan space against the model config's fields and convert its values."""
+    hints = typing.get_type_hints(model)
+    fields = {f.name: f for f in dataclasses.fields(model)}
+    checked = {}
+    for name, values in space.items():
+        where = f"{section}.scan.space.{name}"
+        if name not in fields:
+            raise ConfigError(
+                f"{where}: {model.__name__} has no such field; fields are {sorted(fields)}"
+            )
+        checked[name] = tuple(
+            _convert(_as_list(v), hints[name], f"{where}[{i}]", fields[name].metadata)
+            for i, v in enumerate(values)
+        )
+    return checked
+
+
+def _as_list(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _freeze(value: Any) -> Any:
+    return tuple(_freeze(v) for v in value) if isinstance(value, list | tuple) else value
 
 
 def _build(cls: type[T], mapping: Mapping[str, Any], where: str) -> T:

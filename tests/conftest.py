@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -49,3 +50,35 @@ def project(tmp_path: Path) -> Path:
     ):
         subprocess.run(command, cwd=repo, check=True, env=venv_env())
     return repo
+
+
+@pytest.fixture(scope="session")
+def prefect_api() -> Iterator[str]:
+    """One temporary Prefect server for the in-process flows of the session."""
+    from flows.runtime import ensure_prefect_api
+
+    # Prefect stops the server at exit; stopping it earlier makes its log
+    # handler retry against a dead server for minutes.
+    yield ensure_prefect_api()
+
+
+@pytest.fixture(scope="module")
+def prepared_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A directory holding tiny ``data/simulated`` and ``data/prepared`` made directly."""
+    from dndx.config import parse_params
+    from dndx.dataset import part_name, write_prepared, write_waveform_set
+    from dndx.preparation import prepare_waveforms
+    from dndx.simulation import SPLITS, simulate_range
+
+    root = tmp_path_factory.mktemp("prepared")
+    params = parse_params(tiny_params())
+    sim = params.simulate
+    for split in SPLITS:
+        for index, start in enumerate(range(0, sim.n_waveforms(split), sim.chunk_size)):
+            stop = min(start + sim.chunk_size, sim.n_waveforms(split))
+            data = simulate_range(sim, split, start, stop)
+            write_waveform_set(data, root / "data/simulated" / split / part_name(index))
+            write_prepared(
+                prepare_waveforms(data, params.prepare), root / "data/prepared" / split, index
+            )
+    return root

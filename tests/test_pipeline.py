@@ -7,7 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pandas as pd
 import yaml
 
 from dndx.dataset import part_paths, read_candidates
@@ -22,11 +21,16 @@ def _dvc(repo: Path, *args: str) -> str:
     return result.stdout + result.stderr
 
 
-def test_dvc_repro_runs_both_stages_then_nothing(project: Path) -> None:
+STAGES = ("simulate", "prepare", "train_peak_finder", "train_cluster_counter", "evaluate")
+
+
+def test_dvc_repro_runs_every_stage_then_nothing(project: Path) -> None:
     log = _dvc(project, "repro")
-    assert "Running stage 'simulate'" in log and "Running stage 'prepare'" in log
-    # Each stage ran as a Prefect flow whose chunks ran as Dask tasks.
-    assert "Flow run" in log and "simulate train chunk 1" in log and "prepare test chunk 0" in log
+    for stage in STAGES:
+        assert f"Running stage '{stage}'" in log
+    # Each stage ran as a Prefect flow whose chunks and trials ran as Dask tasks.
+    assert "simulate train chunk 1" in log and "prepare test chunk 0" in log
+    assert "peak_finder trial-001" in log and "cluster_counter trial-001" in log
     assert "Finished in state Completed()" in log
 
     params = yaml.safe_load((project / "params.yaml").read_text())
@@ -38,19 +42,27 @@ def test_dvc_repro_runs_both_stages_then_nothing(project: Path) -> None:
     balance = json.loads((project / "metrics/prepare.json").read_text())
     assert balance["train"]["n_waveforms"] == params["simulate"]["n_train"]
     assert 0.05 < balance["train"]["signal_fraction"] < 0.5
+    for model in ("peak_finder", "cluster_counter"):
+        assert (project / f"data/models/{model}/model.keras").exists()
+        assert (project / f"reports/scan_{model}.md").exists()
+    evaluation = json.loads((project / "metrics/evaluate.json").read_text())
+    assert "counting.cnn.rms_over_sqrt_n" in evaluation
+    assert (project / "reports/evaluation.md").exists()
+    assert (project / "mlflow.db").exists()
+    assert "train_peak_finder" in _dvc(project, "metrics", "show")
 
     again = _dvc(project, "repro")
     assert "Running stage" not in again
     assert "didn't change, skipping" in again
     assert "up to date" in _dvc(project, "status")
 
-    # A prepare parameter re-runs prepare only.
-    params["prepare"]["candidate_threshold_sigma"] = 3.0
+    # A cluster-counter parameter re-runs that stage and what uses its model, nothing else.
+    params["train_cluster_counter"]["epochs"] = 1
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     third = _dvc(project, "repro")
-    assert "Running stage 'prepare'" in third and "Running stage 'simulate'" not in third
-    stricter = pd.read_parquet(part_paths(project / "data/prepared/train/candidates")[0])
-    assert stricter["height_sigma"].min() > 3.0 - 1e-6
+    assert "Running stage 'train_cluster_counter'" in third
+    for stage in ("simulate", "prepare", "train_peak_finder"):
+        assert f"Running stage '{stage}'" not in third
 
 
 def test_bad_params_stop_the_stage_before_any_work(project: Path) -> None:

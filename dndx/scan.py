@@ -1,0 +1,90 @@
+"""Hyperparameter scans: which trials to run, and which trial is best.
+
+Pure functions over the scan's configuration and its table of results; the
+flows run the trials and the sequential optimiser.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from dndx.config import METRIC_GOALS, ScanConfig
+
+__all__ = ["grid_choices", "rank_trials", "scan_markdown", "trial_choices"]
+
+
+def grid_choices(space: dict[str, tuple[Any, ...]]) -> list[dict[str, Any]]:
+    """Every combination of the space's values, in a fixed order.
+
+    >>> grid_choices({"a": (1, 2), "b": ("x",)})
+    [{'a': 1, 'b': 'x'}, {'a': 2, 'b': 'x'}]
+    """
+    names = list(space)
+    return [dict(zip(names, values, strict=True)) for values in itertools.product(*space.values())]
+
+
+def trial_choices(scan: ScanConfig) -> list[dict[str, Any]]:
+    """The hyperparameters of each trial of a ``grid`` or ``random`` scan.
+
+    A random scan draws ``n_trials`` distinct grid points (all of them if the
+    grid is smaller), reproducibly from ``scan.seed``.
+
+    >>> from dndx.config import ScanConfig
+    >>> len(trial_choices(ScanConfig(strategy="random", n_trials=2, space={"a": (1, 2, 3)})))
+    2
+    """
+    grid = grid_choices(scan.space)
+    if scan.strategy == "grid":
+        return grid
+    if scan.strategy == "random":
+        rng = np.random.default_rng(scan.seed)
+        picked = rng.permutation(len(grid))[: min(scan.n_trials, len(grid))]
+        return [grid[i] for i in sorted(picked)]
+    raise ValueError(f"strategy {scan.strategy!r} chooses its trials sequentially")
+
+
+def rank_trials(table: pd.DataFrame, selection: tuple[str, ...]) -> pd.DataFrame:
+    """Trials sorted best first by ``selection`` (later metrics break ties).
+
+    Failed trials (``status`` other than ``"finished"``) and trials with a
+    missing or non-finite selection metric come last.
+
+    >>> t = pd.DataFrame({"trial": [0, 1, 2], "status": ["finished", "failed", "finished"],
+    ...                   "val_f1": [0.8, math.nan, 0.9], "val_auc": [0.9, math.nan, 0.9]})
+    >>> rank_trials(t, ("val_f1", "val_auc"))["trial"].tolist()
+    [2, 0, 1]
+    """
+    keys = []
+    for metric in selection:
+        values = pd.to_numeric(table.get(metric, pd.Series(np.nan, index=table.index)))
+        sign = -1.0 if METRIC_GOALS[metric] == "max" else 1.0
+        keys.append((sign * values).where(np.isfinite(values), np.inf))
+    usable = table["status"].eq("finished") & np.isfinite(keys[0])
+    order = np.lexsort([k.to_numpy() for k in reversed(keys)] + [~usable.to_numpy()])
+    return table.iloc[order].reset_index(drop=True)
+
+
+def scan_markdown(ranked: pd.DataFrame, hyperparameters: list[str], metrics: list[str]) -> str:
+    """A Markdown table of a ranked scan: one row per trial, best first."""
+    columns = ["trial", "status", *hyperparameters, *metrics, "wall_time_s", "peak_memory_mb"]
+    present = [c for c in columns if c in ranked.columns]
+    lines = [
+        "| " + " | ".join(present) + " |",
+        "|" + "|".join("---" for _ in present) + "|",
+    ]
+    for _, row in ranked.iterrows():
+        lines.append("| " + " | ".join(_cell(row[c]) for c in present) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return "" if math.isnan(value) else f"{value:.4g}"
+    if isinstance(value, tuple | list):
+        return "[" + ", ".join(map(str, value)) + "]"
+    return str(value)

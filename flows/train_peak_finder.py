@@ -1,0 +1,55 @@
+"""DVC stage ``train_peak_finder``: scan the LSTM peak finder, keep the best."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import flow
+
+from dndx.config import Params, load_params
+from flows.runtime import dask_task_runner
+from flows.scan import ScanOutputs, run_scan
+from tasks.tracking import configure_mlflow, lineage_tags
+
+__all__ = ["OUTPUTS", "main", "train_peak_finder"]
+
+PREPARED_DIR = Path("data/prepared")
+OUTPUTS = ScanOutputs(
+    model_dir=Path("data/models/peak_finder"),
+    trials_dir=Path("data/scans/peak_finder"),
+    metrics=Path("metrics/train_peak_finder.json"),
+    table_csv=Path("reports/scan_peak_finder.csv"),
+    table_md=Path("reports/scan_peak_finder.md"),
+    history_csv=Path("reports/peak_finder_history.csv"),
+)
+
+
+@flow(name="train_peak_finder", log_prints=True)
+def train_peak_finder(params: Params, root: Path = Path(".")) -> dict[str, object]:
+    """Run the peak-finder scan on the prepared windows; returns the best trial's row."""
+    configure_mlflow(params.mlflow, root)
+    tags = lineage_tags(
+        root,
+        params,
+        ["simulate", "prepare", "peak_finder", "train_peak_finder"],
+        [str(PREPARED_DIR)],
+    )
+    return run_scan(
+        "peak_finder",
+        params.peak_finder,
+        params.train_peak_finder,
+        PREPARED_DIR,
+        OUTPUTS,
+        tags,
+        n_parallel=params.dask.n_workers,
+    )
+
+
+def main(params_path: str = "params.yaml") -> None:
+    """Entry point of the DVC stage: ``python -m flows.train_peak_finder``."""
+    params = load_params(params_path)
+    train_peak_finder.with_options(task_runner=dask_task_runner(params.dask))(params)
+
+
+if __name__ == "__main__":
+    main()

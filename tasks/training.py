@@ -1,0 +1,271 @@
+"""One scan trial: build a model, train it, score it on validation, save it.
+
+Runs inside a Dask worker process (one thread; thread counts are fixed in the
+environment before TensorFlow starts). A trial returns metrics and paths,
+never models, and never writes to MLflow: the flow's own process logs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import math
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from prefect import task
+
+from dndx.config import ClusterCounterModelConfig, PeakFinderModelConfig, TrainingConfig
+from dndx.dataset import read_candidates
+from dndx.metrics import binary_scores, counting_metrics, roc_auc, roc_curve
+from dndx.plots import (
+    plot_linearity,
+    plot_roc,
+    plot_score_distributions,
+    plot_training_curves,
+)
+from dndx.storage import atomic_file
+from tasks.resources import measure_resources
+
+__all__ = ["TrialSpec", "best_threshold", "run_trial"]
+
+COUNTER_INPUT_FILE = "encoded.npz"
+
+
+@dataclasses.dataclass(frozen=True)
+class TrialSpec:
+    """One trial of a scan: its number and the hyperparameters it overrides."""
+
+    number: int
+    hyperparameters: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        """``trial-007``."""
+        return f"trial-{self.number:03d}"
+
+
+class _TrialFailed(Exception):
+    """A trial ended without a usable model (e.g. a NaN loss)."""
+
+
+@functools.lru_cache(maxsize=4)
+def _load_windows(split_dir: str, limit: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Windows ``(n, L, 1)`` and labels ``(n,)`` of a prepared split, at most ``limit``,
+    a fixed random subset; cached for the later trials of the same worker."""
+    table, windows = read_candidates(split_dir)
+    labels = table["label"].to_numpy().astype(np.float32)
+    if len(labels) > limit:
+        keep = np.sort(np.random.default_rng(seed).choice(len(labels), limit, replace=False))
+        windows, labels = windows[keep], labels[keep]
+    return windows[:, :, None], labels
+
+
+@functools.lru_cache(maxsize=4)
+def _load_encoded(split_dir: str, limit: int) -> tuple[np.ndarray, np.ndarray]:
+    """Counter inputs ``(n, n_bins, 4)`` and true cluster counts ``(n,)`` of a split."""
+    with np.load(Path(split_dir) / COUNTER_INPUT_FILE) as data:
+        return data["x"][:limit], data["n_clusters"][:limit].astype(np.float32)
+
+
+def best_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
+    """The score threshold with the largest efficiency x purity (precision x recall).
+
+    >>> best_threshold(np.array([0, 0, 1, 1]), np.array([0.1, 0.6, 0.7, 0.9]))
+    0.7
+    """
+    order = np.argsort(-scores, kind="stable")
+    sorted_scores, sorted_labels = scores[order], labels[order]
+    true_positives = np.cumsum(sorted_labels)
+    precision = true_positives / np.arange(1, len(scores) + 1)
+    recall = true_positives / max(sorted_labels.sum(), 1)
+    # Only the last of equal scores is a real cut.
+    last = np.r_[sorted_scores[1:] != sorted_scores[:-1], True]
+    product = np.where(last, precision * recall, -1.0)
+    return float(sorted_scores[int(np.argmax(product))])
+
+
+def _seed(training: TrainingConfig, spec: TrialSpec) -> int:
+    return training.seed * 1000 + spec.number
+
+
+def _fit(
+    model: Any, x: np.ndarray, y: np.ndarray, training: TrainingConfig, validation: Any, derive: Any
+) -> list[dict[str, float]]:
+    """Train with early stopping; returns the per-epoch history with derived metrics."""
+    import keras
+
+    history: list[dict[str, float]] = []
+
+    class Derived(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+            logs = logs if logs is not None else {}
+            logs.update(derive(self.model, logs))
+            history.append({"epoch": epoch, **{k: float(v) for k, v in logs.items()}})
+            if not math.isfinite(logs.get("loss", 0.0)):
+                self.model.stop_training = True
+
+    monitor = training.early_stopping_metric
+    from dndx.config import METRIC_GOALS
+
+    stopping = keras.callbacks.EarlyStopping(
+        monitor=monitor,
+        mode=METRIC_GOALS[monitor],
+        patience=training.patience,
+        restore_best_weights=True,
+    )
+    model.fit(
+        x,
+        y,
+        batch_size=training.batch_size,
+        epochs=training.epochs,
+        validation_data=validation,
+        callbacks=[Derived(), stopping],
+        verbose=0,
+        shuffle=True,
+    )
+    if not history or not all(math.isfinite(h["loss"]) for h in history):
+        raise _TrialFailed("NaN loss")
+    return history
+
+
+def _peak_finder_trial(
+    spec: TrialSpec,
+    model_cfg: PeakFinderModelConfig,
+    training: TrainingConfig,
+    data_dir: Path,
+    trial_dir: Path,
+) -> dict[str, Any]:
+    import keras
+
+    from models import build_peak_finder
+
+    x, y = _load_windows(str(data_dir / "train"), training.max_train_examples, training.seed)
+    xv, yv = _load_windows(
+        str(data_dir / "validation"), training.max_validation_examples, training.seed
+    )
+    cfg = dataclasses.replace(model_cfg, **spec.hyperparameters)
+    seed = _seed(training, spec)
+    keras.utils.set_random_seed(seed)
+    model = build_peak_finder(cfg, window_length=x.shape[1], seed=seed)
+
+    def derive(_model: Any, logs: dict[str, float]) -> dict[str, float]:
+        precision, recall = logs.get("val_precision", 0.0), logs.get("val_recall", 0.0)
+        return {
+            "val_f1": 2 * precision * recall / (precision + recall) if precision + recall else 0.0,
+            "val_efficiency_x_purity": precision * recall,
+        }
+
+    history = _fit(model, x, y, training, (xv, yv), derive)
+    scores = model.predict(xv, batch_size=8192, verbose=0)[:, 0]
+    threshold = best_threshold(yv, scores)
+    at_threshold = binary_scores(yv, scores, threshold)
+    metrics = {
+        "val_loss": min(h["val_loss"] for h in history),
+        "val_precision": at_threshold["precision"],
+        "val_recall": at_threshold["recall"],
+        "val_f1": at_threshold["f1"],
+        "val_efficiency_x_purity": at_threshold["precision"] * at_threshold["recall"],
+        "val_auc": roc_auc(yv, scores),
+        "score_threshold": threshold,
+        "epochs_trained": len(history),
+        "n_train_windows": len(y),
+    }
+    model.save(trial_dir / "model.keras")
+    fpr, tpr, _ = roc_curve(yv, scores)
+    specificity = 2 * at_threshold["balanced_accuracy"] - at_threshold["recall"]
+    working_point = (1.0 - specificity, at_threshold["recall"])
+    plot_roc(fpr, tpr, metrics["val_auc"], working_point, trial_dir / "roc.png")
+    plot_score_distributions(scores, yv, threshold, trial_dir / "scores.png")
+    return {"metrics": metrics, "history": history, "score_threshold": threshold}
+
+
+def _counter_trial(
+    spec: TrialSpec,
+    model_cfg: ClusterCounterModelConfig,
+    training: TrainingConfig,
+    data_dir: Path,
+    trial_dir: Path,
+) -> dict[str, Any]:
+    import keras
+
+    from models import build_cluster_counter
+
+    x, y = _load_encoded(str(data_dir / "train"), training.max_train_examples)
+    xv, yv = _load_encoded(str(data_dir / "validation"), training.max_validation_examples)
+    cfg = dataclasses.replace(model_cfg, **spec.hyperparameters)
+    seed = _seed(training, spec)
+    keras.utils.set_random_seed(seed)
+    model = build_cluster_counter(cfg, n_bins=x.shape[1], n_channels=x.shape[2], seed=seed)
+
+    def derive(fitted: Any, logs: dict[str, float]) -> dict[str, float]:
+        predicted = fitted.predict(xv, batch_size=512, verbose=0)[:, 0]
+        return _counting_scores(predicted, yv)
+
+    history = _fit(model, x, y, training, (xv, yv), derive)
+    predicted = model.predict(xv, batch_size=512, verbose=0)[:, 0]
+    metrics = {
+        "val_loss": min(h["val_loss"] for h in history),
+        **_counting_scores(predicted, yv),
+        "epochs_trained": len(history),
+        "n_train_waveforms": len(y),
+    }
+    model.save(trial_dir / "model.keras")
+    plot_linearity(yv, {"cnn": predicted}, trial_dir / "counts.png")
+    return {"metrics": metrics, "history": history}
+
+
+def _counting_scores(predicted: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+    scores = counting_metrics(predicted, truth)
+    return {
+        "val_rms_over_sqrt_n": scores["rms_over_sqrt_n"],
+        "val_relative_bias": scores["relative_bias"],
+        "val_abs_relative_bias": abs(scores["relative_bias"]),
+        "val_linearity_slope": scores["linearity_slope"],
+        "val_abs_slope_error": abs(scores["linearity_slope"] - 1.0),
+        "val_mae": float(np.mean(np.abs(predicted - truth))),
+    }
+
+
+_TRIALS: dict[str, Callable[..., dict[str, Any]]] = {
+    "peak_finder": _peak_finder_trial,
+    "cluster_counter": _counter_trial,
+}
+
+
+@task(task_run_name="{kind} {spec.name}", retries=1, retry_delay_seconds=2)
+def run_trial(
+    kind: str,
+    spec: TrialSpec,
+    model_cfg: PeakFinderModelConfig | ClusterCounterModelConfig,
+    training: TrainingConfig,
+    data_dir: Path,
+    out_dir: Path,
+) -> dict[str, Any]:
+    """Run one trial of ``kind`` (``peak_finder`` or ``cluster_counter``) into
+    ``out_dir/<trial>``; a trial that fails is returned as failed, with its reason."""
+    trial_dir = out_dir / spec.name
+    trial_dir.mkdir(parents=True, exist_ok=True)
+    result: dict[str, Any] = {
+        "trial": spec.number,
+        "hyperparameters": spec.hyperparameters,
+        "trial_dir": str(trial_dir),
+    }
+    with measure_resources() as usage:
+        try:
+            result.update(_TRIALS[kind](spec, model_cfg, training, data_dir, trial_dir))
+            result["status"] = "finished"
+        except Exception as error:  # a trial that raises is recorded, the scan goes on
+            result.update(status="failed", reason=f"{type(error).__name__}: {error}")
+            (trial_dir / "error.txt").write_text(traceback.format_exc())
+    result["resources"] = usage
+    if result["status"] == "finished":
+        plot_training_curves(pd.DataFrame(result["history"]), trial_dir / "curves.png")
+    with atomic_file(trial_dir / "result.json") as tmp:
+        tmp.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    return result

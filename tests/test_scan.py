@@ -1,0 +1,124 @@
+"""Scans through the real Prefect engine, a real Dask cluster and a real MLflow store."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import cloudpickle
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+from prefect import flow, task
+
+from dndx.config import MlflowConfig, Params, parse_params
+from flows.runtime import dask_task_runner
+from flows.scan import ScanOutputs, run_scan
+from flows.train_peak_finder import train_peak_finder
+from tasks.tracking import configure_mlflow
+from tasks.training import TrialSpec, run_trial
+from tests.conftest import tiny_params
+
+# Dask workers cannot import this test module: ship its functions by value.
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+
+def _params(root: Path) -> Params:
+    return parse_params(
+        tiny_params(mlflow={"tracking_uri": f"sqlite:///{root / 'mlflow.db'}"}),
+    )
+
+
+@pytest.fixture
+def workdir(prepared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    shutil.copytree(prepared_data / "data", tmp_path / "data")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    return tmp_path
+
+
+def _runs(root: Path) -> tuple[Any, list[Any]]:
+    client = MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("dndx")
+    runs = client.search_runs([experiment.experiment_id])
+    parents = [r for r in runs if r.data.tags.get("kind") == "scan"]
+    assert len(parents) == 1
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
+    return parents[0], sorted(children, key=lambda r: int(r.data.tags["trial"]))
+
+
+def test_two_trial_scan_tracks_every_trial_and_keeps_the_best(
+    workdir: Path, prefect_api: str
+) -> None:
+    params = _params(workdir)
+    runner = dask_task_runner(params.dask)
+    best = train_peak_finder.with_options(task_runner=runner)(params, workdir)
+
+    parent, children = _runs(workdir)
+    assert [c.info.status for c in children] == ["FINISHED", "FINISHED"]
+    client = MlflowClient(tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}")
+    for child in children:
+        metrics = child.data.metrics
+        for name in (
+            "val_f1",
+            "val_auc",
+            "val_efficiency_x_purity",
+            "wall_time_s",
+            "peak_memory_mb",
+        ):
+            assert name in metrics
+        assert child.data.params["lstm_units"] in ("[8]", "[16]")
+        assert {"git_commit", "params_hash", "data_version.data/prepared"} <= set(child.data.tags)
+        history = client.get_metric_history(child.info.run_id, "val_loss")
+        assert len(history) >= 1
+        artifacts = {a.path for a in client.list_artifacts(child.info.run_id)}
+        assert {"model.keras", "curves.png", "roc.png", "scores.png"} <= artifacts
+    assert parent.data.tags["best_trial"] == str(best["trial"])
+
+    selection = json.loads(Path("data/models/peak_finder/selection.json").read_text())
+    assert 0.0 < selection["score_threshold"] < 1.0
+    assert Path("data/models/peak_finder/model.keras").exists()
+    table = pd.read_csv("reports/scan_peak_finder.csv")
+    assert len(table) == 2 and table["trial"].iloc[0] == best["trial"]
+    assert "| trial | status |" in Path("reports/scan_peak_finder.md").read_text()
+    assert (
+        json.loads(Path("metrics/train_peak_finder.json").read_text())["best_trial"]
+        == best["trial"]
+    )
+
+
+@task
+def flaky_trial(kind: str, spec: TrialSpec, *args: Any) -> dict[str, Any]:
+    """A trial that raises for trial 1 and trains normally otherwise."""
+    if spec.number == 1:
+        raise RuntimeError("injected failure")
+    return run_trial.fn(kind, spec, *args)
+
+
+def test_a_trial_that_raises_is_recorded_as_failed_and_the_scan_completes(
+    workdir: Path, prefect_api: str
+) -> None:
+    params = _params(workdir)
+    configure_mlflow(MlflowConfig(tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}"), workdir)
+    outputs = ScanOutputs(
+        Path("out/model"), Path("out/trials"), Path("out/metrics.json"),
+        Path("out/table.csv"), Path("out/table.md"), Path("out/history.csv"),
+    )  # fmt: skip
+
+    @flow
+    def scan() -> dict[str, Any]:
+        return run_scan(
+            "peak_finder", params.peak_finder, params.train_peak_finder, Path("data/prepared"),
+            outputs, {"test": "yes"}, n_parallel=2, trial_task=flaky_trial,
+        )  # fmt: skip
+
+    best = scan.with_options(task_runner=dask_task_runner(params.dask))()
+    assert best["trial"] == 0
+    _, children = _runs(workdir)
+    assert [c.info.status for c in children] == ["FINISHED", "FAILED"]
+    assert "injected failure" in children[1].data.tags["failure_reason"]
+    table = pd.read_csv(outputs.table_csv)
+    assert table["status"].tolist() == ["finished", "failed"]
