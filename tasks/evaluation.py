@@ -1,0 +1,231 @@
+"""Prefect tasks of the ``evaluate`` stage: load the test inputs, score, write.
+
+Inputs (the training stages' contract):
+
+* ``models/peak_finder/selection.json``: the working point ``score_threshold``;
+* ``models/cluster_counter/model.keras``: the chosen CNN;
+* ``counter_inputs/<split>/scores.parquet``: the peak finder's score and
+  decision for every prepared candidate;
+* ``counter_inputs/test/encoded.npz``: the CNN's input ``x`` and ``waveform_id``;
+* ``simulated/<split>`` and ``prepared/<split>``: waveforms and truth.
+
+The tasks run in the flow's process (no Dask): they pass arrays, so none of
+them caches on its inputs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from dndx.config import EvaluateConfig, PrepareConfig
+from dndx.dataset import part_paths, read_prepared_waveforms, read_waveform_set
+from dndx.errors import InputError
+from dndx.evaluation import (
+    ISSUE_TARGETS,
+    BaselineTuning,
+    Evaluation,
+    SplitInputs,
+    assemble_split,
+    evaluate_split,
+    tune_baselines,
+)
+from dndx.plots import (
+    plot_counting_by_bin,
+    plot_linearity,
+    plot_peak_scores_by_bin,
+    plot_residuals,
+    plot_roc,
+    plot_score_distributions,
+)
+from dndx.ragged import Ragged
+from dndx.report import render_report
+from dndx.storage import atomic_directory, atomic_file
+
+__all__ = [
+    "draw_plots",
+    "load_split",
+    "predict_counts",
+    "read_score_threshold",
+    "score_test",
+    "tune_on_validation",
+    "write_metrics",
+    "write_report",
+]
+
+_SCORE_COLUMNS = ("waveform_id", "sample", "probability", "detected", "label")
+
+
+@task(task_run_name="read the peak finder's working point")
+def read_score_threshold(selection_path: Path) -> float:
+    """``score_threshold`` of the peak finder's ``selection.json``."""
+    try:
+        selection = json.loads(Path(selection_path).read_text())
+    except OSError as error:
+        raise InputError(
+            f"{selection_path}: cannot read the peak finder's selection ({error.strerror}); "
+            "run the train_peak_finder stage first"
+        ) from None
+    except json.JSONDecodeError as error:
+        raise InputError(f"{selection_path}: not valid JSON ({error})") from None
+    threshold = selection.get("score_threshold") if isinstance(selection, dict) else None
+    if isinstance(threshold, bool) or not isinstance(threshold, int | float):
+        raise InputError(f"{selection_path}: expected a number under 'score_threshold'")
+    return float(threshold)
+
+
+def _read_scores(path: Path) -> pd.DataFrame:
+    try:
+        scores = pd.read_parquet(path)
+    except (OSError, ValueError) as error:
+        raise InputError(
+            f"{path}: cannot read the peak finder's scores ({error}); "
+            "run the train_cluster_counter stage first"
+        ) from None
+    missing = sorted(set(_SCORE_COLUMNS) - set(scores.columns))
+    if missing:
+        raise InputError(f"{path}: missing column(s) {missing}; expected {list(_SCORE_COLUMNS)}")
+    return scores
+
+
+@task(task_run_name="load {split}", cache_policy=NO_CACHE)
+def load_split(prepare: PrepareConfig, split: str, data_dir: Path) -> SplitInputs:
+    """Raw waveforms, prepared truth and peak-finder scores of ``split``, aligned."""
+    parts = [read_waveform_set(path) for path in part_paths(data_dir / "simulated" / split)]
+    if not parts:
+        raise InputError(f"{data_dir / 'simulated' / split}: no simulated waveforms found")
+    info = pd.concat([p.info[["waveform_id", "sampling_rate_ghz"]] for p in parts])
+    return assemble_split(
+        read_prepared_waveforms(data_dir / "prepared" / split),
+        _read_scores(data_dir / "counter_inputs" / split / "scores.parquet"),
+        Ragged.concatenate([p.adc for p in parts]),
+        info["waveform_id"].to_numpy(),
+        info["sampling_rate_ghz"].to_numpy(),
+        prepare.model_sampling_rate_ghz,
+    )
+
+
+@task(task_run_name="predict cluster counts with the CNN", cache_policy=NO_CACHE)
+def predict_counts(model_path: Path, encoded_path: Path) -> tuple[NDArray[Any], NDArray[Any]]:
+    """The CNN's cluster count for every encoded waveform: ``(waveform_id, n_rec)``."""
+    try:
+        with np.load(encoded_path) as encoded:
+            x, waveform_id = encoded["x"], encoded["waveform_id"]
+    except (OSError, KeyError, ValueError) as error:
+        raise InputError(
+            f"{encoded_path}: cannot read the arrays 'x' and 'waveform_id' ({error})"
+        ) from None
+    if not Path(model_path).is_file():
+        raise InputError(f"{model_path}: no cluster counter; run train_cluster_counter first")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+
+    import models  # noqa: F401  (registers the custom layers before loading)
+
+    model = keras.saving.load_model(model_path, compile=False)
+    n_rec = model.predict(x, batch_size=256, verbose=0)[:, 0]
+    return waveform_id, n_rec.astype(np.float64)
+
+
+@task(task_run_name="tune the baselines on validation", cache_policy=NO_CACHE)
+def tune_on_validation(
+    validation: SplitInputs, tolerance_samples: float, cfg: EvaluateConfig
+) -> BaselineTuning:
+    """D2 thresholds and clusterization windows chosen on the validation split."""
+    return tune_baselines(validation, tolerance_samples, cfg)
+
+
+@task(task_run_name="score models and baselines on test", cache_policy=NO_CACHE)
+def score_test(
+    test: SplitInputs,
+    tuning: BaselineTuning,
+    cnn: tuple[NDArray[Any], NDArray[Any]],
+    score_threshold: float,
+    tolerance_samples: float,
+    cfg: EvaluateConfig,
+) -> Evaluation:
+    """:func:`dndx.evaluation.evaluate_split` of the test split."""
+    waveform_id, n_rec = cnn
+    return evaluate_split(
+        test,
+        tuning,
+        waveform_id,
+        n_rec,
+        score_threshold=score_threshold,
+        tolerance_samples=tolerance_samples,
+        cfg=cfg,
+    )
+
+
+@task(task_run_name="draw the figures", cache_policy=NO_CACHE)
+def draw_plots(evaluation: Evaluation, test: SplitInputs, plots_dir: Path) -> dict[str, Path]:
+    """Every figure as a PNG in ``plots_dir`` (replaced whole); title to final path."""
+    c = evaluation.candidate
+    peak_tables = {name: evaluation.peaks[name] for name in ("lstm", "d2")}
+    n_rec = {name: counting.n_rec for name, counting in evaluation.counting.items()}
+    n_true = test.n_clusters
+    figures = {
+        "ROC curve of the LSTM peak finder": "roc.png",
+        "Peak-finder scores by class": "scores.png",
+        "Peak finding vs drift time": "peaks_vs_drift_time.png",
+        "Peak finding vs noise level": "peaks_vs_noise.png",
+        "N_rec vs N_true": "linearity.png",
+        "Counting residuals": "residuals.png",
+        "Counting RMS / √N per particle and momentum": "counting_by_momentum.png",
+    }
+    names = list(figures.values())
+    with atomic_directory(plots_dir) as tmp:
+        plot_roc(c.fpr, c.tpr, c.scores["auc"], c.working_point, tmp / names[0])
+        plot_score_distributions(
+            test.candidate_probability, test.candidate_label, c.threshold, tmp / names[1]
+        )
+        plot_peak_scores_by_bin(
+            {n: p.by_drift_time for n, p in peak_tables.items()},
+            "drift_time_ns",
+            "drift time [ns]",
+            tmp / names[2],
+        )
+        plot_peak_scores_by_bin(
+            {n: p.by_noise for n, p in peak_tables.items()},
+            "noise_fraction",
+            "noise sigma / 1-electron amplitude",
+            tmp / names[3],
+        )
+        plot_linearity(n_true, n_rec, tmp / names[4])
+        plot_residuals(n_true, n_rec, tmp / names[5])
+        plot_counting_by_bin(
+            {name: counting.table for name, counting in evaluation.counting.items()},
+            ISSUE_TARGETS.max_rms_over_sqrt_n,
+            tmp / names[6],
+        )
+    return {title: plots_dir / name for title, name in figures.items()}
+
+
+@task(task_run_name="write the report", cache_policy=NO_CACHE)
+def write_report(evaluation: Evaluation, plots: Mapping[str, Path], report_path: Path) -> Path:
+    """The Markdown report, linking the figures by paths relative to it."""
+    relative = {
+        title: Path(os.path.relpath(path, report_path.parent)).as_posix()
+        for title, path in plots.items()
+    }
+    with atomic_file(report_path) as tmp:
+        tmp.write_text(render_report(evaluation, relative))
+    return report_path
+
+
+@task(task_run_name="write the metrics", cache_policy=NO_CACHE)
+def write_metrics(evaluation: Evaluation, metrics_path: Path) -> dict[str, Any]:
+    """The flat metrics as JSON (the DVC metrics file); returns them."""
+    metrics = evaluation.to_metrics()
+    with atomic_file(metrics_path) as tmp:
+        tmp.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    return metrics
