@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+import re
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -330,20 +331,108 @@ class MlflowConfig:
     artifact_location: str = "mlartifacts"
 
 
+_BYTES = re.compile(r"^\d+(\.\d+)?\s*([kMGTP]i?B|[kKMGTP]|B)?$")
+_WALLTIME = re.compile(r"^(\d+-)?\d{1,3}:\d{2}:\d{2}$")
+_BATCH_MODES = ("htcondor", "slurm")
+
+
 @dataclass(frozen=True)
 class DaskConfig:
     """The ``dask`` section: where chunks and trials run. Not a DVC param: it
-    changes how fast a stage runs, never what it writes."""
+    changes how fast a stage runs, never what it writes.
 
-    mode: str = field(default="local", metadata=_spec(choices=("local", "address")))
-    n_workers: int = field(default=2, metadata=_spec(bounds=(1, 1024)))
+    ``local`` starts ``n_workers`` processes on this machine; ``address``
+    connects to a running scheduler (``DNDX_DASK_ADDRESS`` in the environment
+    selects it too); ``htcondor`` and ``slurm`` submit batch jobs through
+    dask-jobqueue, each job one worker process per core with one thread each,
+    scaled between ``minimum_jobs`` and ``maximum_jobs`` as work waits.
+
+    >>> DaskConfig(mode="slurm", memory="lots")
+    Traceback (most recent call last):
+    ...
+    dndx.errors.ConfigError: dask.memory = 'lots': expected a size such as 8GiB or 500MB
+    """
+
+    mode: str = field(
+        default="local", metadata=_spec(choices=("local", "address", *_BATCH_MODES))
+    )
+    n_workers: int = field(
+        default=2, metadata=_spec(bounds=(1, 1024), doc="local: worker processes")
+    )
     threads_per_worker: int = field(default=1, metadata=_spec(bounds=(1, 256)))
-    memory_limit: str = "4GiB"
-    address: str = ""
+    memory_limit: str = field(default="4GiB", metadata=_spec(doc="local: memory per worker"))
+    address: str = field(default="", metadata=_spec(doc="address: e.g. tcp://host:8786"))
+    cores: int = field(
+        default=4, metadata=_spec(bounds=(1, 1024), doc="batch: cores per job, one worker each")
+    )
+    memory: str = field(default="16GiB", metadata=_spec(doc="batch: memory per job"))
+    disk: str = field(default="10GiB", metadata=_spec(doc="batch: scratch disk per job"))
+    walltime: str = field(
+        default="04:00:00", metadata=_spec(doc="batch: run-time limit per job, [D-]HH:MM:SS")
+    )
+    queue: str = field(
+        default="", metadata=_spec(doc="batch: Slurm partition, or HTCondor requirements")
+    )
+    job_extra_directives: tuple[str, ...] = field(
+        default=(),
+        metadata={
+            **_spec(doc="batch: extra #SBATCH options, or HTCondor 'key = value' lines"),
+            "may_be_empty": True,
+        },
+    )
+    python: str = field(
+        default="", metadata=_spec(doc="batch: interpreter on the nodes; '' = this one")
+    )
+    minimum_jobs: int = field(default=0, metadata=_spec(bounds=(0, 10000)))
+    maximum_jobs: int = field(default=4, metadata=_spec(bounds=(1, 10000)))
+
+    def __post_init__(self) -> None:
+        for name in ("memory_limit", "memory", "disk"):
+            value = getattr(self, name)
+            if not _BYTES.match(value):
+                raise ConfigError(
+                    f"dask.{name} = {value!r}: expected a size such as 8GiB or 500MB"
+                )
+        if not _WALLTIME.match(self.walltime):
+            raise ConfigError(
+                f"dask.walltime = {self.walltime!r}: expected [D-]HH:MM:SS, e.g. 04:00:00"
+            )
+        if self.mode == "address" and not self.address:
+            raise ConfigError(
+                "dask.address = '': mode address needs the scheduler's address, "
+                "e.g. tcp://host:8786 (or set DNDX_DASK_ADDRESS)"
+            )
+        if self.minimum_jobs > self.maximum_jobs:
+            raise ConfigError(
+                f"dask.minimum_jobs = {self.minimum_jobs} exceeds dask.maximum_jobs = "
+                f"{self.maximum_jobs}"
+            )
+        if self.mode == "htcondor":
+            for line in self.job_extra_directives:
+                if "=" not in line:
+                    raise ConfigError(
+                        f"dask.job_extra_directives: {line!r}: HTCondor directives are "
+                        "'key = value' lines"
+                    )
+
+    @property
+    def walltime_seconds(self) -> int:
+        """``walltime`` in seconds.
+
+        >>> DaskConfig(walltime="1-02:00:30").walltime_seconds
+        93630
+        """
+        days, _, clock = self.walltime.rpartition("-")
+        hours, minutes, seconds = (int(part) for part in clock.split(":"))
+        return ((int(days or 0) * 24 + hours) * 60 + minutes) * 60 + seconds
 
 
 _PEAK_FINDER_TRAINING = TrainingConfig(
-    scan=ScanConfig(space={"lstm_units": ((32,), (64,)), "learning_rate": (0.001, 0.003)})
+    epochs=25,
+    batch_size=512,
+    patience=4,
+    max_train_examples=300_000,
+    scan=ScanConfig(space={"lstm_units": ((32,), (32, 32)), "learning_rate": (0.002, 0.004)}),
 )
 _COUNTER_TRAINING = TrainingConfig(
     epochs=40,
@@ -465,7 +554,7 @@ def _convert(value: Any, annotation: Any, where: str, spec: Mapping[str, Any]) -
         return {str(k): tuple(_freeze(x) for x in v) for k, v in value.items()}
     if origin is tuple:
         (item_type, _ellipsis) = typing.get_args(annotation)
-        if not isinstance(value, list | tuple) or not value:
+        if not isinstance(value, list | tuple) or not (value or spec.get("may_be_empty")):
             raise ConfigError(f"{where} = {value!r}: expected a non-empty list")
         return tuple(
             _convert(item, item_type, f"{where}[{i}]", spec) for i, item in enumerate(value)
