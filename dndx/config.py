@@ -40,6 +40,7 @@ __all__ = [
     "PeakFinderModelConfig",
     "PrepareConfig",
     "Range",
+    "RegisterConfig",
     "ScanConfig",
     "SimulationConfig",
     "TrainingConfig",
@@ -323,6 +324,21 @@ class EvaluateConfig:
 
 
 @dataclass(frozen=True)
+class RegisterConfig:
+    """The ``register`` section: ONNX export, the parity gate and the demo inference."""
+
+    opset: int = field(default=17, metadata=_spec(bounds=(13, 18)))
+    parity_atol: float = field(default=1e-4, metadata=_spec(bounds=(0.0, 1.0)))
+    parity_windows: int = field(default=20000, metadata=_spec(bounds=(1, 10**7)))
+    parity_waveforms: int = field(default=500, metadata=_spec(bounds=(1, 10**6)))
+    demo_waveforms: int = field(
+        default=2000, metadata=_spec(bounds=(1, 10**7), doc="waveforms in the demo file")
+    )
+    demo_sampling_rate_ghz: float = field(default=1.2, metadata=_spec(choices=SAMPLING_RATES_GHZ))
+    demo_polarity: int = field(default=-1, metadata=_spec(choices=(1, -1)))
+
+
+@dataclass(frozen=True)
 class MlflowConfig:
     """Where runs and models are tracked. ``MLFLOW_TRACKING_URI`` in the environment wins."""
 
@@ -457,6 +473,7 @@ class Params:
     cluster_counter: ClusterCounterModelConfig = ClusterCounterModelConfig()
     train_cluster_counter: TrainingConfig = _COUNTER_TRAINING
     evaluate: EvaluateConfig = EvaluateConfig()
+    register: RegisterConfig = RegisterConfig()
     mlflow: MlflowConfig = MlflowConfig()
     dask: DaskConfig = DaskConfig()
 

@@ -188,13 +188,6 @@ def align_by_id(values: ArrayLike, ids: ArrayLike, to_ids: ArrayLike, what: str)
     return np.asarray(values)[_positions(to_ids, ids, what)]
 
 
-def _ragged_column(column: pd.Series, dtype: type) -> Ragged:
-    arrays: list[NDArray[Any]] = [np.asarray(v, dtype=dtype) for v in column]
-    lengths = np.array([len(a) for a in arrays], dtype=np.int64)
-    values = np.concatenate(arrays) if arrays else np.zeros(0, dtype=dtype)
-    return Ragged.from_lengths(values, lengths)
-
-
 def assemble_split(
     waveforms: pd.DataFrame,
     scores: pd.DataFrame,
@@ -231,8 +224,8 @@ def assemble_split(
     sample = scores["sample"].to_numpy().astype(np.int64)
     order = np.lexsort((sample, candidate_row))
     lengths = np.bincount(candidate_row, minlength=len(ids)).astype(np.int64)
-    expected_time = _ragged_column(waveforms["expected_time_ns"], np.float64)
-    drift_time = _ragged_column(waveforms["expected_drift_time_ns"], np.float64)
+    expected_time = Ragged.from_rows(waveforms["expected_time_ns"], np.float64)
+    drift_time = Ragged.from_rows(waveforms["expected_drift_time_ns"], np.float64)
     return SplitInputs(
         waveform_id=ids,
         samples=norm.samples,

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, DTypeLike, NDArray
 
 __all__ = ["Ragged"]
 
@@ -37,6 +37,17 @@ class Ragged:
         if offsets[-1] != len(values):
             raise ValueError(f"row lengths sum to {offsets[-1]} but there are {len(values)} values")
         return cls(values, offsets)
+
+    @classmethod
+    def from_rows(cls, rows: Iterable[ArrayLike], dtype: DTypeLike) -> Ragged:
+        """Build from one array per row (e.g. a list column of a table).
+
+        >>> Ragged.from_rows([[1, 2], [], [3]], np.int64).offsets.tolist()
+        [0, 2, 2, 3]
+        """
+        arrays = [np.asarray(row, dtype=dtype) for row in rows]
+        values = np.concatenate(arrays) if arrays else np.zeros(0, dtype=dtype)
+        return cls.from_lengths(values, [len(a) for a in arrays])
 
     @classmethod
     def concatenate(cls, parts: Sequence[Ragged]) -> Ragged:

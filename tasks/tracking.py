@@ -20,15 +20,33 @@ from mlflow.tracking import MlflowClient
 
 from dndx.config import MlflowConfig, Params
 
-__all__ = ["configure_mlflow", "data_version", "lineage_tags", "log_trial", "params_hash"]
+__all__ = [
+    "configure_mlflow",
+    "data_version",
+    "lineage_tags",
+    "log_trial",
+    "params_hash",
+    "tracking_uri",
+]
 
 
-def configure_mlflow(cfg: MlflowConfig, root: Path) -> str:
-    """Point MLflow at the configured store (``MLFLOW_TRACKING_URI`` wins) and
-    experiment; a relative SQLite path or artifact location is taken from ``root``."""
+def tracking_uri(cfg: MlflowConfig, root: Path) -> str:
+    """The tracking URI: ``MLFLOW_TRACKING_URI`` if set, else the configured one,
+    with a relative SQLite path taken from ``root``.
+
+    >>> tracking_uri(MlflowConfig(tracking_uri="sqlite:///mlflow.db"), Path("/repo"))
+    'sqlite:////repo/mlflow.db'
+    """
     uri = os.environ.get("MLFLOW_TRACKING_URI") or cfg.tracking_uri
     if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
         uri = f"sqlite:///{(root / uri.removeprefix('sqlite:///')).resolve()}"
+    return uri
+
+
+def configure_mlflow(cfg: MlflowConfig, root: Path) -> str:
+    """Point MLflow at the configured store and experiment; a relative artifact
+    location is taken from ``root``."""
+    uri = tracking_uri(cfg, root)
     mlflow.set_tracking_uri(uri)
     if mlflow.get_experiment_by_name(cfg.experiment) is None:
         location = cfg.artifact_location

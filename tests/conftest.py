@@ -82,3 +82,32 @@ def prepared_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
                 prepare_waveforms(data, params.prepare), root / "data/prepared" / split, index
             )
     return root
+
+
+@pytest.fixture(scope="session")
+def untrained_pair(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Untrained, seeded models as ``.keras`` files and as an ONNX bundle directory
+    (``bundle/``), as the register stage would write them."""
+    from dndx.bundle import ModelBundle
+    from dndx.config import ClusterCounterModelConfig, PeakFinderModelConfig
+    from models import build_cluster_counter, build_peak_finder
+    from models.export import export_onnx
+
+    root = tmp_path_factory.mktemp("pair")
+    finder = build_peak_finder(PeakFinderModelConfig(lstm_units=(8,)), window_length=15, seed=3)
+    counter = build_cluster_counter(ClusterCounterModelConfig(filters=(8,)), n_bins=256, seed=4)
+    finder.save(root / "peak_finder.keras")
+    counter.save(root / "cluster_counter.keras")
+    export_onnx(finder, root / "bundle" / "peak_finder.onnx")
+    export_onnx(counter, root / "bundle" / "cluster_counter.onnx")
+    ModelBundle(
+        model_sampling_rate_ghz=1.5,
+        candidate_threshold_sigma=2.0,
+        window_before=5,
+        window_after=9,
+        score_threshold=0.5,
+        n_bins=256,
+        samples_per_bin=3000 / 256,
+        provenance={"origin": "tests"},
+    ).save(root / "bundle")
+    return root

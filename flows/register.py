@@ -1,0 +1,176 @@
+"""DVC stage ``register``: export the chosen pair to ONNX, prove the export against
+Keras, register both models in MLflow and promote them with aliases.
+
+The new pair and the current champion pair are both run through the inference
+path (ONNX Runtime) on the same test waveforms; the new pair becomes
+``champion`` only if it is at least as good on every compared figure, and
+``challenger`` otherwise. ``reports/registry.md`` says which, and why.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from prefect import flow, get_run_logger, task
+
+from dndx.bundle import COUNTER_FILE, PEAK_FINDER_FILE, ModelBundle
+from dndx.config import Params, load_params
+from dndx.dataset import read_candidates
+from dndx.storage import atomic_directory, atomic_file
+from flows.runtime import ensure_prefect_api
+from tasks.encoding import samples_per_bin
+from tasks.registry import (
+    COUNTER_NAME,
+    PEAK_FINDER_NAME,
+    champion_bundle,
+    load_test_set,
+    promote,
+    register_bundle,
+    score_bundle,
+)
+from tasks.tracking import configure_mlflow, lineage_tags
+from tasks.training import COUNTER_INPUT_FILE
+
+__all__ = ["BUNDLE_DIR", "main", "register"]
+
+MODELS_DIR = Path("data/models")
+BUNDLE_DIR = Path("data/bundle")
+CACHE_DIR = Path("data/registry-cache")
+SUMMARY_PATH = Path("metrics/register.json")
+REPORT_PATH = Path("reports/registry.md")
+
+
+def _load_keras(path: Path) -> Any:
+    import keras
+
+    import models  # noqa: F401  (registers the custom layers)
+
+    return keras.saving.load_model(path)
+
+
+@task(task_run_name="export and check parity")
+def export_pair(params: Params, root: Path) -> dict[str, float]:
+    """Write the ONNX bundle and return the largest ONNX-vs-Keras differences."""
+    from models.export import export_onnx, onnx_parity
+
+    cfg = params.register
+    finder_selection = json.loads((MODELS_DIR / "peak_finder/selection.json").read_text())
+    counter_selection = json.loads((MODELS_DIR / "cluster_counter/selection.json").read_text())
+    finder = _load_keras(MODELS_DIR / "peak_finder/model.keras")
+    counter = _load_keras(MODELS_DIR / "cluster_counter/model.keras")
+    tags = lineage_tags(root, params, ["simulate", "prepare", "counter_input"], ["data/prepared"])
+    bundle = ModelBundle(
+        model_sampling_rate_ghz=params.prepare.model_sampling_rate_ghz,
+        candidate_threshold_sigma=params.prepare.candidate_threshold_sigma,
+        window_before=params.prepare.window_before,
+        window_after=params.prepare.window_after,
+        score_threshold=float(finder_selection["score_threshold"]),
+        n_bins=params.counter_input.n_bins,
+        samples_per_bin=samples_per_bin(
+            params.prepare, params.simulate.window_ns, params.counter_input.n_bins
+        ),
+        provenance={
+            **tags,
+            "peak_finder_scan_run_id": finder_selection["scan_run_id"],
+            "peak_finder_trial_run_id": finder_selection["trial_run_id"],
+            "cluster_counter_scan_run_id": counter_selection["scan_run_id"],
+            "cluster_counter_trial_run_id": counter_selection["trial_run_id"],
+        },
+    )
+    metadata = {k: str(v) for k, v in dataclasses.asdict(bundle).items() if k != "provenance"}
+    _, windows = read_candidates("data/prepared/test")
+    with np.load(Path("data/counter_inputs/test") / COUNTER_INPUT_FILE) as data:
+        encoded = data["x"][: cfg.parity_waveforms]
+    with atomic_directory(BUNDLE_DIR) as tmp:
+        export_onnx(finder, tmp / PEAK_FINDER_FILE, opset=cfg.opset, metadata=metadata)
+        export_onnx(counter, tmp / COUNTER_FILE, opset=cfg.opset, metadata=metadata)
+        bundle.save(tmp)
+        # The gate: a bundle that disagrees with Keras never reaches the registry.
+        return {
+            PEAK_FINDER_NAME: onnx_parity(
+                finder, tmp / PEAK_FINDER_FILE, windows[: cfg.parity_windows, :, None],
+                atol=cfg.parity_atol,
+            ),
+            COUNTER_NAME: onnx_parity(counter, tmp / COUNTER_FILE, encoded, atol=cfg.parity_atol),
+        }  # fmt: skip
+
+
+@flow(name="register", log_prints=True)
+def register(params: Params, root: Path = Path(".")) -> dict[str, Any]:
+    """Export, check, score, register and promote; returns the summary."""
+    logger = get_run_logger()
+    configure_mlflow(params.mlflow, root)
+    parity = export_pair(params, root)
+    logger.info("ONNX parity (max |ONNX - Keras|): %s", parity)
+
+    test, truth = load_test_set(Path("data/simulated/test"), Path("data/prepared/test"))
+    new_scores = score_bundle(BUNDLE_DIR, test, truth, params)
+    champion_dir = champion_bundle(CACHE_DIR)
+    champion_scores = score_bundle(champion_dir, test, truth, params) if champion_dir else None
+
+    with np.load(Path("data/counter_inputs/test") / COUNTER_INPUT_FILE) as data:
+        counter_example = data["x"][:2]
+    _, windows = read_candidates("data/prepared/test")
+    tags = {
+        **ModelBundle.load(BUNDLE_DIR).provenance,
+        "onnx_opset": str(params.register.opset),
+        **{f"onnx_parity.{k}": f"{v:.3g}" for k, v in parity.items()},
+    }
+    versions = register_bundle(
+        BUNDLE_DIR,
+        {
+            PEAK_FINDER_NAME: MODELS_DIR / "peak_finder/model.keras",
+            COUNTER_NAME: MODELS_DIR / "cluster_counter/model.keras",
+        },
+        {PEAK_FINDER_NAME: windows[:5, :, None], COUNTER_NAME: counter_example},
+        new_scores,
+        tags,
+    )
+    decision = promote(versions, new_scores, champion_scores)
+    logger.info("registered %s as %s: %s", versions, decision["alias"], decision["reason"])
+    summary = {
+        "versions": versions,
+        "alias": decision["alias"],
+        "reason": decision["reason"],
+        "test": new_scores,
+        "champion_before": champion_scores,
+        "onnx_parity": parity,
+    }
+    with atomic_file(SUMMARY_PATH) as tmp:
+        tmp.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    with atomic_file(REPORT_PATH) as tmp:
+        tmp.write_text(_report(summary))
+    return summary
+
+
+def _report(summary: dict[str, Any]) -> str:
+    rows = [
+        f"| {key} | {value:.4f} | "
+        + (f"{summary['champion_before'][key]:.4f}" if summary["champion_before"] else "–")
+        + " |"
+        for key, value in summary["test"].items()
+    ]
+    versions = ", ".join(f"`{n}` version {v}" for n, v in summary["versions"].items())
+    return (
+        "# Model registry\n\n"
+        f"Registered {versions} as **{summary['alias']}**.\n\n"
+        f"Why: {summary['reason']}.\n\n"
+        "Both pairs run through ONNX Runtime on the same test waveforms:\n\n"
+        "| figure | new pair | champion before |\n|---|--:|--:|\n" + "\n".join(rows) + "\n\n"
+        f"ONNX parity with Keras (max abs difference): {summary['onnx_parity']}\n"
+    )
+
+
+def main(params_path: str = "params.yaml") -> None:
+    """Entry point of the DVC stage: ``python -m flows.register``."""
+    params = load_params(params_path)
+    ensure_prefect_api()
+    register(params)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,264 @@
+"""The model registry: export a chosen pair of models, prove the export, register,
+promote with aliases, and fetch a registered pair back for inference.
+
+The two registered models are ``peak-finder`` and ``cluster-counter``. Each
+version carries its Keras model (with signature and input example) and, as
+run artifacts, the whole ONNX bundle (both graphs and ``bundle.json``), plus
+tags linking it to its scan run, data version, git commit and parameters.
+Promotion uses the aliases ``champion`` and ``challenger``; a pair is promoted
+together, because the counter was trained on its own peak finder's output.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.models import infer_signature
+from mlflow.tracking import MlflowClient
+
+from dndx.bundle import BUNDLE_FILE, COUNTER_FILE, PEAK_FINDER_FILE, ModelBundle
+from dndx.config import MlflowConfig, Params, load_params
+from dndx.dataset import read_prepared_waveforms, read_waveform_set
+from dndx.errors import InputError
+from dndx.evaluation import evaluate_counting, evaluate_peaks
+from dndx.inference import OnnxModels, infer_waveforms
+from dndx.ragged import Ragged
+from dndx.simulation import WaveformSet
+from tasks.tracking import tracking_uri
+
+__all__ = [
+    "CHALLENGER",
+    "CHAMPION",
+    "COUNTER_NAME",
+    "PEAK_FINDER_NAME",
+    "champion_bundle",
+    "fetch_bundle",
+    "load_test_set",
+    "promote",
+    "register_bundle",
+    "score_bundle",
+]
+
+PEAK_FINDER_NAME = "peak-finder"
+COUNTER_NAME = "cluster-counter"
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+BUNDLE_ARTIFACTS = "bundle"
+
+#: The figures a pair is compared on, and which way is better.
+COMPARED = {"peak_efficiency_x_purity": "max", "rms_over_sqrt_n": "min"}
+
+
+def score_bundle(
+    bundle_dir: Path, test: WaveformSet, truth: pd.DataFrame, params: Params
+) -> dict[str, float]:
+    """Run a bundle through the inference path (ONNX Runtime) on the test waveforms
+    and score it against the truth: peak efficiency x purity and counting figures."""
+    models = OnnxModels.load(bundle_dir)
+    rates = test.info["sampling_rate_ghz"].to_numpy()
+    results = []
+    for rate in np.unique(rates):
+        rows = np.flatnonzero(rates == rate)
+        found = infer_waveforms(test.adc.take(rows), float(rate), "auto", models)
+        results.append(found.assign(row=rows))
+    found = pd.concat(results).sort_values("row")
+    rate = params.prepare.model_sampling_rate_ghz
+    detected = Ragged.from_rows([np.asarray(t) * rate for t in found["peak_time_ns"]], np.float64)
+    expected = Ragged.from_rows(
+        [np.asarray(t) * rate for t in truth["expected_time_ns"]], np.float64
+    )
+    peaks = evaluate_peaks(
+        Ragged(np.rint(detected.values), detected.offsets),
+        expected,
+        np.concatenate([np.asarray(t) for t in truth["expected_drift_time_ns"]]),
+        truth["noise_fraction"].to_numpy(),
+        sampling_rate_ghz=rate,
+        tolerance_samples=params.prepare.match_tolerance_samples,
+        drift_time_edges_ns=params.evaluate.drift_time_edges_ns,
+        noise_fraction_edges=params.evaluate.noise_fraction_edges,
+    )
+    counting = evaluate_counting(
+        found["n_clusters"].to_numpy(),
+        truth["n_clusters"].to_numpy(),
+        truth["particle"].to_numpy(),
+        truth["momentum_gev"].to_numpy(),
+        params.evaluate.momentum_edges_gev,
+    )
+    return {
+        "peak_efficiency_x_purity": peaks.scores["efficiency_x_purity"],
+        "peak_efficiency": peaks.scores["efficiency"],
+        "peak_purity": peaks.scores["purity"],
+        "rms_over_sqrt_n": counting.scores["rms_over_sqrt_n"],
+        "relative_bias": counting.scores["relative_bias"],
+        "linearity_slope": counting.scores["linearity_slope"],
+    }
+
+
+def load_test_set(simulated_dir: Path, prepared_dir: Path) -> tuple[WaveformSet, pd.DataFrame]:
+    """The test waveforms and their per-waveform truth, in the same order."""
+    parts = sorted(simulated_dir.glob("part-*.parquet"))
+    if not parts:
+        raise InputError(f"{simulated_dir}: no simulated test waveforms")
+    test = WaveformSet.concatenate([read_waveform_set(p) for p in parts])
+    truth = read_prepared_waveforms(prepared_dir)
+    if not np.array_equal(truth["waveform_id"], test.info["waveform_id"]):
+        raise InputError(f"{prepared_dir}: prepared waveforms do not match {simulated_dir}")
+    return test, truth
+
+
+def register_bundle(
+    bundle_dir: Path,
+    keras_files: dict[str, Path],
+    examples: dict[str, np.ndarray],
+    metrics: dict[str, float],
+    tags: dict[str, str],
+) -> dict[str, str]:
+    """Register both models from one run and return the new version of each.
+
+    Each registered version is the ONNX graph (MLflow's ONNX flavour, with
+    signature and input example); the run also holds the Keras originals and
+    the whole bundle that inference fetches.
+    """
+    import onnx
+    import onnxruntime
+
+    files = {PEAK_FINDER_NAME: PEAK_FINDER_FILE, COUNTER_NAME: COUNTER_FILE}
+    client = MlflowClient()
+    versions = {}
+    with mlflow.start_run(run_name="register") as run:
+        mlflow.set_tags({**tags, "kind": "register"})
+        mlflow.log_metrics({f"test_{k}": v for k, v in metrics.items()})
+        mlflow.log_artifacts(str(bundle_dir), BUNDLE_ARTIFACTS)
+        for name, onnx_file in files.items():
+            mlflow.log_artifact(str(keras_files[name]), f"keras/{name}")
+            session = onnxruntime.InferenceSession(
+                str(bundle_dir / onnx_file), providers=["CPUExecutionProvider"]
+            )
+            example = examples[name]
+            output = session.run(None, {session.get_inputs()[0].name: example})[0]
+            info = mlflow.onnx.log_model(
+                onnx.load(bundle_dir / onnx_file),
+                name=name,
+                signature=infer_signature(example, output),
+                input_example=example,
+                registered_model_name=name,
+            )
+            version = str(info.registered_model_version)
+            for key, value in {**tags, "register_run_id": run.info.run_id}.items():
+                client.set_model_version_tag(name, version, key, value)
+            for key, value in metrics.items():
+                client.set_model_version_tag(name, version, f"test_{key}", f"{value:.6g}")
+            versions[name] = version
+    return versions
+
+
+def _champion_version(client: MlflowClient, name: str) -> str | None:
+    try:
+        return str(client.get_model_version_by_alias(name, CHAMPION).version)
+    except MlflowException:
+        return None
+
+
+def promote(
+    versions: dict[str, str], new: dict[str, float], champion: dict[str, float] | None
+) -> dict[str, Any]:
+    """Give the new pair the ``champion`` alias if it is at least as good as the
+    current champion pair on every compared figure, else ``challenger``; says why."""
+    better_or_equal = {
+        key: champion is None
+        or (new[key] >= champion[key] if goal == "max" else new[key] <= champion[key])
+        for key, goal in COMPARED.items()
+    }
+    alias = CHAMPION if all(better_or_equal.values()) else CHALLENGER
+    if champion is None:
+        reason = "no champion yet: the first registered pair becomes champion"
+    else:
+        verdicts = [
+            f"{key} {new[key]:.4f} vs champion {champion[key]:.4f} "
+            f"({'at least as good' if ok else 'worse'})"
+            for key, ok in better_or_equal.items()
+        ]
+        reason = "; ".join(verdicts)
+    client = MlflowClient()
+    for name, version in versions.items():
+        client.set_registered_model_alias(name, alias, version)
+        client.set_model_version_tag(name, version, "promotion", f"{alias}: {reason}")
+    return {"alias": alias, "reason": reason, "versions": versions}
+
+
+def champion_bundle(cache_dir: Path) -> Path | None:
+    """The current champion pair's bundle, fetched, or None if there is none."""
+    client = MlflowClient()
+    if any(_champion_version(client, n) is None for n in (PEAK_FINDER_NAME, COUNTER_NAME)):
+        return None
+    return fetch_bundle(
+        [f"models:/{PEAK_FINDER_NAME}@{CHAMPION}", f"models:/{COUNTER_NAME}@{CHAMPION}"],
+        cache_dir,
+    )
+
+
+def _parse(uri: str) -> tuple[str, str]:
+    """``models:/name@alias`` or ``models:/name/version`` into (name, alias-or-version)."""
+    body = uri.removeprefix("models:/")
+    if "@" in body:
+        name, alias = body.split("@", 1)
+        return name, f"@{alias}"
+    name, _, version = body.partition("/")
+    return name, version
+
+
+def fetch_bundle(model_uris: list[str], cache_dir: Path) -> Path:
+    """Download the ONNX bundle of the registered models ``model_uris`` into
+    ``cache_dir`` and return the bundle directory.
+
+    Raises:
+        InputError: a name, alias or version that the registry does not hold.
+    """
+    params_path = Path("params.yaml")
+    cfg = load_params(params_path).mlflow if params_path.exists() else MlflowConfig()
+    mlflow.set_tracking_uri(tracking_uri(cfg, Path.cwd()))
+    client = MlflowClient()
+    runs: dict[str, str] = {}
+    for uri in model_uris:
+        name, which = _parse(uri)
+        try:
+            if which.startswith("@"):
+                version = client.get_model_version_by_alias(name, which[1:])
+            else:
+                version = client.get_model_version(name, which)
+        except MlflowException as error:
+            raise InputError(
+                f"{uri}: not in the model registry at {mlflow.get_tracking_uri()} "
+                f"({error.message.splitlines()[0]}); run `make run` or `dndx run` first"
+            ) from None
+        runs[name] = str(version.run_id)
+    finder_run = runs.get(PEAK_FINDER_NAME)
+    counter_run = runs.get(COUNTER_NAME)
+    if finder_run is None or counter_run is None:
+        raise InputError(
+            f"models {model_uris}: name one {PEAK_FINDER_NAME} and one {COUNTER_NAME} model"
+        )
+    target = cache_dir / f"{finder_run}-{counter_run}"
+    if (target / BUNDLE_FILE).exists():
+        return target
+    staging = cache_dir / f".{target.name}.tmp"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    for run_id, files in (
+        (finder_run, (PEAK_FINDER_FILE, BUNDLE_FILE)),
+        (counter_run, (COUNTER_FILE,)),
+    ):
+        downloaded = Path(
+            mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=BUNDLE_ARTIFACTS)
+        )
+        for file in files:
+            shutil.copy(downloaded / file, staging / file)
+    ModelBundle.load(staging)
+    staging.rename(target)
+    return target

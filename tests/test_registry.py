@@ -1,0 +1,91 @@
+"""The model registry on a real MLflow store: registration, promotion by aliases, fetching."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+from mlflow.tracking import MlflowClient
+
+from dndx.bundle import ModelBundle
+from dndx.config import MlflowConfig
+from dndx.errors import InputError
+from tasks.registry import (
+    CHALLENGER,
+    CHAMPION,
+    COUNTER_NAME,
+    PEAK_FINDER_NAME,
+    fetch_bundle,
+    promote,
+    register_bundle,
+)
+from tasks.tracking import configure_mlflow
+
+
+def _register(pair: Path, scores: dict[str, float]) -> dict[str, str]:
+    rng = np.random.default_rng(0)
+    return register_bundle(
+        pair / "bundle",
+        {
+            PEAK_FINDER_NAME: pair / "peak_finder.keras",
+            COUNTER_NAME: pair / "cluster_counter.keras",
+        },
+        {
+            PEAK_FINDER_NAME: rng.normal(size=(3, 15, 1)).astype(np.float32),
+            COUNTER_NAME: rng.random((2, 256, 4)).astype(np.float32),
+        },
+        scores,
+        {"git_commit": "abc", "params_hash": "123"},
+    )
+
+
+def test_better_pair_becomes_champion_worse_stays_challenger(
+    untrained_pair: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    configure_mlflow(MlflowConfig(), tmp_path)
+    first = {"peak_efficiency_x_purity": 0.70, "rms_over_sqrt_n": 0.80}
+    better = {"peak_efficiency_x_purity": 0.75, "rms_over_sqrt_n": 0.70}
+    worse = {"peak_efficiency_x_purity": 0.76, "rms_over_sqrt_n": 0.90}
+
+    assert promote(_register(untrained_pair, first), first, None)["alias"] == CHAMPION
+    second = _register(untrained_pair, better)
+    assert promote(second, better, first)["alias"] == CHAMPION
+    third = _register(untrained_pair, worse)
+    decision = promote(third, worse, better)
+    assert decision["alias"] == CHALLENGER
+    assert "rms_over_sqrt_n 0.9000 vs champion 0.7000 (worse)" in decision["reason"]
+
+    client = MlflowClient()
+    for name in (PEAK_FINDER_NAME, COUNTER_NAME):
+        assert str(client.get_model_version_by_alias(name, CHAMPION).version) == second[name]
+        assert str(client.get_model_version_by_alias(name, CHALLENGER).version) == third[name]
+        version = client.get_model_version(name, third[name])
+        assert version.tags["git_commit"] == "abc"
+        assert version.tags["promotion"].startswith("challenger: ")
+        info = mlflow.models.get_model_info(f"models:/{name}/{version.version}")
+        assert info.signature is not None and info.saved_input_example_info is not None
+
+    fetched = fetch_bundle(
+        [f"models:/{PEAK_FINDER_NAME}@{CHAMPION}", f"models:/{COUNTER_NAME}@{CHAMPION}"],
+        tmp_path / "cache",
+    )
+    assert ModelBundle.load(fetched) == ModelBundle.load(untrained_pair / "bundle")
+    onnx_bytes = (untrained_pair / "bundle" / "peak_finder.onnx").read_bytes()
+    assert (fetched / "peak_finder.onnx").read_bytes() == onnx_bytes
+
+
+def test_fetching_an_unknown_alias_names_it(
+    untrained_pair: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    configure_mlflow(MlflowConfig(), tmp_path)
+    with pytest.raises(InputError, match="models:/peak-finder@champion: not in the model registry"):
+        fetch_bundle(
+            [f"models:/{PEAK_FINDER_NAME}@{CHAMPION}", f"models:/{COUNTER_NAME}@{CHAMPION}"],
+            tmp_path / "cache",
+        )
