@@ -32,6 +32,7 @@ __all__ = [
     "read_prepared_waveforms",
     "read_waveform_set",
     "write_prepared",
+    "write_root_waveforms",
     "write_waveform_set",
 ]
 
@@ -144,3 +145,17 @@ def read_prepared_waveforms(split_dir: str | Path) -> pd.DataFrame:
     if not paths:
         raise InputError(f"{split_dir}: no prepared waveforms found")
     return pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True)
+
+
+def write_root_waveforms(
+    rows: Ragged, path: str | Path, tree: str = "sim", branch: str = "wf_i"
+) -> None:
+    """Write waveforms as a ROOT TTree, one entry per waveform (the CEPC simulation
+    layout by default: tree ``sim``, branch ``wf_i``), atomically."""
+    import awkward as ak
+    import uproot
+
+    jagged = ak.unflatten(rows.values.astype(np.int16), rows.lengths)
+    with atomic_file(path) as tmp, uproot.recreate(tmp) as file:
+        file.mktree(tree, {branch: "var * int16"})
+        file[tree].extend({branch: jagged})
