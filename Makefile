@@ -11,7 +11,7 @@ export PREFECT_LOGGING_LEVEL ?= INFO
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup run test test-slow lint benchmark clean
+.PHONY: setup run serve test test-slow lint benchmark clean
 
 setup: $(STAMP)
 
@@ -23,6 +23,10 @@ $(STAMP): pyproject.toml constraints.txt
 
 run: setup
 	$(BIN)/dndx run
+
+# A Prefect server on 127.0.0.1:4200, the deployments of infra/prefect.yaml and a worker.
+serve: setup
+	$(BIN)/dndx serve
 
 test: setup
 	$(BIN)/python -m pytest -m "not slow"

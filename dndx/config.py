@@ -369,9 +369,7 @@ class DaskConfig:
     dndx.errors.ConfigError: dask.memory = 'lots': expected a size such as 8GiB or 500MB
     """
 
-    mode: str = field(
-        default="local", metadata=_spec(choices=("local", "address", *_BATCH_MODES))
-    )
+    mode: str = field(default="local", metadata=_spec(choices=("local", "address", *_BATCH_MODES)))
     n_workers: int = field(
         default=2, metadata=_spec(bounds=(1, 1024), doc="local: worker processes")
     )
@@ -406,9 +404,7 @@ class DaskConfig:
         for name in ("memory_limit", "memory", "disk"):
             value = getattr(self, name)
             if not _BYTES.match(value):
-                raise ConfigError(
-                    f"dask.{name} = {value!r}: expected a size such as 8GiB or 500MB"
-                )
+                raise ConfigError(f"dask.{name} = {value!r}: expected a size such as 8GiB or 500MB")
         if not _WALLTIME.match(self.walltime):
             raise ConfigError(
                 f"dask.walltime = {self.walltime!r}: expected [D-]HH:MM:SS, e.g. 04:00:00"

@@ -1,42 +1,64 @@
 """Where flows run: the Prefect API they report to and the Dask cluster they use.
 
-Without ``PREFECT_API_URL``, Prefect starts a temporary server per process.
-Dask workers and DVC stage commands are processes too, and dozens of
-temporary servers on one SQLite file are slow and fragile; so the first dndx
-process starts one temporary server and hands its address to every child
-through the environment.
+Without a configured Prefect API (``PREFECT_API_URL`` in the environment or the
+active Prefect profile), Prefect starts a temporary server per process. Dask
+workers and DVC stage commands are processes too, and dozens of temporary
+servers on one SQLite file are slow and fragile; so the first dndx process
+starts one temporary server and hands its address to every child through the
+environment.
+
+The Dask cluster is the ``dask`` section of ``params.yaml``: a local cluster,
+a running scheduler, or HTCondor / Slurm jobs (see :mod:`flows.clusters`).
+``DNDX_DASK_ADDRESS`` in the environment overrides it with a running scheduler.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
+from pathlib import Path
 from typing import Any, cast
+from urllib.parse import urlparse
 
 from prefect.task_runners import TaskRunner
 from prefect_dask import DaskTaskRunner
 
 from dndx.config import DaskConfig
+from flows.clusters import JOBQUEUE_CLUSTERS, WORKER_THREAD_ENV, jobqueue_cluster_kwargs
 
-__all__ = ["dask_task_runner", "ensure_prefect_api"]
+__all__ = [
+    "DASK_ADDRESS_ENV",
+    "configured_prefect_api",
+    "dask_config_from_environment",
+    "dask_task_runner",
+    "ensure_prefect_api",
+    "worker_environment",
+]
 
-# TensorFlow and BLAS in Dask workers: one thread each, fixed before they start.
-_WORKER_THREAD_ENV = {
-    "OMP_NUM_THREADS": "1",
-    "OPENBLAS_NUM_THREADS": "1",
-    "MKL_NUM_THREADS": "1",
-    "TF_NUM_INTRAOP_THREADS": "1",
-    "TF_NUM_INTEROP_THREADS": "1",
-    "TF_CPP_MIN_LOG_LEVEL": "2",
-    "DASK_LOGGING__DISTRIBUTED": "warning",
-}
+#: The environment variable that points every flow at a running Dask scheduler.
+DASK_ADDRESS_ENV = "DNDX_DASK_ADDRESS"
+
+_logger = logging.getLogger(__name__)
+
+
+def configured_prefect_api() -> str:
+    """The Prefect API URL from the environment or the active profile; "" if none."""
+    url = os.environ.get("PREFECT_API_URL", "")
+    if url:
+        return url
+    from prefect.settings import PREFECT_API_URL
+
+    return str(PREFECT_API_URL.value() or "")
 
 
 def ensure_prefect_api() -> str:
     """The Prefect API URL this process and its children use, starting a temporary
     server on loopback when none is configured."""
-    url = os.environ.get("PREFECT_API_URL", "")
+    url = configured_prefect_api()
     if url:
+        # Children (Dask workers, DVC stage commands) inherit the environment.
+        os.environ["PREFECT_API_URL"] = url
         return url
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
     # Telemetry writes to the SQLite file while flows do and only adds lock contention.
@@ -49,12 +71,48 @@ def ensure_prefect_api() -> str:
     return server.api_url
 
 
+def worker_environment(prefect_api_url: str | None = None) -> dict[str, str]:
+    """What a Dask worker's environment needs: the Prefect API (default: the
+    configured one) and one thread for TensorFlow and BLAS.
+
+    >>> worker_environment("http://10.0.0.5:4200/api")["PREFECT_API_URL"]
+    'http://10.0.0.5:4200/api'
+    """
+    url = configured_prefect_api() if prefect_api_url is None else prefect_api_url
+    return {**({"PREFECT_API_URL": url} if url else {}), **WORKER_THREAD_ENV}
+
+
+def dask_config_from_environment(cfg: DaskConfig) -> DaskConfig:
+    """``cfg``, switched to mode ``address`` when ``DNDX_DASK_ADDRESS`` is set."""
+    address = os.environ.get(DASK_ADDRESS_ENV, "")
+    return dataclasses.replace(cfg, mode="address", address=address) if address else cfg
+
+
 def dask_task_runner(cfg: DaskConfig) -> TaskRunner[Any]:
-    """A Prefect task runner on the Dask cluster that ``cfg`` describes."""
-    ensure_prefect_api()
+    """A Prefect task runner on the Dask cluster that ``cfg`` describes
+    (``DNDX_DASK_ADDRESS`` in the environment overrides it)."""
+    cfg = dask_config_from_environment(cfg)
+    api_url = ensure_prefect_api()
     if cfg.mode == "address":
+        # The workers are someone else's processes: their environment is set where
+        # they start (infra/dask/README.md).
         return cast(TaskRunner[Any], DaskTaskRunner(address=cfg.address))
-    for name, value in _WORKER_THREAD_ENV.items():
+    if cfg.mode in JOBQUEUE_CLUSTERS:
+        host = urlparse(api_url).hostname or ""
+        if host in ("127.0.0.1", "localhost", "::1"):
+            _logger.warning(
+                "dask.mode %s: the Prefect API %s is on loopback, which batch nodes cannot "
+                "reach; set PREFECT_API_URL to a server they can reach",
+                cfg.mode,
+                api_url,
+            )
+        runner = DaskTaskRunner(
+            cluster_class=JOBQUEUE_CLUSTERS[cfg.mode],
+            cluster_kwargs=jobqueue_cluster_kwargs(cfg, worker_environment(api_url), Path.cwd()),
+            adapt_kwargs={"minimum_jobs": cfg.minimum_jobs, "maximum_jobs": cfg.maximum_jobs},
+        )
+        return cast(TaskRunner[Any], runner)
+    for name, value in WORKER_THREAD_ENV.items():
         os.environ.setdefault(name, value)
     logging.getLogger("distributed").setLevel(logging.WARNING)
     runner = DaskTaskRunner(

@@ -238,6 +238,16 @@ _TRIALS: dict[str, Callable[..., dict[str, Any]]] = {
 }
 
 
+def _worker_address() -> str:
+    """The Dask worker running this trial ("" outside Dask): where a trial ran."""
+    from distributed import get_worker
+
+    try:
+        return str(get_worker().address)
+    except ValueError:
+        return ""
+
+
 @task(task_run_name="{kind} {spec.name}", retries=1, retry_delay_seconds=2)
 def run_trial(
     kind: str,
@@ -255,6 +265,7 @@ def run_trial(
         "trial": spec.number,
         "hyperparameters": spec.hyperparameters,
         "trial_dir": str(trial_dir),
+        "worker": _worker_address(),
     }
     with measure_resources() as usage:
         try:
