@@ -1,0 +1,458 @@
+"""Inference throughput and memory: file in, Parquet out, on 2 worker processes.
+
+Run with ``python -m benchmarks.infer``; writes ``benchmarks/results/infer.json``.
+
+Four measurements, all on the same simulated HDF5 file at 1.2 GS/s (2,400
+samples a waveform, resampled to the models' 1.5 GS/s):
+
+1. **The inference flow** (``flows.infer.infer``: Prefect, a Dask LocalCluster
+   of 2 single-threaded workers, ONNX Runtime), timed from the call to the
+   written Parquet file and summary, cluster start-up included.
+2. **Steady state, four ways, same harness**: 2 worker processes, one thread
+   each, each reading its own chunks from the file, running the chain and
+   writing a Parquet file per chunk; models loaded and warmed up before the
+   clock starts. The chain runs with the ONNX models (:class:`OnnxModels`);
+   with the same models in Keras, ``model.predict`` at batches of 4096
+   windows and 64 waveforms, and at its default batch of 32; and as the D2
+   baseline (:func:`dndx.baselines.d2_peaks` plus
+   :func:`dndx.baselines.time_clusterize` on the same normalised waveforms).
+   Ratios are reported.
+3. **Peak memory** of the whole process tree (flow process, Dask workers,
+   Prefect server), sampled every 50 ms, for N and 10 x N waveforms.
+4. **Where one core's time goes**: each stage of the ONNX chain per 1000
+   waveforms, and each model alone in ONNX Runtime and in Keras on the same
+   windows and encodings.
+
+Other sessions' work on the same machine slows every figure: the load
+average at the start and the end is recorded beside them.
+
+The models are the default topologies of ``dndx.config`` with seeded, untrained
+weights: the work per waveform does not depend on the weight values (the
+number of candidate windows depends on the waveforms only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import json
+import multiprocessing
+import os
+import platform
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar
+
+_THREADS = {
+    "OMP_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "TF_NUM_INTRAOP_THREADS": "1",
+    "TF_NUM_INTEROP_THREADS": "1",
+    "TF_CPP_MIN_LOG_LEVEL": "3",
+}
+os.environ.update(_THREADS)
+
+import h5py  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import psutil  # noqa: E402
+import pyarrow.parquet as pq  # noqa: E402
+
+from dndx.baselines import d2_peaks, time_clusterize  # noqa: E402
+from dndx.bundle import ModelBundle  # noqa: E402
+from dndx.config import (  # noqa: E402
+    ClusterCounterModelConfig,
+    PeakFinderModelConfig,
+    SimulationConfig,
+)
+from dndx.inference import OnnxModels, PeakModels, infer_waveforms, results_table  # noqa: E402
+from dndx.preprocessing import normalise  # noqa: E402
+from dndx.ragged import Ragged  # noqa: E402
+from dndx.readers import WaveformSource, read_chunk, validate_rows  # noqa: E402
+from dndx.simulation import simulate_range  # noqa: E402
+
+RESULTS = Path(__file__).parent / "results" / "infer.json"
+#: ``model.predict``'s default batch size: the Keras path as usually written.
+KERAS_DEFAULT_BATCH = 32
+RATE_GHZ = 1.2
+WORKERS = 2
+CHUNK_SIZE = 2000
+# D2 settings of the order the validation tuning picks; the work does not depend on them.
+D2_T1_SIGMA, D2_T2 = 3.0, 1.0
+CLUSTER_WINDOW_NS, CLUSTER_GROWTH = 1.5, 0.2
+
+
+def build_models(directory: Path) -> None:
+    """Seeded default-topology models: a bundle plus the Keras originals."""
+    from models import build_cluster_counter, build_peak_finder
+    from models.export import export_onnx
+
+    directory.mkdir(parents=True, exist_ok=True)
+    peak_finder = build_peak_finder(PeakFinderModelConfig(), window_length=15, seed=1)
+    counter = build_cluster_counter(ClusterCounterModelConfig(), n_bins=1024, seed=2)
+    export_onnx(peak_finder, directory / "peak_finder.onnx")
+    export_onnx(counter, directory / "cluster_counter.onnx")
+    peak_finder.save(directory / "peak_finder.keras")
+    counter.save(directory / "cluster_counter.keras")
+    ModelBundle(1.5, 2.0, 5, 9, 0.5, 1024, 3000 / 1024, {"origin": "benchmarks/infer.py"}).save(
+        directory
+    )
+
+
+def write_waveforms(path: Path, n_waveforms: int) -> None:
+    """``n_waveforms`` simulated 12-bit waveforms at 1.2 GS/s as HDF5, block by block."""
+    block = 2500
+    cfg = SimulationConfig(
+        n_train=n_waveforms, block_size=250, chunk_size=block, sampling_rates_ghz=(RATE_GHZ,)
+    )
+    n_samples = round(cfg.window_ns * RATE_GHZ)
+    with h5py.File(path, "w") as file:
+        dataset = file.create_dataset(
+            "waveforms", (n_waveforms, n_samples), dtype=np.uint16, chunks=(250, n_samples)
+        )
+        for start in range(0, n_waveforms, block):
+            stop = min(start + block, n_waveforms)
+            adc = simulate_range(cfg, "train", start, stop).adc
+            dataset[start:stop] = adc.values.reshape(stop - start, n_samples)
+
+
+class KerasModels:
+    """The Keras originals behind the :class:`~dndx.inference.PeakModels` protocol."""
+
+    def __init__(self, directory: Path, window_batch: int = 4096, counter_batch: int = 64) -> None:
+        import keras
+
+        import models.cluster_counter  # noqa: F401  (registers SumPooling1D)
+
+        self.bundle = ModelBundle.load(directory)
+        self.peak_finder = keras.models.load_model(directory / "peak_finder.keras", compile=False)
+        self.counter = keras.models.load_model(directory / "cluster_counter.keras", compile=False)
+        self.window_batch, self.counter_batch = window_batch, counter_batch
+
+    def peak_probability(self, windows: np.ndarray) -> np.ndarray:
+        out = self.peak_finder.predict(windows[:, :, None], batch_size=self.window_batch, verbose=0)
+        return np.asarray(out[:, 0], dtype=np.float32)
+
+    def count_clusters(self, peaks: np.ndarray) -> np.ndarray:
+        out = self.counter.predict(peaks, batch_size=self.counter_batch, verbose=0)
+        return np.asarray(out[:, 0], dtype=np.float32)
+
+
+_WORKER: dict[str, Any] = {}
+
+
+def _init_worker(kind: str, model_dir: str) -> None:
+    if kind == "onnx":
+        _WORKER["models"] = OnnxModels.load(model_dir)
+    elif kind == "keras":
+        _WORKER["models"] = KerasModels(Path(model_dir))
+    elif kind == "keras-batch-32":
+        _WORKER["models"] = KerasModels(Path(model_dir), KERAS_DEFAULT_BATCH, KERAS_DEFAULT_BATCH)
+    _WORKER["kind"] = kind
+    _WORKER["bundle"] = ModelBundle.load(model_dir)
+
+
+def _d2_chain(samples: Ragged, bundle: ModelBundle) -> pd.DataFrame:
+    rate = bundle.model_sampling_rate_ghz
+    norm = normalise(samples, RATE_GHZ, rate, "auto")
+    peaks = d2_peaks(norm.samples, norm.lengths, D2_T1_SIGMA, D2_T2)
+    times = Ragged((peaks.values / rate).astype(np.float32), peaks.offsets)
+    clusters = time_clusterize(times, CLUSTER_WINDOW_NS, CLUSTER_GROWTH)
+    return pd.DataFrame(
+        {
+            "n_peaks": peaks.lengths.astype(np.int32),
+            "peak_time_ns": np.split(times.values, peaks.offsets[1:-1]),
+            "n_clusters": clusters.lengths.astype(np.float32),
+            "n_candidates": peaks.lengths.astype(np.int32),
+            "baseline": norm.baseline,
+            "noise_sigma": norm.noise_sigma,
+            "polarity": norm.polarity,
+        }
+    )
+
+
+def _run_chunk(path: str, start: int, stop: int, out_path: str) -> int:
+    """Read, check, infer and write one chunk, as the flow's task does."""
+    source = WaveformSource(Path(path), "hdf5", dataset="waveforms")
+    chunk = read_chunk(source, start, stop)
+    ok, _ = validate_rows(chunk.samples)
+    good = np.flatnonzero(ok)
+    samples = chunk.samples.take(good)
+    if _WORKER["kind"] == "d2":
+        results = _d2_chain(samples, _WORKER["bundle"])
+    else:
+        models: PeakModels = _WORKER["models"]
+        results = infer_waveforms(samples, RATE_GHZ, "auto", models)
+    results.insert(0, "event", start + good)
+    results.insert(0, "source_file", path)
+    pq.write_table(results_table(results), out_path)
+    return len(results)
+
+
+class _TimedModels:
+    """Models that add up the seconds spent in each of them."""
+
+    def __init__(self, models: PeakModels) -> None:
+        self.models = models
+        self.bundle = models.bundle
+        self.seconds = {"peak_finder": 0.0, "cluster_counter": 0.0}
+        self.inputs: dict[str, np.ndarray] = {}
+
+    def peak_probability(self, windows: np.ndarray) -> np.ndarray:
+        started = time.perf_counter()
+        out = self.models.peak_probability(windows)
+        self.seconds["peak_finder"] += time.perf_counter() - started
+        self.inputs["windows"] = windows
+        return out
+
+    def count_clusters(self, peaks: np.ndarray) -> np.ndarray:
+        started = time.perf_counter()
+        out = self.models.count_clusters(peaks)
+        self.seconds["cluster_counter"] += time.perf_counter() - started
+        self.inputs["peaks"] = peaks
+        return out
+
+
+def _best_seconds(function: Callable[[], Any], repeats: int = 3) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        function()
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def stage_breakdown(path: Path, model_dir: Path, n_waveforms: int = 2000) -> dict[str, Any]:
+    """Milliseconds per 1000 waveforms of each stage on one core, and the models
+    alone in ONNX Runtime against Keras on the same inputs."""
+    onnx_models = OnnxModels.load(model_dir)
+    keras_models = KerasModels(model_dir)
+    keras_default = KerasModels(model_dir, KERAS_DEFAULT_BATCH, KERAS_DEFAULT_BATCH)
+    source = WaveformSource(path, "hdf5", dataset="waveforms")
+    samples = read_chunk(source, 0, n_waveforms).samples
+    timed = _TimedModels(onnx_models)
+    infer_waveforms(samples, RATE_GHZ, "auto", timed)
+    timed.seconds = dict.fromkeys(timed.seconds, 0.0)
+    started = time.perf_counter()
+    infer_waveforms(samples, RATE_GHZ, "auto", timed)
+    total = time.perf_counter() - started
+    rate = onnx_models.bundle.model_sampling_rate_ghz
+    normalising = _best_seconds(lambda: normalise(samples, RATE_GHZ, rate, "auto"))
+    windows, peaks = timed.inputs["windows"], timed.inputs["peaks"]
+    keras_models.peak_probability(windows[:4096])
+    keras_models.count_clusters(peaks[:64])
+    models = {
+        "peak_finder": {
+            "onnx": _best_seconds(lambda: onnx_models.peak_probability(windows)),
+            "keras": _best_seconds(lambda: keras_models.peak_probability(windows)),
+            "keras_batch_32": _best_seconds(lambda: keras_default.peak_probability(windows), 1),
+        },
+        "cluster_counter": {
+            "onnx": _best_seconds(lambda: onnx_models.count_clusters(peaks)),
+            "keras": _best_seconds(lambda: keras_models.count_clusters(peaks)),
+            "keras_batch_32": _best_seconds(lambda: keras_default.count_clusters(peaks), 1),
+        },
+    }
+    per_1000 = 1000 / n_waveforms * 1000
+    rest = total - normalising - sum(timed.seconds.values())
+    return {
+        "candidates_per_waveform": round(len(windows) / n_waveforms, 1),
+        "onnx_chain_ms_per_1000_waveforms": {
+            "total": round(total * per_1000),
+            "normalise": round(normalising * per_1000),
+            "peak_finder": round(timed.seconds["peak_finder"] * per_1000),
+            "cluster_counter": round(timed.seconds["cluster_counter"] * per_1000),
+            "candidates_windows_encoding": round(rest * per_1000),
+        },
+        "models_alone": {
+            name: {
+                "onnx_ms_per_1000_waveforms": round(t["onnx"] * per_1000),
+                "keras_ms_per_1000_waveforms": round(t["keras"] * per_1000),
+                "keras_batch_32_ms_per_1000_waveforms": round(t["keras_batch_32"] * per_1000),
+                "keras_over_onnx": round(t["keras"] / t["onnx"], 2),
+                "keras_batch_32_over_onnx": round(t["keras_batch_32"] / t["onnx"], 2),
+            }
+            for name, t in models.items()
+        },
+    }
+
+
+def steady_state(kind: str, path: Path, n_waveforms: int, model_dir: Path, scratch: Path) -> float:
+    """Waveforms/s of the chain ``kind`` on ``WORKERS`` processes, models warm."""
+    context = multiprocessing.get_context("spawn")
+    out_dir = scratch / f"chunks-{kind}"
+    out_dir.mkdir()
+    with concurrent.futures.ProcessPoolExecutor(
+        WORKERS, mp_context=context, initializer=_init_worker, initargs=(kind, str(model_dir))
+    ) as pool:
+        warm = [
+            pool.submit(_run_chunk, str(path), 0, 200, str(out_dir / f"warm{i}.parquet"))
+            for i in range(WORKERS)
+        ]
+        for future in warm:
+            future.result()
+        time.sleep(0.5)
+        started = time.perf_counter()
+        jobs = [
+            pool.submit(
+                _run_chunk,
+                str(path),
+                start,
+                min(start + CHUNK_SIZE, n_waveforms),
+                str(out_dir / f"{start:09d}.parquet"),
+            )
+            for start in range(0, n_waveforms, CHUNK_SIZE)
+        ]
+        done = sum(job.result() for job in jobs)
+        elapsed = time.perf_counter() - started
+    shutil.rmtree(out_dir)
+    return done / elapsed
+
+
+def tree_rss() -> int:
+    """The summed RSS of this process and all its descendants, bytes."""
+    me = psutil.Process()
+    total = 0
+    for process in [me, *me.children(recursive=True)]:
+        with suppress(psutil.Error):
+            total += process.memory_info().rss
+    return total
+
+
+@contextmanager
+def peak_tree_rss(interval_s: float = 0.05) -> Iterator[dict[str, float]]:
+    """The peak of :func:`tree_rss` while inside."""
+    peak = {"bytes": 0.0}
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            peak["bytes"] = max(peak["bytes"], tree_rss())
+            stop.wait(interval_s)
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    try:
+        yield peak
+    finally:
+        stop.set()
+        thread.join()
+
+
+def run_flow(path: Path, out: Path, model_dir: Path) -> dict[str, float]:
+    """The inference flow on ``path``: wall time, throughput and peak tree memory."""
+    from flows.infer import infer
+
+    before = tree_rss()
+    with peak_tree_rss() as peak:
+        started = time.perf_counter()
+        report = infer(
+            [str(path)],
+            str(out),
+            sampling_rate_ghz=RATE_GHZ,
+            model_uris=[str(model_dir)],
+            workers=WORKERS,
+            chunk_size=CHUNK_SIZE,
+        )
+        wall = time.perf_counter() - started
+    n = report.n_waveforms + report.n_skipped
+    return {
+        "n_waveforms": n,
+        "wall_s": round(wall, 2),
+        "waveforms_per_second": round(n / wall),
+        "tree_rss_before_mib": round(before / 2**20),
+        "peak_tree_rss_mib": round(peak["bytes"] / 2**20),
+    }
+
+
+T = TypeVar("T")
+
+
+def _timed(label: str, function: Callable[[], T]) -> T:
+    started = time.perf_counter()
+    value = function()
+    print(f"{label}: {time.perf_counter() - started:.1f} s", flush=True)
+    return value
+
+
+def measure(n_waveforms: int, scratch: Path) -> dict[str, Any]:
+    """Every measurement of the module docstring for a file of ``n_waveforms``."""
+    from flows.runtime import ensure_prefect_api
+
+    load_at_start = [round(v, 2) for v in os.getloadavg()]
+    model_dir = scratch / "models"
+    # Keras and TensorFlow stay out of this process, whose memory is measured.
+    with concurrent.futures.ProcessPoolExecutor(1, multiprocessing.get_context("spawn")) as pool:
+        _timed("models", pool.submit(build_models, model_dir).result)
+    small, large = scratch / "small.h5", scratch / "large.h5"
+    _timed("simulate N", lambda: write_waveforms(small, n_waveforms))
+    with concurrent.futures.ProcessPoolExecutor(1, multiprocessing.get_context("spawn")) as pool:
+        stages = _timed("stages", pool.submit(stage_breakdown, small, model_dir).result)
+    rates = {}
+    for kind in ("onnx", "keras", "keras-batch-32", "d2"):
+        rate = _timed(kind, partial(steady_state, kind, small, n_waveforms, model_dir, scratch))
+        rates[kind] = round(rate)
+    ensure_prefect_api()
+    flow_small = _timed(
+        "flow N", lambda: run_flow(small, scratch / "out" / "small.parquet", model_dir)
+    )
+    _timed("simulate 10 N", lambda: write_waveforms(large, 10 * n_waveforms))
+    flow_large = _timed(
+        "flow 10 N", lambda: run_flow(large, scratch / "out" / "large.parquet", model_dir)
+    )
+    return {
+        "n_waveforms": n_waveforms,
+        "sampling_rate_ghz": RATE_GHZ,
+        "samples_per_waveform": round(2000 * RATE_GHZ),
+        "workers": WORKERS,
+        "chunk_size": CHUNK_SIZE,
+        "one_core_stages": stages,
+        "steady_state_waveforms_per_second": rates,
+        "ratio_onnx_over_keras": round(rates["onnx"] / rates["keras"], 2),
+        "ratio_onnx_over_keras_batch_32": round(rates["onnx"] / rates["keras-batch-32"], 2),
+        "ratio_onnx_over_d2": round(rates["onnx"] / rates["d2"], 3),
+        "flow_end_to_end": {"N": flow_small, "10N": flow_large},
+        "memory_ratio_10N_over_N": round(
+            flow_large["peak_tree_rss_mib"] / flow_small["peak_tree_rss_mib"], 2
+        ),
+        "machine": {
+            "cpu": _cpu_model(),
+            "cores": os.cpu_count(),
+            "load_average_at_start": load_at_start,
+            "load_average_at_end": [round(v, 2) for v in os.getloadavg()],
+            "python": platform.python_version(),
+        },
+    }
+
+
+def _cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.machine()
+
+
+def main() -> None:
+    """Measure and write the results file."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n-waveforms", type=int, default=20000)
+    args = parser.parse_args()
+    scratch = Path(tempfile.mkdtemp(prefix="dndx-bench-infer-"))
+    try:
+        result = measure(args.n_waveforms, scratch)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
