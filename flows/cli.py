@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from dndx.errors import DndxError
 
@@ -28,6 +29,100 @@ def _run(args: argparse.Namespace) -> None:
             )
 
 
+def _infer(args: argparse.Namespace) -> None:
+    from flows.infer import infer
+    from flows.runtime import ensure_prefect_api
+
+    ensure_prefect_api()
+    report = infer(
+        inputs=args.inputs,
+        out=args.out,
+        fmt=args.format,
+        tree=args.tree,
+        branch=args.branch,
+        dataset=args.dataset,
+        column=args.column,
+        array=args.array,
+        sampling_rate_ghz=args.sampling_rate_ghz,
+        polarity=args.polarity,
+        model_uris=args.model_uri,
+        workers=args.workers,
+        chunk_size=args.chunk_size,
+    )
+    print(f"\nSummary: {report.summary}")
+    print(
+        f"{report.n_waveforms} waveforms -> {report.out} ({report.n_skipped} skipped) "
+        f"in {report.seconds:.1f} s, {report.waveforms_per_second:.0f} waveforms/s"
+    )
+
+
+def _add_infer(commands: Any) -> None:
+    infer = commands.add_parser(
+        "infer",
+        help="peaks and cluster counts of waveform files (ROOT, HDF5, Parquet, NPZ)",
+        description="Run the peak finder and the cluster counter on waveform files; write one "
+        "Parquet row per waveform and a summary (Markdown and PNG) beside it.",
+    )
+    infer.add_argument("inputs", nargs="+", metavar="INPUT", help="waveform files")
+    infer.add_argument("--out", required=True, help="the results file (Parquet)")
+    infer.add_argument(
+        "--format",
+        choices=("root", "hdf5", "parquet", "npz"),
+        help="format of every input (default: from each file's suffix)",
+    )
+    where = infer.add_argument_group(
+        "where the waveforms are (default: the only suitable one in each file)"
+    )
+    where.add_argument("--tree", help="ROOT tree, e.g. sim")
+    where.add_argument("--branch", help="ROOT branch, one waveform per entry, e.g. wf_i")
+    where.add_argument("--dataset", help="HDF5 dataset (n_waveforms, n_samples)")
+    where.add_argument("--column", help="Parquet column of lists of samples")
+    where.add_argument("--array", help="NPZ array (n_waveforms, n_samples)")
+    infer.add_argument(
+        "--sampling-rate-ghz",
+        type=float,
+        help="the inputs' sampling rate in GS/s (default: the models' rate)",
+    )
+    infer.add_argument(
+        "--polarity",
+        choices=("auto", "positive", "negative"),
+        default="auto",
+        help="sign of the signal (default: %(default)s, read off each waveform)",
+    )
+    infer.add_argument(
+        "--model-uri",
+        action="append",
+        help="a local model bundle directory, or MLflow model URIs (repeatable; default: "
+        "models:/peak-finder@champion and models:/cluster-counter@champion)",
+    )
+    infer.add_argument(
+        "--workers", type=int, default=2, help="Dask worker processes (default: %(default)s)"
+    )
+    infer.add_argument(
+        "--chunk-size", type=int, default=2000, help="waveforms per task (default: %(default)s)"
+    )
+    infer.set_defaults(handler=_infer)
+
+
+def _serve(args: argparse.Namespace) -> None:
+    from flows.serve import serve
+
+    serve(Path("."), args.host, args.port)
+
+
+def _add_serve(commands: Any) -> None:
+    serve = commands.add_parser(
+        "serve",
+        help="a local Prefect server, the dndx work pool and deployments, and a worker",
+        description="Start a Prefect server on loopback (unless one answers there), create "
+        "the process work pool 'dndx', register the deployments of infra/prefect.yaml and "
+        "run a worker for the pool until Ctrl-C. Run it from the repository root.",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="server host (default: %(default)s)")
+    serve.add_argument("--port", type=int, default=4200, help="server port (default: %(default)s)")
+    serve.set_defaults(handler=_serve)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse the command line and run the chosen command."""
     parser = argparse.ArgumentParser(prog="dndx", description=__doc__)
@@ -38,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     run.add_argument("--stage", action="append", help="only this stage (repeatable)")
     run.set_defaults(handler=_run)
+    _add_infer(commands)
+    _add_serve(commands)
     args = parser.parse_args(argv)
     try:
         args.handler(args)

@@ -14,17 +14,26 @@ from tests.conftest import venv_env
 
 
 def _dvc(repo: Path, *args: str) -> str:
+    env = {**venv_env(), "XDG_CACHE_HOME": str(repo / ".cache")}
     result = subprocess.run(
-        ["dvc", *args], cwd=repo, env=venv_env(), capture_output=True, text=True, check=False
+        ["dvc", *args], cwd=repo, env=env, capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout + result.stderr
 
 
-STAGES = ("simulate", "prepare", "train_peak_finder", "train_cluster_counter", "evaluate")
+STAGES = (
+    "simulate",
+    "prepare",
+    "train_peak_finder",
+    "train_cluster_counter",
+    "evaluate",
+    "register",
+    "demo",
+)
 
 
-def test_dvc_repro_runs_every_stage_then_nothing(project: Path) -> None:
+def test_dvc_repro_runs_every_stage_then_nothing(project: Path, prefect_api: str) -> None:
     log = _dvc(project, "repro")
     for stage in STAGES:
         assert f"Running stage '{stage}'" in log
@@ -48,7 +57,10 @@ def test_dvc_repro_runs_every_stage_then_nothing(project: Path) -> None:
     evaluation = json.loads((project / "metrics/evaluate.json").read_text())
     assert "counting.cnn.rms_over_sqrt_n" in evaluation
     assert (project / "reports/evaluation.md").exists()
-    assert (project / "mlflow.db").exists()
+    assert json.loads((project / "metrics/register.json").read_text())["alias"] == "champion"
+    demo = json.loads((project / "metrics/demo.json").read_text())
+    assert demo["n_waveforms"] == params["register"]["demo_waveforms"]
+    assert (project / "data/demo/results.summary.md").exists()
     assert "train_peak_finder" in _dvc(project, "metrics", "show")
 
     again = _dvc(project, "repro")
@@ -56,12 +68,12 @@ def test_dvc_repro_runs_every_stage_then_nothing(project: Path) -> None:
     assert "didn't change, skipping" in again
     assert "up to date" in _dvc(project, "status")
 
-    # A cluster-counter parameter re-runs that stage and what uses its model, nothing else.
-    params["train_cluster_counter"]["epochs"] = 1
+    # A parameter of the demo re-runs the demo and nothing else.
+    params["register"]["demo_waveforms"] = 30
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     third = _dvc(project, "repro")
-    assert "Running stage 'train_cluster_counter'" in third
-    for stage in ("simulate", "prepare", "train_peak_finder"):
+    assert "Running stage 'demo'" in third
+    for stage in STAGES[:-1]:
         assert f"Running stage '{stage}'" not in third
 
 
