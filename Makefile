@@ -41,6 +41,7 @@ lint: setup
 
 benchmark: setup
 	$(BIN)/python -m benchmarks.simulate
+	$(BIN)/python -m benchmarks.infer
 
 clean:
 	rm -rf $(VENV) .prefect .pytest_cache .mypy_cache .ruff_cache

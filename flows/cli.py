@@ -13,20 +13,49 @@ from dndx.errors import DndxError
 __all__ = ["main"]
 
 
+def _read(path: str) -> dict[str, Any] | None:
+    file = Path(path)
+    return json.loads(file.read_text()) if file.exists() else None
+
+
 def _run(args: argparse.Namespace) -> None:
     from flows.pipeline import main as run_pipeline
 
     ran = run_pipeline(args.params, args.stage or None)
     print("\nStages:", ", ".join(f"{s} ({'ran' if r else 'up to date'})" for s, r in ran.items()))
-    balance_path = Path("metrics/prepare.json")
-    if balance_path.exists():
+    if balance := _read("metrics/prepare.json"):
         print("\nClass balance of the peak candidates (metrics/prepare.json):")
-        for split, counts in json.loads(balance_path.read_text()).items():
+        for split, counts in balance.items():
             print(
                 f"  {split:<10} {counts['n_candidates']:>9} candidates: "
                 f"{100 * counts['signal_fraction']:5.1f} % signal, "
                 f"{100 * (1 - counts['signal_fraction']):5.1f} % noise"
             )
+    if evaluation := _read("metrics/evaluate.json"):
+        print("\nTest set, models beside baselines (reports/evaluation.md):")
+        for finder, counter, name in (
+            ("lstm", "cnn", "LSTM -> CNN"),
+            ("lstm", "lstm_clusterization", "LSTM -> time clusterization"),
+            ("d2", "d2_clusterization", "D2 -> time clusterization (baseline)"),
+        ):
+            print(
+                f"  {name:<38} peak eff x purity "
+                f"{evaluation[f'peak.{finder}.efficiency_x_purity']:.3f}   count bias "
+                f"{100 * evaluation[f'counting.{counter}.relative_bias']:+5.1f} %   RMS/sqrt(N) "
+                f"{evaluation[f'counting.{counter}.rms_over_sqrt_n']:.3f}   slope "
+                f"{evaluation[f'counting.{counter}.linearity_slope']:.3f}"
+            )
+        print(f"  targets met: {evaluation['targets.n_passed']} of {evaluation['targets.n_total']}")
+    if registry := _read("metrics/register.json"):
+        versions = ", ".join(f"{n} v{v}" for n, v in registry["versions"].items())
+        print(f"\nRegistry (reports/registry.md): {versions} -> {registry['alias']}")
+        print(f"  {registry['reason']}")
+    if demo := _read("metrics/demo.json"):
+        print(
+            f"\nChampions on a new file (data/demo/results.summary.md): {demo['n_waveforms']} "
+            f"waveforms, count bias {100 * demo['relative_bias']:+.1f} %, "
+            f"RMS/sqrt(N) {demo['rms_over_sqrt_n']:.3f}"
+        )
 
 
 def _infer(args: argparse.Namespace) -> None:

@@ -4,16 +4,20 @@
 work, cuts every file into entry ranges that Dask workers read and process
 themselves, then joins their results in (file, event) order into one Parquet
 file and writes a summary (Markdown and PNG) beside it. Nothing is left behind
-by a failed run: the chunk files live in a temporary directory next to the
-output, and the output and its summary appear only once complete.
+by a failed run: the chunk files live in a hidden work directory next to the
+output, and the output and its summary appear only once complete. Running the
+same command again after an interruption redoes only the chunks that are
+missing: chunks are keyed by their file's identity (path, size, modification
+time) and the run's settings, so a file that changed is processed anew.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
 import shutil
-import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -275,7 +279,11 @@ def infer(
     logger.info("models %s: %s", settings["models"], settings["input sampling rate"])
 
     started = time.perf_counter()
-    with _chunk_directory(out_path) as chunk_dir:
+    key = _settings_key(
+        bundle_dir,
+        {"polarity": polarity, "rate": sampling_rate_ghz, "sources": [repr(s) for s in sources]},
+    )
+    with _chunk_directory(out_path, key) as chunk_dir:
         jobs = _jobs(sources, counts, chunk_size, chunk_dir)
         results = _run_chunks(jobs, bundle_dir, polarity, sampling_rate_ghz, workers, sum(counts))
         skipped = [
@@ -329,14 +337,36 @@ def _settings(
 
 
 @contextmanager
-def _chunk_directory(out: Path) -> Iterator[Path]:
-    """A temporary directory beside ``out`` for the chunk files, removed at the end."""
+def _chunk_directory(out: Path, settings_key: str) -> Iterator[Path]:
+    """The work directory beside ``out`` for the chunk files of these settings.
+
+    It outlives a failed or interrupted run, so that running the same command
+    again only redoes what is missing; it is removed once ``out`` is written.
+    """
     out.parent.mkdir(parents=True, exist_ok=True)
-    directory = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".chunks", dir=out.parent))
-    try:
-        yield directory
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
+    directory = out.parent / f".{out.name}.{settings_key}.partial"
+    directory.mkdir(exist_ok=True)
+    shutil.rmtree(directory / "summary", ignore_errors=True)
+    yield directory
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+def _file_key(path: Path) -> str:
+    """Identity of an input file's content as far as the file system tells: a file
+    that is replaced or changed gets a new key, and its chunks are redone."""
+    stat = path.stat()
+    text = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _settings_key(bundle_dir: Path, location: dict[str, Any]) -> str:
+    """What, besides the inputs, decides a chunk's result."""
+    files = sorted(p for p in bundle_dir.iterdir() if p.is_file())
+    digest = hashlib.sha256(json.dumps(location, sort_keys=True, default=str).encode())
+    for path in files:
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
 
 
 def _jobs(
@@ -344,9 +374,15 @@ def _jobs(
 ) -> list[_Job]:
     """Every file cut into entry ranges of ``chunk_size``, in (file, entry) order."""
     return [
-        _Job(source, start, min(start + chunk_size, count), chunk_dir / f"{i:05d}-{k:08d}")
-        for i, (source, count) in enumerate(zip(sources, counts, strict=True))
-        for k, start in enumerate(range(0, count, chunk_size))
+        _Job(
+            source,
+            start,
+            min(start + chunk_size, count),
+            chunk_dir
+            / f"{_file_key(source.path)}-{start:010d}-{min(start + chunk_size, count):010d}",
+        )
+        for source, count in zip(sources, counts, strict=True)
+        for start in range(0, count, chunk_size)
     ]
 
 
@@ -386,14 +422,23 @@ def _run_chunks(
     workers: int,
     n_total: int,
 ) -> list[dict[str, Any]]:
-    """Run every job on a local Dask cluster; their results in job order."""
-    results: list[dict[str, Any] | None] = [None] * len(jobs)
+    """Run every job not done by an earlier, interrupted run on a local Dask
+    cluster; all results in job order."""
+    results: list[dict[str, Any] | None] = [_done(job) for job in jobs]
+    n_done = sum(r is not None for r in results)
+    if n_done:
+        get_run_logger().info(
+            "resuming: %d of %d chunks are done from an earlier run", n_done, len(jobs)
+        )
     with (
         dask_task_runner(DaskConfig(n_workers=workers)) as runner,
         tqdm(total=n_total, unit="wf", unit_scale=True, desc="infer", disable=None) as bar,
     ):
+        bar.update(sum(_size(r) for r in results if r is not None))
         futures: dict[PrefectFuture[Any], int] = {}
         for index, job in enumerate(jobs):
+            if results[index] is not None:
+                continue
             parameters = {
                 "source": job.source,
                 "start": job.start,
@@ -406,9 +451,31 @@ def _run_chunks(
             futures[runner.submit(infer_chunk, parameters)] = index
         for future in as_completed(list(futures)):
             result = future.result()
+            job = jobs[futures[future]]
+            with atomic_file(_record(job)) as tmp:
+                tmp.write_text(json.dumps({**result, "path": str(result["path"])}))
             results[futures[future]] = result
-            bar.update(result["n_waveforms"] + len(result["bad_rows"]))
+            bar.update(_size(result))
     return [r for r in results if r is not None]
+
+
+def _record(job: _Job) -> Path:
+    """Where a finished chunk's result is kept, beside its Parquet part."""
+    return job.path.with_name(job.path.name + ".json")
+
+
+def _done(job: _Job) -> dict[str, Any] | None:
+    """The result of ``job`` if an earlier run finished it."""
+    record = _record(job)
+    if not (record.exists() and job.path.exists()):
+        return None
+    result: dict[str, Any] = json.loads(record.read_text())
+    result["bad_rows"] = [tuple(row) for row in result["bad_rows"]]
+    return result
+
+
+def _size(result: dict[str, Any]) -> int:
+    return int(result["n_waveforms"]) + len(result["bad_rows"])
 
 
 def _concatenate(jobs: list[_Job], path: Path) -> pd.DataFrame:

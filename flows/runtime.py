@@ -122,7 +122,7 @@ def dask_task_runner(cfg: DaskConfig) -> TaskRunner[Any]:
             "threads_per_worker": cfg.threads_per_worker,
             "processes": True,
             "memory_limit": cfg.memory_limit,
-            "dashboard_address": None,
+            "dashboard_address": ":0",  # any free port: several clusters may run at once
         },
     )
     return cast(TaskRunner[Any], runner)

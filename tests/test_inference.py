@@ -25,7 +25,13 @@ import uproot
 from dndx.bundle import ModelBundle
 from dndx.config import ClusterCounterModelConfig, PeakFinderModelConfig, SimulationConfig
 from dndx.errors import InputError
-from dndx.inference import RESULT_COLUMNS, RESULT_SCHEMA, OnnxModels, infer_waveforms
+from dndx.inference import (
+    RESULT_COLUMNS,
+    RESULT_SCHEMA,
+    OnnxModels,
+    infer_waveforms,
+    results_table,
+)
 from dndx.ragged import Ragged
 from dndx.readers import WaveformSource
 from dndx.simulation import simulate_range
@@ -300,7 +306,34 @@ def test_a_damaged_file_fails_the_run_and_leaves_no_output(
             workers=1,
             chunk_size=CHUNK_SIZE,
         )
-    assert list(out.parent.iterdir()) == []
+    # No output; only the hidden work directory that lets a re-run resume.
+    assert [p.name for p in out.parent.iterdir() if not p.name.startswith(".")] == []
+
+    # Resume: the good file's chunks are taken from the first run (a marked value in
+    # one of them shows it), the repaired file is processed anew.
+    (partial,) = out.parent.glob(".results.parquet.*.partial")
+    parts = [Path(str(p).removesuffix(".json")) for p in sorted(partial.glob("*.json"))]
+    good_parts = [p for p in parts if pq.read_table(p)["source_file"][0].as_py() == str(good)]
+    assert len(good_parts) == -(-N_WAVEFORMS // CHUNK_SIZE)
+    first_part = min(good_parts, key=lambda p: pq.read_table(p)["event"][0].as_py())
+    marked = pq.read_table(first_part).to_pandas()
+    marked.loc[0, "n_clusters"] = -1.0
+    pq.write_table(results_table(marked), first_part)
+    with h5py.File(damaged, "w") as file:
+        file["adc"] = adc
+    report = infer(
+        [str(good), str(damaged)],
+        str(out),
+        sampling_rate_ghz=RATE_GHZ,
+        model_uris=[str(bundle_dir)],
+        workers=1,
+        chunk_size=CHUNK_SIZE,
+    )
+    assert report.n_waveforms == 2 * N_WAVEFORMS
+    resumed = pd.read_parquet(out)
+    assert resumed["n_clusters"].iloc[0] == -1.0  # reused, not recomputed
+    assert (resumed["n_clusters"].iloc[N_WAVEFORMS:] >= 0).all()  # redone
+    assert not partial.exists()
 
 
 def test_bad_inputs_are_named_before_any_work(
