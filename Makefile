@@ -42,6 +42,8 @@ lint: setup
 benchmark: setup
 	$(BIN)/python -m benchmarks.simulate
 	$(BIN)/python -m benchmarks.infer
+	$(BIN)/python -m benchmarks.scan
+	$(BIN)/python -m benchmarks.training
 
 clean:
 	rm -rf $(VENV) .prefect .pytest_cache .mypy_cache .ruff_cache

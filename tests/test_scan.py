@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import sys
@@ -14,7 +15,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from prefect import flow, task
 
-from dndx.config import MlflowConfig, Params, parse_params
+from dndx.config import MlflowConfig, Params, ScanConfig, parse_params
 from flows.runtime import dask_task_runner
 from flows.scan import ScanOutputs, run_scan
 from flows.train_peak_finder import train_peak_finder
@@ -101,7 +102,14 @@ def flaky_trial(kind: str, spec: TrialSpec, *args: Any) -> dict[str, Any]:
 def test_a_trial_that_raises_is_recorded_as_failed_and_the_scan_completes(
     workdir: Path, prefect_api: str
 ) -> None:
-    params = _params(workdir)
+    # Optuna chooses the trials here; the failed one is told to the study as failed.
+    params = dataclasses.replace(
+        _params(workdir),
+        train_peak_finder=dataclasses.replace(
+            _params(workdir).train_peak_finder,
+            scan=ScanConfig(strategy="optuna", n_trials=2, space={"lstm_units": ((8,), (16,))}),
+        ),
+    )
     configure_mlflow(MlflowConfig(tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}"), workdir)
     outputs = ScanOutputs(
         Path("out/model"), Path("out/trials"), Path("out/metrics.json"),
