@@ -65,6 +65,7 @@ import pandas as pd  # noqa: E402
 import psutil  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
+from benchmarks.machine import cpu_model  # noqa: E402
 from dndx.baselines import d2_peaks, time_clusterize  # noqa: E402
 from dndx.bundle import ModelBundle  # noqa: E402
 from dndx.config import (  # noqa: E402
@@ -423,20 +424,13 @@ def measure(n_waveforms: int, scratch: Path) -> dict[str, Any]:
             flow_large["peak_tree_rss_mib"] / flow_small["peak_tree_rss_mib"], 2
         ),
         "machine": {
-            "cpu": _cpu_model(),
+            "cpu": cpu_model(),
             "cores": os.cpu_count(),
             "load_average_at_start": load_at_start,
             "load_average_at_end": [round(v, 2) for v in os.getloadavg()],
             "python": platform.python_version(),
         },
     }
-
-
-def _cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.machine()
 
 
 def main() -> None:

@@ -11,6 +11,7 @@ import platform
 import time
 from pathlib import Path
 
+from benchmarks.machine import cpu_model
 from dndx.config import SimulationConfig
 from dndx.simulation import simulate_range
 
@@ -34,16 +35,9 @@ def measure(n_waveforms: int = 20000, repeats: int = 3) -> dict[str, object]:
         "waveforms_per_second_one_core": results,
         "n_waveforms": n_waveforms,
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "python": platform.python_version(),
     }
-
-
-def _cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.machine()
 
 
 def main() -> None:

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import time
 from pathlib import Path
 
 import keras
 import numpy as np
 
+from benchmarks.machine import cpu_model
 from dndx.config import ClusterCounterModelConfig, PeakFinderModelConfig
 from models import build_cluster_counter, build_peak_finder
 
@@ -68,7 +68,7 @@ def measure(n_windows: int = 262_144, n_waveforms: int = 4096) -> dict[str, obje
     return {
         "backend": keras.backend.backend(),
         "device": _device(),
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": cpu_model(),
         "cpu_threads": os.cpu_count(),
         "keras": keras.__version__,
         "peak_finder_windows_per_second": finder,

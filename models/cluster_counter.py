@@ -12,9 +12,9 @@ from __future__ import annotations
 from typing import Any
 
 import keras
-import numpy as np
 
 from dndx.config import ClusterCounterModelConfig
+from models.seeds import seed_stream
 
 __all__ = ["SumPooling1D", "build_cluster_counter"]
 
@@ -57,10 +57,7 @@ def build_cluster_counter(
         ``(n_waveforms, n_bins, n_channels)`` float32, to the output
         ``n_clusters``, ``(n_waveforms, 1)``.
     """
-    rng = np.random.default_rng(seed)
-
-    def next_seed() -> int:
-        return int(rng.integers(2**31 - 1))
+    next_seed = seed_stream(seed)
 
     peaks = keras.Input(shape=(n_bins, n_channels), dtype="float32", name="peaks")
     x = peaks

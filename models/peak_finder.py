@@ -9,9 +9,9 @@ so two builds with the same seed start from identical weights on any backend.
 from __future__ import annotations
 
 import keras
-import numpy as np
 
 from dndx.config import PeakFinderModelConfig
+from models.seeds import seed_stream
 
 __all__ = ["build_peak_finder"]
 
@@ -35,10 +35,7 @@ def build_peak_finder(
         ``(n_windows, window_length, n_features)`` float32, to the output
         ``peak_probability``, ``(n_windows, 1)``.
     """
-    rng = np.random.default_rng(seed)
-
-    def next_seed() -> int:
-        return int(rng.integers(2**31 - 1))
+    next_seed = seed_stream(seed)
 
     window = keras.Input(shape=(window_length, n_features), dtype="float32", name="window")
     x = window

@@ -20,8 +20,7 @@ import yaml
 from prefect.client.orchestration import get_client
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
-from dndx.bundle import ModelBundle
-from dndx.config import ClusterCounterModelConfig, PeakFinderModelConfig, SimulationConfig
+from dndx.config import SimulationConfig
 from dndx.simulation import simulate_range
 from flows.serve import (
     PREFECT_FILE,
@@ -75,32 +74,9 @@ def server(tmp_path: Path) -> Iterator[dict[str, str]]:
 
 
 @pytest.fixture
-def bundle_dir(tmp_path: Path) -> Path:
-    """Untrained, seeded models exported as a bundle (as tests/test_inference.py)."""
-    from models import build_cluster_counter, build_peak_finder
-    from models.export import export_onnx
-
-    directory = tmp_path / "bundle"
-    directory.mkdir()
-    export_onnx(
-        build_peak_finder(PeakFinderModelConfig(), window_length=15, seed=3),
-        directory / "peak_finder.onnx",
-    )
-    export_onnx(
-        build_cluster_counter(ClusterCounterModelConfig(), n_bins=1024, seed=4),
-        directory / "cluster_counter.onnx",
-    )
-    ModelBundle(
-        model_sampling_rate_ghz=1.5,
-        candidate_threshold_sigma=2.0,
-        window_before=5,
-        window_after=9,
-        score_threshold=0.5,
-        n_bins=1024,
-        samples_per_bin=3000 / 1024,
-        provenance={"origin": "tests/test_deployments.py"},
-    ).save(directory)
-    return directory
+def bundle_dir(untrained_pair: Path) -> Path:
+    """Untrained, seeded models exported as a bundle, as the registry would hold them."""
+    return untrained_pair / "bundle"
 
 
 def test_prefect_yaml_declares_both_deployments_on_the_process_pool() -> None:

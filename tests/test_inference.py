@@ -23,7 +23,7 @@ import pytest
 import uproot
 
 from dndx.bundle import ModelBundle
-from dndx.config import ClusterCounterModelConfig, PeakFinderModelConfig, SimulationConfig
+from dndx.config import SimulationConfig
 from dndx.errors import InputError
 from dndx.inference import (
     RESULT_COLUMNS,
@@ -48,31 +48,9 @@ CHUNK_SIZE = 25
 
 
 @pytest.fixture(scope="module")
-def bundle_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def bundle_dir(untrained_pair: Path) -> Path:
     """Untrained, seeded models exported as a bundle, as the registry would hold them."""
-    from models import build_cluster_counter, build_peak_finder
-    from models.export import export_onnx
-
-    directory = tmp_path_factory.mktemp("bundle")
-    export_onnx(
-        build_peak_finder(PeakFinderModelConfig(), window_length=15, seed=3),
-        directory / "peak_finder.onnx",
-    )
-    export_onnx(
-        build_cluster_counter(ClusterCounterModelConfig(), n_bins=1024, seed=4),
-        directory / "cluster_counter.onnx",
-    )
-    ModelBundle(
-        model_sampling_rate_ghz=1.5,
-        candidate_threshold_sigma=2.0,
-        window_before=5,
-        window_after=9,
-        score_threshold=0.5,
-        n_bins=1024,
-        samples_per_bin=3000 / 1024,
-        provenance={"origin": "tests/test_inference.py"},
-    ).save(directory)
-    return directory
+    return untrained_pair / "bundle"
 
 
 @pytest.fixture(scope="module")
