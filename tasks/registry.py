@@ -30,7 +30,7 @@ from dndx.evaluation import evaluate_counting, evaluate_peaks
 from dndx.inference import OnnxModels, infer_waveforms
 from dndx.ragged import Ragged
 from dndx.simulation import WaveformSet
-from tasks.tracking import tracking_uri
+from tasks.tracking import set_tracking_uri, tracking_uri
 
 __all__ = [
     "CHALLENGER",
@@ -222,7 +222,7 @@ def fetch_bundle(model_uris: list[str], cache_dir: Path) -> Path:
     """
     params_path = Path("params.yaml")
     cfg = load_params(params_path).mlflow if params_path.exists() else MlflowConfig()
-    mlflow.set_tracking_uri(tracking_uri(cfg, Path.cwd()))
+    set_tracking_uri(tracking_uri(cfg, Path.cwd()))
     client = MlflowClient()
     runs: dict[str, str] = {}
     for uri in model_uris:

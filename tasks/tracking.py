@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,28 +27,44 @@ __all__ = [
     "lineage_tags",
     "log_trial",
     "params_hash",
+    "set_tracking_uri",
     "tracking_uri",
 ]
 
 
-def tracking_uri(cfg: MlflowConfig, root: Path) -> str:
-    """The tracking URI: ``MLFLOW_TRACKING_URI`` if set, else the configured one,
-    with a relative SQLite path taken from ``root``.
+# mlflow.set_tracking_uri also exports MLFLOW_TRACKING_URI; what dndx exported
+# itself must not later pass for the user's choice.
+_exported: dict[str, str] = {}
 
-    >>> tracking_uri(MlflowConfig(tracking_uri="sqlite:///mlflow.db"), Path("/repo"))
+
+def tracking_uri(cfg: MlflowConfig, root: Path, environ: Mapping[str, str] | None = None) -> str:
+    """The tracking URI: ``MLFLOW_TRACKING_URI`` if the user set it, else the
+    configured one, with a relative SQLite path taken from ``root``.
+
+    >>> tracking_uri(MlflowConfig(tracking_uri="sqlite:///mlflow.db"), Path("/repo"), {})
     'sqlite:////repo/mlflow.db'
+    >>> tracking_uri(MlflowConfig(), Path("/repo"), {"MLFLOW_TRACKING_URI": "http://mlflow:5000"})
+    'http://mlflow:5000'
     """
-    uri = os.environ.get("MLFLOW_TRACKING_URI") or cfg.tracking_uri
+    environ = os.environ if environ is None else environ
+    from_user = environ.get("MLFLOW_TRACKING_URI", "")
+    uri = from_user if from_user and from_user != _exported.get("uri") else cfg.tracking_uri
     if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
         uri = f"sqlite:///{(root / uri.removeprefix('sqlite:///')).resolve()}"
     return uri
+
+
+def set_tracking_uri(uri: str) -> None:
+    """Point MLflow at ``uri`` (exported to child processes too)."""
+    mlflow.set_tracking_uri(uri)
+    _exported["uri"] = uri
 
 
 def configure_mlflow(cfg: MlflowConfig, root: Path) -> str:
     """Point MLflow at the configured store and experiment; a relative artifact
     location is taken from ``root``."""
     uri = tracking_uri(cfg, root)
-    mlflow.set_tracking_uri(uri)
+    set_tracking_uri(uri)
     if mlflow.get_experiment_by_name(cfg.experiment) is None:
         location = cfg.artifact_location
         if "://" not in location:

@@ -94,8 +94,8 @@ def untrained_pair(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from models.export import export_onnx
 
     root = tmp_path_factory.mktemp("pair")
-    finder = build_peak_finder(PeakFinderModelConfig(lstm_units=(8,)), window_length=15, seed=3)
-    counter = build_cluster_counter(ClusterCounterModelConfig(filters=(8,)), n_bins=256, seed=4)
+    finder = build_peak_finder(PeakFinderModelConfig(), window_length=15, seed=3)
+    counter = build_cluster_counter(ClusterCounterModelConfig(), n_bins=1024, seed=4)
     finder.save(root / "peak_finder.keras")
     counter.save(root / "cluster_counter.keras")
     export_onnx(finder, root / "bundle" / "peak_finder.onnx")
@@ -106,8 +106,8 @@ def untrained_pair(tmp_path_factory: pytest.TempPathFactory) -> Path:
         window_before=5,
         window_after=9,
         score_threshold=0.5,
-        n_bins=256,
-        samples_per_bin=3000 / 256,
+        n_bins=1024,
+        samples_per_bin=3000 / 1024,
         provenance={"origin": "tests"},
     ).save(root / "bundle")
     return root

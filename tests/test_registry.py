@@ -34,7 +34,7 @@ def _register(pair: Path, scores: dict[str, float]) -> dict[str, str]:
         },
         {
             PEAK_FINDER_NAME: rng.normal(size=(3, 15, 1)).astype(np.float32),
-            COUNTER_NAME: rng.random((2, 256, 4)).astype(np.float32),
+            COUNTER_NAME: rng.random((2, 1024, 4)).astype(np.float32),
         },
         scores,
         {"git_commit": "abc", "params_hash": "123"},
