@@ -7,13 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import yaml
 
-from dndx.config import SimulationConfig
 from dndx.dataset import part_paths, read_candidates
-from dndx.inference import OnnxModels, infer_waveforms
-from dndx.simulation import simulate_range
 from tests.conftest import venv_env
 
 
@@ -72,8 +68,6 @@ def test_dvc_repro_runs_every_stage_then_nothing(project: Path, prefect_api: str
     assert "didn't change, skipping" in again
     assert "up to date" in _dvc(project, "status")
 
-    _check_rates_agree(project / "data/bundle")
-
     # A parameter of the demo re-runs the demo and nothing else.
     params["register"]["demo_waveforms"] = 30
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -81,22 +75,6 @@ def test_dvc_repro_runs_every_stage_then_nothing(project: Path, prefect_api: str
     assert "Running stage 'demo'" in third
     for stage in STAGES[:-1]:
         assert f"Running stage '{stage}'" not in third
-
-
-def _check_rates_agree(bundle: Path) -> None:
-    """The same events recorded at 1.2 and at 2.0 GS/s give counts that agree within
-    statistical error through the trained, registered models."""
-    models = OnnxModels.load(bundle)
-    counts = {}
-    for rate in (1.2, 2.0):
-        cfg = SimulationConfig(
-            seed=11, n_test=300, block_size=300, chunk_size=300, sampling_rates_ghz=(rate,)
-        )
-        data = simulate_range(cfg, "test", 0, 300)
-        counts[rate] = infer_waveforms(data.adc, rate, "auto", models)["n_clusters"].to_numpy()
-    low, high = counts[1.2], counts[2.0]
-    error = np.sqrt(low.var() / len(low) + high.var() / len(high))
-    assert abs(low.mean() - high.mean()) < 3 * error + 1e-6
 
 
 def test_bad_params_stop_the_stage_before_any_work(project: Path) -> None:

@@ -1,0 +1,38 @@
+"""Checks that need models trained on the default data: run `make run`, then
+`make test-slow`. Marked slow; CI, which trains only tiny models, skips them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dndx.config import SimulationConfig
+from dndx.inference import OnnxModels, infer_waveforms
+from dndx.simulation import simulate_range
+
+BUNDLE = Path(__file__).resolve().parents[1] / "data" / "bundle"
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def models() -> OnnxModels:
+    if not (BUNDLE / "bundle.json").exists():
+        pytest.skip(f"{BUNDLE}: no trained bundle; run `make run` first")
+    return OnnxModels.load(BUNDLE)
+
+
+def test_the_same_events_at_1_2_and_2_0_gs_s_give_counts_that_agree(models: OnnxModels) -> None:
+    counts = {}
+    for rate in (1.2, 2.0):
+        # Same seed: the same tracks, clusters and electrons, recorded at another rate.
+        cfg = SimulationConfig(
+            seed=11, n_test=300, block_size=300, chunk_size=300, sampling_rates_ghz=(rate,)
+        )
+        data = simulate_range(cfg, "test", 0, 300)
+        counts[rate] = infer_waveforms(data.adc, rate, "auto", models)["n_clusters"].to_numpy()
+    low, high = counts[1.2], counts[2.0]
+    error = np.sqrt(low.var() / len(low) + high.var() / len(high))
+    assert abs(low.mean() - high.mean()) < 3 * error
