@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -28,7 +27,7 @@ from dndx.errors import ConfigError
 from flows.clusters import render_job_script
 from flows.runtime import dask_config_from_environment, dask_task_runner, worker_environment
 from flows.train_peak_finder import train_peak_finder
-from tests.conftest import ROOT, tiny_params, venv_env
+from tests.conftest import ROOT, free_port, stop_process_group, tiny_params, venv_env
 
 API_URL = "http://10.20.30.40:4200/api"
 WORKDIR = Path("/shared/dndx")
@@ -135,12 +134,6 @@ def test_batch_modes_give_an_adaptive_jobqueue_runner(
     assert prologue[-1] == f"cd {tmp_path}"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @dataclass
 class LoopbackCluster:
     """A scheduler and two single-threaded workers, each its own process group."""
@@ -152,16 +145,6 @@ class LoopbackCluster:
     def kill_worker(self, name: str) -> None:
         """SIGKILL a worker with its nanny, as when a batch node dies."""
         os.killpg(self.workers[name].pid, signal.SIGKILL)
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
 
 
 @pytest.fixture
@@ -177,7 +160,7 @@ def workdir(prepared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 def cluster(workdir: Path, prefect_api: str) -> Iterator[LoopbackCluster]:
     """``dask scheduler`` and two ``dask worker`` processes on 127.0.0.1, started in
     the scan's directory with the Prefect API and one thread each."""
-    address = f"tcp://127.0.0.1:{_free_port()}"
+    address = f"tcp://127.0.0.1:{free_port()}"
     env = {**venv_env(), **worker_environment(prefect_api)}
     common = {"cwd": workdir, "env": env, "start_new_session": True}
     processes: list[subprocess.Popen[bytes]] = []
@@ -203,7 +186,7 @@ def cluster(workdir: Path, prefect_api: str) -> Iterator[LoopbackCluster]:
         yield LoopbackCluster(address, scheduler, workers)
     finally:
         for process in reversed(processes):
-            _stop(process)
+            stop_process_group(process)
 
 
 def _scan(workdir: Path, address: str) -> dict[str, Any]:

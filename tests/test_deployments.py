@@ -5,9 +5,6 @@ run triggered as a user would, on a tiny NPZ file with untrained, seeded models.
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -31,32 +28,16 @@ from flows.serve import (
     start_worker,
     wait_for_api,
 )
-from tests.conftest import ROOT, venv_env
+from tests.conftest import ROOT, free_port, stop_process_group, venv_env
 
 PREFECT = Path(sys.executable).parent / "prefect"
 N_WAVEFORMS = 12
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-
-
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[dict[str, str]]:
     """A real Prefect server of its own; yields the environment that points at it."""
-    port = _free_port()
+    port = free_port()
     env = {
         **venv_env(),
         "PREFECT_HOME": str(tmp_path / "prefect-home"),
@@ -70,7 +51,7 @@ def server(tmp_path: Path) -> Iterator[dict[str, str]]:
         wait_for_api(env["PREFECT_API_URL"], timeout_s=120)
         yield env
     finally:
-        _stop(process)
+        stop_process_group(process)
 
 
 @pytest.fixture
@@ -127,7 +108,7 @@ def test_the_inference_deployment_runs_through_a_worker(
             env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False,
         )  # fmt: skip
     finally:
-        _stop(worker)
+        stop_process_group(worker)
     log = run.stdout + run.stderr + (tmp_path / "worker.log").read_text()
     assert run.returncode == 0, log
     assert "Completed" in run.stdout, log

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -23,20 +22,14 @@ from flows.runtime import dask_task_runner
 from flows.train_peak_finder import train_peak_finder
 from tasks.registry import CHAMPION, COUNTER_NAME, PEAK_FINDER_NAME, fetch_bundle, promote
 from tasks.tracking import configure_mlflow
-from tests.conftest import tiny_params
+from tests.conftest import free_port, tiny_params
 from tests.test_registry import _register
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
 def mlflow_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """An MLflow tracking server (SQLite backend, proxied local artifacts) on loopback."""
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         [
             str(Path(sys.executable).parent / "mlflow"), "server",
