@@ -128,13 +128,11 @@ class KerasModels:
     """The Keras originals behind the :class:`~dndx.inference.PeakModels` protocol."""
 
     def __init__(self, directory: Path, window_batch: int = 4096, counter_batch: int = 64) -> None:
-        import keras
-
-        import models.cluster_counter  # noqa: F401  (registers SumPooling1D)
+        from models.saving import load_model
 
         self.bundle = ModelBundle.load(directory)
-        self.peak_finder = keras.models.load_model(directory / "peak_finder.keras", compile=False)
-        self.counter = keras.models.load_model(directory / "cluster_counter.keras", compile=False)
+        self.peak_finder = load_model(directory / "peak_finder.keras")
+        self.counter = load_model(directory / "cluster_counter.keras")
         self.window_batch, self.counter_batch = window_batch, counter_batch
 
     def peak_probability(self, windows: np.ndarray) -> np.ndarray:

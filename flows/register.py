@@ -44,24 +44,17 @@ SUMMARY_PATH = Path("metrics/register.json")
 REPORT_PATH = Path("reports/registry.md")
 
 
-def _load_keras(path: Path) -> Any:
-    import keras
-
-    import models  # noqa: F401  (registers the custom layers)
-
-    return keras.saving.load_model(path)
-
-
 @task(task_run_name="export and check parity")
 def export_pair(params: Params, root: Path) -> dict[str, float]:
     """Write the ONNX bundle and return the largest ONNX-vs-Keras differences."""
     from models.export import export_onnx, onnx_parity
+    from models.saving import load_model
 
     cfg = params.register
     finder_selection = json.loads((MODELS_DIR / "peak_finder/selection.json").read_text())
     counter_selection = json.loads((MODELS_DIR / "cluster_counter/selection.json").read_text())
-    finder = _load_keras(MODELS_DIR / "peak_finder/model.keras")
-    counter = _load_keras(MODELS_DIR / "cluster_counter/model.keras")
+    finder = load_model(MODELS_DIR / "peak_finder/model.keras")
+    counter = load_model(MODELS_DIR / "cluster_counter/model.keras")
     tags = lineage_tags(root, params, ["simulate", "prepare", "counter_input"], ["data/prepared"])
     bundle = ModelBundle(
         model_sampling_rate_ghz=params.prepare.model_sampling_rate_ghz,

@@ -14,6 +14,7 @@ from typing import Any
 import keras
 
 from dndx.config import ClusterCounterModelConfig
+from models.blocks import dense_head, optimizer
 from models.seeds import seed_stream
 
 __all__ = ["SumPooling1D", "build_cluster_counter"]
@@ -80,14 +81,7 @@ def build_cluster_counter(
             SumPooling1D(name="sum_over_time")(x),
         ]
     )
-    for i, units in enumerate(cfg.dense_units):
-        x = keras.layers.Dense(
-            units,
-            activation=cfg.activation,
-            kernel_initializer=keras.initializers.GlorotUniform(seed=next_seed()),
-            name=f"dense_{i}",
-        )(x)
-        x = keras.layers.Dropout(cfg.dropout, seed=next_seed(), name=f"dropout_{i}")(x)
+    x = dense_head(x, cfg.dense_units, cfg.activation, cfg.dropout, next_seed)
     n_clusters = keras.layers.Dense(
         1,
         kernel_initializer=keras.initializers.GlorotUniform(seed=next_seed()),
@@ -96,9 +90,7 @@ def build_cluster_counter(
 
     model = keras.Model(peaks, n_clusters, name="cluster_counter")
     model.compile(
-        optimizer=keras.optimizers.get(
-            {"class_name": cfg.optimizer, "config": {"learning_rate": cfg.learning_rate}}
-        ),
+        optimizer=optimizer(cfg.optimizer, cfg.learning_rate),
         loss="mse",
         metrics=[keras.metrics.MeanAbsoluteError(name="mae")],
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import keras
 
 from dndx.config import PeakFinderModelConfig
+from models.blocks import dense_head, optimizer
 from models.seeds import seed_stream
 
 __all__ = ["build_peak_finder"]
@@ -47,14 +48,7 @@ def build_peak_finder(
             recurrent_initializer=keras.initializers.Orthogonal(seed=next_seed()),
             name=f"lstm_{i}",
         )(x)
-    for i, units in enumerate(cfg.dense_units):
-        x = keras.layers.Dense(
-            units,
-            activation=cfg.activation,
-            kernel_initializer=keras.initializers.GlorotUniform(seed=next_seed()),
-            name=f"dense_{i}",
-        )(x)
-        x = keras.layers.Dropout(cfg.dropout, seed=next_seed(), name=f"dropout_{i}")(x)
+    x = dense_head(x, cfg.dense_units, cfg.activation, cfg.dropout, next_seed)
     probability = keras.layers.Dense(
         1,
         activation="sigmoid",
@@ -64,9 +58,7 @@ def build_peak_finder(
 
     model = keras.Model(window, probability, name="peak_finder")
     model.compile(
-        optimizer=keras.optimizers.get(
-            {"class_name": cfg.optimizer, "config": {"learning_rate": cfg.learning_rate}}
-        ),
+        optimizer=optimizer(cfg.optimizer, cfg.learning_rate),
         loss="binary_crossentropy",
         metrics=[
             keras.metrics.BinaryAccuracy(name="accuracy"),

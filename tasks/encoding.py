@@ -32,11 +32,9 @@ def samples_per_bin(prepare: PrepareConfig, window_ns: float, n_bins: int) -> fl
 
 @functools.lru_cache(maxsize=2)
 def _peak_finder(model_path: str) -> Any:
-    import keras
+    from models.saving import load_model
 
-    import models  # noqa: F401  (registers the custom layers)
-
-    return keras.saving.load_model(model_path)
+    return load_model(model_path)
 
 
 @task(task_run_name="encode {split} chunk {index}", retries=2, retry_delay_seconds=1)

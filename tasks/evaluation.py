@@ -127,11 +127,9 @@ def predict_counts(model_path: Path, encoded_path: Path) -> tuple[NDArray[Any], 
     if not Path(model_path).is_file():
         raise InputError(f"{model_path}: no cluster counter; run train_cluster_counter first")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import keras
+    from models.saving import load_model
 
-    import models  # noqa: F401  (registers the custom layers before loading)
-
-    model = keras.saving.load_model(model_path, compile=False)
+    model = load_model(model_path)
     n_rec = model.predict(x, batch_size=256, verbose=0)[:, 0]
     return waveform_id, n_rec.astype(np.float64)
 
