@@ -55,6 +55,7 @@ from dndx.preprocessing import normalise
 from dndx.ragged import Ragged
 
 __all__ = [
+    "CLUSTERIZATIONS",
     "COUNTERS",
     "ISSUE_TARGETS",
     "PEAK_FINDERS",
@@ -79,7 +80,16 @@ __all__ = [
 #: The peak finders scored against truth, in report order.
 PEAK_FINDERS: tuple[str, ...] = ("lstm", "d2", "candidates")
 #: The cluster counters scored against the true cluster count, in report order.
-COUNTERS: tuple[str, ...] = ("cnn", "lstm_clusterization", "d2_clusterization")
+#: ``truth_clusterization`` is a reference, not a method: the time clusterization
+#: of the expected peaks themselves, i.e. what perfect peak finding would give it.
+COUNTERS: tuple[str, ...] = (
+    "cnn",
+    "lstm_clusterization",
+    "d2_clusterization",
+    "truth_clusterization",
+)
+#: The counters whose clusterization window is tuned on validation.
+CLUSTERIZATIONS: tuple[str, ...] = COUNTERS[1:]
 
 
 @dataclass(frozen=True)
@@ -512,13 +522,16 @@ class BaselineTuning:
 
     Attributes:
         d2: the D2 thresholds.
-        d2_clusterization: the clusterization window for the D2 peaks.
         lstm_clusterization: the clusterization window for the LSTM's peaks.
+        d2_clusterization: the clusterization window for the D2 peaks.
+        truth_clusterization: the clusterization window for the expected
+            peaks (the reference of perfect peak finding).
     """
 
     d2: D2Tuning
-    d2_clusterization: ClusterTuning
     lstm_clusterization: ClusterTuning
+    d2_clusterization: ClusterTuning
+    truth_clusterization: ClusterTuning
 
 
 def tune_baselines(
@@ -543,7 +556,12 @@ def tune_baselines(
             cfg.growth_grid,
         )
 
-    return BaselineTuning(d2, tune(d2_samples), tune(validation.detected_samples))
+    return BaselineTuning(
+        d2,
+        lstm_clusterization=tune(validation.detected_samples),
+        d2_clusterization=tune(d2_samples),
+        truth_clusterization=tune(validation.expected_samples),
+    )
 
 
 @dataclass(frozen=True, eq=False)
@@ -586,7 +604,7 @@ class Evaluation:
         metrics["tuning.d2.t1_sigma"] = d2.t1_sigma
         metrics["tuning.d2.t2"] = d2.t2
         metrics["tuning.d2.validation_efficiency_x_purity"] = d2.best["efficiency_x_purity"]
-        for name in ("d2_clusterization", "lstm_clusterization"):
+        for name in CLUSTERIZATIONS:
             chosen: ClusterTuning = getattr(self.tuning, name)
             metrics[f"tuning.{name}.window_ns"] = chosen.window_ns
             metrics[f"tuning.{name}.growth_ns_per_sqrt_ns"] = chosen.growth_ns_per_sqrt_ns
@@ -669,6 +687,7 @@ def evaluate_split(
         "cnn": align_by_id(cnn_n_rec, cnn_waveform_id, test.waveform_id, "CNN predictions"),
         "lstm_clusterization": clusterize(test.detected_samples, tuning.lstm_clusterization),
         "d2_clusterization": clusterize(d2_samples, tuning.d2_clusterization),
+        "truth_clusterization": clusterize(test.expected_samples, tuning.truth_clusterization),
     }
     counting = {
         name: evaluate_counting(

@@ -40,6 +40,7 @@ LABELS: dict[str, str] = {
     "cnn": "CNN",
     "lstm_clusterization": "LSTM + time clusterization",
     "d2_clusterization": "D2 + time clusterization",
+    "truth_clusterization": "perfect peaks + time clusterization",
 }
 
 _MAX_CURVE_POINTS = 2000
