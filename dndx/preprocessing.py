@@ -75,20 +75,49 @@ def estimate_baseline_noise(
     True
     """
     x = np.asarray(samples, dtype=np.float64)
-    first = np.median(x, axis=1)
-    spread = _MAD_TO_SIGMA * np.median(np.abs(x - first[:, None]), axis=1)
-    spread = np.where(spread > 0, spread, np.std(x, axis=1))
-    quiet = np.where(np.abs(x - first[:, None]) <= _CLIP_SIGMA * spread[:, None], x, np.nan)
-    baseline = np.nanmedian(quiet, axis=1)
+    rows = np.arange(x.shape[0])
+    # Medians are read off sorted rows: on ADC samples, full of ties, a row
+    # sort is faster than np.median's selection, and it gives the same numbers.
+    ordered = np.sort(x, axis=1)
+    first = _sorted_median(ordered)
+    deviation = x - first[:, None]
+    spread = _robust_sigma(np.abs(deviation), x)
+    # The quiet samples are one contiguous run of the sorted row.
+    quiet = np.abs(deviation) <= _CLIP_SIGMA * spread[:, None]
+    below = np.count_nonzero(~quiet & (deviation < 0), axis=1)
+    n_quiet = np.count_nonzero(quiet, axis=1)
+    baseline = 0.5 * (
+        ordered[rows, below + (n_quiet - 1) // 2] + ordered[rows, below + n_quiet // 2]
+    )
 
     step = np.diff(x, axis=1)
-    step_spread = _MAD_TO_SIGMA * np.median(np.abs(step), axis=1)
-    step_spread = np.where(step_spread > 0, step_spread, np.std(step, axis=1))
-    quiet_step = np.where(np.abs(step) <= _CLIP_SIGMA * step_spread[:, None], step, np.nan)
+    step_spread = _robust_sigma(np.abs(step), step)
+    quiet_step = np.abs(step) <= _CLIP_SIGMA * step_spread[:, None]
+    mean_square = np.sum(np.where(quiet_step, step**2, 0.0), axis=1) / np.maximum(
+        np.count_nonzero(quiet_step, axis=1), 1
+    )
     # A Gaussian truncated at 3 sigma keeps 0.9866 of its RMS.
-    sigma = np.sqrt(np.nanmean(quiet_step**2, axis=1) / 2) / 0.9866
-    sigma = np.where(np.isfinite(sigma) & (sigma > 0), sigma, 1.0)
+    sigma = np.sqrt(mean_square / 2) / 0.9866
+    sigma = np.where(sigma > 0, sigma, 1.0)
     return baseline, sigma
+
+
+def _sorted_median(ordered: NDArray[np.float64]) -> NDArray[np.float64]:
+    """The median of each row of ``(n_rows, n)`` rows sorted ascending."""
+    n = ordered.shape[1]
+    return 0.5 * (ordered[:, (n - 1) // 2] + ordered[:, n // 2])
+
+
+def _robust_sigma(
+    absolute: NDArray[np.float64], values: NDArray[np.float64]
+) -> NDArray[np.float64]:
+    """Gaussian sigma from the MAD of each row, ``absolute = |values - centre|``;
+    the plain standard deviation of ``values`` where the MAD is 0."""
+    sigma = _MAD_TO_SIGMA * _sorted_median(np.sort(absolute, axis=1))
+    flat = sigma <= 0
+    if flat.any():
+        sigma[flat] = np.std(values[flat], axis=1)
+    return sigma
 
 
 def resample_linear(
