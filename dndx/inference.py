@@ -131,21 +131,30 @@ class OnnxModels:
         directory: the bundle directory.
         peak_finder: session of ``peak_finder.onnx``.
         cluster_counter: session of ``cluster_counter.onnx``.
+        peak_finder_batch: candidate windows per peak-finder call.
+        counter_batch: waveforms per cluster-counter call.
     """
 
     bundle: ModelBundle
     directory: Path
     peak_finder: onnxruntime.InferenceSession
     cluster_counter: onnxruntime.InferenceSession
+    peak_finder_batch: int = PEAK_FINDER_BATCH
+    counter_batch: int = COUNTER_BATCH
 
     @classmethod
     def load(
-        cls, bundle_dir: str | Path, providers: Sequence[str] = ("CPUExecutionProvider",)
+        cls,
+        bundle_dir: str | Path,
+        providers: Sequence[str] = ("CPUExecutionProvider",),
+        peak_finder_batch: int = PEAK_FINDER_BATCH,
+        counter_batch: int = COUNTER_BATCH,
     ) -> OnnxModels:
         """Open a bundle directory, checking that the graphs fit ``bundle.json``.
 
         Each session runs on one thread: parallelism comes from the worker
-        processes.
+        processes. The default batch sizes suit one CPU core; a GPU provider
+        (``CUDAExecutionProvider``) wants batches a hundred times larger.
 
         Raises:
             InputError: a file of the bundle is missing, damaged, or its input
@@ -159,13 +168,13 @@ class OnnxModels:
         counter = _session(
             directory / COUNTER_FILE, providers, "peaks", (bundle.n_bins, N_CHANNELS)
         )
-        return cls(bundle, directory, peak_finder, counter)
+        return cls(bundle, directory, peak_finder, counter, peak_finder_batch, counter_batch)
 
     def peak_probability(self, windows: NDArray[np.float32]) -> NDArray[np.float32]:
         """``(n_windows,)`` peak probabilities of ``(n_windows, window_length)`` windows."""
         out = np.empty(len(windows), dtype=np.float32)
-        for start in range(0, len(windows), PEAK_FINDER_BATCH):
-            batch = windows[start : start + PEAK_FINDER_BATCH, :, None]
+        for start in range(0, len(windows), self.peak_finder_batch):
+            batch = windows[start : start + self.peak_finder_batch, :, None]
             (probability,) = self.peak_finder.run(None, {"window": batch})
             out[start : start + len(batch)] = probability[:, 0]
         return out
@@ -173,8 +182,8 @@ class OnnxModels:
     def count_clusters(self, peaks: NDArray[np.float32]) -> NDArray[np.float32]:
         """``(n_waveforms,)`` counter outputs of ``(n_waveforms, n_bins, 4)`` encodings."""
         out = np.empty(len(peaks), dtype=np.float32)
-        for start in range(0, len(peaks), COUNTER_BATCH):
-            batch = peaks[start : start + COUNTER_BATCH]
+        for start in range(0, len(peaks), self.counter_batch):
+            batch = peaks[start : start + self.counter_batch]
             (n_clusters,) = self.cluster_counter.run(None, {"peaks": batch})
             out[start : start + len(batch)] = n_clusters[:, 0]
         return out

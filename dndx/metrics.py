@@ -27,6 +27,7 @@ from dndx.ragged import Ragged
 __all__ = [
     "LINEARITY_RANGE",
     "PeakCounts",
+    "best_threshold",
     "binary_scores",
     "binned",
     "count_matches",
@@ -179,6 +180,24 @@ def roc_curve(
         fpr = false_positive / np.float64(n_negative)
     thresholds = np.concatenate([[np.inf], values[last_of_score]])
     return fpr, tpr, thresholds
+
+
+def best_threshold(labels: ArrayLike, scores: ArrayLike) -> float:
+    """The score threshold with the largest efficiency x purity (precision x recall).
+
+    >>> best_threshold(np.array([0, 0, 1, 1]), np.array([0.1, 0.6, 0.7, 0.9]))
+    0.7
+    """
+    labels, scores = np.asarray(labels), np.asarray(scores)
+    order = np.argsort(-scores, kind="stable")
+    sorted_scores, sorted_labels = scores[order], labels[order]
+    true_positives = np.cumsum(sorted_labels)
+    precision = true_positives / np.arange(1, len(scores) + 1)
+    recall = true_positives / max(sorted_labels.sum(), 1)
+    # Only the last of equal scores is a real cut.
+    last = np.r_[sorted_scores[1:] != sorted_scores[:-1], True]
+    product = np.where(last, precision * recall, -1.0)
+    return float(sorted_scores[int(np.argmax(product))])
 
 
 def binary_scores(labels: ArrayLike, scores: ArrayLike, threshold: float) -> dict[str, float]:

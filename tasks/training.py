@@ -22,7 +22,7 @@ from prefect import task
 
 from dndx.config import ClusterCounterModelConfig, PeakFinderModelConfig, TrainingConfig
 from dndx.dataset import read_candidates
-from dndx.metrics import binary_scores, counting_metrics, roc_auc, roc_curve
+from dndx.metrics import best_threshold, binary_scores, counting_metrics, roc_auc, roc_curve
 from dndx.plots import (
     plot_linearity,
     plot_roc,
@@ -32,7 +32,7 @@ from dndx.plots import (
 from dndx.storage import atomic_file
 from tasks.resources import measure_resources
 
-__all__ = ["TrialSpec", "best_threshold", "run_trial"]
+__all__ = ["TrialSpec", "run_trial"]
 
 COUNTER_INPUT_FILE = "encoded.npz"
 
@@ -71,23 +71,6 @@ def _load_encoded(split_dir: str, limit: int) -> tuple[np.ndarray, np.ndarray]:
     """Counter inputs ``(n, n_bins, 4)`` and true cluster counts ``(n,)`` of a split."""
     with np.load(Path(split_dir) / COUNTER_INPUT_FILE) as data:
         return data["x"][:limit], data["n_clusters"][:limit].astype(np.float32)
-
-
-def best_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
-    """The score threshold with the largest efficiency x purity (precision x recall).
-
-    >>> best_threshold(np.array([0, 0, 1, 1]), np.array([0.1, 0.6, 0.7, 0.9]))
-    0.7
-    """
-    order = np.argsort(-scores, kind="stable")
-    sorted_scores, sorted_labels = scores[order], labels[order]
-    true_positives = np.cumsum(sorted_labels)
-    precision = true_positives / np.arange(1, len(scores) + 1)
-    recall = true_positives / max(sorted_labels.sum(), 1)
-    # Only the last of equal scores is a real cut.
-    last = np.r_[sorted_scores[1:] != sorted_scores[:-1], True]
-    product = np.where(last, precision * recall, -1.0)
-    return float(sorted_scores[int(np.argmax(product))])
 
 
 def _seed(training: TrainingConfig, spec: TrialSpec) -> int:
