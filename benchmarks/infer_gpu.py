@@ -33,7 +33,7 @@ import onnxruntime
 from benchmarks.machine import cpu_model
 from dndx.candidates import extract_windows, find_candidates
 from dndx.config import SimulationConfig
-from dndx.inference import OnnxModels, infer_waveforms
+from dndx.inference import DEVICES, OnnxModels, infer_waveforms
 from dndx.preprocessing import normalise
 from dndx.ragged import Ragged
 from dndx.simulation import simulate_range
@@ -42,8 +42,6 @@ RESULTS = Path(__file__).parent / "results"
 RATE_GHZ = 1.2
 PEAK_FINDER_BATCHES = (1024, 8192, 65536, 262144)
 COUNTER_BATCHES = (16, 256, 2048)
-#: Batch sizes of the whole chain per provider: CPU as shipped, GPU large.
-CHAIN_BATCHES = {"CPUExecutionProvider": (1024, 16), "CUDAExecutionProvider": (65536, 2048)}
 
 
 def _best_seconds(function: Callable[[], Any], repeats: int = 3) -> float:
@@ -78,14 +76,12 @@ def simulated(n_waveforms: int) -> Ragged:
     return simulate_range(cfg, "train", 0, n_waveforms).adc
 
 
-def measure(bundle_dir: Path, provider: str, samples: Ragged) -> dict[str, Any]:
-    """Models alone over batch sizes, then the whole chain, on ``provider``."""
-    providers = list(dict.fromkeys([provider, "CPUExecutionProvider"]))
-    models = OnnxModels.load(bundle_dir, providers)
-    used = models.peak_finder.get_providers()[0]
-    if used != provider:
-        raise RuntimeError(f"{provider} was asked for, ONNX Runtime runs on {used}")
-    bundle = models.bundle
+def measure(bundle_dir: Path, device: str, samples: Ragged) -> dict[str, Any]:
+    """Models alone over batch sizes, then the whole chain, on ``device`` of
+    :data:`dndx.inference.DEVICES`."""
+    chain = OnnxModels.on_device(bundle_dir, device)
+    providers = DEVICES[device].providers
+    bundle = chain.bundle
     norm = normalise(samples, RATE_GHZ, bundle.model_sampling_rate_ghz)
     candidates = find_candidates(
         norm.samples,
@@ -111,13 +107,14 @@ def measure(bundle_dir: Path, provider: str, samples: Ragged) -> dict[str, Any]:
         seconds = _best_seconds(partial(timed.count_clusters, encodings))
         counter[str(batch)] = round(len(encodings) / seconds)
 
-    window_batch, counter_batch = CHAIN_BATCHES[provider]
-    chain = OnnxModels.load(bundle_dir, providers, window_batch, counter_batch)
     seconds = _best_seconds(partial(infer_waveforms, samples, RATE_GHZ, "auto", chain), repeats=2)
     return {
         "peak_finder_windows_per_second_by_batch": peak_finder,
         "cluster_counter_waveforms_per_second_by_batch": counter,
-        "chain_batches": {"peak_finder": window_batch, "cluster_counter": counter_batch},
+        "chain_batches": {
+            "peak_finder": chain.peak_finder_batch,
+            "cluster_counter": chain.counter_batch,
+        },
         "chain_waveforms_per_second_one_process": round(len(samples) / seconds),
         "candidates_per_waveform": round(len(windows) / len(samples), 1),
     }
@@ -130,9 +127,6 @@ def main() -> None:
     parser.add_argument("--waveforms", type=int, default=20000)
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
-    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
-        # CUDA and cuDNN from the nvidia-* wheels beside onnxruntime-gpu.
-        onnxruntime.preload_dlls()
     samples = simulated(args.waveforms)
     device = gpu_name()
     result: dict[str, Any] = {
@@ -142,9 +136,10 @@ def main() -> None:
         "onnxruntime": onnxruntime.__version__,
         "machine": {"cpu": cpu_model(), "cpus": os.cpu_count(), "gpu": device},
     }
-    for provider in CHAIN_BATCHES:
+    for device, spec in DEVICES.items():
+        provider = spec.providers[0]
         if provider in onnxruntime.get_available_providers():
-            result[provider] = measure(args.bundle, provider, samples)
+            result[provider] = measure(args.bundle, device, samples)
             print(provider, json.dumps(result[provider]), flush=True)
     name = re.sub(r"[^A-Za-z0-9]+", "_", device).strip("_")
     args.out.mkdir(parents=True, exist_ok=True)

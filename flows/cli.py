@@ -79,6 +79,7 @@ def _infer(args: argparse.Namespace) -> None:
         model_uris=args.model_uri,
         workers=args.workers,
         chunk_size=args.chunk_size,
+        device=args.device,
     )
     print(f"\nSummary: {report.summary}")
     print(
@@ -131,6 +132,13 @@ def _add_infer(commands: Any) -> None:
     )
     infer.add_argument(
         "--chunk-size", type=int, default=2000, help="waveforms per task (default: %(default)s)"
+    )
+    infer.add_argument(
+        "--device",
+        choices=("cpu", "cuda"),
+        default="cpu",
+        help="where ONNX Runtime runs the models (default: %(default)s; cuda needs "
+        "onnxruntime-gpu and a GPU, shared by the workers)",
     )
     infer.set_defaults(handler=_infer)
 

@@ -231,6 +231,7 @@ def infer(
     workers: int = 2,
     chunk_size: int = 2000,
     model_cache_dir: str | None = None,
+    device: str = "cpu",
 ) -> InferenceReport:
     """Peaks and cluster counts of every waveform of ``inputs`` into ``out`` (Parquet).
 
@@ -246,6 +247,8 @@ def infer(
         workers: Dask worker processes, one thread each.
         chunk_size: waveforms per task.
         model_cache_dir: where registry models are cached.
+        device: where ONNX Runtime runs the models, ``cpu`` or ``cuda`` (needs
+            ``onnxruntime-gpu``; the workers share the GPU).
 
     Raises:
         InputError: a bad input file, location or model bundle.
@@ -265,7 +268,8 @@ def infer(
     uris = list(model_uris or DEFAULT_MODEL_URIS)
     cache = Path(model_cache_dir) if model_cache_dir else DEFAULT_MODEL_CACHE
     bundle_dir = resolve_bundle(uris, cache).resolve()
-    bundle = OnnxModels.load(bundle_dir).bundle
+    # Opening the models here fails early on a bad bundle or an unusable device.
+    bundle = OnnxModels.on_device(bundle_dir, device).bundle
     if sampling_rate_ghz is None:
         sampling_rate_ghz = bundle.model_sampling_rate_ghz
         logger.info(
@@ -285,7 +289,9 @@ def infer(
     )
     with _chunk_directory(out_path, key) as chunk_dir:
         jobs = _jobs(sources, counts, chunk_size, chunk_dir)
-        results = _run_chunks(jobs, bundle_dir, polarity, sampling_rate_ghz, workers, sum(counts))
+        results = _run_chunks(
+            jobs, bundle_dir, polarity, sampling_rate_ghz, workers, sum(counts), device
+        )
         skipped = [
             (str(job.source.path), event, reason)
             for job, result in zip(jobs, results, strict=True)
@@ -421,6 +427,7 @@ def _run_chunks(
     sampling_rate_ghz: float,
     workers: int,
     n_total: int,
+    device: str,
 ) -> list[dict[str, Any]]:
     """Run every job not done by an earlier, interrupted run on a local Dask
     cluster; all results in job order."""
@@ -447,6 +454,7 @@ def _run_chunks(
                 "polarity": polarity,
                 "sampling_rate_ghz": sampling_rate_ghz,
                 "out_path": job.path,
+                "device": device,
             }
             futures[runner.submit(infer_chunk, parameters)] = index
         for future in as_completed(list(futures)):

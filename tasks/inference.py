@@ -26,9 +26,9 @@ __all__ = ["infer_chunk", "load_models"]
 
 
 @functools.lru_cache(maxsize=2)
-def load_models(bundle_dir: str) -> OnnxModels:
-    """The bundle's ONNX sessions, opened once per worker process."""
-    return OnnxModels.load(bundle_dir)
+def load_models(bundle_dir: str, device: str = "cpu") -> OnnxModels:
+    """The bundle's ONNX sessions on ``device``, opened once per worker process."""
+    return OnnxModels.on_device(bundle_dir, device)
 
 
 def _transient(task: Task[Any, Any], task_run: TaskRun, state: State[Any]) -> bool:
@@ -56,6 +56,7 @@ def infer_chunk(
     polarity: Polarity,
     sampling_rate_ghz: float,
     out_path: Path,
+    device: str = "cpu",
 ) -> dict[str, Any]:
     """Peaks and cluster counts of entries ``[start, stop)`` of ``source`` into ``out_path``.
 
@@ -69,7 +70,8 @@ def infer_chunk(
     ok, reasons = validate_rows(chunk.samples)
     good = np.flatnonzero(ok)
     samples = chunk.samples if len(good) == len(ok) else chunk.samples.take(good)
-    results = infer_waveforms(samples, sampling_rate_ghz, polarity, load_models(str(bundle_dir)))
+    models = load_models(str(bundle_dir), device)
+    results = infer_waveforms(samples, sampling_rate_ghz, polarity, models)
     results.insert(0, "event", chunk.first_event + good.astype(np.int64))
     results.insert(0, "source_file", str(source.path))
     with atomic_file(out_path) as tmp:

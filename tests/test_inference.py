@@ -16,6 +16,7 @@ from pathlib import Path
 import awkward as ak
 import h5py
 import numpy as np
+import onnxruntime
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -24,8 +25,10 @@ import uproot
 
 from dndx.bundle import ModelBundle
 from dndx.config import SimulationConfig
-from dndx.errors import InputError
+from dndx.errors import DndxError, InputError
 from dndx.inference import (
+    COUNTER_BATCH,
+    PEAK_FINDER_BATCH,
     RESULT_COLUMNS,
     RESULT_SCHEMA,
     OnnxModels,
@@ -116,6 +119,21 @@ def test_negative_polarity_with_pedestal_finds_the_same_peaks(
         np.testing.assert_allclose(negative["baseline"], FULL_SCALE - positive["baseline"])
         for a, b in zip(negative["peak_time_ns"], positive["peak_time_ns"], strict=True):
             np.testing.assert_array_equal(a, b)
+
+
+def test_devices_open_the_models_with_their_batches_or_say_what_is_missing(
+    bundle_dir: Path,
+) -> None:
+    cpu = OnnxModels.on_device(bundle_dir, "cpu")
+    assert cpu.peak_finder.get_providers() == ["CPUExecutionProvider"]
+    assert (cpu.peak_finder_batch, cpu.counter_batch) == (PEAK_FINDER_BATCH, COUNTER_BATCH)
+    with pytest.raises(DndxError, match="device 'tpu': expected one of cpu, cuda"):
+        OnnxModels.on_device(bundle_dir, "tpu")
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        assert OnnxModels.on_device(bundle_dir, "cuda").peak_finder_batch == 65536
+    else:
+        with pytest.raises(DndxError, match="no CUDAExecutionProvider; install onnxruntime-gpu"):
+            OnnxModels.on_device(bundle_dir, "cuda")
 
 
 def test_a_bundle_that_does_not_fit_its_graphs_is_refused(bundle_dir: Path, tmp_path: Path) -> None:
@@ -333,6 +351,8 @@ def test_bad_inputs_are_named_before_any_work(
         ([str(paths["hdf5"]), "--dataset", "wf", *model], f"{paths['hdf5']}: no dataset 'wf'"),
         ([str(paths["hdf5"]), "--model-uri", str(tmp_path)], f"{tmp_path}: not a model bundle"),
     ]
+    if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+        cases.append(([str(paths["hdf5"]), *model, "--device", "cuda"], "install onnxruntime-gpu"))
     for arguments, message in cases:
         assert cli(["infer", *arguments, "--out", str(out)]) == 2
         error = capsys.readouterr().err
