@@ -389,6 +389,9 @@ def test_evaluate_flow_writes_metrics_report_and_plots(tmp_path: Path, prefect_a
     assert report.startswith("# Evaluation on the test set")
     assert "| peak finder → counter |" in report
     assert "LSTM → CNN" in report and "D2 → time clusterization" in report
+    # The headline table ends with the reference of perfect peak finding.
+    assert "expected peaks → time clusterization (perfect peak finding)" in report
+    assert metrics["tuning.truth_clusterization.window_ns"] in EvaluateConfig().window_grid_ns
     assert "## Targets" in report
     assert report.count("✅") + report.count("❌") == 7
     assert "## Peak finding per drift-time bin" in report

@@ -102,3 +102,20 @@ def test_baseline_noise_ignores_pulses() -> None:
     np.testing.assert_allclose(baseline, 500, atol=0.6)
     assert np.mean(sigma) == pytest.approx(5, rel=0.05)
     np.testing.assert_allclose(sigma, 5, rtol=0.1)
+
+
+@pytest.mark.parametrize("n_samples", [7, 8, 2400])
+def test_baseline_is_the_median_of_the_quiet_samples(n_samples: int) -> None:
+    # Integer ADC rows full of ties, pulses on one side, and a flat row (MAD 0).
+    rng = np.random.default_rng(n_samples)
+    w = np.rint(300 + 4 * rng.standard_normal((50, n_samples)))
+    w[:, : n_samples // 4] += rng.integers(0, 200, (50, n_samples // 4))
+    w[0] = 300.0
+    baseline, sigma = estimate_baseline_noise(w)
+    for row, base in zip(w, baseline, strict=True):
+        first = np.median(row)
+        spread = 1.4826 * np.median(np.abs(row - first)) or np.std(row)
+        quiet = row[np.abs(row - first) <= 3 * spread]
+        assert base == np.median(quiet)
+    assert sigma[0] == 1.0  # a flat row has no measurable noise
+    assert np.all(sigma[1:] > 0)
