@@ -67,7 +67,7 @@ import pandas as pd  # noqa: E402
 import psutil  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
-from benchmarks.machine import cpu_model  # noqa: E402
+from benchmarks.machine import best_seconds, cpu_model  # noqa: E402
 from dndx.baselines import d2_peaks, time_clusterize  # noqa: E402
 from dndx.bundle import ModelBundle  # noqa: E402
 from dndx.config import (  # noqa: E402
@@ -242,15 +242,6 @@ class _TimedModels:
         return out
 
 
-def _best_seconds(function: Callable[[], Any], repeats: int = 3) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        started = time.perf_counter()
-        function()
-        best = min(best, time.perf_counter() - started)
-    return best
-
-
 def stage_breakdown(path: Path, model_dir: Path, n_waveforms: int = 2000) -> dict[str, Any]:
     """Milliseconds per 1000 waveforms of each stage on one core, and the models
     alone in ONNX Runtime against Keras on the same inputs."""
@@ -266,20 +257,20 @@ def stage_breakdown(path: Path, model_dir: Path, n_waveforms: int = 2000) -> dic
     infer_waveforms(samples, RATE_GHZ, "auto", timed)
     total = time.perf_counter() - started
     rate = onnx_models.bundle.model_sampling_rate_ghz
-    normalising = _best_seconds(lambda: normalise(samples, RATE_GHZ, rate, "auto"))
+    normalising = best_seconds(lambda: normalise(samples, RATE_GHZ, rate, "auto"))
     windows, peaks = timed.inputs["windows"], timed.inputs["peaks"]
     keras_models.peak_probability(windows[:4096])
     keras_models.count_clusters(peaks[:64])
     models = {
         "peak_finder": {
-            "onnx": _best_seconds(lambda: onnx_models.peak_probability(windows)),
-            "keras": _best_seconds(lambda: keras_models.peak_probability(windows)),
-            "keras_batch_32": _best_seconds(lambda: keras_default.peak_probability(windows), 1),
+            "onnx": best_seconds(lambda: onnx_models.peak_probability(windows)),
+            "keras": best_seconds(lambda: keras_models.peak_probability(windows)),
+            "keras_batch_32": best_seconds(lambda: keras_default.peak_probability(windows), 1),
         },
         "cluster_counter": {
-            "onnx": _best_seconds(lambda: onnx_models.count_clusters(peaks)),
-            "keras": _best_seconds(lambda: keras_models.count_clusters(peaks)),
-            "keras_batch_32": _best_seconds(lambda: keras_default.count_clusters(peaks), 1),
+            "onnx": best_seconds(lambda: onnx_models.count_clusters(peaks)),
+            "keras": best_seconds(lambda: keras_models.count_clusters(peaks)),
+            "keras_batch_32": best_seconds(lambda: keras_default.count_clusters(peaks), 1),
         },
     }
     per_1000 = 1000 / n_waveforms * 1000

@@ -21,8 +21,6 @@ import json
 import os
 import re
 import subprocess
-import time
-from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -30,11 +28,9 @@ from typing import Any
 import numpy as np
 import onnxruntime
 
-from benchmarks.machine import cpu_model
-from dndx.candidates import extract_windows, find_candidates
+from benchmarks.machine import best_seconds, cpu_model
 from dndx.config import SimulationConfig
-from dndx.inference import DEVICES, OnnxModels, infer_waveforms
-from dndx.preprocessing import normalise
+from dndx.inference import DEVICES, OnnxModels, candidate_windows, infer_waveforms
 from dndx.ragged import Ragged
 from dndx.simulation import simulate_range
 
@@ -42,16 +38,6 @@ RESULTS = Path(__file__).parent / "results"
 RATE_GHZ = 1.2
 PEAK_FINDER_BATCHES = (1024, 8192, 65536, 262144)
 COUNTER_BATCHES = (16, 256, 2048)
-
-
-def _best_seconds(function: Callable[[], Any], repeats: int = 3) -> float:
-    function()  # warm-up: graph optimisation, GPU kernels, allocations
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def gpu_name() -> str:
@@ -81,33 +67,24 @@ def measure(bundle_dir: Path, device: str, samples: Ragged) -> dict[str, Any]:
     :data:`dndx.inference.DEVICES`."""
     chain = OnnxModels.on_device(bundle_dir, device)
     providers = DEVICES[device].providers
-    bundle = chain.bundle
-    norm = normalise(samples, RATE_GHZ, bundle.model_sampling_rate_ghz)
-    candidates = find_candidates(
-        norm.samples,
-        norm.lengths,
-        bundle.candidate_threshold_sigma,
-        bundle.window_before,
-        bundle.window_after,
-    )
-    windows = np.ascontiguousarray(
-        extract_windows(norm.samples, candidates, bundle.window_before, bundle.window_after)
-    )
-    encodings = np.zeros((len(samples), bundle.n_bins, 4), dtype=np.float32)
+    _, _, windows = candidate_windows(samples, RATE_GHZ, "auto", chain.bundle)
+    encodings = np.zeros((len(samples), chain.bundle.n_bins, 4), dtype=np.float32)
     encodings[:, ::7, 0] = 1.0
 
     peak_finder: dict[str, float] = {}
     for batch in PEAK_FINDER_BATCHES:
         timed = OnnxModels.load(bundle_dir, providers, peak_finder_batch=batch)
-        seconds = _best_seconds(partial(timed.peak_probability, windows))
+        seconds = best_seconds(partial(timed.peak_probability, windows), warm_up=True)
         peak_finder[str(batch)] = round(len(windows) / seconds)
     counter: dict[str, float] = {}
     for batch in COUNTER_BATCHES:
         timed = OnnxModels.load(bundle_dir, providers, counter_batch=batch)
-        seconds = _best_seconds(partial(timed.count_clusters, encodings))
+        seconds = best_seconds(partial(timed.count_clusters, encodings), warm_up=True)
         counter[str(batch)] = round(len(encodings) / seconds)
 
-    seconds = _best_seconds(partial(infer_waveforms, samples, RATE_GHZ, "auto", chain), repeats=2)
+    seconds = best_seconds(
+        partial(infer_waveforms, samples, RATE_GHZ, "auto", chain), repeats=2, warm_up=True
+    )
     return {
         "peak_finder_windows_per_second_by_batch": peak_finder,
         "cluster_counter_waveforms_per_second_by_batch": counter,

@@ -1,11 +1,14 @@
-"""What machine a benchmark ran on, for its results file."""
+"""What machine a benchmark ran on, for its results file, and how it times."""
 
 from __future__ import annotations
 
 import platform
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-__all__ = ["cpu_model"]
+__all__ = ["best_seconds", "cpu_model"]
 
 
 def cpu_model() -> str:
@@ -16,3 +19,16 @@ def cpu_model() -> str:
             if line.startswith("model name"):
                 return line.split(":", 1)[1].strip()
     return platform.processor() or platform.machine()
+
+
+def best_seconds(function: Callable[[], Any], repeats: int = 3, warm_up: bool = False) -> float:
+    """The shortest wall time of ``repeats`` calls of ``function``, after one
+    untimed call if ``warm_up`` (graph optimisation, GPU kernels, allocations)."""
+    if warm_up:
+        function()
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        function()
+        best = min(best, time.perf_counter() - started)
+    return best

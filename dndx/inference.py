@@ -30,7 +30,7 @@ from dndx.bundle import BUNDLE_FILE, COUNTER_FILE, PEAK_FINDER_FILE, ModelBundle
 from dndx.candidates import extract_windows, find_candidates
 from dndx.encoding import N_CHANNELS, encode_peaks
 from dndx.errors import DndxError, InputError
-from dndx.preprocessing import Polarity, normalise
+from dndx.preprocessing import Normalised, Polarity, normalise
 from dndx.ragged import Ragged
 
 __all__ = [
@@ -41,6 +41,7 @@ __all__ = [
     "RESULT_SCHEMA",
     "OnnxModels",
     "PeakModels",
+    "candidate_windows",
     "infer_waveforms",
     "results_table",
 ]
@@ -272,6 +273,24 @@ def _smoothed_at(
     )
 
 
+def candidate_windows(
+    samples: Ragged, sampling_rate_ghz: float, polarity: Polarity, bundle: ModelBundle
+) -> tuple[Normalised, Ragged, NDArray[np.float32]]:
+    """The first steps of :func:`infer_waveforms`: the waveforms at the model rate,
+    their peak candidates, and the candidates' windows,
+    ``(n_candidates, window_length)`` float32, C-contiguous."""
+    norm = normalise(samples, sampling_rate_ghz, bundle.model_sampling_rate_ghz, polarity)
+    candidates = find_candidates(
+        norm.samples,
+        norm.lengths,
+        bundle.candidate_threshold_sigma,
+        bundle.window_before,
+        bundle.window_after,
+    )
+    windows = extract_windows(norm.samples, candidates, bundle.window_before, bundle.window_after)
+    return norm, candidates, np.ascontiguousarray(windows, dtype=np.float32)
+
+
 def infer_waveforms(
     samples: Ragged,
     sampling_rate_ghz: float,
@@ -299,17 +318,9 @@ def infer_waveforms(
         return _empty_results()
     bundle = models.bundle
     rate = bundle.model_sampling_rate_ghz
-    norm = normalise(samples, sampling_rate_ghz, rate, polarity)
-    candidates = find_candidates(
-        norm.samples,
-        norm.lengths,
-        bundle.candidate_threshold_sigma,
-        bundle.window_before,
-        bundle.window_after,
-    )
+    norm, candidates, windows = candidate_windows(samples, sampling_rate_ghz, polarity, bundle)
     rows = candidates.row_index()
-    windows = extract_windows(norm.samples, candidates, bundle.window_before, bundle.window_after)
-    probability = models.peak_probability(np.ascontiguousarray(windows, dtype=np.float32))
+    probability = models.peak_probability(windows)
     detected = probability >= bundle.score_threshold
     height = _smoothed_at(norm.samples, rows, candidates.values)
     encoded = encode_peaks(

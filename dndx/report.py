@@ -80,48 +80,51 @@ def _looks_numeric(cell: str) -> bool:
     return bool(cell) and (cell[0].isdigit() or (cell[0] in "+-–" and len(cell) > 1))
 
 
-def _headline(evaluation: Evaluation) -> str:
-    rows = []
-    for title, finder, counter, kind in _CHAINS:
-        peaks = evaluation.peaks[finder].scores
-        counts = evaluation.counting[counter].scores
-        rows.append(
-            [
-                title,
-                kind,
-                format_number(peaks["efficiency"]),
-                format_number(peaks["purity"]),
-                format_number(peaks["efficiency_x_purity"]),
-                format_number(peaks["f1"]),
-                format_percent(counts["relative_bias"]),
-                format_number(counts["rms_over_sqrt_n"]),
-                format_number(counts["linearity_slope"]),
-            ]
-        )
-    ceiling = evaluation.peaks["candidates"].scores
-    rows.append(
+_PEAK_SCORES = ("efficiency", "purity", "efficiency_x_purity", "f1")
+
+
+def _headline_row(
+    title: str,
+    kind: str,
+    peaks: Mapping[str, float] | None,
+    counts: Mapping[str, float] | None,
+) -> list[str]:
+    """One chain's cells; dashes for the scores it has not."""
+    peak_cells = [format_number(peaks[s]) for s in _PEAK_SCORES] if peaks else [_MISSING] * 4
+    count_cells = (
         [
+            format_percent(counts["relative_bias"]),
+            format_number(counts["rms_over_sqrt_n"]),
+            format_number(counts["linearity_slope"]),
+        ]
+        if counts
+        else [_MISSING] * 3
+    )
+    return [title, kind, *peak_cells, *count_cells]
+
+
+def _headline(evaluation: Evaluation) -> str:
+    rows = [
+        _headline_row(
+            title, kind, evaluation.peaks[finder].scores, evaluation.counting[counter].scores
+        )
+        for title, finder, counter, kind in _CHAINS
+    ]
+    rows.append(
+        _headline_row(
             "all candidates (ceiling of candidate finding)",
             "reference",
-            format_number(ceiling["efficiency"]),
-            format_number(ceiling["purity"]),
-            format_number(ceiling["efficiency_x_purity"]),
-            format_number(ceiling["f1"]),
-            _MISSING,
-            _MISSING,
-            _MISSING,
-        ]
+            evaluation.peaks["candidates"].scores,
+            None,
+        )
     )
-    perfect = evaluation.counting["truth_clusterization"].scores
     rows.append(
-        [
+        _headline_row(
             "expected peaks → time clusterization (perfect peak finding)",
             "reference",
-            *(format_number(1.0) for _ in range(4)),
-            format_percent(perfect["relative_bias"]),
-            format_number(perfect["rms_over_sqrt_n"]),
-            format_number(perfect["linearity_slope"]),
-        ]
+            dict.fromkeys(_PEAK_SCORES, 1.0),
+            evaluation.counting["truth_clusterization"].scores,
+        )
     )
     low, high = LINEARITY_RANGE
     header = [
