@@ -268,9 +268,10 @@ def render_report(evaluation: Evaluation, plots: Mapping[str, str]) -> str:
         "(the candidates row shows that ceiling). Count bias is mean(N_rec − N_true) / "
         "mean(N_true); RMS / √N is RMS(N_rec − N_true) / √mean(N_true), in units of the Poisson "
         "fluctuation. The last row clusterizes the expected peaks of the truth, as if peak "
-        "finding were perfect: what is left there is the information the pulse train does not "
-        "carry (clusters arriving within the diffusion spread of each other, and the cluster-size "
-        "fluctuations), which no peak finder can recover.",
+        "finding were perfect: its error comes from the clusterization alone (clusters arriving "
+        "within the diffusion spread of each other, cluster-size fluctuations), which better "
+        "peak finding cannot remove. `python -m benchmarks.limits counting` trains the CNN on "
+        "such perfect peaks for the learned counterpart of this row.",
         "### LSTM on the candidates, at the working point",
         _candidate_line(evaluation),
         "## Targets",
