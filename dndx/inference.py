@@ -64,7 +64,7 @@ class Device:
 
 
 #: The devices ``dndx infer --device`` offers. On an H100, the peak finder runs
-#: 160x faster at batches of 64k windows than one CPU core at 1k
+#: about 150x faster at batches of 64k windows than one CPU core at 1k
 #: (``benchmarks/results/infer-gpu-*.json``).
 DEVICES: dict[str, Device] = {
     "cpu": Device(("CPUExecutionProvider",), PEAK_FINDER_BATCH, COUNTER_BATCH),
