@@ -71,7 +71,16 @@ def rank_trials(table: pd.DataFrame, selection: tuple[str, ...]) -> pd.DataFrame
 
 def scan_markdown(ranked: pd.DataFrame, hyperparameters: list[str], metrics: list[str]) -> str:
     """A Markdown table of a ranked scan: one row per trial, best first."""
-    columns = ["trial", "status", *hyperparameters, *metrics, "wall_time_s", "peak_memory_mb"]
+    # The size of the model beside its scores: what each trial costs at inference.
+    columns = [
+        "trial",
+        "status",
+        *hyperparameters,
+        *metrics,
+        "n_parameters",
+        "wall_time_s",
+        "peak_memory_mb",
+    ]
     present = [c for c in columns if c in ranked.columns]
     lines = [
         "| " + " | ".join(present) + " |",

@@ -158,6 +158,7 @@ def _peak_finder_trial(
         "score_threshold": threshold,
         "epochs_trained": len(history),
         "n_train_windows": len(y),
+        "n_parameters": model.count_params(),
     }
     model.save(trial_dir / "model.keras")
     fpr, tpr, _ = roc_curve(yv, scores)
@@ -197,6 +198,7 @@ def _counter_trial(
         **_counting_scores(predicted, yv),
         "epochs_trained": len(history),
         "n_train_waveforms": len(y),
+        "n_parameters": model.count_params(),
     }
     model.save(trial_dir / "model.keras")
     plot_linearity(yv, {"cnn": predicted}, trial_dir / "counts.png")

@@ -72,6 +72,9 @@ def test_two_trial_scan_tracks_every_trial_and_keeps_the_best(
         ):
             assert name in metrics
         assert child.data.params["lstm_units"] in ("[8]", "[16]")
+        # An LSTM of u units on one feature: 4u(u + 2) weights, then the dense head.
+        units = int(child.data.params["lstm_units"].strip("[]"))
+        assert metrics["n_parameters"] > 4 * units * (units + 2)
         assert {"git_commit", "params_hash", "data_version.data/prepared"} <= set(child.data.tags)
         history = client.get_metric_history(child.info.run_id, "val_loss")
         assert len(history) >= 1
@@ -84,7 +87,8 @@ def test_two_trial_scan_tracks_every_trial_and_keeps_the_best(
     assert Path("data/models/peak_finder/model.keras").exists()
     table = pd.read_csv("reports/scan_peak_finder.csv")
     assert len(table) == 2 and table["trial"].iloc[0] == best["trial"]
-    assert "| trial | status |" in Path("reports/scan_peak_finder.md").read_text()
+    markdown = Path("reports/scan_peak_finder.md").read_text()
+    assert "| trial | status |" in markdown and "| n_parameters |" in markdown
     assert (
         json.loads(Path("metrics/train_peak_finder.json").read_text())["best_trial"]
         == best["trial"]
