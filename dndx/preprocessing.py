@@ -81,9 +81,10 @@ def estimate_baseline_noise(
     ordered = np.sort(x, axis=1)
     first = _sorted_median(ordered)
     deviation = x - first[:, None]
-    spread = _robust_sigma(np.abs(deviation), x)
+    distance = np.abs(deviation)
+    spread = _robust_sigma(distance, x)
     # The quiet samples are one contiguous run of the sorted row.
-    quiet = np.abs(deviation) <= _CLIP_SIGMA * spread[:, None]
+    quiet = distance <= _CLIP_SIGMA * spread[:, None]
     below = np.count_nonzero(~quiet & (deviation < 0), axis=1)
     n_quiet = np.count_nonzero(quiet, axis=1)
     baseline = 0.5 * (
@@ -91,8 +92,9 @@ def estimate_baseline_noise(
     )
 
     step = np.diff(x, axis=1)
-    step_spread = _robust_sigma(np.abs(step), step)
-    quiet_step = np.abs(step) <= _CLIP_SIGMA * step_spread[:, None]
+    step_size = np.abs(step)
+    step_spread = _robust_sigma(step_size, step)
+    quiet_step = step_size <= _CLIP_SIGMA * step_spread[:, None]
     mean_square = np.sum(np.where(quiet_step, step**2, 0.0), axis=1) / np.maximum(
         np.count_nonzero(quiet_step, axis=1), 1
     )
