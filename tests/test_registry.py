@@ -41,12 +41,18 @@ def _register(pair: Path, scores: dict[str, float]) -> dict[str, str]:
     )
 
 
-def test_better_pair_becomes_champion_worse_stays_challenger(
-    untrained_pair: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def local_registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh embedded MLflow store (SQLite) in ``tmp_path``, the working directory."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     configure_mlflow(MlflowConfig(), tmp_path)
+    return tmp_path
+
+
+def test_better_pair_becomes_champion_worse_stays_challenger(
+    untrained_pair: Path, local_registry: Path
+) -> None:
     first = {"peak_efficiency_x_purity": 0.70, "rms_over_sqrt_n": 0.80}
     better = {"peak_efficiency_x_purity": 0.75, "rms_over_sqrt_n": 0.70}
     worse = {"peak_efficiency_x_purity": 0.76, "rms_over_sqrt_n": 0.90}
@@ -71,21 +77,16 @@ def test_better_pair_becomes_champion_worse_stays_challenger(
 
     fetched = fetch_bundle(
         [f"models:/{PEAK_FINDER_NAME}@{CHAMPION}", f"models:/{COUNTER_NAME}@{CHAMPION}"],
-        tmp_path / "cache",
+        local_registry / "cache",
     )
     assert ModelBundle.load(fetched) == ModelBundle.load(untrained_pair / "bundle")
     onnx_bytes = (untrained_pair / "bundle" / "peak_finder.onnx").read_bytes()
     assert (fetched / "peak_finder.onnx").read_bytes() == onnx_bytes
 
 
-def test_fetching_an_unknown_alias_names_it(
-    untrained_pair: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    configure_mlflow(MlflowConfig(), tmp_path)
+def test_fetching_an_unknown_alias_names_it(untrained_pair: Path, local_registry: Path) -> None:
     with pytest.raises(InputError, match="models:/peak-finder@champion: not in the model registry"):
         fetch_bundle(
             [f"models:/{PEAK_FINDER_NAME}@{CHAMPION}", f"models:/{COUNTER_NAME}@{CHAMPION}"],
-            tmp_path / "cache",
+            local_registry / "cache",
         )
