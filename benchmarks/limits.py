@@ -53,7 +53,7 @@ from dndx.config import (
 )
 from dndx.metrics import best_threshold, binary_scores, counting_metrics, roc_auc
 from dndx.preparation import PreparedChunk, prepare_waveforms
-from dndx.simulation import WaveformSet, simulate_range
+from dndx.simulation import SPLITS, WaveformSet, simulate_range
 
 RESULTS = Path(__file__).parent / "results"
 CHUNK = 2500
@@ -124,10 +124,9 @@ def peak_finder_study(sim: SimulationConfig, params: Params) -> dict[str, Any]:
 
     from models import build_peak_finder
 
-    data = {split: prepared(sim, params, split, _windows) for split in ("train", "validation")}
-    x_test, y_test = prepared(sim, params, "test", _windows)
-    x_train, y_train = data["train"]
-    x_val, y_val = data["validation"]
+    (x_train, y_train), (x_val, y_val), (x_test, y_test) = (
+        prepared(sim, params, split, _windows) for split in SPLITS
+    )
     runs: dict[str, Any] = {}
     for name, units, n_windows, batch, learning_rate, epochs in PEAK_FINDER_RUNS:
         start = time.perf_counter()
@@ -170,7 +169,7 @@ def counting_study(sim: SimulationConfig, params: Params) -> dict[str, Any]:
 
     data = {
         split: prepared(sim, params, split, partial(_perfect_peaks, sim.window_ns))
-        for split in ("train", "validation", "test")
+        for split in SPLITS
     }
     inputs = {"expected peaks (perfect peak finding)": 0, "every electron (no pile-up)": 1}
     runs: dict[str, Any] = {}
