@@ -28,7 +28,8 @@ run: setup
 serve: setup
 	$(BIN)/dndx serve
 
-test: setup
+# Style and types first: CI (.ci/run) calls this target alone.
+test: lint
 	$(BIN)/python -m pytest -m "not slow"
 
 test-slow: setup

@@ -81,9 +81,12 @@ def main() -> None:
     result = measure()
     name = f"training-{result['backend']}-{str(result['device']).replace(' ', '_')}.json"
     text = json.dumps(result, indent=2) + "\n"
-    for directory in filter(None, [RESULTS, os.environ.get("OUT")]):
-        Path(directory).mkdir(parents=True, exist_ok=True)
-        (Path(directory) / name).write_text(text)
+    directories = [RESULTS]
+    if out := os.environ.get("OUT"):
+        directories.append(Path(out))
+    for directory in directories:
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / name).write_text(text)
     print(text)
 
 
