@@ -39,6 +39,7 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/python -m flows.stage_deps --check
 
 benchmark: setup
 	$(BIN)/python -m benchmarks.simulate
