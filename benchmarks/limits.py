@@ -1,7 +1,7 @@
 """How far can more data, more capacity or perfect peak finding take the models?
 
 Two studies on freshly simulated data (the default ranges of ``params.yaml``),
-each answering whether an issue target is a matter of training budget:
+each answering whether a target of the evaluation is a matter of training budget:
 
 ``peak-finder``
     The LSTM as ``make run`` trains it (``[32, 32]``, 300k candidate windows,

@@ -4,7 +4,7 @@ Both are tuned on validation data by the pipeline itself, on the same
 normalised waveforms and expected peaks the models see, so that they are
 reported beside the models on equal terms.
 
-**D2 derivative** (physics.md): on the lightly smoothed, noise-normalised
+**D2 derivative** (docs/physics.md): on the lightly smoothed, noise-normalised
 waveform ``w``, ``D1[i] = max(w[i] - w[i-1], 0)`` and
 ``D2[i] = max(D1[i] - D1[i-1], 0)``. D2 is accumulated over each run of
 samples where it is positive and ``w`` exceeds ``T1``; when the run ends and

@@ -57,7 +57,7 @@ PARTICLE_MASSES_GEV: dict[str, float] = {
     "p": 0.938272,
 }
 
-#: Sampling rates of the digitisers in use (physics.md).
+#: Sampling rates of the digitisers in use (docs/physics.md).
 SAMPLING_RATES_GHZ: tuple[float, ...] = (1.2, 1.5, 2.0)
 
 _INF = math.inf
@@ -89,7 +89,7 @@ def _spec(
 class SimulationConfig:
     """The ``simulate`` section: the waveform simulator and the data set sizes.
 
-    Defaults are the ranges of ``physics.md``; every per-waveform quantity is
+    Defaults are the ranges of ``docs/physics.md``; every per-waveform quantity is
     drawn uniformly from its range (momentum log-uniformly).
     """
 

@@ -11,7 +11,7 @@ bins. Each bin holds four channels:
    count that keeps what the threshold throws away);
 3. the mean waveform in the bin, in the same height unit.
 
-Peak times alone make a CNN regress towards the mean (physics.md); heights
+Peak times alone make a CNN regress towards the mean (docs/physics.md); heights
 tell a two-electron pile-up from one electron, and the waveform shows the
 pile-ups that no candidate resolved.
 """

@@ -1,6 +1,6 @@
 """The ``evaluate`` stage's figures: models and classical baselines side by side.
 
-Everything is scored on the test set against truth (physics.md, "Metrics"):
+Everything is scored on the test set against truth (docs/physics.md, "Metrics"):
 
 * **candidates**: the LSTM's decisions on the prepared candidates, against
   their labels: precision, recall, F1, ROC AUC and efficiency x purity
@@ -16,7 +16,8 @@ Everything is scored on the test set against truth (physics.md, "Metrics"):
   peaks and of the D2 peaks (windows tuned on validation); relative bias,
   RMS / sqrt(N) and the linearity slope, overall and per particle and momentum.
 
-The issue's targets become pass/fail checks, reported whatever they say.
+The targets (docs/physics.md, "How dndx implements this") become pass/fail checks,
+reported whatever they say.
 """
 
 from __future__ import annotations
@@ -94,7 +95,9 @@ CLUSTERIZATIONS: tuple[str, ...] = COUNTERS[1:]
 
 @dataclass(frozen=True)
 class Targets:
-    """The issue's targets on the test set (issue 3, "Evaluation")."""
+    """Thresholds the test-set figures are checked against (docs/physics.md, "How dndx
+    implements this"): the source talk's candidate precision and recall, and the
+    resolution, bias and linearity a counter must reach."""
 
     min_precision: float = 0.96
     min_recall: float = 0.94
@@ -105,7 +108,7 @@ class Targets:
     max_slope_deviation: float = 0.05
 
 
-#: The targets as the issue states them.
+#: The targets every evaluation checks.
 ISSUE_TARGETS = Targets()
 
 
@@ -417,7 +420,7 @@ def evaluate_counting(
 
 @dataclass(frozen=True)
 class TargetCheck:
-    """One target of the issue, and whether it is met.
+    """One target, and whether it is met.
 
     Attributes:
         name: a key, e.g. ``candidate_precision``.
@@ -449,7 +452,7 @@ def check_targets(
     cnn_counting: Mapping[str, float],
     targets: Targets = ISSUE_TARGETS,
 ) -> tuple[TargetCheck, ...]:
-    """The issue's targets as checks.
+    """The targets as checks.
 
     Args:
         candidate: :attr:`CandidateEvaluation.scores` of the LSTM.
@@ -574,7 +577,7 @@ class Evaluation:
         peaks: one :class:`PeakEvaluation` per name of :data:`PEAK_FINDERS`.
         counting: one :class:`CountingEvaluation` per name of :data:`COUNTERS`.
         tuning: the baselines' parameters, chosen on validation.
-        targets: the issue's targets.
+        targets: the thresholds to check against.
     """
 
     n_waveforms: int

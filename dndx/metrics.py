@@ -1,4 +1,4 @@
-"""Figures of merit for peak finding and cluster counting (physics.md, "Metrics").
+"""Figures of merit for peak finding and cluster counting (docs/physics.md, "Metrics").
 
 Peak finding is scored against the expected peaks: efficiency (matched
 expected peaks over expected peaks), purity (matched detections over
@@ -40,7 +40,7 @@ __all__ = [
     "roc_curve",
 ]
 
-#: The true cluster counts the linearity slope is fitted over (physics.md).
+#: The true cluster counts the linearity slope is fitted over (docs/physics.md).
 LINEARITY_RANGE: tuple[int, int] = (5, 40)
 
 

@@ -1,6 +1,6 @@
 """Physics of ionisation, drift and the front-end pulse in He 90 / iC4H10 10.
 
-The numbers are those of ``physics.md``: the cluster density against
+The numbers are those of ``docs/physics.md``: the cluster density against
 beta*gamma from the Delphes TrackCovariance parametrisation, the helium
 cluster-size distribution, a monotonic non-saturated drift-time relation,
 sqrt(r) diffusion and a bi-exponential pulse.
@@ -23,7 +23,7 @@ __all__ = [
     "pulse_peak_norm",
 ]
 
-#: beta*gamma points of the cluster-density table (physics.md).
+#: beta*gamma points of the cluster-density table (docs/physics.md).
 CLUSTER_DENSITY_BETA_GAMMA = np.array(
     [0.5, 0.8, 1, 2, 3, 4, 5, 8, 10, 12, 15, 20, 50, 100, 200, 500, 1000], dtype=float
 )

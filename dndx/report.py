@@ -1,6 +1,6 @@
 """The evaluation report a physicist reads first, as Markdown.
 
-Models and baselines side by side in one headline table, the issue's targets
+Models and baselines side by side in one headline table, the targets
 with a pass or fail each, then the tables per drift-time bin, noise level,
 particle and momentum, and the figures.
 """

@@ -1,4 +1,4 @@
-"""Physics invariants of the simulator against the numbers of physics.md."""
+"""Physics invariants of the simulator against the numbers of docs/physics.md."""
 
 from __future__ import annotations
 
