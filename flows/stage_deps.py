@@ -144,7 +144,7 @@ def missing_deps(root: Path, stage: Mapping[str, Any]) -> list[str]:
     module = stage_module(stage.get("cmd", ""))
     if module is None:
         return []
-    listed = set(stage.get("deps") or [])
+    listed = {dep for dep in stage.get("deps") or [] if isinstance(dep, str)}
     return [path for path in import_closure(root, module) if path not in listed]
 
 

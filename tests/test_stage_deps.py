@@ -74,6 +74,24 @@ def test_write_restores_a_missing_module_and_keeps_data_deps_and_comments(
     assert main(["--check", "--root", str(tmp_path)]) == 0
 
 
+def test_write_gives_a_new_stage_its_deps(tmp_path: Path) -> None:
+    _copy_code(tmp_path)
+    (tmp_path / "dvc.yaml").write_text(
+        "stages:\n"
+        "  # a stage added by hand, without deps\n"
+        "  fresh:\n"
+        "    cmd: python -m flows.prepare\n"
+        "    outs:\n"
+        "      - data/fresh\n"
+    )
+    assert main(["--write", "--root", str(tmp_path)]) == 0
+    text = (tmp_path / "dvc.yaml").read_text()
+    assert "  # a stage added by hand, without deps\n" in text
+    stage = yaml.safe_load(text)["stages"]["fresh"]
+    assert list(stage) == ["cmd", "deps", "outs"]
+    assert stage["deps"] == import_closure(tmp_path, "flows.prepare")
+
+
 def _outputs(stage: dict[str, Any]) -> list[str]:
     entries = [*stage.get("outs", []), *stage.get("metrics", []), *stage.get("plots", [])]
     return [entry if isinstance(entry, str) else next(iter(entry)) for entry in entries]
