@@ -24,7 +24,7 @@ def test_each_stage_lists_every_module_its_flow_imports(name: str) -> None:
     assert module is not None, f"stage {name!r} runs no project module: {stage['cmd']}"
     closure = import_closure(ROOT, module)
     assert f"{module.replace('.', '/')}.py" in closure
-    assert set(closure) <= set(stage["deps"]), missing_deps(ROOT, stage)
+    assert set(closure) <= set(stage.get("deps", [])), missing_deps(ROOT, stage)
 
 
 def test_a_stage_that_omits_an_imported_module_is_caught() -> None:
