@@ -306,6 +306,7 @@ class ClusterCounterModelConfig:
 
 
 def _frozen(value: Any) -> Any:
+    # Trial values are compared and hashed (grid points, Optuna's choices).
     return tuple(_frozen(v) for v in value) if isinstance(value, list | tuple) else value
 
 
