@@ -17,7 +17,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from dndx.config import ClusterCounterModelConfig
+from dndx.config import load_params
 from dndx.metrics import counting_metrics
 from models import build_cluster_counter
 
@@ -37,7 +37,7 @@ def main() -> None:
     for name, channels in CHANNELS.items():
         keras.utils.set_random_seed(1)
         model = build_cluster_counter(
-            ClusterCounterModelConfig(),
+            load_params().cluster_counter,
             n_bins=train["x"].shape[1],
             n_channels=len(channels),
             seed=1,

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import dataclasses
 import json
 import multiprocessing
 import os
@@ -71,9 +72,7 @@ from benchmarks.machine import best_seconds, cpu_model  # noqa: E402
 from dndx.baselines import d2_peaks, time_clusterize  # noqa: E402
 from dndx.bundle import ModelBundle  # noqa: E402
 from dndx.config import (  # noqa: E402
-    ClusterCounterModelConfig,
-    PeakFinderModelConfig,
-    SimulationConfig,
+    load_params,
 )
 from dndx.inference import OnnxModels, PeakModels, infer_waveforms, results_table  # noqa: E402
 from dndx.preprocessing import normalise  # noqa: E402
@@ -118,8 +117,9 @@ def build_models(directory: Path) -> str:
         chosen = TRAINED_KERAS["peak_finder.keras"].parent / "selection.json"
         selection = json.loads(chosen.read_text())
         return f"make run's registered bundle (peak finder {selection['hyperparameters']})"
-    peak_finder = build_peak_finder(PeakFinderModelConfig(), window_length=15, seed=1)
-    counter = build_cluster_counter(ClusterCounterModelConfig(), n_bins=1024, seed=2)
+    params = load_params()
+    peak_finder = build_peak_finder(params.peak_finder, window_length=15, seed=1)
+    counter = build_cluster_counter(params.cluster_counter, n_bins=1024, seed=2)
     export_onnx(peak_finder, directory / "peak_finder.onnx")
     export_onnx(counter, directory / "cluster_counter.onnx")
     peak_finder.save(directory / "peak_finder.keras")
@@ -133,8 +133,12 @@ def build_models(directory: Path) -> str:
 def write_waveforms(path: Path, n_waveforms: int) -> None:
     """``n_waveforms`` simulated 12-bit waveforms at 1.2 GS/s as HDF5, block by block."""
     block = 2500
-    cfg = SimulationConfig(
-        n_train=n_waveforms, block_size=250, chunk_size=block, sampling_rates_ghz=(RATE_GHZ,)
+    cfg = dataclasses.replace(
+        load_params().simulate,
+        n_train=n_waveforms,
+        block_size=250,
+        chunk_size=block,
+        sampling_rates_ghz=(RATE_GHZ,),
     )
     n_samples = round(cfg.window_ns * RATE_GHZ)
     with h5py.File(path, "w") as file:

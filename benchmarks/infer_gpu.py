@@ -30,7 +30,7 @@ import numpy as np
 import onnxruntime
 
 from benchmarks.machine import best_seconds, cpu_model
-from dndx.config import SimulationConfig
+from dndx.config import load_params
 from dndx.inference import DEVICES, OnnxModels, candidate_windows, infer_waveforms
 from dndx.ragged import Ragged
 from dndx.simulation import simulate_range
@@ -57,8 +57,12 @@ def gpu_name() -> str:
 
 def simulated(n_waveforms: int) -> Ragged:
     """``n_waveforms`` raw 12-bit waveforms at 1.2 GS/s."""
-    cfg = SimulationConfig(
-        n_train=n_waveforms, block_size=250, chunk_size=2500, sampling_rates_ghz=(RATE_GHZ,)
+    cfg = dataclasses.replace(
+        load_params().simulate,
+        n_train=n_waveforms,
+        block_size=250,
+        chunk_size=2500,
+        sampling_rates_ghz=(RATE_GHZ,),
     )
     return simulate_range(cfg, "train", 0, n_waveforms).adc
 

@@ -46,10 +46,9 @@ from numpy.typing import NDArray
 from benchmarks.infer_gpu import gpu_name
 from benchmarks.machine import cpu_model
 from dndx.config import (
-    ClusterCounterModelConfig,
     Params,
-    PeakFinderModelConfig,
     SimulationConfig,
+    load_params,
 )
 from dndx.metrics import best_threshold, binary_scores, counting_metrics, roc_auc
 from dndx.preparation import PreparedChunk, prepare_waveforms
@@ -131,7 +130,7 @@ def peak_finder_study(sim: SimulationConfig, params: Params) -> dict[str, Any]:
     for name, units, n_windows, batch, learning_rate, epochs in PEAK_FINDER_RUNS:
         start = time.perf_counter()
         chosen = np.random.default_rng(1).permutation(len(y_train))[: n_windows or len(y_train)]
-        cfg = PeakFinderModelConfig(lstm_units=units, learning_rate=learning_rate)
+        cfg = dataclasses.replace(params.peak_finder, lstm_units=units, learning_rate=learning_rate)
         model = build_peak_finder(cfg, seed=1)
         history = model.fit(
             x_train[chosen, :, None],
@@ -178,7 +177,7 @@ def counting_study(sim: SimulationConfig, params: Params) -> dict[str, Any]:
             start = time.perf_counter()
             keras.utils.set_random_seed(1)
             model = build_cluster_counter(
-                ClusterCounterModelConfig(), n_bins=N_BINS, n_channels=1, seed=1
+                params.cluster_counter, n_bins=N_BINS, n_channels=1, seed=1
             )
             history = model.fit(
                 data["train"][column][:n_train, :, None],
@@ -223,7 +222,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     study, default_train, n_eval = STUDIES[args.study]
-    params = Params()
+    params = load_params()
     sim = dataclasses.replace(
         params.simulate,
         n_train=args.train_waveforms or default_train,

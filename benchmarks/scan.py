@@ -9,6 +9,7 @@ TensorFlow import of a fresh worker). Writes ``benchmarks/results/scan.json``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -19,8 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import yaml
 
-from dndx.config import DaskConfig, Params, parse_params
+from dndx.config import PARAMS_PATH, Params, load_params, parse_params
 from dndx.dataset import part_name, write_prepared, write_waveform_set
 from dndx.preparation import prepare_waveforms
 from dndx.simulation import SPLITS, simulate_range
@@ -39,6 +41,8 @@ SCAN = {
         "max_validation_examples": 20000,
         "scan": {
             "strategy": "grid",
+            "n_trials": 4,
+            "seed": 7,
             "space": {"lstm_units": [[16], [32]], "learning_rate": [0.002, 0.004]},
         },
     },
@@ -59,7 +63,9 @@ def _prepare(root: Path, params: Params) -> None:
 
 
 def _run(root: Path, params: Params, n_workers: int) -> dict[str, Any]:
-    runner = dask_task_runner(DaskConfig(n_workers=n_workers))
+    runner = dask_task_runner(
+        dataclasses.replace(load_params().dask, mode="local", n_workers=n_workers)
+    )
     started = time.perf_counter()
     train_peak_finder.with_options(task_runner=runner)(params, root)
     wall = time.perf_counter() - started
@@ -86,9 +92,13 @@ def main() -> None:
     ensure_prefect_api()
     with tempfile.TemporaryDirectory() as directory:
         root = Path(directory)
-        params = parse_params(
-            {**SCAN, "mlflow": {"tracking_uri": f"sqlite:///{root / 'mlflow.db'}"}}
-        )
+        mapping = yaml.safe_load(PARAMS_PATH.read_text())
+        for section, values in {
+            **SCAN,
+            "mlflow": {"tracking_uri": f"sqlite:///{root / 'mlflow.db'}"},
+        }.items():
+            mapping[section].update(values)
+        params = parse_params(mapping)
         os.chdir(root)
         _prepare(root, params)
         runs = [_run(root, params, n) for n in (1, 2)]

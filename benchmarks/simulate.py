@@ -5,6 +5,7 @@ Run with ``make benchmark``; writes ``benchmarks/results/simulate.json``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import platform
@@ -12,7 +13,7 @@ import time
 from pathlib import Path
 
 from benchmarks.machine import cpu_model
-from dndx.config import SimulationConfig
+from dndx.config import load_params
 from dndx.simulation import simulate_range
 
 RESULTS = Path(__file__).parent / "results" / "simulate.json"
@@ -23,7 +24,9 @@ def measure(n_waveforms: int = 20000, repeats: int = 3) -> dict[str, object]:
     os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # one core
     results = {}
     for rates in [(1.5,), (1.2, 1.5, 2.0)]:
-        cfg = SimulationConfig(n_train=n_waveforms, sampling_rates_ghz=rates, chunk_size=2500)
+        cfg = dataclasses.replace(
+            load_params().simulate, n_train=n_waveforms, sampling_rates_ghz=rates, chunk_size=2500
+        )
         simulate_range(cfg, "train", 0, cfg.block_size)  # warm-up
         best = float("inf")
         for _ in range(repeats):

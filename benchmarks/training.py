@@ -19,7 +19,7 @@ import keras
 import numpy as np
 
 from benchmarks.machine import cpu_model
-from dndx.config import ClusterCounterModelConfig, PeakFinderModelConfig
+from dndx.config import load_params
 from models import build_cluster_counter, build_peak_finder
 
 RESULTS = Path(__file__).parent / "results"
@@ -57,13 +57,14 @@ def measure(n_windows: int = 262_144, n_waveforms: int = 4096) -> dict[str, obje
     labels = (windows[:, 5, 0] > 0.5).astype(np.float32)
     peaks = rng.random((n_waveforms, 1024, 4)).astype(np.float32)
     counts = peaks[:, :, 0].sum(axis=1)
+    params = load_params()
     finder = {}
     for batch in PEAK_FINDER_BATCHES:
-        model = build_peak_finder(PeakFinderModelConfig(), window_length=15, seed=1)
+        model = build_peak_finder(params.peak_finder, window_length=15, seed=1)
         finder[str(batch)] = round(_throughput(model, windows, labels, batch))
     counter = {}
     for batch in COUNTER_BATCHES:
-        model = build_cluster_counter(ClusterCounterModelConfig(), n_bins=1024, seed=1)
+        model = build_cluster_counter(params.cluster_counter, n_bins=1024, seed=1)
         counter[str(batch)] = round(_throughput(model, peaks, counts, batch))
     return {
         "backend": keras.backend.backend(),

@@ -39,10 +39,6 @@ from dndx.metrics import counting_metrics, peak_scores
 from dndx.ragged import Ragged
 
 __all__ = [
-    "GROWTH_GRID",
-    "T1_GRID_SIGMA",
-    "T2_GRID",
-    "WINDOW_GRID_NS",
     "ClusterTuning",
     "D2Tuning",
     "d2_peaks",
@@ -50,15 +46,6 @@ __all__ = [
     "tune_d2",
     "tune_time_clusterization",
 ]
-
-#: Default scan of the amplitude threshold T1, in noise sigma.
-T1_GRID_SIGMA: tuple[float, ...] = (1.5, 2.0, 3.0, 4.0)
-#: Default scan of the D2-sum threshold T2, in noise sigma per sample squared.
-T2_GRID: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 3.0, 4.0, 6.0)
-#: Default scan of the constant part of the clusterization window, ns.
-WINDOW_GRID_NS: tuple[float, ...] = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0)
-#: Default scan of the window's growth with sqrt(drift time), ns per sqrt(ns).
-GROWTH_GRID: tuple[float, ...] = (0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.6)
 
 
 @dataclass(frozen=True, eq=False)
@@ -216,8 +203,8 @@ def tune_d2(
     lengths: NDArray[np.int64],
     expected_samples: Ragged,
     tolerance_samples: float,
-    t1_grid_sigma: Sequence[float] = T1_GRID_SIGMA,
-    t2_grid: Sequence[float] = T2_GRID,
+    t1_grid_sigma: Sequence[float],
+    t2_grid: Sequence[float],
     smoothing_passes: int = 1,
     max_shift_samples: int = 2,
 ) -> D2Tuning:
@@ -232,7 +219,8 @@ def tune_d2(
         expected_samples: ``n_rows`` rows of expected peak positions in
             samples at the rate of ``samples``, sorted in each row.
         tolerance_samples: the matching tolerance.
-        t1_grid_sigma, t2_grid: the values scanned.
+        t1_grid_sigma, t2_grid: the values scanned: T1 in noise sigma, T2 in
+            noise sigma per sample squared.
         smoothing_passes, max_shift_samples: as for :func:`d2_peaks`.
 
     >>> x = np.zeros((1, 60), dtype=np.float32)
@@ -281,8 +269,8 @@ class ClusterTuning:
 def tune_time_clusterization(
     peak_time_ns: Ragged,
     n_clusters_true: NDArray[np.integer],
-    window_grid_ns: Sequence[float] = WINDOW_GRID_NS,
-    growth_grid: Sequence[float] = GROWTH_GRID,
+    window_grid_ns: Sequence[float],
+    growth_grid: Sequence[float],
 ) -> ClusterTuning:
     """Choose the clusterization window with the smallest RMS of ``N_rec - N_true``.
 
@@ -293,7 +281,8 @@ def tune_time_clusterization(
         peak_time_ns: ``n_waveforms`` rows of detected peak times, sorted in
             each row (e.g. :func:`d2_peaks` over the sampling rate).
         n_clusters_true: ``(n_waveforms,)`` the true number of primary clusters.
-        window_grid_ns, growth_grid: the values scanned.
+        window_grid_ns, growth_grid: the values scanned: the constant part of the
+            window in ns, its growth in ns per sqrt(ns).
 
     >>> t = Ragged.from_lengths(np.array([0.0, 1.0, 10.0, 11.0, 0.0, 20.0]), [4, 2])
     >>> tuning = tune_time_clusterization(t, np.array([2, 2]), (0.0, 2.0, 30.0), (0.0,))

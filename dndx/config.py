@@ -1,35 +1,50 @@
-"""Configuration: ``params.yaml`` parsed once into frozen, validated dataclasses.
+"""Configuration: ``params.yaml`` parsed once into frozen, validated models.
 
-Each top-level section of ``params.yaml`` maps onto one dataclass below, with
-the same key names (a test checks that ``params.yaml``, ``dvc.yaml`` and these
-classes agree). Every field declares what it accepts; a wrong type, an unknown
-key or a value out of range stops before any work with a :class:`ConfigError`
-naming the file, the key, the value and what is allowed.
+``params.yaml`` holds every value, once. Each of its top-level sections maps
+onto one pydantic dataclass below, with the same key names; the classes say
+what each key accepts (type, range, choices) and hold no defaults, so a key
+missing from the file is an error, as is an unknown one. A bad file stops
+before any work with a :class:`ConfigError` that gives, one line per problem,
+the file, the key path, the value and what is allowed.
 
 Ranges drawn per waveform are written as ``[low, high]`` in YAML and parsed
-into :class:`Range`.
+into :class:`Range`. Constructing a class directly (``dataclasses.replace``
+included) validates the same way and raises pydantic's ``ValidationError``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import itertools
-import math
 import re
-import typing
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
+from pydantic import (
+    AfterValidator,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic.dataclasses import dataclass
+from pydantic_core import ArgsKwargs, ErrorDetails
 
-from dndx.baselines import GROWTH_GRID, T1_GRID_SIGMA, T2_GRID, WINDOW_GRID_NS
 from dndx.errors import ConfigError
 
 __all__ = [
     "METRIC_GOALS",
+    "PARAMS_PATH",
     "PARTICLE_MASSES_GEV",
+    "PROJECT_ROOT",
     "SAMPLING_RATES_GHZ",
     "ClusterCounterModelConfig",
     "CounterInputConfig",
@@ -45,8 +60,14 @@ __all__ = [
     "SimulationConfig",
     "TrainingConfig",
     "load_params",
+    "load_section",
     "parse_params",
 ]
+
+#: The repository: the directory holding ``dvc.yaml`` and this package.
+PROJECT_ROOT: Path = Path(__file__).resolve().parents[1]
+#: The parameter file every stage reads unless given another.
+PARAMS_PATH: Path = PROJECT_ROOT / "params.yaml"
 
 #: Particle masses in GeV/c^2 (PDG).
 PARTICLE_MASSES_GEV: dict[str, float] = {
@@ -59,162 +80,6 @@ PARTICLE_MASSES_GEV: dict[str, float] = {
 
 #: Sampling rates of the digitisers in use (docs/physics.md).
 SAMPLING_RATES_GHZ: tuple[float, ...] = (1.2, 1.5, 2.0)
-
-_INF = math.inf
-
-
-@dataclass(frozen=True)
-class Range:
-    """A closed interval ``[low, high]`` from which a quantity is drawn uniformly."""
-
-    low: float
-    high: float
-
-    @property
-    def is_point(self) -> bool:
-        """True when the range holds a single value."""
-        return self.low == self.high
-
-
-def _spec(
-    *,
-    bounds: tuple[float, float] | None = None,
-    choices: tuple[Any, ...] | None = None,
-    doc: str = "",
-) -> dict[str, Any]:
-    return {"bounds": bounds, "choices": choices, "doc": doc}
-
-
-@dataclass(frozen=True)
-class SimulationConfig:
-    """The ``simulate`` section: the waveform simulator and the data set sizes.
-
-    Defaults are the ranges of ``docs/physics.md``; every per-waveform quantity is
-    drawn uniformly from its range (momentum log-uniformly).
-    """
-
-    seed: int = field(default=20261123, metadata=_spec(bounds=(0, 2**63 - 1)))
-    n_train: int = field(default=20000, metadata=_spec(bounds=(1, 10**8)))
-    n_validation: int = field(default=5000, metadata=_spec(bounds=(1, 10**8)))
-    n_test: int = field(default=5000, metadata=_spec(bounds=(1, 10**8)))
-    block_size: int = field(
-        default=250,
-        metadata=_spec(bounds=(1, 10**6), doc="waveforms per random stream; fixes the data"),
-    )
-    chunk_size: int = field(
-        default=2500,
-        metadata=_spec(bounds=(1, 10**7), doc="waveforms per parallel task and file"),
-    )
-    particles: tuple[str, ...] = field(
-        default=("mu", "pi", "K"), metadata=_spec(choices=tuple(PARTICLE_MASSES_GEV))
-    )
-    momentum_gev: Range = field(default=Range(1.0, 50.0), metadata=_spec(bounds=(0.01, 1e4)))
-    cell_half_width_cm: Range = field(default=Range(0.4, 0.75), metadata=_spec(bounds=(0.05, 5.0)))
-    impact_fraction_max: float = field(default=0.9, metadata=_spec(bounds=(0.0, 0.99)))
-    track_angle_deg: Range = field(default=Range(0.0, 45.0), metadata=_spec(bounds=(0.0, 80.0)))
-    drift_time_at_5mm_ns: Range = field(
-        default=Range(150.0, 250.0), metadata=_spec(bounds=(1.0, 2000.0))
-    )
-    drift_quadratic_fraction: Range = field(
-        default=Range(0.2, 0.6),
-        metadata=_spec(bounds=(0.0, 1.0), doc="share of t(5 mm) from the r^2 term"),
-    )
-    diffusion_sigma_at_5mm_ns: Range = field(
-        default=Range(2.0, 5.0), metadata=_spec(bounds=(0.0, 50.0))
-    )
-    trigger_offset_ns: Range = field(
-        default=Range(25.0, 100.0), metadata=_spec(bounds=(25.0, 1000.0))
-    )
-    polya_shape: float = field(default=1.5, metadata=_spec(bounds=(0.1, 100.0)))
-    rise_time_ns: Range = field(default=Range(0.6, 1.1), metadata=_spec(bounds=(0.05, 20.0)))
-    fall_time_ns: Range = field(default=Range(2.5, 5.0), metadata=_spec(bounds=(0.1, 100.0)))
-    ion_tail_fraction: Range = field(
-        default=Range(0.01, 0.05),
-        metadata=_spec(bounds=(0.0, 0.5), doc="ion-tail height over pulse height"),
-    )
-    ion_tail_time_ns: Range = field(
-        default=Range(50.0, 200.0), metadata=_spec(bounds=(1.0, 2000.0))
-    )
-    noise_fraction: Range = field(
-        default=Range(0.03, 0.10),
-        metadata=_spec(bounds=(0.0, 1.0), doc="noise sigma over mean 1-electron amplitude"),
-    )
-    baseline_wander_fraction: Range = field(
-        default=Range(0.0, 0.05),
-        metadata=_spec(bounds=(0.0, 1.0), doc="wander amplitude over 1-electron amplitude"),
-    )
-    sampling_rates_ghz: tuple[float, ...] = field(
-        default=SAMPLING_RATES_GHZ, metadata=_spec(choices=SAMPLING_RATES_GHZ)
-    )
-    window_ns: float = field(default=2000.0, metadata=_spec(bounds=(100.0, 10000.0)))
-    adc_bits: int = field(default=12, metadata=_spec(bounds=(8, 16)))
-    single_electron_amplitude_adc: Range = field(
-        default=Range(40.0, 150.0), metadata=_spec(bounds=(1.0, 10000.0))
-    )
-    pedestal_adc: Range = field(
-        default=Range(200.0, 600.0),
-        metadata=_spec(bounds=(0.0, 65535.0), doc="baseline distance from the signal-free rail"),
-    )
-    polarities: tuple[int, ...] = field(default=(1, -1), metadata=_spec(choices=(1, -1)))
-
-    def n_waveforms(self, split: str) -> int:
-        """Number of waveforms in ``split`` (``train``, ``validation`` or ``test``)."""
-        return {"train": self.n_train, "validation": self.n_validation, "test": self.n_test}[split]
-
-
-@dataclass(frozen=True)
-class PrepareConfig:
-    """The ``prepare`` section: candidates, windows and truth labels."""
-
-    model_sampling_rate_ghz: float = field(default=1.5, metadata=_spec(choices=SAMPLING_RATES_GHZ))
-    candidate_threshold_sigma: float = field(default=2.0, metadata=_spec(bounds=(0.0, 20.0)))
-    window_before: int = field(default=5, metadata=_spec(bounds=(0, 50)))
-    window_after: int = field(default=9, metadata=_spec(bounds=(0, 50)))
-    match_tolerance_samples: int = field(default=2, metadata=_spec(bounds=(0, 20)))
-    resolving_time_ns: float = field(
-        default=1.5,
-        metadata=_spec(bounds=(0.0, 50.0), doc="electrons closer than this form one peak"),
-    )
-
-    @property
-    def window_length(self) -> int:
-        """Samples per candidate window."""
-        return self.window_before + 1 + self.window_after
-
-
-_ACTIVATIONS = ("relu", "selu", "elu", "tanh", "sigmoid", "gelu")
-_OPTIMIZERS = ("adam", "sgd", "rmsprop")
-
-
-@dataclass(frozen=True)
-class PeakFinderModelConfig:
-    """Topology and optimiser of the LSTM peak finder.
-
-    ``lstm_units=(96,)`` with ``dense_units=(128,)`` is the source studies'
-    topology [96, 128, 1]; the final sigmoid unit is always added.
-    """
-
-    lstm_units: tuple[int, ...] = field(default=(32,), metadata=_spec(bounds=(1, 4096)))
-    dense_units: tuple[int, ...] = field(default=(64,), metadata=_spec(bounds=(1, 4096)))
-    activation: str = field(default="relu", metadata=_spec(choices=_ACTIVATIONS))
-    dropout: float = field(default=0.1, metadata=_spec(bounds=(0.0, 0.9)))
-    optimizer: str = field(default="adam", metadata=_spec(choices=_OPTIMIZERS))
-    learning_rate: float = field(default=1e-3, metadata=_spec(bounds=(1e-6, 1.0)))
-
-
-@dataclass(frozen=True)
-class ClusterCounterModelConfig:
-    """Topology and optimiser of the 1-D CNN cluster counter."""
-
-    filters: tuple[int, ...] = field(default=(32, 64, 64), metadata=_spec(bounds=(1, 4096)))
-    kernel_size: int = field(default=5, metadata=_spec(bounds=(1, 101)))
-    pool_size: int = field(default=2, metadata=_spec(bounds=(1, 16)))
-    dense_units: tuple[int, ...] = field(default=(64,), metadata=_spec(bounds=(1, 4096)))
-    activation: str = field(default="relu", metadata=_spec(choices=_ACTIVATIONS))
-    dropout: float = field(default=0.1, metadata=_spec(bounds=(0.0, 0.9)))
-    optimizer: str = field(default="adam", metadata=_spec(choices=_OPTIMIZERS))
-    learning_rate: float = field(default=1e-3, metadata=_spec(bounds=(1e-6, 1.0)))
-
 
 #: Selection metrics of the scans and whether larger is better.
 METRIC_GOALS: dict[str, str] = {
@@ -230,129 +95,314 @@ METRIC_GOALS: dict[str, str] = {
     "val_mae": "min",
 }
 
+_MODEL = ConfigDict(extra="forbid", allow_inf_nan=False)
+T = TypeVar("T")
 
-@dataclass(frozen=True)
+
+def _one_of(choices: Sequence[object]) -> AfterValidator:
+    def check(value: Any) -> Any:
+        if value not in choices:
+            raise ValueError(f"should be one of {list(choices)}")
+        return value
+
+    return AfterValidator(check)
+
+
+def _matching(pattern: str, example: str) -> AfterValidator:
+    def check(value: str) -> str:
+        if not re.fullmatch(pattern, value):
+            raise ValueError(f"should be {example}")
+        return value
+
+    return AfterValidator(check)
+
+
+def _non_empty(values: tuple[Any, ...]) -> tuple[Any, ...]:
+    if not values:
+        raise ValueError("should be a non-empty list")
+    return values
+
+
+NonEmpty = AfterValidator(_non_empty)
+
+
+def _increasing(edges: tuple[float, ...]) -> tuple[float, ...]:
+    if len(edges) < 2 or any(b <= a for a, b in itertools.pairwise(edges)):
+        raise ValueError("should be at least two strictly increasing bin edges")
+    return edges
+
+
+Seed = Annotated[StrictInt, Field(ge=0, le=2**63 - 1)]
+SamplingRate = Annotated[StrictFloat, _one_of(SAMPLING_RATES_GHZ)]
+Particle = Annotated[StrictStr, _one_of(tuple(PARTICLE_MASSES_GEV))]
+Polarity = Annotated[StrictInt, _one_of((1, -1))]
+Metric = Annotated[StrictStr, _one_of(tuple(METRIC_GOALS))]
+Activation = Literal["relu", "selu", "elu", "tanh", "sigmoid", "gelu"]
+Optimizer = Literal["adam", "sgd", "rmsprop"]
+Units = Annotated[tuple[Annotated[StrictInt, Field(ge=1, le=4096)], ...], NonEmpty]
+Size = Annotated[
+    StrictStr, _matching(r"\d+(\.\d+)?\s*([kMGTP]i?B|[kKMGTP]|B)?", "a size such as 8GiB or 500MB")
+]
+BinEdges = Annotated[tuple[Annotated[StrictFloat, Field(ge=0.0)], ...], AfterValidator(_increasing)]
+Grid = Annotated[tuple[Annotated[StrictFloat, Field(ge=0.0)], ...], NonEmpty]
+
+
+@dataclass(frozen=True, config=_MODEL)
+class Range:
+    """A closed interval ``[low, high]`` from which a quantity is drawn uniformly.
+
+    >>> TypeAdapter(Range).validate_python([1, 2.5])
+    Range(low=1.0, high=2.5)
+    """
+
+    low: StrictFloat
+    high: StrictFloat
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_pair(cls, value: Any) -> Any:
+        if isinstance(value, ArgsKwargs):
+            return value
+        if isinstance(value, list | tuple) and len(value) == 2:
+            return {"low": value[0], "high": value[1]}
+        raise ValueError("should be [low, high]")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Range:
+        if self.low > self.high:
+            raise ValueError("should be [low, high] with low <= high")
+        return self
+
+    def __str__(self) -> str:
+        return f"[{self.low}, {self.high}]"
+
+    @property
+    def is_point(self) -> bool:
+        """True when the range holds a single value."""
+        return self.low == self.high
+
+
+def _within(low: float, high: float) -> AfterValidator:
+    def check(value: Range) -> Range:
+        if not low <= value.low <= value.high <= high:
+            raise ValueError(f"should be [low, high] within [{low}, {high}]")
+        return value
+
+    return AfterValidator(check)
+
+
+@dataclass(frozen=True, config=_MODEL)
+class SimulationConfig:
+    """The ``simulate`` section: the waveform simulator and the data set sizes.
+
+    Every per-waveform quantity is drawn uniformly from its range (momentum
+    log-uniformly). ``block_size`` waveforms share one random stream, so it is
+    part of the data's definition; ``chunk_size`` waveforms go to one parallel
+    task and file, a whole number of blocks so that chunking never changes the
+    data.
+    """
+
+    seed: Seed
+    n_train: Annotated[StrictInt, Field(ge=1, le=10**8)]
+    n_validation: Annotated[StrictInt, Field(ge=1, le=10**8)]
+    n_test: Annotated[StrictInt, Field(ge=1, le=10**8)]
+    block_size: Annotated[StrictInt, Field(ge=1, le=10**6)]
+    chunk_size: Annotated[StrictInt, Field(ge=1, le=10**7)]
+    particles: Annotated[tuple[Particle, ...], NonEmpty]
+    momentum_gev: Annotated[Range, _within(0.01, 1e4)]
+    cell_half_width_cm: Annotated[Range, _within(0.05, 5.0)]
+    #: Largest impact parameter over the cell half-width.
+    impact_fraction_max: Annotated[StrictFloat, Field(ge=0.0, le=0.99)]
+    track_angle_deg: Annotated[Range, _within(0.0, 80.0)]
+    drift_time_at_5mm_ns: Annotated[Range, _within(1.0, 2000.0)]
+    #: Share of t(5 mm) from the r^2 term of the drift-time relation.
+    drift_quadratic_fraction: Annotated[Range, _within(0.0, 1.0)]
+    diffusion_sigma_at_5mm_ns: Annotated[Range, _within(0.0, 50.0)]
+    trigger_offset_ns: Annotated[Range, _within(25.0, 1000.0)]
+    polya_shape: Annotated[StrictFloat, Field(ge=0.1, le=100.0)]
+    rise_time_ns: Annotated[Range, _within(0.05, 20.0)]
+    fall_time_ns: Annotated[Range, _within(0.1, 100.0)]
+    #: Ion-tail height over pulse height.
+    ion_tail_fraction: Annotated[Range, _within(0.0, 0.5)]
+    ion_tail_time_ns: Annotated[Range, _within(1.0, 2000.0)]
+    #: Noise sigma over the mean single-electron amplitude.
+    noise_fraction: Annotated[Range, _within(0.0, 1.0)]
+    #: Baseline wander amplitude over the single-electron amplitude.
+    baseline_wander_fraction: Annotated[Range, _within(0.0, 1.0)]
+    sampling_rates_ghz: Annotated[tuple[SamplingRate, ...], NonEmpty]
+    window_ns: Annotated[StrictFloat, Field(ge=100.0, le=10000.0)]
+    adc_bits: Annotated[StrictInt, Field(ge=8, le=16)]
+    single_electron_amplitude_adc: Annotated[Range, _within(1.0, 10000.0)]
+    #: Baseline distance from the signal-free rail.
+    pedestal_adc: Annotated[Range, _within(0.0, 65535.0)]
+    polarities: Annotated[tuple[Polarity, ...], NonEmpty]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SimulationConfig:
+        if self.rise_time_ns.high >= self.fall_time_ns.low:
+            raise ValueError(
+                f"rise_time_ns = {self.rise_time_ns} should stay below fall_time_ns = "
+                f"{self.fall_time_ns}: a pulse rises faster than it falls"
+            )
+        if self.chunk_size % self.block_size:
+            raise ValueError(
+                f"chunk_size = {self.chunk_size} should be a multiple of block_size = "
+                f"{self.block_size}: chunks are made of whole random streams, so that "
+                "chunking never changes the data"
+            )
+        return self
+
+    def n_waveforms(self, split: str) -> int:
+        """Number of waveforms in ``split`` (``train``, ``validation`` or ``test``)."""
+        return {"train": self.n_train, "validation": self.n_validation, "test": self.n_test}[split]
+
+
+@dataclass(frozen=True, config=_MODEL)
+class PrepareConfig:
+    """The ``prepare`` section: candidates, windows and truth labels."""
+
+    model_sampling_rate_ghz: SamplingRate
+    candidate_threshold_sigma: Annotated[StrictFloat, Field(ge=0.0, le=20.0)]
+    window_before: Annotated[StrictInt, Field(ge=0, le=50)]
+    window_after: Annotated[StrictInt, Field(ge=0, le=50)]
+    match_tolerance_samples: Annotated[StrictInt, Field(ge=0, le=20)]
+    #: Electrons closer than this form one peak.
+    resolving_time_ns: Annotated[StrictFloat, Field(ge=0.0, le=50.0)]
+
+    @property
+    def window_length(self) -> int:
+        """Samples per candidate window."""
+        return self.window_before + 1 + self.window_after
+
+
+@dataclass(frozen=True, config=_MODEL)
+class PeakFinderModelConfig:
+    """Topology and optimiser of the LSTM peak finder.
+
+    ``lstm_units=(96,)`` with ``dense_units=(128,)`` is the source studies'
+    topology [96, 128, 1]; the final sigmoid unit is always added.
+    """
+
+    lstm_units: Units
+    dense_units: Units
+    activation: Activation
+    dropout: Annotated[StrictFloat, Field(ge=0.0, le=0.9)]
+    optimizer: Optimizer
+    learning_rate: Annotated[StrictFloat, Field(ge=1e-6, le=1.0)]
+
+
+@dataclass(frozen=True, config=_MODEL)
+class ClusterCounterModelConfig:
+    """Topology and optimiser of the 1-D CNN cluster counter."""
+
+    filters: Units
+    kernel_size: Annotated[StrictInt, Field(ge=1, le=101)]
+    pool_size: Annotated[StrictInt, Field(ge=1, le=16)]
+    dense_units: Units
+    activation: Activation
+    dropout: Annotated[StrictFloat, Field(ge=0.0, le=0.9)]
+    optimizer: Optimizer
+    learning_rate: Annotated[StrictFloat, Field(ge=1e-6, le=1.0)]
+
+
+def _frozen(value: Any) -> Any:
+    # Trial values are compared and hashed (grid points, Optuna's choices).
+    return tuple(_frozen(v) for v in value) if isinstance(value, list | tuple) else value
+
+
+@dataclass(frozen=True, config=_MODEL)
 class ScanConfig:
     """A hyperparameter search: which trials to run.
 
-    ``space`` maps fields of the model's config to the values to try. ``grid``
-    runs every combination; ``random`` draws ``n_trials`` of them; ``optuna``
-    lets Optuna's TPE sampler choose ``n_trials`` one batch after another.
+    ``space`` maps fields of the model's config to the values to try (checked
+    against that config by :class:`Params`). ``grid`` runs every combination;
+    ``random`` draws ``n_trials`` of them; ``optuna`` lets Optuna's TPE sampler
+    choose ``n_trials`` one batch after another.
     """
 
-    strategy: str = field(default="grid", metadata=_spec(choices=("grid", "random", "optuna")))
-    n_trials: int = field(default=4, metadata=_spec(bounds=(1, 10000)))
-    seed: int = field(default=7, metadata=_spec(bounds=(0, 2**63 - 1)))
-    space: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+    strategy: Literal["grid", "random", "optuna"]
+    n_trials: Annotated[StrictInt, Field(ge=1, le=10000)]
+    seed: Seed
+    space: dict[StrictStr, Annotated[tuple[Any, ...], NonEmpty]]
+
+    @field_validator("space", mode="after")
+    @classmethod
+    def _frozen_values(cls, space: dict[str, tuple[Any, ...]]) -> dict[str, tuple[Any, ...]]:
+        return {name: _frozen(values) for name, values in space.items()}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_MODEL)
 class TrainingConfig:
     """How each trial trains, and how the best trial is chosen.
 
     ``selection`` lists metrics in order of priority: later ones break ties.
     """
 
-    seed: int = field(default=1, metadata=_spec(bounds=(0, 2**31 - 1)))
-    epochs: int = field(default=15, metadata=_spec(bounds=(1, 10000)))
-    batch_size: int = field(default=256, metadata=_spec(bounds=(1, 2**20)))
-    patience: int = field(default=3, metadata=_spec(bounds=(1, 10000)))
-    early_stopping_metric: str = field(
-        default="val_loss", metadata=_spec(choices=tuple(METRIC_GOALS))
-    )
-    max_train_examples: int = field(default=200000, metadata=_spec(bounds=(1, 10**9)))
-    max_validation_examples: int = field(default=100000, metadata=_spec(bounds=(1, 10**9)))
-    selection: tuple[str, ...] = field(
-        default=("val_efficiency_x_purity", "val_f1", "val_auc"),
-        metadata=_spec(choices=tuple(METRIC_GOALS)),
-    )
-    scan: ScanConfig = ScanConfig()
+    seed: Annotated[StrictInt, Field(ge=0, le=2**31 - 1)]
+    epochs: Annotated[StrictInt, Field(ge=1, le=10000)]
+    batch_size: Annotated[StrictInt, Field(ge=1, le=2**20)]
+    patience: Annotated[StrictInt, Field(ge=1, le=10000)]
+    early_stopping_metric: Metric
+    max_train_examples: Annotated[StrictInt, Field(ge=1, le=10**9)]
+    max_validation_examples: Annotated[StrictInt, Field(ge=1, le=10**9)]
+    selection: Annotated[tuple[Metric, ...], NonEmpty]
+    scan: ScanConfig
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_MODEL)
 class CounterInputConfig:
     """The cluster counter's input encoding (see ``dndx.encoding``)."""
 
-    n_bins: int = field(default=1024, metadata=_spec(bounds=(8, 65536)))
+    n_bins: Annotated[StrictInt, Field(ge=8, le=65536)]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_MODEL)
 class EvaluateConfig:
     """The ``evaluate`` section: bins of the tables and the baselines' tuning grids.
 
-    Bin edges are increasing; items outside the outermost edges are in no bin.
+    Bin edges are strictly increasing; items outside the outermost edges are in no bin.
     """
 
-    drift_time_edges_ns: tuple[float, ...] = field(
-        default=(0.0, 25.0, 50.0, 100.0, 150.0, 200.0, 250.0, 300.0, 500.0),
-        metadata=_spec(bounds=(0.0, 1e5), doc="drift-time bins of the peak tables"),
-    )
-    noise_fraction_edges: tuple[float, ...] = field(
-        default=(0.03, 0.04, 0.05, 0.06, 0.07, 0.08, 0.09, 0.10),
-        metadata=_spec(
-            bounds=(0.0, 1.0), doc="noise-level bins (noise sigma / 1-electron amplitude)"
-        ),
-    )
-    momentum_edges_gev: tuple[float, ...] = field(
-        default=(1.0, 2.0, 5.0, 10.0, 20.0, 50.0),
-        metadata=_spec(bounds=(0.0, 1e4), doc="momentum bins of the counting table"),
-    )
-    d2_t1_grid_sigma: tuple[float, ...] = field(
-        default=T1_GRID_SIGMA,
-        metadata=_spec(bounds=(0.0, 100.0), doc="D2 amplitude thresholds scanned"),
-    )
-    d2_t2_grid: tuple[float, ...] = field(
-        default=T2_GRID, metadata=_spec(bounds=(0.0, 1e4), doc="D2-sum thresholds scanned")
-    )
-    window_grid_ns: tuple[float, ...] = field(
-        default=WINDOW_GRID_NS,
-        metadata=_spec(bounds=(0.0, 1e3), doc="constant part of the clusterization window scanned"),
-    )
-    growth_grid: tuple[float, ...] = field(
-        default=GROWTH_GRID,
-        metadata=_spec(bounds=(0.0, 100.0), doc="window growth with sqrt(drift time) scanned"),
-    )
-
-    def __post_init__(self) -> None:
-        for name in ("drift_time_edges_ns", "noise_fraction_edges", "momentum_edges_gev"):
-            edges = getattr(self, name)
-            if len(edges) < 2 or any(b <= a for a, b in itertools.pairwise(edges)):
-                raise ConfigError(
-                    f"evaluate.{name} = {list(edges)}: expected at least two strictly "
-                    "increasing bin edges"
-                )
+    #: Drift-time bins of the peak tables.
+    drift_time_edges_ns: BinEdges
+    #: Noise-level bins (noise sigma over the single-electron amplitude).
+    noise_fraction_edges: BinEdges
+    #: Momentum bins of the counting table.
+    momentum_edges_gev: BinEdges
+    #: D2 amplitude thresholds T1 scanned, in noise sigma.
+    d2_t1_grid_sigma: Grid
+    #: D2-sum thresholds T2 scanned, in noise sigma per sample squared.
+    d2_t2_grid: Grid
+    #: Constant part of the clusterization window scanned.
+    window_grid_ns: Grid
+    #: Window growth with sqrt(drift time) scanned, in ns per sqrt(ns).
+    growth_grid: Grid
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_MODEL)
 class RegisterConfig:
     """The ``register`` section: ONNX export, the parity gate and the demo inference."""
 
-    opset: int = field(default=17, metadata=_spec(bounds=(13, 18)))
-    parity_atol: float = field(default=1e-4, metadata=_spec(bounds=(0.0, 1.0)))
-    parity_windows: int = field(default=20000, metadata=_spec(bounds=(1, 10**7)))
-    parity_waveforms: int = field(default=500, metadata=_spec(bounds=(1, 10**6)))
-    demo_waveforms: int = field(
-        default=2000, metadata=_spec(bounds=(1, 10**7), doc="waveforms in the demo file")
-    )
-    demo_sampling_rate_ghz: float = field(default=1.2, metadata=_spec(choices=SAMPLING_RATES_GHZ))
-    demo_polarity: int = field(default=-1, metadata=_spec(choices=(1, -1)))
+    opset: Annotated[StrictInt, Field(ge=13, le=18)]
+    parity_atol: Annotated[StrictFloat, Field(ge=0.0, le=1.0)]
+    parity_windows: Annotated[StrictInt, Field(ge=1, le=10**7)]
+    parity_waveforms: Annotated[StrictInt, Field(ge=1, le=10**6)]
+    #: Waveforms in the demo file.
+    demo_waveforms: Annotated[StrictInt, Field(ge=1, le=10**7)]
+    demo_sampling_rate_ghz: SamplingRate
+    demo_polarity: Polarity
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_MODEL)
 class MlflowConfig:
     """Where runs and models are tracked. ``MLFLOW_TRACKING_URI`` in the environment wins."""
 
-    tracking_uri: str = "sqlite:///mlflow.db"
-    experiment: str = "dndx"
-    artifact_location: str = "mlartifacts"
+    tracking_uri: Annotated[StrictStr, NonEmpty]
+    experiment: Annotated[StrictStr, NonEmpty]
+    artifact_location: Annotated[StrictStr, NonEmpty]
 
 
-_BYTES = re.compile(r"^\d+(\.\d+)?\s*([kMGTP]i?B|[kKMGTP]|B)?$")
-_WALLTIME = re.compile(r"^(\d+-)?\d{1,3}:\d{2}:\d{2}$")
-_BATCH_MODES = ("htcondor", "slurm")
-
-
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_MODEL)
 class DaskConfig:
     """The ``dask`` section: where chunks and trials run. Not a DVC param: it
     changes how fast a stage runs, never what it writes.
@@ -360,78 +410,53 @@ class DaskConfig:
     ``local`` starts ``n_workers`` processes on this machine; ``address``
     connects to a running scheduler (``DNDX_DASK_ADDRESS`` in the environment
     selects it too); ``htcondor`` and ``slurm`` submit batch jobs through
-    dask-jobqueue, each job one worker process per core with one thread each,
-    scaled between ``minimum_jobs`` and ``maximum_jobs`` as work waits.
-
-    >>> DaskConfig(mode="slurm", memory="lots")
-    Traceback (most recent call last):
-    ...
-    dndx.errors.ConfigError: dask.memory = 'lots': expected a size such as 8GiB or 500MB
+    dask-jobqueue, each job ``cores`` single-threaded worker processes, scaled
+    between ``minimum_jobs`` and ``maximum_jobs`` as work waits. ``queue`` is
+    the Slurm partition or the HTCondor requirements expression;
+    ``job_extra_directives`` extra ``#SBATCH`` options or HTCondor
+    ``key = value`` lines; ``python`` the interpreter on the nodes ("" = this one).
     """
 
-    mode: str = field(default="local", metadata=_spec(choices=("local", "address", *_BATCH_MODES)))
-    n_workers: int = field(
-        default=2, metadata=_spec(bounds=(1, 1024), doc="local: worker processes")
-    )
-    threads_per_worker: int = field(default=1, metadata=_spec(bounds=(1, 256)))
-    memory_limit: str = field(default="4GiB", metadata=_spec(doc="local: memory per worker"))
-    address: str = field(default="", metadata=_spec(doc="address: e.g. tcp://host:8786"))
-    cores: int = field(
-        default=4, metadata=_spec(bounds=(1, 1024), doc="batch: cores per job, one worker each")
-    )
-    memory: str = field(default="16GiB", metadata=_spec(doc="batch: memory per job"))
-    disk: str = field(default="10GiB", metadata=_spec(doc="batch: scratch disk per job"))
-    walltime: str = field(
-        default="04:00:00", metadata=_spec(doc="batch: run-time limit per job, [D-]HH:MM:SS")
-    )
-    queue: str = field(
-        default="", metadata=_spec(doc="batch: Slurm partition, or HTCondor requirements")
-    )
-    job_extra_directives: tuple[str, ...] = field(
-        default=(),
-        metadata={
-            **_spec(doc="batch: extra #SBATCH options, or HTCondor 'key = value' lines"),
-            "may_be_empty": True,
-        },
-    )
-    python: str = field(
-        default="", metadata=_spec(doc="batch: interpreter on the nodes; '' = this one")
-    )
-    minimum_jobs: int = field(default=0, metadata=_spec(bounds=(0, 10000)))
-    maximum_jobs: int = field(default=4, metadata=_spec(bounds=(1, 10000)))
+    mode: Literal["local", "address", "htcondor", "slurm"]
+    n_workers: Annotated[StrictInt, Field(ge=1, le=1024)]
+    threads_per_worker: Annotated[StrictInt, Field(ge=1, le=256)]
+    memory_limit: Size
+    address: StrictStr
+    cores: Annotated[StrictInt, Field(ge=1, le=1024)]
+    memory: Size
+    disk: Size
+    walltime: Annotated[StrictStr, _matching(r"(\d+-)?\d{1,3}:\d{2}:\d{2}", "[D-]HH:MM:SS")]
+    queue: StrictStr
+    job_extra_directives: tuple[StrictStr, ...]
+    python: StrictStr
+    minimum_jobs: Annotated[StrictInt, Field(ge=0, le=10000)]
+    maximum_jobs: Annotated[StrictInt, Field(ge=1, le=10000)]
 
-    def __post_init__(self) -> None:
-        for name in ("memory_limit", "memory", "disk"):
-            value = getattr(self, name)
-            if not _BYTES.match(value):
-                raise ConfigError(f"dask.{name} = {value!r}: expected a size such as 8GiB or 500MB")
-        if not _WALLTIME.match(self.walltime):
-            raise ConfigError(
-                f"dask.walltime = {self.walltime!r}: expected [D-]HH:MM:SS, e.g. 04:00:00"
-            )
+    @model_validator(mode="after")
+    def _consistent(self) -> DaskConfig:
         if self.mode == "address" and not self.address:
-            raise ConfigError(
-                "dask.address = '': mode address needs the scheduler's address, "
-                "e.g. tcp://host:8786 (or set DNDX_DASK_ADDRESS)"
+            raise ValueError(
+                "mode address needs the scheduler's address, e.g. tcp://host:8786 "
+                "(or set DNDX_DASK_ADDRESS)"
             )
         if self.minimum_jobs > self.maximum_jobs:
-            raise ConfigError(
-                f"dask.minimum_jobs = {self.minimum_jobs} exceeds dask.maximum_jobs = "
-                f"{self.maximum_jobs}"
+            raise ValueError(
+                f"minimum_jobs = {self.minimum_jobs} exceeds maximum_jobs = {self.maximum_jobs}"
             )
         if self.mode == "htcondor":
             for line in self.job_extra_directives:
                 if "=" not in line:
-                    raise ConfigError(
-                        f"dask.job_extra_directives: {line!r}: HTCondor directives are "
+                    raise ValueError(
+                        f"job_extra_directives: {line!r}: HTCondor directives are "
                         "'key = value' lines"
                     )
+        return self
 
     @property
     def walltime_seconds(self) -> int:
         """``walltime`` in seconds.
 
-        >>> DaskConfig(walltime="1-02:00:30").walltime_seconds
+        >>> dataclasses.replace(load_params().dask, walltime="1-02:00:30").walltime_seconds
         93630
         """
         days, _, clock = self.walltime.rpartition("-")
@@ -439,220 +464,162 @@ class DaskConfig:
         return ((int(days or 0) * 24 + hours) * 60 + minutes) * 60 + seconds
 
 
-_PEAK_FINDER_TRAINING = TrainingConfig(
-    epochs=25,
-    batch_size=512,
-    patience=4,
-    max_train_examples=300_000,
-    scan=ScanConfig(space={"lstm_units": ((32,), (32, 32)), "learning_rate": (0.002, 0.004)}),
-)
-_COUNTER_TRAINING = TrainingConfig(
-    epochs=40,
-    batch_size=64,
-    patience=6,
-    max_train_examples=1_000_000,
-    max_validation_examples=1_000_000,
-    selection=("val_rms_over_sqrt_n", "val_abs_relative_bias"),
-    scan=ScanConfig(n_trials=2, space={"filters": ((32, 64, 64), (32, 64, 64, 64))}),
-)
-
-
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_MODEL)
 class Params:
-    """All of ``params.yaml``."""
+    """All of ``params.yaml``.
 
-    simulate: SimulationConfig = SimulationConfig()
-    prepare: PrepareConfig = PrepareConfig()
-    peak_finder: PeakFinderModelConfig = PeakFinderModelConfig()
-    train_peak_finder: TrainingConfig = _PEAK_FINDER_TRAINING
-    counter_input: CounterInputConfig = CounterInputConfig()
-    cluster_counter: ClusterCounterModelConfig = ClusterCounterModelConfig()
-    train_cluster_counter: TrainingConfig = _COUNTER_TRAINING
-    evaluate: EvaluateConfig = EvaluateConfig()
-    register: RegisterConfig = RegisterConfig()
-    mlflow: MlflowConfig = MlflowConfig()
-    dask: DaskConfig = DaskConfig()
+    Each scan's ``space`` must name fields of the model it scans, with values
+    that model accepts; they are stored as that model would hold them.
+    """
 
-    def __post_init__(self) -> None:
-        sim = self.simulate
-        if sim.rise_time_ns.high >= sim.fall_time_ns.low:
-            raise ConfigError(
-                f"simulate.rise_time_ns = {sim.rise_time_ns} must stay below "
-                f"simulate.fall_time_ns = {sim.fall_time_ns}: a pulse rises faster than it falls"
-            )
-        for section, model in (
-            ("train_peak_finder", PeakFinderModelConfig),
-            ("train_cluster_counter", ClusterCounterModelConfig),
-        ):
-            space = getattr(self, section).scan.space
-            object.__setattr__(
-                getattr(self, section).scan, "space", _check_space(space, model, section)
-            )
-        if sim.chunk_size % sim.block_size:
-            raise ConfigError(
-                f"simulate.chunk_size = {sim.chunk_size} must be a multiple of "
-                f"simulate.block_size = {sim.block_size}: chunks are made of whole random "
-                "streams, so that chunking never changes the data"
-            )
+    simulate: SimulationConfig
+    prepare: PrepareConfig
+    peak_finder: PeakFinderModelConfig
+    train_peak_finder: TrainingConfig
+    counter_input: CounterInputConfig
+    cluster_counter: ClusterCounterModelConfig
+    train_cluster_counter: TrainingConfig
+    evaluate: EvaluateConfig
+    register: RegisterConfig
+    mlflow: MlflowConfig
+    dask: DaskConfig
 
-
-T = TypeVar("T")
-
-
-def _describe(spec: Mapping[str, Any]) -> str:
-    if spec.get("choices") is not None:
-        return f"one of {list(spec['choices'])}"
-    if spec.get("bounds") is not None:
-        low, high = spec["bounds"]
-        return f"a value in [{low}, {high}]"
-    return "a value"
-
-
-def _check_number(value: Any, kind: type, where: str, spec: Mapping[str, Any]) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ConfigError(f"{where} = {value!r}: expected a number ({_describe(spec)})")
-    if kind is int and not float(value).is_integer():
-        raise ConfigError(f"{where} = {value!r}: expected an integer ({_describe(spec)})")
-    if not math.isfinite(float(value)):
-        raise ConfigError(f"{where} = {value!r}: expected a finite number")
-    bounds = spec.get("bounds")
-    if bounds is not None and not bounds[0] <= value <= bounds[1]:
-        raise ConfigError(f"{where} = {value!r} is out of range: expected {_describe(spec)}")
-    choices = spec.get("choices")
-    if choices is not None and value not in choices:
-        raise ConfigError(f"{where} = {value!r} is not allowed: expected {_describe(spec)}")
-    return int(value) if kind is int else float(value)
+    @field_validator("train_peak_finder", "train_cluster_counter", mode="after")
+    @classmethod
+    def _space_fits_the_model(
+        cls, training: TrainingConfig, info: ValidationInfo
+    ) -> TrainingConfig:
+        model_section = {
+            "train_peak_finder": "peak_finder",
+            "train_cluster_counter": "cluster_counter",
+        }[str(info.field_name)]
+        model = info.data.get(model_section)
+        if model is None:  # the model's own section failed; its errors say why
+            return training
+        fields = [f.name for f in dataclasses.fields(model)]
+        space = {}
+        for name, values in training.scan.space.items():
+            if name not in fields:
+                raise ValueError(
+                    f"scan.space.{name}: not a key of {model_section}; keys are {fields}"
+                )
+            checked = []
+            for index, value in enumerate(values):
+                try:
+                    checked.append(getattr(dataclasses.replace(model, **{name: value}), name))
+                except ValidationError as error:
+                    detail = error.errors(include_url=False)[0]
+                    where = _key_path(("scan", "space", name, index, *detail["loc"][1:]))
+                    raise ValueError(f"{where}{_problem(detail, type(model))}") from None
+            space[name] = tuple(checked)
+        return dataclasses.replace(training, scan=dataclasses.replace(training.scan, space=space))
 
 
-def _convert(value: Any, annotation: Any, where: str, spec: Mapping[str, Any]) -> Any:
-    if (
-        isinstance(annotation, type)
-        and dataclasses.is_dataclass(annotation)
-        and annotation is not Range
-    ):
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"{where}: expected a mapping of keys, got {value!r}")
-        return _build(annotation, value, where)
-    if annotation is Range:
-        if (
-            not isinstance(value, list | tuple)
-            or len(value) != 2
-            or any(isinstance(v, bool) or not isinstance(v, int | float) for v in value)
-        ):
-            raise ConfigError(f"{where} = {value!r}: expected [low, high] ({_describe(spec)})")
-        low = _check_number(value[0], float, f"{where}[0]", spec)
-        high = _check_number(value[1], float, f"{where}[1]", spec)
-        if low > high:
-            raise ConfigError(f"{where} = {value!r}: low must not exceed high")
-        return Range(low, high)
-    if annotation is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{where} = {value!r}: expected true or false")
-        return value
-    if annotation in (int, float):
-        return _check_number(value, annotation, where, spec)
-    if annotation is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{where} = {value!r}: expected a string ({_describe(spec)})")
-        choices = spec.get("choices")
-        if choices is not None and value not in choices:
-            raise ConfigError(f"{where} = {value!r} is not allowed: expected {_describe(spec)}")
-        return value
-    origin = typing.get_origin(annotation)
-    if origin is dict:
-        if not isinstance(value, Mapping) or not all(
-            isinstance(v, list | tuple) and v for v in value.values()
-        ):
-            raise ConfigError(f"{where}: expected a mapping of names to non-empty lists of values")
-        return {str(k): tuple(_freeze(x) for x in v) for k, v in value.items()}
-    if origin is tuple:
-        (item_type, _ellipsis) = typing.get_args(annotation)
-        if not isinstance(value, list | tuple) or not (value or spec.get("may_be_empty")):
-            raise ConfigError(f"{where} = {value!r}: expected a non-empty list")
-        return tuple(
-            _convert(item, item_type, f"{where}[{i}]", spec) for i, item in enumerate(value)
-        )
-    raise TypeError(f"unsupported annotation at {where}: {annotation}")
+def _key_path(loc: Sequence[int | str]) -> str:
+    path = ""
+    for key in loc:
+        path += f"[{key}]" if isinstance(key, int) else f".{key}" if path else str(key)
+    return path
 
 
-def _check_space(
-    space: Mapping[str, tuple[Any, ...]], model: type, section: str
-) -> dict[str, tuple[Any, ...]]:
-    """Check a scan space against the model config's fields and convert its values."""
-    hints = typing.get_type_hints(model)
-    fields = {f.name: f for f in dataclasses.fields(model)}
-    checked = {}
-    for name, values in space.items():
-        where = f"{section}.scan.space.{name}"
-        if name not in fields:
-            raise ConfigError(
-                f"{where}: {model.__name__} has no such field; fields are {sorted(fields)}"
-            )
-        checked[name] = tuple(
-            _convert(_as_list(v), hints[name], f"{where}[{i}]", fields[name].metadata)
-            for i, v in enumerate(values)
-        )
-    return checked
+def _keys_at(root: type, loc: Sequence[int | str]) -> list[str]:
+    """The keys of the section at ``loc`` below ``root``."""
+    section: Any = root
+    for key in loc:
+        section = section.__pydantic_fields__[key].annotation
+    return list(section.__pydantic_fields__)
 
 
-def _as_list(value: Any) -> Any:
-    return list(value) if isinstance(value, tuple) else value
+def _problem(detail: ErrorDetails, root: type) -> str:
+    """What is wrong with the key at ``detail["loc"]`` below ``root``: its
+    value, if it is not a whole section, and what is allowed."""
+    kind, value = detail["type"], detail["input"]
+    if kind in ("unexpected_keyword_argument", "extra_forbidden"):
+        return f": unknown key; allowed keys are {_keys_at(root, detail['loc'][:-1])}"
+    if kind == "missing":
+        return ": missing; every key must be given"
+    if kind in ("dataclass_type", "dict_type"):
+        return f" = {value!r}: should be a mapping of keys"
+    if kind == "value_error":
+        message = str(detail.get("ctx", {}).get("error", detail["msg"]))
+    else:
+        message = detail["msg"].removeprefix("Input ")
+    if isinstance(value, Mapping | ArgsKwargs) or dataclasses.is_dataclass(value):
+        return f": {message}"
+    return f" = {value!r}: {message}"
 
 
-def _freeze(value: Any) -> Any:
-    return tuple(_freeze(v) for v in value) if isinstance(value, list | tuple) else value
+def parse_params(mapping: Any, source: str | Path = "params.yaml") -> Params:
+    """Validate a parsed parameter file into :class:`Params`.
 
+    Every key must be given; unknown keys are errors.
 
-def _build(cls: type[T], mapping: Mapping[str, Any], where: str) -> T:
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    unknown = sorted(set(mapping) - set(fields))
-    if unknown:
-        raise ConfigError(
-            f"{where or 'top level'}: unknown key(s) {unknown}; allowed keys are {sorted(fields)}"
-        )
-    values = {
-        name: _convert(
-            value, hints[name], f"{where}.{name}" if where else name, fields[name].metadata
-        )
-        for name, value in mapping.items()
-    }
-    return cls(**values)
-
-
-def parse_params(mapping: Mapping[str, Any] | None, source: str = "params.yaml") -> Params:
-    """Validate a parsed ``params.yaml`` mapping into :class:`Params`.
-
-    Missing keys take their defaults; unknown keys are errors.
-
-    >>> parse_params({"simulate": {"n_train": 10, "chunk_size": 250}}).simulate.n_train
-    10
-    >>> parse_params({"prepare": {"window_after": "nine"}})
+    >>> import yaml
+    >>> mapping = yaml.safe_load(PARAMS_PATH.read_text())
+    >>> parse_params(mapping).prepare.window_length
+    15
+    >>> mapping["prepare"]["window_after"] = "nine"
+    >>> del mapping["prepare"]["window_before"]
+    >>> parse_params(mapping, "my.yaml")
     Traceback (most recent call last):
     ...
-    dndx.errors.ConfigError: params.yaml: prepare.window_after = 'nine': expected a number ...
+    dndx.errors.ConfigError: my.yaml: 2 problems:
+      prepare.window_before: missing; every key must be given
+      prepare.window_after = 'nine': should be a valid integer
     """
+    return _validate(Params, mapping, source, ())
+
+
+def _validate(cls: type[T], mapping: Any, source: str | Path, loc: tuple[str, ...]) -> T:
     try:
-        return _build(Params, mapping or {}, "")
-    except ConfigError as error:
-        raise ConfigError(f"{source}: {error}") from None
+        return TypeAdapter(cls).validate_python(mapping)
+    except ValidationError as error:
+        lines = [
+            f"{_key_path((*loc, *detail['loc'])) or 'top level'}{_problem(detail, cls)}"
+            for detail in error.errors(include_url=False)
+        ]
+        if len(lines) == 1:
+            raise ConfigError(f"{source}: {lines[0]}") from None
+        raise ConfigError(
+            f"{source}: {len(lines)} problems:\n" + "\n".join(f"  {line}" for line in lines)
+        ) from None
 
 
-def load_params(path: str | Path = "params.yaml") -> Params:
-    """Read and validate a parameter file.
-
-    Raises:
-        ConfigError: the file is missing, is not YAML, or holds a bad value.
-    """
-    path = Path(path)
+def _read(path: Path) -> Any:
     try:
         text = path.read_text()
     except OSError as error:
         raise ConfigError(f"{path}: cannot read the parameter file ({error.strerror})") from None
     try:
-        mapping = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: not valid YAML ({error})") from None
-    if mapping is not None and not isinstance(mapping, Mapping):
-        raise ConfigError(f"{path}: expected a mapping of sections at the top level")
-    return parse_params(mapping, str(path))
+
+
+def load_params(path: str | Path | None = None) -> Params:
+    """Read and validate a parameter file: ``path``, or the project's own
+    :data:`PARAMS_PATH` (whatever the working directory).
+
+    Raises:
+        ConfigError: the file is missing, is not YAML, or holds a bad value.
+    """
+    path = PARAMS_PATH if path is None else Path(path)
+    return parse_params(_read(path), path)
+
+
+def load_section(path: str | Path, name: str, cls: type[T]) -> T:
+    """Read and validate the one section ``name`` of a YAML file, such as the
+    ``dask`` section of an ``infra/dask`` example.
+
+    >>> load_section(PARAMS_PATH, "dask", DaskConfig).mode
+    'local'
+
+    Raises:
+        ConfigError: the file is missing, is not YAML, lacks the section or
+            holds a bad value.
+    """
+    path = Path(path)
+    mapping = _read(path)
+    if not isinstance(mapping, Mapping) or name not in mapping:
+        raise ConfigError(f"{path}: no section {name!r} at the top level")
+    return _validate(cls, mapping[name], path, (name,))

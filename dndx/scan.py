@@ -35,7 +35,8 @@ def trial_choices(scan: ScanConfig) -> list[dict[str, Any]]:
     grid is smaller), reproducibly from ``scan.seed``.
 
     >>> from dndx.config import ScanConfig
-    >>> len(trial_choices(ScanConfig(strategy="random", n_trials=2, space={"a": (1, 2, 3)})))
+    >>> scan = ScanConfig(strategy="random", n_trials=2, seed=7, space={"a": (1, 2, 3)})
+    >>> len(trial_choices(scan))
     2
     """
     grid = grid_choices(scan.space)

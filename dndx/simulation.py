@@ -100,8 +100,9 @@ def simulate_range(cfg: SimulationConfig, split: str, start: int, stop: int) -> 
     """Waveforms ``start:stop`` of ``split``; both ends must fall on block boundaries
     (``stop`` may also be the split's size).
 
-    >>> from dndx.config import SimulationConfig
-    >>> cfg = SimulationConfig(n_train=6, block_size=3, chunk_size=3)
+    >>> import dataclasses
+    >>> from dndx.config import load_params
+    >>> cfg = dataclasses.replace(load_params().simulate, n_train=6, block_size=3, chunk_size=3)
     >>> whole = simulate_range(cfg, "train", 0, 6)
     >>> parts = [simulate_range(cfg, "train", 0, 3), simulate_range(cfg, "train", 3, 6)]
     >>> bool(np.array_equal(whole.adc.values, WaveformSet.concatenate(parts).adc.values))

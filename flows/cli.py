@@ -19,9 +19,10 @@ def _read(path: str) -> dict[str, Any] | None:
 
 
 def _run(args: argparse.Namespace) -> None:
+    from dndx.config import PARAMS_PATH
     from flows.pipeline import main as run_pipeline
 
-    ran = run_pipeline(args.params, args.stage or None)
+    ran = run_pipeline(args.params or PARAMS_PATH, args.stage or None)
     print("\nStages:", ", ".join(f"{s} ({'ran' if r else 'up to date'})" for s, r in ran.items()))
     if balance := _read("metrics/prepare.json"):
         print("\nClass balance of the peak candidates (metrics/prepare.json):")
@@ -168,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="reproduce the whole pipeline (DVC stages via Prefect)")
     run.add_argument(
-        "--params", default="params.yaml", help="parameter file (default: %(default)s)"
+        "--params", type=Path, help="parameter file (default: the project's params.yaml)"
     )
     run.add_argument("--stage", action="append", help="only this stage (repeatable)")
     run.set_defaults(handler=_run)

@@ -7,7 +7,7 @@ thread, and changes to the flow's working directory: trials and chunks read
 and write paths relative to the repository, so the nodes must see it on a
 shared file system.
 
-``python -m flows.clusters [params.yaml]`` prints the job script that the
+``python -m flows.clusters [FILE]`` prints the job script that the
 ``dask`` section of a parameter file (or of ``infra/dask/slurm.yaml``) would
 submit, without submitting it.
 """
@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from dndx.config import DaskConfig, load_params
+from dndx.config import PARAMS_PATH, DaskConfig, load_section
 
 __all__ = [
     "JOBQUEUE_CLUSTERS",
@@ -62,8 +62,11 @@ def jobqueue_cluster_kwargs(
         environment: variables every job exports before its worker starts.
         workdir: the directory the workers run in (the repository, shared).
 
+    >>> import dataclasses
+    >>> from dndx.config import load_params
+    >>> slurm = dataclasses.replace(load_params().dask, mode="slurm")
     >>> kwargs = jobqueue_cluster_kwargs(
-    ...     DaskConfig(mode="slurm", cores=8, queue="short", python="/opt/venv/bin/python"),
+    ...     dataclasses.replace(slurm, cores=8, queue="short", python="/opt/venv/bin/python"),
     ...     {"OMP_NUM_THREADS": "1"},
     ...     Path("/home/me/dndx"),
     ... )
@@ -111,9 +114,10 @@ def render_job_script(
     """The batch job script that ``cfg`` would submit, rendered without a
     scheduler or a job: for checking a configuration before using it.
 
-    >>> script = render_job_script(
-    ...     DaskConfig(mode="slurm", cores=2, memory="8GiB"), {}, Path("/srv/dndx")
-    ... )
+    >>> import dataclasses
+    >>> from dndx.config import load_params
+    >>> cfg = dataclasses.replace(load_params().dask, mode="slurm", cores=2, memory="8GiB")
+    >>> script = render_job_script(cfg, {}, Path("/srv/dndx"))
     >>> print("\\n".join(line for line in script.splitlines() if line.startswith("#SBATCH")))
     #SBATCH -J dndx-worker
     #SBATCH -n 1
@@ -130,11 +134,12 @@ def render_job_script(
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m flows.clusters [params.yaml]``: print the job script."""
+    """``python -m flows.clusters [FILE]``: print the job script of the ``dask``
+    section of FILE (default: the project's ``params.yaml``)."""
     from flows.runtime import configured_prefect_api, worker_environment
 
     args = sys.argv[1:] if argv is None else argv
-    cfg = load_params(args[0] if args else "params.yaml").dask
+    cfg = load_section(args[0] if args else PARAMS_PATH, "dask", DaskConfig)
     if cfg.mode not in JOBQUEUE_CLUSTERS:
         print(f"dask.mode is {cfg.mode!r}: no batch jobs to render", file=sys.stderr)
         raise SystemExit(2)

@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 from prefect import flow, get_run_logger
 
-from dndx.config import Params, load_params
+from dndx.config import PARAMS_PATH, Params, load_params
 from dndx.dataset import write_root_waveforms
 from dndx.metrics import counting_metrics
 from dndx.simulation import simulate_range
@@ -81,7 +81,7 @@ def run_demo(params: Params) -> dict[str, float]:
     return summary
 
 
-def main(params_path: str = "params.yaml") -> None:
+def main(params_path: str | Path = PARAMS_PATH) -> None:
     """Entry point of the DVC stage: ``python -m flows.demo``."""
     params = load_params(params_path)
     ensure_prefect_api()

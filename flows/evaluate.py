@@ -12,7 +12,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
-from dndx.config import Params, load_params
+from dndx.config import PARAMS_PATH, Params, load_params
 from flows.runtime import ensure_prefect_api
 from tasks.evaluation import (
     draw_plots,
@@ -69,7 +69,7 @@ def evaluate(
     return metrics
 
 
-def main(params_path: str = "params.yaml") -> None:
+def main(params_path: str | Path = PARAMS_PATH) -> None:
     """Entry point of the DVC stage: ``python -m flows.evaluate``."""
     params = load_params(params_path)
     ensure_prefect_api()

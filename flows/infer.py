@@ -21,7 +21,7 @@ import shutil
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,7 @@ from prefect.futures import PrefectFuture, as_completed
 from tqdm import tqdm
 
 from dndx.bundle import BUNDLE_FILE, ModelBundle
-from dndx.config import DaskConfig
+from dndx.config import load_params
 from dndx.errors import DndxError, InputError
 from dndx.inference import RESULT_SCHEMA, OnnxModels
 from dndx.inference_summary import ExampleWaveform, choose_examples, figure_paths, summarise
@@ -437,8 +437,11 @@ def _run_chunks(
         get_run_logger().info(
             "resuming: %d of %d chunks are done from an earlier run", n_done, len(jobs)
         )
+    # Inference runs on this machine with the user's worker count, whatever cluster
+    # the stages use; memory and threads per worker still come from params.yaml.
+    cluster = replace(load_params().dask, mode="local", n_workers=workers)
     with (
-        dask_task_runner(DaskConfig(n_workers=workers)) as runner,
+        dask_task_runner(cluster) as runner,
         tqdm(total=n_total, unit="wf", unit_scale=True, desc="infer", disable=None) as bar,
     ):
         bar.update(sum(_size(r) for r in results if r is not None))

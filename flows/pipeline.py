@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 from prefect import flow, get_run_logger, task
 
-from dndx.config import load_params
+from dndx.config import PARAMS_PATH, load_params
 from flows.runtime import ensure_prefect_api
 
 __all__ = ["main", "pipeline", "stage_names"]
@@ -44,7 +44,7 @@ def pipeline(repo_dir: Path = Path("."), stages: list[str] | None = None) -> dic
     return {stage: reproduce_stage(stage, repo_dir) for stage in stages or stage_names(repo_dir)}
 
 
-def main(params_path: str = "params.yaml", stages: list[str] | None = None) -> dict[str, bool]:
+def main(params_path: str | Path = PARAMS_PATH, stages: list[str] | None = None) -> dict[str, bool]:
     """Validate the parameters, then run the pipeline on one shared Prefect API."""
     load_params(params_path)
     ensure_prefect_api()

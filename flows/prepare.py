@@ -7,7 +7,7 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger
 
-from dndx.config import Params, load_params
+from dndx.config import PARAMS_PATH, Params, load_params
 from dndx.dataset import part_paths
 from dndx.simulation import SPLITS
 from dndx.storage import atomic_directory, atomic_file
@@ -57,7 +57,7 @@ def prepare(
     return balance
 
 
-def main(params_path: str = "params.yaml") -> None:
+def main(params_path: str | Path = PARAMS_PATH) -> None:
     """Entry point of the DVC stage: ``python -m flows.prepare``."""
     params = load_params(params_path)
     prepare.with_options(task_runner=dask_task_runner(params.dask))(params)

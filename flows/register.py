@@ -18,7 +18,7 @@ import numpy as np
 from prefect import flow, get_run_logger, task
 
 from dndx.bundle import COUNTER_FILE, PEAK_FINDER_FILE, ModelBundle
-from dndx.config import Params, load_params
+from dndx.config import PARAMS_PATH, Params, load_params
 from dndx.dataset import read_candidates
 from dndx.storage import atomic_directory, atomic_file
 from flows.runtime import ensure_prefect_api
@@ -158,7 +158,7 @@ def _report(summary: dict[str, Any]) -> str:
     )
 
 
-def main(params_path: str = "params.yaml") -> None:
+def main(params_path: str | Path = PARAMS_PATH) -> None:
     """Entry point of the DVC stage: ``python -m flows.register``."""
     params = load_params(params_path)
     ensure_prefect_api()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger
 
-from dndx.config import Params, load_params
+from dndx.config import PARAMS_PATH, Params, load_params
 from dndx.simulation import SPLITS
 from dndx.storage import atomic_directory
 from flows.runtime import dask_task_runner
@@ -49,7 +49,7 @@ def simulate(params: Params, out_dir: Path = OUT_DIR) -> dict[str, int]:
     return counts
 
 
-def main(params_path: str = "params.yaml") -> None:
+def main(params_path: str | Path = PARAMS_PATH) -> None:
     """Entry point of the DVC stage: ``python -m flows.simulate``."""
     params = load_params(params_path)
     simulate.with_options(task_runner=dask_task_runner(params.dask))(params)

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from prefect import flow, get_run_logger
 
-from dndx.config import Params, load_params
+from dndx.config import PARAMS_PATH, Params, load_params
 from dndx.dataset import part_paths
 from dndx.simulation import SPLITS
 from dndx.storage import atomic_directory
@@ -102,7 +102,7 @@ def train_cluster_counter(params: Params, root: Path = Path(".")) -> dict[str, o
     )
 
 
-def main(params_path: str = "params.yaml") -> None:
+def main(params_path: str | Path = PARAMS_PATH) -> None:
     """Entry point of the DVC stage: ``python -m flows.train_cluster_counter``."""
     params = load_params(params_path)
     train_cluster_counter.with_options(task_runner=dask_task_runner(params.dask))(params)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from prefect import flow
 
-from dndx.config import Params, load_params
+from dndx.config import PARAMS_PATH, Params, load_params
 from flows.runtime import dask_task_runner
 from flows.scan import ScanOutputs, run_scan
 from tasks.tracking import configure_mlflow, lineage_tags
@@ -45,7 +45,7 @@ def train_peak_finder(params: Params, root: Path = Path(".")) -> dict[str, objec
     )
 
 
-def main(params_path: str = "params.yaml") -> None:
+def main(params_path: str | Path = PARAMS_PATH) -> None:
     """Entry point of the DVC stage: ``python -m flows.train_peak_finder``."""
     params = load_params(params_path)
     train_peak_finder.with_options(task_runner=dask_task_runner(params.dask))(params)

@@ -24,7 +24,8 @@ __all__ = ["encode_chunk", "samples_per_bin"]
 def samples_per_bin(prepare: PrepareConfig, window_ns: float, n_bins: int) -> float:
     """Bin width of the encoding: the model-rate window spread over ``n_bins``.
 
-    >>> samples_per_bin(PrepareConfig(), 2000.0, 1000)
+    >>> from dndx.config import load_params
+    >>> samples_per_bin(load_params().prepare, 2000.0, 1000)
     3.0
     """
     return window_ns * prepare.model_sampling_rate_ghz / n_bins

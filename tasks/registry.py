@@ -23,7 +23,7 @@ from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
 from dndx.bundle import BUNDLE_FILE, COUNTER_FILE, PEAK_FINDER_FILE, ModelBundle
-from dndx.config import MlflowConfig, Params, load_params
+from dndx.config import Params, load_params
 from dndx.dataset import read_prepared_waveforms, read_waveform_set
 from dndx.errors import InputError
 from dndx.evaluation import evaluate_counting, evaluate_peaks
@@ -220,8 +220,7 @@ def fetch_bundle(model_uris: list[str], cache_dir: Path) -> Path:
     Raises:
         InputError: a name, alias or version that the registry does not hold.
     """
-    params_path = Path("params.yaml")
-    cfg = load_params(params_path).mlflow if params_path.exists() else MlflowConfig()
+    cfg = load_params().mlflow
     set_tracking_uri(tracking_uri(cfg, Path.cwd()))
     client = MlflowClient()
     runs: dict[str, str] = {}

@@ -41,9 +41,10 @@ def tracking_uri(cfg: MlflowConfig, root: Path, environ: Mapping[str, str] | Non
     """The tracking URI: ``MLFLOW_TRACKING_URI`` if the user set it, else the
     configured one, with a relative SQLite path taken from ``root``.
 
-    >>> tracking_uri(MlflowConfig(tracking_uri="sqlite:///mlflow.db"), Path("/repo"), {})
+    >>> cfg = MlflowConfig("sqlite:///mlflow.db", "dndx", "mlartifacts")
+    >>> tracking_uri(cfg, Path("/repo"), {})
     'sqlite:////repo/mlflow.db'
-    >>> tracking_uri(MlflowConfig(), Path("/repo"), {"MLFLOW_TRACKING_URI": "http://mlflow:5000"})
+    >>> tracking_uri(cfg, Path("/repo"), {"MLFLOW_TRACKING_URI": "http://mlflow:5000"})
     'http://mlflow:5000'
     """
     environ = os.environ if environ is None else environ
@@ -98,7 +99,8 @@ def data_version(root: Path, path: str) -> str:
 def params_hash(params: Params, sections: list[str]) -> str:
     """A short hash of the named sections of the parameters.
 
-    >>> params_hash(Params(), ["prepare"]) == params_hash(Params(), ["prepare"])
+    >>> from dndx.config import load_params
+    >>> params_hash(load_params(), ["prepare"]) == params_hash(load_params(), ["prepare"])
     True
     """
     chosen = {name: dataclasses.asdict(getattr(params, name)) for name in sections}

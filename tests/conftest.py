@@ -109,13 +109,14 @@ def untrained_pair(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Untrained, seeded models as ``.keras`` files and as an ONNX bundle directory
     (``bundle/``), as the register stage would write them."""
     from dndx.bundle import ModelBundle
-    from dndx.config import ClusterCounterModelConfig, PeakFinderModelConfig
+    from dndx.config import load_params
     from models import build_cluster_counter, build_peak_finder
     from models.export import export_onnx
 
     root = tmp_path_factory.mktemp("pair")
-    finder = build_peak_finder(PeakFinderModelConfig(), window_length=15, seed=3)
-    counter = build_cluster_counter(ClusterCounterModelConfig(), n_bins=1024, seed=4)
+    params = load_params()
+    finder = build_peak_finder(params.peak_finder, window_length=15, seed=3)
+    counter = build_cluster_counter(params.cluster_counter, n_bins=1024, seed=4)
     finder.save(root / "peak_finder.keras")
     counter.save(root / "cluster_counter.keras")
     export_onnx(finder, root / "bundle" / "peak_finder.onnx")

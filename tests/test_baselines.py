@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -11,7 +13,7 @@ from dndx.baselines import (
     tune_d2,
     tune_time_clusterization,
 )
-from dndx.config import PrepareConfig, SimulationConfig
+from dndx.config import PrepareConfig, load_params
 from dndx.labels import match_peaks
 from dndx.metrics import count_matches
 from dndx.physics import pulse_peak_delay_ns, pulse_peak_norm
@@ -102,8 +104,9 @@ ValidationSet = tuple[Normalised, Ragged, PrepareConfig]
 
 @pytest.fixture(scope="module")
 def validation_set() -> ValidationSet:
-    sim = SimulationConfig(n_validation=40, block_size=20, chunk_size=40)
-    prep = PrepareConfig()
+    params = load_params()
+    sim = dataclasses.replace(params.simulate, n_validation=40, block_size=20, chunk_size=40)
+    prep = params.prepare
     data = simulate_range(sim, "validation", 0, 40)
     waveforms = prepare_waveforms(data, prep).waveforms
     rate = prep.model_sampling_rate_ghz

@@ -3,6 +3,7 @@ two real worker processes on loopback, one of which is killed mid-scan."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import json
 import os
@@ -22,7 +23,7 @@ import yaml
 from distributed import Client
 from mlflow.tracking import MlflowClient
 
-from dndx.config import DaskConfig, parse_params
+from dndx.config import DaskConfig, load_params, load_section, parse_params
 from dndx.errors import ConfigError
 from flows.clusters import render_job_script
 from flows.runtime import dask_config_from_environment, dask_task_runner, worker_environment
@@ -32,10 +33,12 @@ from tests.conftest import ROOT, free_port, stop_process_group, tiny_params, ven
 API_URL = "http://10.20.30.40:4200/api"
 WORKDIR = Path("/shared/dndx")
 DASK = Path(sys.executable).parent / "dask"
+DASK_PARAMS = load_params().dask
 
 
 def test_htcondor_job_script_requests_the_configured_resources() -> None:
-    cfg = DaskConfig(
+    cfg = dataclasses.replace(
+        DASK_PARAMS,
         mode="htcondor",
         cores=8,
         memory="32GiB",
@@ -62,7 +65,8 @@ def test_htcondor_job_script_requests_the_configured_resources() -> None:
 
 
 def test_slurm_job_script_requests_the_configured_resources() -> None:
-    cfg = DaskConfig(
+    cfg = dataclasses.replace(
+        DASK_PARAMS,
         mode="slurm",
         cores=4,
         memory="16GiB",
@@ -85,25 +89,24 @@ def test_slurm_job_script_requests_the_configured_resources() -> None:
 @pytest.mark.parametrize(
     ("mapping", "message"),
     [
-        ({"mode": "slurm", "walltime": "4h"}, "dask.walltime = '4h': expected [D-]HH:MM:SS"),
-        ({"mode": "htcondor", "disk": "big"}, "dask.disk = 'big': expected a size"),
+        ({"mode": "slurm", "walltime": "4h"}, "dask.walltime = '4h': should be [D-]HH:MM:SS"),
+        ({"mode": "htcondor", "disk": "big"}, "dask.disk = 'big': should be a size"),
         ({"mode": "address"}, "mode address needs the scheduler's address"),
-        ({"minimum_jobs": 5, "maximum_jobs": 2}, "dask.minimum_jobs = 5 exceeds"),
+        ({"minimum_jobs": 5, "maximum_jobs": 2}, "dask: minimum_jobs = 5 exceeds"),
         ({"mode": "htcondor", "job_extra_directives": ["oops"]}, "'key = value' lines"),
     ],
 )
 def test_bad_cluster_settings_are_config_errors(mapping: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=r"params\.yaml: ") as error:
-        parse_params({"dask": mapping})
+        parse_params(tiny_params(dask=mapping))
     assert message in str(error.value)
 
 
 @pytest.mark.parametrize("name", ["local", "address", "htcondor", "slurm"])
 def test_the_example_configs_are_valid_dask_sections(name: str) -> None:
     path = ROOT / "infra" / "dask" / f"{name}.yaml"
-    mapping = yaml.safe_load(path.read_text())
-    assert list(mapping) == ["dask"]
-    cfg = parse_params(mapping, str(path)).dask
+    assert list(yaml.safe_load(path.read_text())) == ["dask"]
+    cfg = load_section(path, "dask", DaskConfig)
     assert cfg.mode == name
     if name in ("htcondor", "slurm"):
         assert f"{cfg.cores}" in render_job_script(cfg, worker_environment(API_URL), WORKDIR)
@@ -111,7 +114,7 @@ def test_the_example_configs_are_valid_dask_sections(name: str) -> None:
 
 def test_the_environment_selects_a_running_scheduler(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DNDX_DASK_ADDRESS", "tcp://10.0.0.1:8786")
-    cfg = dask_config_from_environment(DaskConfig(mode="slurm"))
+    cfg = dask_config_from_environment(dataclasses.replace(DASK_PARAMS, mode="slurm"))
     assert (cfg.mode, cfg.address) == ("address", "tcp://10.0.0.1:8786")
 
 
@@ -124,7 +127,9 @@ def test_batch_modes_give_an_adaptive_jobqueue_runner(
     monkeypatch.setenv("PREFECT_API_URL", API_URL)
     monkeypatch.delenv("DNDX_DASK_ADDRESS", raising=False)
     monkeypatch.chdir(tmp_path)
-    runner: Any = dask_task_runner(DaskConfig(mode=mode, minimum_jobs=1, maximum_jobs=3))
+    runner: Any = dask_task_runner(
+        dataclasses.replace(DASK_PARAMS, mode=mode, minimum_jobs=1, maximum_jobs=3)
+    )
     module, _, name = runner.cluster_class.rpartition(".")
     cluster_class = getattr(importlib.import_module(module), name)
     assert cluster_class is {"htcondor": HTCondorCluster, "slurm": SLURMCluster}[mode]
@@ -193,7 +198,7 @@ def _scan(workdir: Path, address: str) -> dict[str, Any]:
     params = parse_params(
         tiny_params(mlflow={"tracking_uri": f"sqlite:///{workdir / 'mlflow.db'}"})
     )
-    runner = dask_task_runner(DaskConfig(mode="address", address=address))
+    runner = dask_task_runner(dataclasses.replace(params.dask, mode="address", address=address))
     return dict(train_peak_finder.with_options(task_runner=runner)(params, workdir))
 
 

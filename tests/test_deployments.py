@@ -4,6 +4,7 @@ run triggered as a user would, on a tiny NPZ file with untrained, seeded models.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -17,7 +18,7 @@ import yaml
 from prefect.client.orchestration import get_client
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
-from dndx.config import SimulationConfig
+from dndx.config import load_params
 from dndx.simulation import simulate_range
 from flows.serve import (
     PREFECT_FILE,
@@ -86,7 +87,8 @@ def test_the_inference_deployment_runs_through_a_worker(
     for name in ("pipeline/dndx-pipeline", "infer/dndx-infer"):
         assert f"Deployment '{name}' successfully created" in report
 
-    cfg = SimulationConfig(
+    cfg = dataclasses.replace(
+        load_params().simulate,
         n_train=N_WAVEFORMS, block_size=N_WAVEFORMS, chunk_size=N_WAVEFORMS,
         sampling_rates_ghz=(1.5,), polarities=(1,),
     )  # fmt: skip

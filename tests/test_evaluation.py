@@ -3,6 +3,7 @@ through the real Prefect engine on tiny simulated data with a real Keras counter
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -12,13 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dndx.config import (
-    ClusterCounterModelConfig,
-    EvaluateConfig,
-    Params,
-    PrepareConfig,
-    SimulationConfig,
-)
+from dndx.config import load_params, parse_params
 from dndx.dataset import part_name, write_prepared, write_waveform_set
 from dndx.encoding import encode_peaks
 from dndx.errors import ConfigError, InputError
@@ -39,7 +34,9 @@ from dndx.preparation import prepare_waveforms
 from dndx.preprocessing import normalise
 from dndx.ragged import Ragged
 from dndx.simulation import simulate_range
+from tests.conftest import tiny_params
 
+PARAMS = load_params()
 RATE_GHZ = 1.5
 PULSE = np.array([0.0, 8.0, 10.0, 6.0, 3.0, 1.0], dtype=np.float32)  # maximum 2 samples in
 
@@ -133,9 +130,8 @@ def test_targets_pass_at_their_limits_and_fail_on_nan() -> None:
 
 
 def test_config_rejects_bad_edges() -> None:
-    assert EvaluateConfig().momentum_edges_gev[0] == 1.0
-    with pytest.raises(ConfigError, match=r"evaluate\.noise_fraction_edges"):
-        EvaluateConfig(noise_fraction_edges=(0.05, 0.05, 0.1))
+    with pytest.raises(ConfigError, match=r"evaluate\.noise_fraction_edges = \[0\.05, 0\.05"):
+        parse_params(tiny_params(evaluate={"noise_fraction_edges": [0.05, 0.05, 0.1]}))
 
 
 def _hand_made_split(n_clusters: list[int]) -> SplitInputs:
@@ -170,7 +166,7 @@ def _hand_made_split(n_clusters: list[int]) -> SplitInputs:
 
 def test_perfect_inputs_give_perfect_scores_and_honest_targets() -> None:
     split = _hand_made_split([5, 8, 12, 20])
-    cfg = EvaluateConfig()
+    cfg = PARAMS.evaluate
     tuning = tune_baselines(split, 2, cfg)
     assert tuning.d2.best["efficiency_x_purity"] == 1.0
     assert tuning.lstm_clusterization.scan["rms_residual"].min() == 0.0
@@ -252,7 +248,9 @@ def test_assemble_split_aligns_by_waveform_id() -> None:
 
 # The flow end to end on tiny simulated data.
 
-SIM = SimulationConfig(n_train=30, n_validation=60, n_test=60, block_size=30, chunk_size=30)
+SIM = dataclasses.replace(
+    PARAMS.simulate, n_train=30, n_validation=60, n_test=60, block_size=30, chunk_size=30
+)
 N_BINS = 64
 SCORE_THRESHOLD = 0.5
 
@@ -260,7 +258,7 @@ SCORE_THRESHOLD = 0.5
 def _fake_counter_inputs(data_dir: Path, split: str, rng: np.random.Generator) -> None:
     """Simulated and prepared data of ``split``, with scores of a good fake peak
     finder (labels plus noise) and the cluster counter's encoded input."""
-    prepare = PrepareConfig()
+    prepare = PARAMS.prepare
     scores, encoded, ids, counts = [], [], [], []
     for index, start in enumerate(range(0, SIM.n_waveforms(split), SIM.chunk_size)):
         data = simulate_range(SIM, split, start, start + SIM.chunk_size)
@@ -320,7 +318,7 @@ def _fake_models(data_dir: Path) -> None:
     counter_dir = data_dir / "models" / "cluster_counter"
     counter_dir.mkdir(parents=True)
     counter = build_cluster_counter(
-        ClusterCounterModelConfig(filters=(4,), dense_units=(8,)), n_bins=N_BINS
+        dataclasses.replace(PARAMS.cluster_counter, filters=(4,), dense_units=(8,)), n_bins=N_BINS
     )
     counter.save(counter_dir / "model.keras")
     (counter_dir / "selection.json").write_text(
@@ -351,7 +349,7 @@ def test_evaluate_flow_writes_metrics_report_and_plots(tmp_path: Path, prefect_a
     plots_dir = tmp_path / "reports" / "plots"
 
     returned = evaluate(
-        Params(),
+        PARAMS,
         data_dir=data_dir,
         metrics_path=metrics_path,
         report_path=report_path,
@@ -382,8 +380,8 @@ def test_evaluate_flow_writes_metrics_report_and_plots(tmp_path: Path, prefect_a
     # No finder beats the candidates it chooses from.
     assert metrics["peak.lstm.efficiency"] <= metrics["peak.candidates.efficiency"]
     # The baselines were tuned on validation over the configured grids.
-    assert metrics["tuning.d2.t2"] in EvaluateConfig().d2_t2_grid
-    assert metrics["tuning.d2_clusterization.window_ns"] in EvaluateConfig().window_grid_ns
+    assert metrics["tuning.d2.t2"] in PARAMS.evaluate.d2_t2_grid
+    assert metrics["tuning.d2_clusterization.window_ns"] in PARAMS.evaluate.window_grid_ns
 
     report = report_path.read_text()
     assert report.startswith("# Evaluation on the test set")
@@ -391,7 +389,7 @@ def test_evaluate_flow_writes_metrics_report_and_plots(tmp_path: Path, prefect_a
     assert "LSTM → CNN" in report and "D2 → time clusterization" in report
     # The headline table ends with the reference of perfect peak finding.
     assert "expected peaks → time clusterization (perfect peak finding)" in report
-    assert metrics["tuning.truth_clusterization.window_ns"] in EvaluateConfig().window_grid_ns
+    assert metrics["tuning.truth_clusterization.window_ns"] in PARAMS.evaluate.window_grid_ns
     assert "## Targets" in report
     assert report.count("✅") + report.count("❌") == 7
     assert "## Peak finding per drift-time bin" in report

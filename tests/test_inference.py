@@ -7,6 +7,7 @@ reproducibility), not the physics performance.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import types
@@ -24,7 +25,7 @@ import pytest
 import uproot
 
 from dndx.bundle import ModelBundle
-from dndx.config import SimulationConfig
+from dndx.config import load_params
 from dndx.errors import DndxError, InputError
 from dndx.inference import (
     COUNTER_BATCH,
@@ -64,7 +65,8 @@ def models(bundle_dir: Path) -> OnnxModels:
 @pytest.fixture(scope="module")
 def adc() -> np.ndarray:
     """``(N_WAVEFORMS, 2400)`` positive 12-bit waveforms at 1.2 GS/s with a pedestal."""
-    cfg = SimulationConfig(
+    cfg = dataclasses.replace(
+        load_params().simulate,
         n_train=N_WAVEFORMS,
         block_size=30,
         chunk_size=N_WAVEFORMS,

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
-from dndx.config import PrepareConfig, SimulationConfig
+from dndx.config import load_params
 from dndx.labels import match_peaks
 from dndx.physics import pulse_peak_delay_ns
 from dndx.preparation import prepare_waveforms
@@ -13,8 +15,9 @@ from dndx.preprocessing import estimate_baseline_noise, normalise, resample_line
 from dndx.ragged import Ragged
 from dndx.simulation import simulate_range
 
-SIM = SimulationConfig(n_train=60, block_size=30, chunk_size=60)
-PREP = PrepareConfig()
+PARAMS = load_params()
+SIM = dataclasses.replace(PARAMS.simulate, n_train=60, block_size=30, chunk_size=60)
+PREP = PARAMS.prepare
 
 
 @pytest.fixture(scope="module")

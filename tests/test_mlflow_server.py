@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from dndx.config import MlflowConfig, parse_params
+from dndx.config import parse_params
 from dndx.dataset import read_waveform_set
 from dndx.inference import OnnxModels, infer_waveforms
 from flows.runtime import dask_task_runner
@@ -84,7 +84,7 @@ def test_scan_registration_and_inference_against_a_tracking_server(
     assert not (tmp_path / "mlflow.db").exists()  # nothing went to the embedded store
 
     # A registration with promotion, then inference with the fetched champions.
-    configure_mlflow(MlflowConfig(), tmp_path)
+    configure_mlflow(params.mlflow, tmp_path)
     scores = {"peak_efficiency_x_purity": 0.5, "rms_over_sqrt_n": 1.0}
     assert promote(_register(untrained_pair, scores), scores, None)["alias"] == CHAMPION
     bundle = fetch_bundle(

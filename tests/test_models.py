@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import onnx
 import onnxruntime
 import pytest
 
-from dndx.config import ClusterCounterModelConfig, PeakFinderModelConfig
+from dndx.config import load_params
 from dndx.errors import DndxError
 from models import build_cluster_counter, build_peak_finder
 from models.cluster_counter import SumPooling1D
@@ -21,11 +22,17 @@ WINDOW_LENGTH = 15
 N_BINS = 64
 N_CHANNELS = 4
 
-TINY_PEAK_FINDER = PeakFinderModelConfig(
-    lstm_units=(8,), dense_units=(8,), dropout=0.0, learning_rate=1e-2
+PARAMS = load_params()
+TINY_PEAK_FINDER = dataclasses.replace(
+    PARAMS.peak_finder, lstm_units=(8,), dense_units=(8,), dropout=0.0, learning_rate=1e-2
 )
-TINY_CLUSTER_COUNTER = ClusterCounterModelConfig(
-    filters=(8, 8), kernel_size=3, dense_units=(16,), dropout=0.0, learning_rate=3e-3
+TINY_CLUSTER_COUNTER = dataclasses.replace(
+    PARAMS.cluster_counter,
+    filters=(8, 8),
+    kernel_size=3,
+    dense_units=(16,),
+    dropout=0.0,
+    learning_rate=3e-3,
 )
 
 
@@ -89,7 +96,7 @@ def binned_peaks(n_waveforms: int) -> tuple[np.ndarray, np.ndarray]:
 def test_peak_finder_shape_and_parameter_count(
     lstm_units: tuple[int, ...], dense_units: tuple[int, ...], n_features: int
 ) -> None:
-    cfg = PeakFinderModelConfig(lstm_units=lstm_units, dense_units=dense_units)
+    cfg = dataclasses.replace(PARAMS.peak_finder, lstm_units=lstm_units, dense_units=dense_units)
     model = build_peak_finder(cfg, window_length=WINDOW_LENGTH, n_features=n_features)
 
     widths = [n_features, *lstm_units]
@@ -113,7 +120,9 @@ def test_peak_finder_shape_and_parameter_count(
 def test_cluster_counter_shape_and_parameter_count(
     filters: tuple[int, ...], n_bins: int, pools: list[str], pooled_length: int
 ) -> None:
-    cfg = ClusterCounterModelConfig(filters=filters, kernel_size=3, dense_units=(16, 8))
+    cfg = dataclasses.replace(
+        PARAMS.cluster_counter, filters=filters, kernel_size=3, dense_units=(16, 8)
+    )
     model = build_cluster_counter(cfg, n_bins=n_bins, n_channels=N_CHANNELS)
 
     widths = [N_CHANNELS, *filters]
@@ -140,7 +149,7 @@ def test_sum_pooling_sums_over_time() -> None:
 
 
 def test_same_seed_gives_same_weights() -> None:
-    cfg = PeakFinderModelConfig(lstm_units=(8, 4), dense_units=(6,))
+    cfg = dataclasses.replace(PARAMS.peak_finder, lstm_units=(8, 4), dense_units=(6,))
     assert_same_weights(build_peak_finder(cfg, seed=3), build_peak_finder(cfg, seed=3))
     assert any_weights_differ(build_peak_finder(cfg, seed=3), build_peak_finder(cfg, seed=4))
     counter_a = build_cluster_counter(TINY_CLUSTER_COUNTER, n_bins=N_BINS, seed=3)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
-from dndx.config import PARTICLE_MASSES_GEV, Range, SimulationConfig
+from dndx.config import PARTICLE_MASSES_GEV, Range, load_params
 from dndx.physics import (
     CLUSTER_SIZE_PROBABILITIES,
     cluster_density_per_cm,
@@ -16,7 +18,8 @@ from dndx.simulation import simulate_range
 
 
 def _simulate(n: int, **fields: object):
-    cfg = SimulationConfig(n_train=n, block_size=n, chunk_size=n, **fields)  # type: ignore[arg-type]
+    sim = load_params().simulate
+    cfg = dataclasses.replace(sim, n_train=n, block_size=n, chunk_size=n, **fields)
     return simulate_range(cfg, "train", 0, n)
 
 

@@ -85,5 +85,5 @@ def test_bad_params_stop_the_stage_before_any_work(project: Path) -> None:
         [sys.executable, "-m", "flows.simulate"], cwd=project, capture_output=True, text=True
     )
     assert result.returncode != 0
-    assert "simulate.noise_fraction[1] = 2.0 is out of range" in result.stderr
+    assert "simulate.noise_fraction = [0.1, 2.0]: should be [low, high] within" in result.stderr
     assert not (project / "data").exists()

@@ -10,7 +10,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from dndx.bundle import ModelBundle
-from dndx.config import MlflowConfig
+from dndx.config import load_params
 from dndx.errors import InputError
 from tasks.registry import (
     CHALLENGER,
@@ -46,7 +46,7 @@ def local_registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A fresh embedded MLflow store (SQLite) in ``tmp_path``, the working directory."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    configure_mlflow(MlflowConfig(), tmp_path)
+    configure_mlflow(load_params().mlflow, tmp_path)
     return tmp_path
 
 

@@ -15,7 +15,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from prefect import flow, task
 
-from dndx.config import MlflowConfig, Params, ScanConfig, parse_params
+from dndx.config import Params, ScanConfig, parse_params
 from flows.runtime import dask_task_runner
 from flows.scan import ScanOutputs, run_scan
 from flows.train_peak_finder import train_peak_finder
@@ -111,10 +111,12 @@ def test_a_trial_that_raises_is_recorded_as_failed_and_the_scan_completes(
         _params(workdir),
         train_peak_finder=dataclasses.replace(
             _params(workdir).train_peak_finder,
-            scan=ScanConfig(strategy="optuna", n_trials=2, space={"lstm_units": ((8,), (16,))}),
+            scan=ScanConfig(
+                strategy="optuna", n_trials=2, seed=7, space={"lstm_units": ((8,), (16,))}
+            ),
         ),
     )
-    configure_mlflow(MlflowConfig(tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}"), workdir)
+    configure_mlflow(params.mlflow, workdir)
     outputs = ScanOutputs(
         Path("out/model"), Path("out/trials"), Path("out/metrics.json"),
         Path("out/table.csv"), Path("out/table.md"), Path("out/history.csv"),

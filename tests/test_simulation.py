@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from dndx.config import SimulationConfig
+from dndx.config import load_params
 from dndx.dataset import read_waveform_set, write_waveform_set
 from dndx.simulation import WaveformSet, simulate_range
 
-CFG = SimulationConfig(n_train=90, n_validation=30, block_size=15, chunk_size=30)
+CFG = dataclasses.replace(
+    load_params().simulate, n_train=90, n_validation=30, block_size=15, chunk_size=30
+)
 
 
 def _assert_same(a: WaveformSet, b: WaveformSet) -> None:
@@ -37,7 +40,7 @@ def test_chunked_generation_equals_whole() -> None:
 
 def test_seed_and_split_change_the_data() -> None:
     base = simulate_range(CFG, "train", 0, 30)
-    other_seed = simulate_range(SimulationConfig(**{**CFG.__dict__, "seed": 7}), "train", 0, 30)
+    other_seed = simulate_range(dataclasses.replace(CFG, seed=7), "train", 0, 30)
     other_split = simulate_range(CFG, "validation", 0, 30)
     assert not base.info["momentum_gev"].equals(other_seed.info["momentum_gev"])
     assert not base.info["momentum_gev"].equals(other_split.info["momentum_gev"])

@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from dndx.config import SimulationConfig
+from dndx.config import load_params
 from dndx.inference import OnnxModels, infer_waveforms
 from dndx.simulation import simulate_range
 
@@ -28,8 +29,13 @@ def test_the_same_events_at_1_2_and_2_0_gs_s_give_counts_that_agree(models: Onnx
     counts = {}
     for rate in (1.2, 2.0):
         # Same seed: the same tracks, clusters and electrons, recorded at another rate.
-        cfg = SimulationConfig(
-            seed=11, n_test=300, block_size=300, chunk_size=300, sampling_rates_ghz=(rate,)
+        cfg = dataclasses.replace(
+            load_params().simulate,
+            seed=11,
+            n_test=300,
+            block_size=300,
+            chunk_size=300,
+            sampling_rates_ghz=(rate,),
         )
         data = simulate_range(cfg, "test", 0, 300)
         counts[rate] = infer_waveforms(data.adc, rate, "auto", models)["n_clusters"].to_numpy()
