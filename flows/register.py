@@ -20,9 +20,9 @@ from prefect import flow, get_run_logger, task
 from dndx.bundle import COUNTER_FILE, PEAK_FINDER_FILE, ModelBundle
 from dndx.config import Params, load_params
 from dndx.dataset import read_candidates
+from dndx.encoding import samples_per_bin
 from dndx.storage import atomic_directory, atomic_file
 from flows.runtime import ensure_prefect_api
-from tasks.encoding import samples_per_bin
 from tasks.registry import (
     COUNTER_NAME,
     PEAK_FINDER_NAME,
@@ -64,7 +64,9 @@ def export_pair(params: Params, root: Path) -> dict[str, float]:
         score_threshold=float(finder_selection["score_threshold"]),
         n_bins=params.counter_input.n_bins,
         samples_per_bin=samples_per_bin(
-            params.prepare, params.simulate.window_ns, params.counter_input.n_bins
+            params.simulate.window_ns,
+            params.prepare.model_sampling_rate_ghz,
+            params.counter_input.n_bins,
         ),
         provenance={
             **tags,

@@ -13,21 +13,12 @@ from prefect import task
 
 from dndx.config import CounterInputConfig, PrepareConfig
 from dndx.dataset import part_name, read_waveform_set
-from dndx.encoding import encode_peaks
+from dndx.encoding import encode_scored_candidates, samples_per_bin
 from dndx.preprocessing import normalise
 from dndx.ragged import Ragged
 from dndx.storage import atomic_file
 
-__all__ = ["encode_chunk", "samples_per_bin"]
-
-
-def samples_per_bin(prepare: PrepareConfig, window_ns: float, n_bins: int) -> float:
-    """Bin width of the encoding: the model-rate window spread over ``n_bins``.
-
-    >>> samples_per_bin(PrepareConfig(), 2000.0, 1000)
-    3.0
-    """
-    return window_ns * prepare.model_sampling_rate_ghz / n_bins
+__all__ = ["encode_chunk"]
 
 
 @functools.lru_cache(maxsize=2)
@@ -66,19 +57,19 @@ def encode_chunk(
     probability = _peak_finder(str(model_path)).predict(
         windows[:, :, None], batch_size=8192, verbose=0
     )[:, 0]
-    detected = probability >= score_threshold
-    encoded = encode_peaks(
-        candidates,
-        table["height_sigma"].to_numpy(),
-        probability,
-        detected,
+    rate = prepare.model_sampling_rate_ghz
+    n_bins = counter_input.n_bins
+    counter = encode_scored_candidates(
         norm.samples,
         norm.lengths,
-        counter_input.n_bins,
-        samples_per_bin(prepare, window_ns, counter_input.n_bins),
+        candidates,
+        probability,
+        score_threshold,
+        n_bins,
+        samples_per_bin(window_ns, rate, n_bins),
     )
     scores = table[["waveform_id", "sample", "label"]].assign(
-        probability=probability, detected=detected
+        probability=probability, detected=counter.detected
     )
     split_dir = out_dir / split
     with atomic_file(split_dir / f"scores-{part_name(index)}") as tmp:
@@ -87,8 +78,8 @@ def encode_chunk(
     with atomic_file(split_dir / encoded_name) as tmp, open(tmp, "wb") as handle:
         np.savez(
             handle,
-            x=encoded,
+            x=counter.encoded,
             waveform_id=waveform_ids,
             n_clusters=data.info["n_clusters"].to_numpy(),
         )
-    return {"n_waveforms": len(waveform_ids), "n_detected": int(detected.sum())}
+    return {"n_waveforms": len(waveform_ids), "n_detected": int(counter.detected.sum())}
