@@ -31,9 +31,18 @@ from numpy.typing import NDArray
 
 from dndx.ragged import Ragged
 
-__all__ = ["N_CHANNELS", "CounterInput", "encode_scored_candidates", "samples_per_bin"]
+__all__ = [
+    "COUNTER_INPUT_FILE",
+    "N_CHANNELS",
+    "CounterInput",
+    "encode_scored_candidates",
+    "samples_per_bin",
+]
 
 N_CHANNELS = 4
+#: A split's encodings in ``data/counter_inputs/<split>``: arrays ``x``
+#: ``(n_waveforms, n_bins, N_CHANNELS)``, ``waveform_id`` and ``n_clusters``.
+COUNTER_INPUT_FILE = "encoded.npz"
 
 
 @dataclass(frozen=True, eq=False)
