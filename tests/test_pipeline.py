@@ -26,6 +26,7 @@ STAGES = (
     "simulate",
     "prepare",
     "train_peak_finder",
+    "encode",
     "train_cluster_counter",
     "evaluate",
     "register",
