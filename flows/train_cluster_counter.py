@@ -10,7 +10,7 @@ from prefect import flow
 
 from dndx.config import Params, load_params
 from flows.encode import INPUTS_DIR, PEAK_FINDER_SELECTION
-from flows.runtime import dask_task_runner
+from flows.runtime import dask_task_runner, project_root
 from flows.scan import ScanOutputs, run_scan
 from tasks.tracking import configure_mlflow, lineage_tags
 
@@ -27,7 +27,7 @@ OUTPUTS = ScanOutputs(
 
 
 @flow(name="train_cluster_counter", log_prints=True)
-def train_cluster_counter(params: Params, root: Path = Path(".")) -> dict[str, object]:
+def train_cluster_counter(params: Params, root: Path) -> dict[str, object]:
     """Run the counter scan on the encoded splits; returns the best trial's row."""
     configure_mlflow(params.mlflow, root)
     tags = lineage_tags(
@@ -52,7 +52,9 @@ def train_cluster_counter(params: Params, root: Path = Path(".")) -> dict[str, o
 def main(params_path: str = "params.yaml") -> None:
     """Entry point of the DVC stage: ``python -m flows.train_cluster_counter``."""
     params = load_params(params_path)
-    train_cluster_counter.with_options(task_runner=dask_task_runner(params.dask))(params)
+    train_cluster_counter.with_options(task_runner=dask_task_runner(params.dask))(
+        params, project_root(params_path)
+    )
 
 
 if __name__ == "__main__":

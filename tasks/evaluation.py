@@ -1,6 +1,6 @@
 """Prefect tasks of the ``evaluate`` stage: load the test inputs, score, write.
 
-Inputs (the training stages' contract):
+Inputs (the contract of the training and encode stages):
 
 * ``models/peak_finder/selection.json``: the working point ``score_threshold``;
 * ``models/cluster_counter/model.keras``: the chosen CNN;
@@ -69,8 +69,7 @@ def _read_scores(path: Path) -> pd.DataFrame:
         scores = pd.read_parquet(path)
     except (OSError, ValueError) as error:
         raise InputError(
-            f"{path}: cannot read the peak finder's scores ({error}); "
-            "run the train_cluster_counter stage first"
+            f"{path}: cannot read the peak finder's scores ({error}); run the encode stage first"
         ) from None
     missing = sorted(set(_SCORE_COLUMNS) - set(scores.columns))
     if missing:
