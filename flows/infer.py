@@ -35,13 +35,14 @@ from tqdm import tqdm
 from dndx.bundle import BUNDLE_FILE, ModelBundle
 from dndx.config import DaskConfig
 from dndx.errors import DndxError, InputError
-from dndx.inference import RESULT_SCHEMA, OnnxModels
+from dndx.inference import RESULT_SCHEMA
 from dndx.inference_summary import ExampleWaveform, choose_examples, figure_paths, summarise
 from dndx.readers import WAVEFORM_FORMATS, WaveformSource, count_waveforms, read_chunk
 from dndx.readers import resolve_source as resolve_location
 from dndx.storage import atomic_file
 from flows.runtime import dask_task_runner
 from tasks.inference import infer_chunk
+from tasks.onnx_models import OnnxModels
 
 __all__ = [
     "DEFAULT_MODEL_CACHE",

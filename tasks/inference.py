@@ -17,10 +17,11 @@ from prefect.client.schemas.objects import TaskRun
 from prefect.states import State
 
 from dndx.errors import DndxError
-from dndx.inference import OnnxModels, infer_waveforms, results_table
+from dndx.inference import infer_waveforms, results_table
 from dndx.preprocessing import Polarity
 from dndx.readers import WaveformSource, read_chunk, validate_rows
 from dndx.storage import atomic_file
+from tasks.onnx_models import OnnxModels
 
 __all__ = ["infer_chunk", "load_models"]
 

@@ -27,9 +27,10 @@ from dndx.config import MlflowConfig, Params, load_params
 from dndx.dataset import read_prepared_waveforms, read_waveform_set
 from dndx.errors import InputError
 from dndx.evaluation import evaluate_counting, evaluate_peaks
-from dndx.inference import OnnxModels, infer_waveforms
+from dndx.inference import infer_waveforms
 from dndx.ragged import Ragged
 from dndx.simulation import WaveformSet
+from tasks.onnx_models import OnnxModels
 from tasks.tracking import set_tracking_uri, tracking_uri
 
 __all__ = [

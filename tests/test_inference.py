@@ -27,11 +27,8 @@ from dndx.bundle import ModelBundle
 from dndx.config import SimulationConfig
 from dndx.errors import DndxError, InputError
 from dndx.inference import (
-    COUNTER_BATCH,
-    PEAK_FINDER_BATCH,
     RESULT_COLUMNS,
     RESULT_SCHEMA,
-    OnnxModels,
     infer_waveforms,
     results_table,
 )
@@ -42,6 +39,7 @@ from flows.cli import main as cli
 from flows.infer import DEFAULT_MODEL_URIS, infer, resolve_bundle, summary_path
 from flows.runtime import ensure_prefect_api
 from tasks.inference import infer_chunk
+from tasks.onnx_models import COUNTER_BATCH, PEAK_FINDER_BATCH, OnnxModels
 
 N_WAVEFORMS = 60
 RATE_GHZ = 1.2

@@ -17,9 +17,10 @@ from mlflow.tracking import MlflowClient
 
 from dndx.config import MlflowConfig, parse_params
 from dndx.dataset import read_waveform_set
-from dndx.inference import OnnxModels, infer_waveforms
+from dndx.inference import infer_waveforms
 from flows.runtime import dask_task_runner
 from flows.train_peak_finder import train_peak_finder
+from tasks.onnx_models import OnnxModels
 from tasks.registry import CHAMPION, COUNTER_NAME, PEAK_FINDER_NAME, fetch_bundle, promote
 from tasks.tracking import configure_mlflow
 from tests.conftest import free_port, tiny_params

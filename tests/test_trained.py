@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from dndx.config import SimulationConfig
-from dndx.inference import OnnxModels, infer_waveforms
+from dndx.inference import infer_waveforms
 from dndx.simulation import simulate_range
+from tasks.onnx_models import OnnxModels
 
 BUNDLE = Path(__file__).resolve().parents[1] / "data" / "bundle"
 
