@@ -9,7 +9,7 @@ The same code prepares training data and runs at inference.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 from numpy.typing import NDArray
@@ -17,6 +17,7 @@ from numpy.typing import NDArray
 from dndx.ragged import Ragged
 
 __all__ = [
+    "POLARITIES",
     "Normalised",
     "Polarity",
     "estimate_baseline_noise",
@@ -25,6 +26,8 @@ __all__ = [
 ]
 
 Polarity = Literal["auto", "positive", "negative"]
+#: The values of :data:`Polarity`, ``auto`` first.
+POLARITIES: tuple[Polarity, ...] = get_args(Polarity)
 
 _MAD_TO_SIGMA = 1.4826
 _CLIP_SIGMA = 3.0
