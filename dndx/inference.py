@@ -15,6 +15,8 @@ benchmark runs the Keras originals through it). This module imports no runtime.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from typing import Protocol
 
 import numpy as np
@@ -25,20 +27,39 @@ from numpy.typing import NDArray
 from dndx.bundle import ModelBundle
 from dndx.candidates import extract_windows, find_candidates
 from dndx.encoding import encode_peaks
+from dndx.errors import DndxError
 from dndx.preprocessing import Normalised, Polarity, normalise
 from dndx.ragged import Ragged
 
 __all__ = [
     "RESULT_COLUMNS",
     "RESULT_SCHEMA",
+    "SATURATION_SAMPLES",
+    "STATUSES",
     "PeakModels",
     "candidate_windows",
+    "check_sampling_rate",
     "infer_waveforms",
+    "minimum_length",
     "results_table",
 ]
 
+#: What :func:`infer_waveforms` says of each waveform, and what it means.
+#: ``n_clusters`` is a number only for ``ok``.
+STATUSES: dict[str, str] = {
+    "ok": "counted",
+    "no_signal": "nothing to count: a flat row (dead or pinned channel) or no peak found",
+    "saturated": "the signal sits at its extreme for several samples: clipped by the ADC",
+    "truncated": "longer than the counter's window: peaks found over the whole "
+    "waveform, clusters not counted",
+}
+#: Consecutive samples at a row's extreme, on the signal's side, that mark it
+#: saturated: a pulse's top is one or two samples wide at the trained rates.
+SATURATION_SAMPLES = 4
+
 #: Columns of :func:`infer_waveforms`, in order.
 RESULT_COLUMNS: tuple[str, ...] = (
+    "status",
     "n_peaks",
     "peak_time_ns",
     "n_clusters",
@@ -46,6 +67,7 @@ RESULT_COLUMNS: tuple[str, ...] = (
     "baseline",
     "noise_sigma",
     "polarity",
+    "read_polarity",
 )
 
 #: The inference output file: one row per waveform, the input's ``source_file``
@@ -54,9 +76,10 @@ RESULT_SCHEMA = pa.schema(
     [
         pa.field("source_file", pa.string(), nullable=False),
         pa.field("event", pa.int64(), nullable=False),
+        pa.field("status", pa.string(), nullable=False),
         pa.field("n_peaks", pa.int32(), nullable=False),
         pa.field("peak_time_ns", pa.list_(pa.float32()), nullable=False),
-        pa.field("n_clusters", pa.float32(), nullable=False),
+        pa.field("n_clusters", pa.float32(), nullable=True),
         pa.field("n_candidates", pa.int32(), nullable=False),
         pa.field("baseline", pa.float64(), nullable=False),
         pa.field("noise_sigma", pa.float64(), nullable=False),
@@ -82,9 +105,43 @@ class PeakModels(Protocol):
         ...
 
 
+def check_sampling_rate(sampling_rate_ghz: float, trained_ghz: Sequence[float]) -> None:
+    """Refuse a rate outside the range the models were trained on.
+
+    Rates between the trained ones are resampled linearly to the models' rate,
+    like the trained ones themselves.
+
+    >>> check_sampling_rate(1.7, (1.2, 1.5, 2.0))
+    >>> check_sampling_rate(1e6, (1.2, 1.5, 2.0))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    dndx.errors.DndxError: sampling rate 1e+06 GS/s: outside 1.2 to 2 GS/s, the range ...
+    """
+    low, high = min(trained_ghz), max(trained_ghz)
+    if not low <= sampling_rate_ghz <= high:
+        raise DndxError(
+            f"sampling rate {sampling_rate_ghz:g} GS/s: outside {low:g} to {high:g} GS/s, the "
+            "range the models were trained on (rates in between are resampled to the "
+            "models' rate)"
+        )
+
+
+def minimum_length(bundle: ModelBundle, sampling_rate_ghz: float) -> int:
+    """The fewest samples at ``sampling_rate_ghz`` a waveform needs: one
+    candidate window at the models' rate.
+
+    >>> bundle = ModelBundle(1.5, 2.0, 5, 9, 0.5, 1024, 3000 / 1024)
+    >>> minimum_length(bundle, 1.5), minimum_length(bundle, 1.2)
+    (15, 12)
+    """
+    scale = sampling_rate_ghz / bundle.model_sampling_rate_ghz
+    return max(2, math.ceil(bundle.window_length * scale))
+
+
 def _empty_results() -> pd.DataFrame:
     return pd.DataFrame(
         {
+            "status": pd.Series([], dtype=object),
             "n_peaks": np.zeros(0, np.int32),
             "peak_time_ns": pd.Series([], dtype=object),
             "n_clusters": np.zeros(0, np.float32),
@@ -92,8 +149,46 @@ def _empty_results() -> pd.DataFrame:
             "baseline": np.zeros(0),
             "noise_sigma": np.zeros(0),
             "polarity": np.zeros(0, np.int8),
+            "read_polarity": np.zeros(0, np.int8),
         }
     )
+
+
+def _saturated(samples: Ragged, polarity: NDArray[np.int8]) -> NDArray[np.bool_]:
+    """``(n_rows,)`` True where a row holds its extreme on the signal's side for
+    :data:`SATURATION_SAMPLES` consecutive samples.
+
+    >>> rows = Ragged.from_lengths(np.array([0, 9, 9, 9, 9, 0, 0, 9, 9, 0.0]), [6, 4])
+    >>> _saturated(rows, np.array([1, 1], np.int8)).tolist()
+    [True, False]
+    """
+    starts = samples.offsets[:-1]
+    signed = samples.values * np.repeat(polarity, samples.lengths)
+    extreme = np.maximum.reduceat(signed, starts) if len(samples.values) else signed[:0]
+    at_extreme = signed == np.repeat(extreme, samples.lengths)
+    run = SATURATION_SAMPLES
+    held = np.concatenate([[0], np.cumsum(at_extreme)])
+    rows = samples.row_index()
+    first = np.arange(max(len(signed) - run + 1, 0))
+    full = (held[first + run] - held[first] == run) & (rows[first] == rows[first + run - 1])
+    return np.bincount(rows[first[full]], minlength=len(samples)) > 0
+
+
+def _statuses(
+    samples: Ragged, norm: Normalised, n_peaks: NDArray[np.int64], window_samples: float
+) -> NDArray[np.object_]:
+    """``(n_rows,)`` the :data:`STATUSES` key of each row, the first that applies
+    of flat (``no_signal``), ``saturated``, no peak (``no_signal``), ``truncated``."""
+    starts = samples.offsets[:-1]
+    flat = np.maximum.reduceat(samples.values, starts) == np.minimum.reduceat(
+        samples.values, starts
+    )
+    status = np.full(len(samples), "ok", dtype=object)
+    status[norm.lengths > window_samples] = "truncated"
+    status[n_peaks == 0] = "no_signal"
+    status[_saturated(samples, norm.polarity)] = "saturated"
+    status[flat] = "no_signal"
+    return status
 
 
 def _smoothed_at(
@@ -141,18 +236,20 @@ def infer_waveforms(
 
     Args:
         samples: ``n_waveforms`` rows of raw samples in any unit, every row
-            non-empty and finite (see :func:`dndx.readers.validate_rows`).
+            finite and at least :func:`minimum_length` long (see
+            :func:`dndx.readers.validate_rows`).
         sampling_rate_ghz: the rate the rows were recorded at.
         polarity: the sign of the signal, or ``"auto"`` to read it off each row.
         models: the peak finder and cluster counter with their bundle.
 
     Returns:
         ``(n_waveforms, ...)`` one row per waveform, in input order:
-        ``n_peaks`` (int32), ``peak_time_ns`` (float32 array of the detected
-        peak times, in ns from the row's first sample), ``n_clusters``
-        (float32 counter output, at least 0), ``n_candidates`` (int32),
-        ``baseline`` and ``noise_sigma`` (in input units) and ``polarity``
-        (int8, +1 or -1, as detected or given).
+        ``status`` (a key of :data:`STATUSES`), ``n_peaks`` (int32),
+        ``peak_time_ns`` (float32 array of the detected peak times, in ns from
+        the row's first sample), ``n_clusters`` (float32 counter output, at
+        least 0, NaN unless ``status`` is ``ok``), ``n_candidates`` (int32),
+        ``baseline`` and ``noise_sigma`` (in input units), ``polarity`` (int8,
+        +1 or -1, as read or given) and ``read_polarity`` (as read off the row).
     """
     if len(samples) == 0:
         return _empty_results()
@@ -176,8 +273,11 @@ def infer_waveforms(
     n_clusters = np.maximum(models.count_clusters(encoded), 0.0).astype(np.float32)
     n_peaks = np.bincount(rows[detected], minlength=len(samples))
     peak_time_ns = (candidates.values[detected] / rate).astype(np.float32)
+    status = _statuses(samples, norm, n_peaks, bundle.n_bins * bundle.samples_per_bin)
+    n_clusters[status != "ok"] = np.nan
     return pd.DataFrame(
         {
+            "status": status,
             "n_peaks": n_peaks.astype(np.int32),
             "peak_time_ns": np.split(peak_time_ns, np.cumsum(n_peaks)[:-1]),
             "n_clusters": n_clusters,
@@ -185,6 +285,7 @@ def infer_waveforms(
             "baseline": norm.baseline,
             "noise_sigma": norm.noise_sigma,
             "polarity": norm.polarity,
+            "read_polarity": norm.read_polarity,
         }
     )
 
@@ -193,7 +294,8 @@ def results_table(results: pd.DataFrame) -> pa.Table:
     """The rows of :func:`infer_waveforms` with ``source_file`` and ``event`` as
     a table of :data:`RESULT_SCHEMA`.
 
-    >>> frame = pd.DataFrame({"source_file": ["a.h5"], "event": [3], "n_peaks": [1],
+    >>> frame = pd.DataFrame({"source_file": ["a.h5"], "event": [3], "status": ["ok"],
+    ...     "n_peaks": [1],
     ...     "peak_time_ns": [np.array([12.5])], "n_clusters": [0.8], "n_candidates": [4],
     ...     "baseline": [200.0], "noise_sigma": [3.0], "polarity": [-1]})
     >>> results_table(frame).column("peak_time_ns").to_pylist()

@@ -33,10 +33,11 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import zipfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import awkward as ak
 import h5py
@@ -272,23 +273,27 @@ def read_chunk(source: WaveformSource, start: int, stop: int) -> WaveformChunk:
         return WaveformChunk(start, opened.read(start, stop))
 
 
-def validate_rows(samples: Ragged) -> tuple[NDArray[np.bool_], list[tuple[int, str]]]:
+def validate_rows(
+    samples: Ragged, min_length: int = 1
+) -> tuple[NDArray[np.bool_], list[tuple[int, str]]]:
     """Which waveforms can be used, and why the others cannot.
 
     Args:
         samples: ``(n_rows, <row length>)`` waveforms, e.g. ``chunk.samples``.
+        min_length: the fewest samples a usable row holds.
 
     Returns:
         ``ok``: ``(n_rows,)`` True for a usable row; and ``reasons``: one
         ``(row, reason)`` per unusable row, in row order. Rows count from the
         start of ``samples``: add ``chunk.first_event`` for the file entry.
 
-    >>> rows = Ragged.from_lengths(np.array([1.0, 2.0, np.nan, 4.0, np.inf]), [2, 0, 3])
-    >>> ok, reasons = validate_rows(rows)
+    >>> rows = Ragged.from_lengths(np.array([1.0, 2.0, np.nan, 4.0, np.inf, 6.0]), [2, 0, 3, 1])
+    >>> ok, reasons = validate_rows(rows, min_length=2)
     >>> ok.tolist()
-    [True, False, False]
-    >>> reasons
-    [(1, 'length 0'), (2, 'NaN or inf samples: 2 of 3, first at sample 0')]
+    [True, False, False, False]
+    >>> reasons  # doctest: +NORMALIZE_WHITESPACE
+    [(1, 'length 0'), (2, 'NaN or inf samples: 2 of 3, first at sample 0'),
+     (3, 'too short: 1 samples, the models need at least 2')]
     """
     lengths = samples.lengths
     n_rows = len(samples)
@@ -296,14 +301,17 @@ def validate_rows(samples: Ragged) -> tuple[NDArray[np.bool_], list[tuple[int, s
     bad_index = np.flatnonzero(not_finite)
     bad_rows = samples.row_index()[bad_index]
     n_bad = np.bincount(bad_rows, minlength=n_rows)
-    ok = (lengths > 0) & (n_bad == 0)
+    ok = (lengths >= max(min_length, 1)) & (n_bad == 0)
     reasons: list[tuple[int, str]] = []
     for row in np.flatnonzero(~ok).tolist():
         if lengths[row] == 0:
             reasons.append((row, "length 0"))
-        else:
+        elif n_bad[row]:
             first = int(bad_index[np.searchsorted(bad_rows, row)] - samples.offsets[row])
             reason = f"NaN or inf samples: {n_bad[row]} of {lengths[row]}, first at sample {first}"
+            reasons.append((row, reason))
+        else:
+            reason = f"too short: {lengths[row]} samples, the models need at least {min_length}"
             reasons.append((row, reason))
     return ok, reasons
 
@@ -598,7 +606,9 @@ def _open_npz(source: WaveformSource, stack: contextlib.ExitStack) -> _OpenSourc
         archive = stack.enter_context(np.load(path, allow_pickle=False))
         if not isinstance(archive, np.lib.npyio.NpzFile):
             raise InputError(f"{path}: holds a single .npy array, expected an NPZ archive")
-        headers = {key: _npy_header(archive, key) for key in archive.files}
+        # Open until the stack closes it, so its zip is never None here.
+        members = cast(zipfile.ZipFile, archive.zip)
+        headers = {key: _npy_header(members, key) for key in archive.files}
     described = _listing(
         f"{name!r} {shape} {dtype}" for name, (shape, _, dtype, _) in headers.items()
     )
@@ -642,14 +652,14 @@ def _open_npz(source: WaveformSource, stack: contextlib.ExitStack) -> _OpenSourc
     def read_stream(start: int, stop: int) -> Ragged:
         with (
             _library_errors(path, _unreadable(f"{_entries(start, stop)} of {where}")),
-            archive.zip.open(f"{key}.npy") as member,
+            members.open(f"{key}.npy") as member,
         ):
             _skip(member, header_size + start * row_bytes)
             return read_rows(member, start, stop)
 
     def iterate_stream(chunk_size: int) -> Iterator[Ragged]:
         with _library_errors(path, _unreadable(where)):
-            member = stack.enter_context(archive.zip.open(f"{key}.npy"))
+            member = stack.enter_context(members.open(f"{key}.npy"))
             _skip(member, header_size)
         for start in range(0, n_events, chunk_size):
             stop = min(start + chunk_size, n_events)
@@ -673,11 +683,9 @@ def _open_npz(source: WaveformSource, stack: contextlib.ExitStack) -> _OpenSourc
     )
 
 
-def _npy_header(
-    archive: np.lib.npyio.NpzFile, key: str
-) -> tuple[tuple[int, ...], bool, np.dtype, int]:
-    """``(shape, fortran_order, dtype, header_size)`` of the archive's array ``key``."""
-    with archive.zip.open(f"{key}.npy") as member:
+def _npy_header(members: zipfile.ZipFile, key: str) -> tuple[tuple[int, ...], bool, np.dtype, int]:
+    """``(shape, fortran_order, dtype, header_size)`` of the NPZ array ``key``."""
+    with members.open(f"{key}.npy") as member:
         version = np.lib.format.read_magic(member)
         # Headers of versions 2.0 and 3.0 have the same layout; 3.0 only allows
         # non-ASCII field names of structured dtypes, which hold no waveforms.

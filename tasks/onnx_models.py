@@ -155,6 +155,16 @@ class OnnxModels:
             )
         return models
 
+    def probe(self) -> None:
+        """Run both graphs once on blank inputs, so that a graph returning NaN or
+        inf is named as damaged before any work.
+
+        Raises:
+            InputError: a graph returned NaN or inf.
+        """
+        self.peak_probability(np.zeros((1, self.bundle.window_length), np.float32))
+        self.count_clusters(np.zeros((1, self.bundle.n_bins, N_CHANNELS), np.float32))
+
     def peak_probability(self, windows: NDArray[np.float32]) -> NDArray[np.float32]:
         """``(n_windows,)`` peak probabilities of ``(n_windows, window_length)`` windows."""
         out = np.empty(len(windows), dtype=np.float32)

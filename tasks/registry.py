@@ -11,6 +11,8 @@ together, because the counter was trained on its own peak finder's output.
 
 from __future__ import annotations
 
+import functools
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -38,11 +40,13 @@ __all__ = [
     "CHAMPION",
     "COUNTER_NAME",
     "PEAK_FINDER_NAME",
+    "PROJECT_ROOT",
     "champion_bundle",
     "fetch_bundle",
     "load_test_set",
     "promote",
     "register_bundle",
+    "registry_uri",
     "score_bundle",
 ]
 
@@ -194,13 +198,15 @@ def promote(
 
 
 def champion_bundle(cache_dir: Path) -> Path | None:
-    """The current champion pair's bundle, fetched, or None if there is none."""
+    """The current champion pair's bundle, fetched from the registry MLflow is
+    pointed at, or None if there is none."""
     client = MlflowClient()
     if any(_champion_version(client, n) is None for n in (PEAK_FINDER_NAME, COUNTER_NAME)):
         return None
     return fetch_bundle(
         [f"models:/{PEAK_FINDER_NAME}@{CHAMPION}", f"models:/{COUNTER_NAME}@{CHAMPION}"],
         cache_dir,
+        mlflow.get_tracking_uri(),
     )
 
 
@@ -214,16 +220,64 @@ def _parse(uri: str) -> tuple[str, str]:
     return name, version
 
 
-def fetch_bundle(model_uris: list[str], cache_dir: Path) -> Path:
+#: The project root: ``params.yaml`` and a relative SQLite store are taken from
+#: here, never from the working directory.
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+_HOW_TO_NAME = (
+    "name the registry with --tracking-uri or MLFLOW_TRACKING_URI (e.g. "
+    "sqlite:////path/to/dndx/mlflow.db or http://mlflow:5000), or pass a model bundle "
+    "directory with --model-uri"
+)
+
+
+@functools.cache
+def _project_mlflow() -> MlflowConfig | None:
+    """The project's ``mlflow`` section, read once; None outside a checkout."""
+    params = PROJECT_ROOT / "params.yaml"
+    return load_params(params).mlflow if params.is_file() else None
+
+
+def registry_uri(explicit: str | None = None) -> str:
+    """The tracking URI of the model registry: ``explicit``, else
+    ``MLFLOW_TRACKING_URI``, else the project's (a relative SQLite path taken
+    from :data:`PROJECT_ROOT`).
+
+    Raises:
+        InputError: none of them names a registry, or a SQLite store that does
+            not exist (opening it would create an empty one).
+    """
+    if explicit:
+        uri = explicit
+    else:
+        cfg = _project_mlflow()
+        if cfg is None and not os.environ.get("MLFLOW_TRACKING_URI"):
+            raise InputError(f"no model registry: this is no dndx checkout; {_HOW_TO_NAME}")
+        uri = tracking_uri(cfg or MlflowConfig(), PROJECT_ROOT)
+    if uri.startswith("sqlite:///"):
+        store = Path(uri.removeprefix("sqlite:///"))
+        if not store.is_file():
+            raise InputError(
+                f"no model registry at {uri}: {store} does not exist (run `make run` to "
+                f"train and register models); {_HOW_TO_NAME}"
+            )
+    return uri
+
+
+def fetch_bundle(model_uris: list[str], cache_dir: Path, registry: str | None = None) -> Path:
     """Download the ONNX bundle of the registered models ``model_uris`` into
     ``cache_dir`` and return the bundle directory.
 
+    Args:
+        model_uris: ``models:/NAME@ALIAS`` or ``models:/NAME/VERSION``.
+        cache_dir: where fetched bundles are kept.
+        registry: the tracking URI (default: :func:`registry_uri`).
+
     Raises:
-        InputError: a name, alias or version that the registry does not hold.
+        InputError: no registry found; a name, alias or version that the
+            registry does not hold.
     """
-    params_path = Path("params.yaml")
-    cfg = load_params(params_path).mlflow if params_path.exists() else MlflowConfig()
-    set_tracking_uri(tracking_uri(cfg, Path.cwd()))
+    set_tracking_uri(registry_uri(registry))
     client = MlflowClient()
     runs: dict[str, str] = {}
     for uri in model_uris:
