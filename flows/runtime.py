@@ -94,12 +94,15 @@ def _own_session_server() -> Any:
 
 
 def quiet_prefect_console() -> None:
-    """Keep Prefect's console handler to critical messages in this process and in
-    every process it starts from now on (Dask workers), tracebacks of failures
-    included: the caller reports progress and failures in its own words."""
+    """Keep Prefect's console handler to critical messages, and Dask's logs to
+    errors, in this process and in every process it starts from now on (Dask
+    workers), tracebacks of failures included: the caller reports progress and
+    failures in its own words."""
     os.environ["PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL"] = "CRITICAL"
-    # A nanny warns when it kills a worker that Ctrl-C left busy.
-    logging.getLogger("distributed.nanny").setLevel(logging.ERROR)
+    # Workers warn of the tasks a failure cancels; a nanny, of a worker that
+    # Ctrl-C left busy.
+    os.environ["DASK_LOGGING__DISTRIBUTED"] = "error"
+    logging.getLogger("distributed").setLevel(logging.ERROR)
 
 
 def worker_environment(prefect_api_url: str | None = None) -> dict[str, str]:
@@ -145,7 +148,8 @@ def dask_task_runner(cfg: DaskConfig) -> TaskRunner[Any]:
         return cast(TaskRunner[Any], runner)
     for name, value in WORKER_THREAD_ENV.items():
         os.environ.setdefault(name, value)
-    logging.getLogger("distributed").setLevel(logging.WARNING)
+    distributed = logging.getLogger("distributed")
+    distributed.setLevel(max(distributed.getEffectiveLevel(), logging.WARNING))
     runner = DaskTaskRunner(
         cluster_class="distributed.LocalCluster",
         cluster_kwargs={

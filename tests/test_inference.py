@@ -7,6 +7,7 @@ reproducibility), not the physics performance.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -161,6 +162,16 @@ def test_models_are_a_local_bundle_or_registry_uris(bundle_dir: Path, tmp_path: 
     assert not store.exists()
 
 
+def test_infer_outside_the_checkout_never_creates_a_registry_where_it_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    with contextlib.suppress(InputError):  # the checkout's registry may hold champions
+        resolve_bundle(list(DEFAULT_MODEL_URIS), tmp_path / "cache")
+    assert list(tmp_path.iterdir()) in ([], [tmp_path / "cache"])
+
+
 def _write_inputs(directory: Path, adc: np.ndarray) -> dict[str, Path]:
     """The same waveforms in every format: ROOT in the CEPC layout (tree ``sim``,
     branch ``wf_i``), HDF5, Parquet with one NaN and one empty waveform, and NPZ
@@ -211,7 +222,10 @@ def test_infer_flow_on_every_format_skips_bad_waveforms_and_reproduces(
     prefect_api: str,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.delenv("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", raising=False)
+    monkeypatch.delenv("DASK_LOGGING__DISTRIBUTED", raising=False)
     paths = _write_inputs(tmp_path, adc)
     out = tmp_path / "results" / "run.parquet"
     common = {

@@ -91,6 +91,7 @@ def test_scan_registration_and_inference_against_a_tracking_server(
     bundle = fetch_bundle(
         [f"models:/{PEAK_FINDER_NAME}@{CHAMPION}", f"models:/{COUNTER_NAME}@{CHAMPION}"],
         tmp_path / "cache",
+        mlflow_server,
     )
     data = read_waveform_set(next((tmp_path / "data/simulated/test").glob("part-*.parquet")))
     rates = data.info["sampling_rate_ghz"].to_numpy()
