@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from dndx.errors import DndxError
 
@@ -141,6 +141,13 @@ def _run_infer_flow(args: argparse.Namespace) -> Any:
     )
 
 
+class _Parser(argparse.ArgumentParser):
+    """Command-line mistakes as one ``dndx: error:`` line, like every other failure."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"dndx: error: {message} (see {self.prog} --help)\n")
+
+
 class _Interrupted(Exception):
     """Ctrl-C, with what was kept and how to go on."""
 
@@ -158,6 +165,9 @@ def _add_infer(commands: Any) -> None:
     )
     infer.add_argument("inputs", nargs="+", metavar="INPUT", help="waveform files")
     infer.add_argument("--out", required=True, help="the results file (Parquet)")
+    infer.add_argument(
+        "--verbose", action="store_true", help="show Prefect's logs and tracebacks of failures"
+    )
     infer.add_argument(
         "--overwrite",
         action="store_true",
@@ -245,10 +255,7 @@ def _add_serve(commands: Any) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Parse the command line and run the chosen command."""
-    parser = argparse.ArgumentParser(prog="dndx", description=__doc__)
-    parser.add_argument(
-        "--verbose", action="store_true", help="show Prefect's logs and tracebacks of failures"
-    )
+    parser = _Parser(prog="dndx", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="reproduce the whole pipeline (DVC stages via Prefect)")
     run.add_argument(
@@ -258,7 +265,10 @@ def main(argv: list[str] | None = None) -> int:
     run.set_defaults(handler=_run)
     _add_infer(commands)
     _add_serve(commands)
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as done:
+        return int(done.code or 0)
     try:
         args.handler(args)
     except _Interrupted as interrupted:
@@ -271,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"dndx: error: {error}", file=sys.stderr)
         return 2
     except Exception as error:
-        if args.verbose:
+        if getattr(args, "verbose", False):
             raise
         detail = " ".join(str(error).split())
         print(

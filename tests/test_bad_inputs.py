@@ -68,6 +68,9 @@ REFUSED: list[tuple[str, str, str]] = [
     ("rate zero", "{d}/good.h5 --sampling-rate-ghz 0 --out {d}/o.parquet", "positive"),
     ("rate below range", "{d}/good.h5 --sampling-rate-ghz 1.1 --out {d}/o.parquet", "1.2 to 2"),
     ("no workers", "{d}/good.h5 --workers 0 --out {d}/o.parquet", "must be at least 1"),
+    ("unknown polarity", "{d}/good.h5 --polarity up --out {d}/o.parquet", "invalid choice: 'up'"),
+    ("unknown format", "{d}/good.h5 --format csv --out {d}/o.parquet", "invalid choice: 'csv'"),
+    ("no --out", "{d}/good.h5", "the following arguments are required: --out"),
     ("not a bundle", "{d}/good.h5 --model-uri {d} --out {d}/o.parquet", "not a model bundle"),
     ("damaged model", "{d}/good.h5 --model-uri {d}/nan_bundle --out {d}/o.parquet", "damaged"),
     (
