@@ -63,6 +63,7 @@ RESULT_COLUMNS: tuple[str, ...] = (
     "n_peaks",
     "peak_time_ns",
     "n_clusters",
+    "counter_output",
     "n_candidates",
     "baseline",
     "noise_sigma",
@@ -145,6 +146,7 @@ def _empty_results() -> pd.DataFrame:
             "n_peaks": np.zeros(0, np.int32),
             "peak_time_ns": pd.Series([], dtype=object),
             "n_clusters": np.zeros(0, np.float32),
+            "counter_output": np.zeros(0, np.float32),
             "n_candidates": np.zeros(0, np.int32),
             "baseline": np.zeros(0),
             "noise_sigma": np.zeros(0),
@@ -247,7 +249,9 @@ def infer_waveforms(
         ``status`` (a key of :data:`STATUSES`), ``n_peaks`` (int32),
         ``peak_time_ns`` (float32 array of the detected peak times, in ns from
         the row's first sample), ``n_clusters`` (float32 counter output, at
-        least 0, NaN unless ``status`` is ``ok``), ``n_candidates`` (int32),
+        least 0, NaN unless ``status`` is ``ok``), ``counter_output`` (the
+        same for every row, for scoring against a simulation's truth, which
+        the output file does not carry), ``n_candidates`` (int32),
         ``baseline`` and ``noise_sigma`` (in input units), ``polarity`` (int8,
         +1 or -1, as read or given) and ``read_polarity`` (as read off the row).
     """
@@ -274,13 +278,13 @@ def infer_waveforms(
     n_peaks = np.bincount(rows[detected], minlength=len(samples))
     peak_time_ns = (candidates.values[detected] / rate).astype(np.float32)
     status = _statuses(samples, norm, n_peaks, bundle.n_bins * bundle.samples_per_bin)
-    n_clusters[status != "ok"] = np.nan
     return pd.DataFrame(
         {
             "status": status,
             "n_peaks": n_peaks.astype(np.int32),
             "peak_time_ns": np.split(peak_time_ns, np.cumsum(n_peaks)[:-1]),
-            "n_clusters": n_clusters,
+            "n_clusters": np.where(status == "ok", n_clusters, np.float32(np.nan)),
+            "counter_output": n_clusters,
             "n_candidates": candidates.lengths.astype(np.int32),
             "baseline": norm.baseline,
             "noise_sigma": norm.noise_sigma,

@@ -89,7 +89,8 @@ def score_bundle(
         noise_fraction_edges=params.evaluate.noise_fraction_edges,
     )
     counting = evaluate_counting(
-        found["n_clusters"].to_numpy(),
+        # Every simulated waveform has a truth: scored like the evaluate stage, counted or not.
+        found["counter_output"].to_numpy(),
         truth["n_clusters"].to_numpy(),
         truth["particle"].to_numpy(),
         truth["momentum_gev"].to_numpy(),

@@ -101,6 +101,10 @@ def test_infer_waveforms_gives_one_row_per_waveform(models: OnnxModels, adc: np.
     assert counted.any() and results["n_clusters"].dtype == np.float32
     assert (results.loc[counted, "n_clusters"] >= 0).all()
     assert results.loc[~counted, "n_clusters"].isna().all()
+    assert (results["counter_output"] >= 0).all()  # every row scored, for the registry
+    np.testing.assert_array_equal(
+        results.loc[counted, "n_clusters"], results.loc[counted, "counter_output"]
+    )
     assert (results.loc[results["n_peaks"] == 0, "status"] == "no_signal").all()
     assert (results["polarity"] == 1).all()
     assert (results["noise_sigma"] > 0).all()
