@@ -62,7 +62,7 @@ def _run(args: argparse.Namespace) -> None:
 
 def _infer(args: argparse.Namespace) -> None:
     from dndx.inference_store import output_lock
-    from flows.infer_plan import plan_inference
+    from flows.infer_plan import check_replaceable, plan_inference
 
     locations = {key: getattr(args, key) for key in ("tree", "branch", "dataset", "column")}
     # Every check runs before Prefect and Dask start, so a mistake returns at once.
@@ -83,6 +83,7 @@ def _infer(args: argparse.Namespace) -> None:
     )
     plan.out.parent.mkdir(parents=True, exist_ok=True)
     with output_lock(plan.out, args.wait, lambda line: print(f"dndx: {line}", file=sys.stderr)):
+        check_replaceable(plan)
         n_done = len(list(plan.work_dir.glob("*.json")))
         resuming = f", resuming {n_done} finished chunks" if n_done else ""
         print(

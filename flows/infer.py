@@ -48,7 +48,7 @@ from dndx.inference_store import (
 from dndx.inference_summary import ExampleWaveform, choose_examples, figure_paths, summarise
 from dndx.readers import read_chunk
 from dndx.storage import atomic_file
-from flows.infer_plan import InferencePlan, plan_inference, summary_path
+from flows.infer_plan import InferencePlan, check_replaceable, plan_inference, summary_path
 from flows.runtime import dask_task_runner
 from tasks.inference import infer_chunk
 
@@ -149,10 +149,12 @@ def infer(
     _log_plan(plan, rate_given=sampling_rate_ghz is not None)
     started = time.perf_counter()
     plan.out.parent.mkdir(parents=True, exist_ok=True)
-    with output_lock(plan.out, wait, logger.info), _work_directory(plan) as directory:
-        chunks = plan_chunks(plan.sources, plan.counts, plan.chunk_size, directory)
-        results = _run_chunks(chunks, plan)
-        report = _write_outputs(chunks, results, plan, directory)
+    with output_lock(plan.out, wait, logger.info):
+        check_replaceable(plan)
+        with _work_directory(plan) as directory:
+            chunks = plan_chunks(plan.sources, plan.counts, plan.chunk_size, directory)
+            results = _run_chunks(chunks, plan)
+            report = _write_outputs(chunks, results, plan, directory)
     report = dataclasses.replace(report, seconds=time.perf_counter() - started)
     for warning in report.warnings:
         logger.warning(warning)

@@ -42,6 +42,7 @@ __all__ = [
     "DEFAULT_MODEL_CACHE",
     "DEFAULT_MODEL_URIS",
     "InferencePlan",
+    "check_replaceable",
     "plan_inference",
     "resolve_bundle",
     "resolve_sources",
@@ -255,6 +256,16 @@ def _check_out(out: Path, inputs: Sequence[str]) -> None:
         raise DndxError(
             f"--out {out}: cannot write in {existing} ({error.strerror or error})"
         ) from None
+
+
+def check_replaceable(plan: InferencePlan) -> None:
+    """:func:`plan_inference`'s check of existing outputs, again: call it holding
+    the output's lock, since a run waited for may have written them meanwhile.
+
+    Raises:
+        DndxError: as :func:`plan_inference`.
+    """
+    _check_existing(plan.out, plan.key, plan.overwrite)
 
 
 def _check_existing(out: Path, key: str, overwrite: bool) -> None:

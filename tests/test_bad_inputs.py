@@ -192,7 +192,7 @@ def test_a_second_run_on_the_same_output_names_the_first(
     monkeypatch.delenv("PREFECT_API_URL", raising=False)
     out = tmp_path / "results.parquet"
     holder = subprocess.Popen(
-        [sys.executable, "-c", _HOLD, str(out)],
+        [sys.executable, "-c", _HOLD, str(out), "120"],
         stdout=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
@@ -214,10 +214,38 @@ _HOLD = """
 import sys, time
 from pathlib import Path
 from dndx.inference_store import output_lock
-with output_lock(Path(sys.argv[1])):
+out = Path(sys.argv[1])
+with output_lock(out):
     print("held", flush=True)
-    time.sleep(120)
+    time.sleep(float(sys.argv[2]))
+    out.write_text("the first run's results")
 """
+
+
+def test_a_run_that_waited_does_not_replace_what_the_first_wrote(
+    data: Path,
+    untrained_pair: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    out = tmp_path / "results.parquet"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLD, str(out), "2"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+    argv = [str(data / "good.h5"), "--out", str(out), "--wait"]
+    assert cli(["infer", *argv, "--model-uri", str(untrained_pair / "bundle")]) == 2
+    holder.wait()
+    error = capsys.readouterr().err.splitlines()
+    assert error[0].startswith(f"dndx: waiting for another run (pid {holder.pid} ")
+    assert error[-1].startswith(f"dndx: error: --out {out}: {out} exist(s)")
+    assert "PREFECT_API_URL" not in os.environ
+    assert out.read_text() == "the first run's results"
 
 
 @pytest.fixture(scope="module")
