@@ -10,6 +10,7 @@ are the untrained, seeded pair of ``tests/conftest.py``.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shlex
 import signal
@@ -29,7 +30,7 @@ import pytest
 from numpy.typing import NDArray
 from onnx import numpy_helper
 
-from dndx.config import SimulationConfig
+from dndx.config import load_params
 from dndx.inference import infer_waveforms
 from dndx.inference_store import lock_path
 from dndx.ragged import Ragged
@@ -119,7 +120,8 @@ def _prefect_console(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture(scope="module")
 def good_adc() -> NDArray[np.float64]:
     """``(N_GOOD, 3000)`` positive waveforms at the models' rate."""
-    cfg = SimulationConfig(
+    cfg = dataclasses.replace(
+        load_params().simulate,
         n_train=N_GOOD,
         block_size=N_GOOD,
         chunk_size=N_GOOD,
