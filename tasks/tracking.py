@@ -57,8 +57,11 @@ def tracking_uri(cfg: MlflowConfig, root: Path, environ: Mapping[str, str] | Non
 
 def set_tracking_uri(uri: str) -> None:
     """Point MLflow at ``uri`` (exported to child processes too)."""
+    current = os.environ.get("MLFLOW_TRACKING_URI", "")
+    users_own = uri == current and current != _exported.get("uri")
     mlflow.set_tracking_uri(uri)
-    _exported["uri"] = uri
+    if not users_own:
+        _exported["uri"] = uri
 
 
 def configure_mlflow(cfg: MlflowConfig, root: Path) -> str:
