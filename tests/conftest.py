@@ -173,3 +173,26 @@ def untrained_pair(tmp_path_factory: pytest.TempPathFactory) -> Path:
         provenance={"origin": "tests"},
     ).save(root / "bundle")
     return root
+
+
+def register_pair(pair: Path, scores: dict[str, float]) -> dict[str, str]:
+    """Register the ``untrained_pair`` fixture's models with ``scores`` and made-up
+    lineage, as the register stage would; the registered versions by model name."""
+    import numpy as np
+
+    from tasks.registry import COUNTER_NAME, PEAK_FINDER_NAME, register_bundle
+
+    rng = np.random.default_rng(0)
+    return register_bundle(
+        pair / "bundle",
+        {
+            PEAK_FINDER_NAME: pair / "peak_finder.keras",
+            COUNTER_NAME: pair / "cluster_counter.keras",
+        },
+        {
+            PEAK_FINDER_NAME: rng.normal(size=(3, 15, 1)).astype(np.float32),
+            COUNTER_NAME: rng.random((2, 1024, 4)).astype(np.float32),
+        },
+        scores,
+        {"git_commit": "abc", "params_hash": "123"},
+    )
