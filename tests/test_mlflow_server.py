@@ -23,7 +23,7 @@ from flows.train_peak_finder import train_peak_finder
 from tasks.onnx_models import OnnxModels
 from tasks.registry import CHAMPION, COUNTER_NAME, PEAK_FINDER_NAME, fetch_bundle, promote
 from tasks.tracking import configure_mlflow
-from tests.conftest import free_port, register_pair, tiny_params
+from tests.conftest import free_port, register_pair, stop_process_group, tiny_params
 
 
 @pytest.fixture
@@ -39,10 +39,11 @@ def mlflow_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[s
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + 240  # its first start migrates the store
         while time.monotonic() < deadline:
             try:
                 if httpx.get(f"{url}/health", timeout=2).status_code == 200:
@@ -54,8 +55,7 @@ def mlflow_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[s
         monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
         yield url
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        stop_process_group(server)
 
 
 def test_scan_registration_and_inference_against_a_tracking_server(
