@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -51,11 +52,9 @@ def tiny_params(**overrides: dict) -> dict:
     return params
 
 
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
-    """A fresh git + DVC repository holding the project's code and tiny params."""
-    repo = tmp_path / "project"
-    repo.mkdir()
+def make_project(repo: Path) -> Path:
+    """A fresh git + DVC repository at ``repo`` holding the project's code and tiny params."""
+    repo.mkdir(parents=True)
     for name in PROJECT_FILES:
         source = ROOT / name
         if source.is_dir():
@@ -72,14 +71,56 @@ def project(tmp_path: Path) -> Path:
     return repo
 
 
+def dvc(repo: Path, *args: str) -> str:
+    """Run ``dvc *args`` in ``repo`` (against the session's Prefect API, if one runs),
+    failing the test with DVC's output unless it succeeds; returns that output."""
+    env = {**venv_env(), "XDG_CACHE_HOME": str(repo / ".cache")}
+    result = subprocess.run(
+        ["dvc", *args], cwd=repo, env=env, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout + result.stderr
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A fresh git + DVC repository holding the project's code and tiny params."""
+    return make_project(tmp_path / "project")
+
+
+@dataclass(frozen=True)
+class TrainedProject:
+    """The tiny project after one ``dvc repro`` of every stage, and that run's output."""
+
+    path: Path
+    repro_log: str
+
+
+@pytest.fixture(scope="session")
+def trained_project(tmp_path_factory: pytest.TempPathFactory, prefect_api: str) -> TrainedProject:
+    """One tiny pipeline, simulate to demo, trained once per session through real DVC,
+    Prefect, Dask and MLflow. Tests read it; a test that changes it works on a copy
+    (:func:`copy_project`) or restores what it changed."""
+    repo = make_project(tmp_path_factory.mktemp("trained") / "project")
+    return TrainedProject(repo, dvc(repo, "repro"))
+
+
+def copy_project(trained: TrainedProject, destination: Path) -> Path:
+    """A private copy of the trained project (workspace, DVC cache and all)."""
+    return Path(shutil.copytree(trained.path, destination / "project", symlinks=True))
+
+
 @pytest.fixture(scope="session")
 def prefect_api() -> Iterator[str]:
-    """One temporary Prefect server for the in-process flows of the session."""
+    """One temporary Prefect server for the flows of the session, its own and its
+    subprocesses'; stopped while pytest still owns the output streams, so that the
+    server's farewell is not logged to a closed stream at exit."""
+    from prefect.server.api.server import SubprocessASGIServer
+
     from flows.runtime import ensure_prefect_api
 
-    # Prefect stops the server at exit; stopping it earlier makes its log
-    # handler retry against a dead server for minutes.
     yield ensure_prefect_api()
+    SubprocessASGIServer().stop()
 
 
 @pytest.fixture(scope="module")
@@ -132,3 +173,26 @@ def untrained_pair(tmp_path_factory: pytest.TempPathFactory) -> Path:
         provenance={"origin": "tests"},
     ).save(root / "bundle")
     return root
+
+
+def register_pair(pair: Path, scores: dict[str, float]) -> dict[str, str]:
+    """Register the ``untrained_pair`` fixture's models with ``scores`` and made-up
+    lineage, as the register stage would; the registered versions by model name."""
+    import numpy as np
+
+    from tasks.registry import COUNTER_NAME, PEAK_FINDER_NAME, register_bundle
+
+    rng = np.random.default_rng(0)
+    return register_bundle(
+        pair / "bundle",
+        {
+            PEAK_FINDER_NAME: pair / "peak_finder.keras",
+            COUNTER_NAME: pair / "cluster_counter.keras",
+        },
+        {
+            PEAK_FINDER_NAME: rng.normal(size=(3, 15, 1)).astype(np.float32),
+            COUNTER_NAME: rng.random((2, 1024, 4)).astype(np.float32),
+        },
+        scores,
+        {"git_commit": "abc", "params_hash": "123"},
+    )

@@ -151,6 +151,10 @@ class LoopbackCluster:
         """SIGKILL a worker with its nanny, as when a batch node dies."""
         os.killpg(self.workers[name].pid, signal.SIGKILL)
 
+    def freeze_worker(self, name: str, frozen: bool) -> None:
+        """SIGSTOP (or SIGCONT) a worker with its nanny: a frozen worker finishes nothing."""
+        os.killpg(self.workers[name].pid, signal.SIGSTOP if frozen else signal.SIGCONT)
+
 
 @pytest.fixture
 def workdir(prepared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
@@ -240,15 +244,22 @@ def test_a_scan_completes_when_a_worker_dies_mid_trial(
     killed: list[str] = []
 
     def kill_a_busy_worker() -> None:
+        # Freeze a worker that holds a trial, let any message it sent before reach the
+        # scheduler, and kill it only if the trial is still unfinished there: the kill
+        # then always lands mid-trial, however fast the trial runs.
         deadline = time.monotonic() + 120
         with Client(cluster.address, timeout=30) as client:
             while time.monotonic() < deadline:
-                if list(workdir.glob("data/scans/.peak_finder.*.tmp/trial-*")):
-                    busy = [a for a, tasks in client.processing().items() if tasks]
-                    if busy:
-                        killed.append(names[busy[-1]])
-                        cluster.kill_worker(killed[0])
+                busy = [a for a, tasks in client.processing().items() if tasks]
+                if busy:
+                    name = names[busy[-1]]
+                    cluster.freeze_worker(name, True)
+                    time.sleep(1.0)
+                    if client.processing().get(busy[-1]):
+                        killed.append(name)
+                        cluster.kill_worker(name)
                         return
+                    cluster.freeze_worker(name, False)
                 time.sleep(0.2)
 
     killer = threading.Thread(target=kill_a_busy_worker, daemon=True)

@@ -23,8 +23,7 @@ from flows.train_peak_finder import train_peak_finder
 from tasks.onnx_models import OnnxModels
 from tasks.registry import CHAMPION, COUNTER_NAME, PEAK_FINDER_NAME, fetch_bundle, promote
 from tasks.tracking import configure_mlflow
-from tests.conftest import free_port, tiny_params
-from tests.test_registry import _register
+from tests.conftest import free_port, register_pair, stop_process_group, tiny_params
 
 
 @pytest.fixture
@@ -40,10 +39,11 @@ def mlflow_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[s
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + 240  # its first start migrates the store
         while time.monotonic() < deadline:
             try:
                 if httpx.get(f"{url}/health", timeout=2).status_code == 200:
@@ -55,8 +55,7 @@ def mlflow_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[s
         monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
         yield url
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        stop_process_group(server)
 
 
 def test_scan_registration_and_inference_against_a_tracking_server(
@@ -87,7 +86,7 @@ def test_scan_registration_and_inference_against_a_tracking_server(
     # A registration with promotion, then inference with the fetched champions.
     configure_mlflow(params.mlflow, tmp_path)
     scores = {"peak_efficiency_x_purity": 0.5, "rms_over_sqrt_n": 1.0}
-    assert promote(_register(untrained_pair, scores), scores, None)["alias"] == CHAMPION
+    assert promote(register_pair(untrained_pair, scores), scores, None)["alias"] == CHAMPION
     bundle = fetch_bundle(
         [f"models:/{PEAK_FINDER_NAME}@{CHAMPION}", f"models:/{COUNTER_NAME}@{CHAMPION}"],
         tmp_path / "cache",
@@ -96,5 +95,10 @@ def test_scan_registration_and_inference_against_a_tracking_server(
     data = read_waveform_set(next((tmp_path / "data/simulated/test").glob("part-*.parquet")))
     rates = data.info["sampling_rate_ghz"].to_numpy()
     rows = np.flatnonzero(rates == rates[0])
-    found = infer_waveforms(data.adc.take(rows), float(rates[0]), "auto", OnnxModels.load(bundle))
-    assert len(found) == len(rows) and np.all(found["counter_output"] >= 0)
+    samples, rate = data.adc.take(rows), float(rates[0])
+    found = infer_waveforms(samples, rate, "auto", OnnxModels.load(bundle))
+    # The fetched champions are the registered pair: the same outputs, row for row.
+    expected = infer_waveforms(samples, rate, "auto", OnnxModels.load(untrained_pair / "bundle"))
+    assert len(found) == len(rows)
+    np.testing.assert_array_equal(found["counter_output"], expected["counter_output"])
+    np.testing.assert_array_equal(found["n_peaks"], expected["n_peaks"])

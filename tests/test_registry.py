@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import mlflow
-import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
@@ -19,26 +18,9 @@ from tasks.registry import (
     PEAK_FINDER_NAME,
     fetch_bundle,
     promote,
-    register_bundle,
 )
 from tasks.tracking import configure_mlflow
-
-
-def _register(pair: Path, scores: dict[str, float]) -> dict[str, str]:
-    rng = np.random.default_rng(0)
-    return register_bundle(
-        pair / "bundle",
-        {
-            PEAK_FINDER_NAME: pair / "peak_finder.keras",
-            COUNTER_NAME: pair / "cluster_counter.keras",
-        },
-        {
-            PEAK_FINDER_NAME: rng.normal(size=(3, 15, 1)).astype(np.float32),
-            COUNTER_NAME: rng.random((2, 1024, 4)).astype(np.float32),
-        },
-        scores,
-        {"git_commit": "abc", "params_hash": "123"},
-    )
+from tests.conftest import register_pair
 
 
 @pytest.fixture
@@ -57,10 +39,10 @@ def test_better_pair_becomes_champion_worse_stays_challenger(
     better = {"peak_efficiency_x_purity": 0.75, "rms_over_sqrt_n": 0.70}
     worse = {"peak_efficiency_x_purity": 0.76, "rms_over_sqrt_n": 0.90}
 
-    assert promote(_register(untrained_pair, first), first, None)["alias"] == CHAMPION
-    second = _register(untrained_pair, better)
+    assert promote(register_pair(untrained_pair, first), first, None)["alias"] == CHAMPION
+    second = register_pair(untrained_pair, better)
     assert promote(second, better, first)["alias"] == CHAMPION
-    third = _register(untrained_pair, worse)
+    third = register_pair(untrained_pair, worse)
     decision = promote(third, worse, better)
     assert decision["alias"] == CHALLENGER
     assert "rms_over_sqrt_n 0.9000 vs champion 0.7000 (worse)" in decision["reason"]

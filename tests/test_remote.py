@@ -4,23 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-import subprocess
 from pathlib import Path
 
-from tests.conftest import venv_env
-
-
-def _dvc(repo: Path, api_url: str, *args: str) -> str:
-    result = subprocess.run(
-        ["dvc", *args],
-        cwd=repo,
-        env={**venv_env(), "PREFECT_API_URL": api_url},
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    return result.stdout + result.stderr
+from tests.conftest import TrainedProject, copy_project, dvc
 
 
 def _digests(directory: Path) -> dict[str, str]:
@@ -33,23 +19,22 @@ def _digests(directory: Path) -> dict[str, str]:
 
 
 def test_push_then_pull_into_an_empty_checkout_restores_the_data_byte_for_byte(
-    project: Path, tmp_path: Path, prefect_api: str
+    trained_project: TrainedProject, tmp_path: Path
 ) -> None:
-    stages = ("simulate", "prepare")
-    _dvc(project, prefect_api, "repro", *stages)
-    before = _digests(project / "data")
-    assert any(name.startswith("simulated/") for name in before)
-    assert any(name.startswith("prepared/") for name in before)
+    project = copy_project(trained_project, tmp_path)
+    outputs = {"simulate": "data/simulated", "prepare": "data/prepared"}
+    before = {stage: _digests(project / out) for stage, out in outputs.items()}
+    assert all(before.values())
 
     remote = tmp_path / "remote"
-    _dvc(project, prefect_api, "remote", "add", "-d", "storage", str(remote))
-    _dvc(project, prefect_api, "push", *stages)
+    dvc(project, "remote", "add", "-d", "storage", str(remote))
+    dvc(project, "push", *outputs)
     assert any(remote.rglob("*")), "nothing was pushed"
 
     shutil.rmtree(project / "data")
     shutil.rmtree(project / ".dvc" / "cache")
-    _dvc(project, prefect_api, "pull", *stages)
+    dvc(project, "pull", *outputs)
 
-    assert _digests(project / "data") == before
-    assert "up to date" in _dvc(project, prefect_api, "status", *stages)
-    assert "in sync" in _dvc(project, prefect_api, "status", "--cloud", *stages)
+    assert {stage: _digests(project / out) for stage, out in outputs.items()} == before
+    assert "up to date" in dvc(project, "status", *outputs)
+    assert "in sync" in dvc(project, "status", "--cloud", *outputs)
