@@ -29,6 +29,7 @@ __all__ = [
     "TRACK_SPLITS",
     "TrackSet",
     "simulate_tracks",
+    "track_chunks",
     "track_sets",
     "track_simulation_config",
     "waveform_charge_electrons",
@@ -75,6 +76,24 @@ def track_sets(cfg: TracksConfig, split: str) -> list[TrackSet]:
     return [TrackSet(i, p, m, cfg.n_tracks(split)) for i, (p, m) in enumerate(pairs)]
 
 
+def track_chunks(cfg: TracksConfig, split: str) -> list[tuple[TrackSet, int, int]]:
+    """The split's tracks in chunks of at most ``tracks_per_chunk`` tracks of one set:
+    ``(track_set, start, stop)`` each.
+
+    >>> import dataclasses
+    >>> from dndx.config import load_params
+    >>> cfg = dataclasses.replace(load_params().tracks, n_test=25, tracks_per_chunk=10)
+    >>> [(s.particle, s.momentum_gev, a, b) for s, a, b in track_chunks(cfg, "test")][:4]
+    [('pi', 2.0, 0, 10), ('pi', 2.0, 10, 20), ('pi', 2.0, 20, 25), ('pi', 5.0, 0, 10)]
+    """
+    size = cfg.tracks_per_chunk
+    return [
+        (track_set, start, min(start + size, track_set.n_tracks))
+        for track_set in track_sets(cfg, split)
+        for start in range(0, track_set.n_tracks, size)
+    ]
+
+
 def track_simulation_config(
     simulate: SimulationConfig, particle: str, momentum_gev: float
 ) -> SimulationConfig:
@@ -98,23 +117,24 @@ def _set_seed(seed: int, particle: str, momentum_gev: float) -> int:
 
 def simulate_tracks(
     simulate: SimulationConfig,
-    n_cells: int,
-    seed: int,
+    tracks: TracksConfig,
     split: str,
     track_set: TrackSet,
     start: int,
     stop: int,
 ) -> WaveformSet:
-    """Tracks ``start:stop`` of ``track_set``, ``n_cells`` waveforms each, track by track.
+    """Tracks ``start:stop`` of ``track_set``, ``tracks.n_cells`` waveforms each.
 
     ``info`` starts with ``waveform_id`` (``track_id * n_cells + cell``), unique
     in the split, ``track_id`` and ``cell``; ``momentum_gev`` is the set's.
 
+    >>> import dataclasses
     >>> from dndx.config import load_params
     >>> params = load_params()
-    >>> one = track_sets(params.tracks, "test")[7]
-    >>> whole = simulate_tracks(params.simulate, 4, 5, "test", one, 0, 3)
-    >>> parts = [simulate_tracks(params.simulate, 4, 5, "test", one, a, a + 1) for a in range(3)]
+    >>> cfg = dataclasses.replace(params.tracks, n_cells=4)
+    >>> one = track_sets(cfg, "test")[7]
+    >>> whole = simulate_tracks(params.simulate, cfg, "test", one, 0, 3)
+    >>> parts = [simulate_tracks(params.simulate, cfg, "test", one, a, a + 1) for a in range(3)]
     >>> bool(np.array_equal(whole.adc.values, WaveformSet.concatenate(parts).adc.values))
     True
     >>> whole.info["track_id"].unique().tolist(), whole.info["cell"].tolist()[:5]
@@ -125,9 +145,10 @@ def simulate_tracks(
             f"tracks {start}:{stop} are outside the {track_set.n_tracks} tracks of the set"
         )
     cfg = track_simulation_config(simulate, track_set.particle, track_set.momentum_gev)
-    set_seed = _set_seed(seed, track_set.particle, track_set.momentum_gev)
+    set_seed = _set_seed(tracks.seed, track_set.particle, track_set.momentum_gev)
+    n_cells = tracks.n_cells
     cells = np.arange(n_cells, dtype=np.int64)
-    tracks = []
+    simulated = []
     for track in range(start, stop):
         data = simulate_block(cfg, block_rng(set_seed, split, track), n_cells)
         track_id = track_set.first_track + track
@@ -135,8 +156,8 @@ def simulate_tracks(
         data.info.insert(0, "track_id", np.full(n_cells, track_id, dtype=np.int64))
         data.info.insert(0, "waveform_id", track_id * n_cells + cells)
         data.info["momentum_gev"] = track_set.momentum_gev
-        tracks.append(data)
-    return WaveformSet.concatenate(tracks)
+        simulated.append(data)
+    return WaveformSet.concatenate(simulated)
 
 
 def waveform_charge_electrons(data: WaveformSet) -> NDArray[np.float64]:

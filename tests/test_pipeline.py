@@ -24,6 +24,7 @@ def _dvc(repo: Path, *args: str) -> str:
 
 STAGES = (
     "simulate",
+    "tracks",
     "prepare",
     "train_peak_finder",
     "train_cluster_counter",
@@ -45,6 +46,11 @@ def test_dvc_repro_runs_every_stage_then_nothing(project: Path, prefect_api: str
     params = yaml.safe_load((project / "params.yaml").read_text())
     assert len(part_paths(project / "data/simulated/train")) == (
         params["simulate"]["n_train"] // params["simulate"]["chunk_size"]
+    )
+    tracks = params["tracks"]
+    track_chunks = -(-tracks["n_test"] // tracks["tracks_per_chunk"])
+    assert len(part_paths(project / "data/tracks/test")) == (
+        len(tracks["particles"]) * len(tracks["momenta_gev"]) * track_chunks
     )
     candidates, windows = read_candidates(project / "data/prepared/train")
     assert windows.shape == (len(candidates), 15)

@@ -1,8 +1,9 @@
-"""Track sets: determinism, independence of the sets, truth and the cell charge."""
+"""Track sets: determinism, independence of the sets, truth, the cell charge and the stage."""
 
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -10,16 +11,21 @@ import pytest
 import yaml
 
 from dndx.config import PARAMS_PATH, PARTICLE_MASSES_GEV, load_params, parse_params
+from dndx.dataset import part_paths, read_waveform_set
 from dndx.errors import ConfigError
 from dndx.physics import cluster_density_per_cm
 from dndx.separation import spread, track_dndx
 from dndx.simulation import WaveformSet
 from dndx.tracks import (
+    TRACK_SPLITS,
     TrackSet,
     simulate_tracks,
+    track_chunks,
     track_sets,
     waveform_charge_electrons,
 )
+from flows.tracks import tracks
+from tests.conftest import tiny_params
 
 PARAMS = load_params()
 SIMULATE = PARAMS.simulate
@@ -27,11 +33,10 @@ TRACKS = dataclasses.replace(
     PARAMS.tracks, particles=("pi", "K"), momenta_gev=(5.0, 10.0), n_cells=20, n_test=6
 )
 N_CELLS = TRACKS.n_cells
-SEED = TRACKS.seed
 
 
 def _simulate(track_set: TrackSet, start: int, stop: int, split: str = "test") -> WaveformSet:
-    return simulate_tracks(SIMULATE, N_CELLS, SEED, split, track_set, start, stop)
+    return simulate_tracks(SIMULATE, TRACKS, split, track_set, start, stop)
 
 
 def test_track_ranges_simulated_apart_equal_the_set_simulated_whole() -> None:
@@ -84,7 +89,8 @@ def test_a_track_is_one_particle_at_one_momentum_through_cells_of_their_own() ->
 
 def test_true_dndx_of_the_tracks_is_the_cluster_density_of_the_particle() -> None:
     pion = TrackSet(0, "pi", 10.0, 30)
-    info = simulate_tracks(SIMULATE, 100, SEED, "test", pion, 0, 30).info
+    long_tracks = dataclasses.replace(TRACKS, n_cells=100)
+    info = simulate_tracks(SIMULATE, long_tracks, "test", pion, 0, 30).info
     dndx = track_dndx(info["track_id"], info["n_clusters"], info["path_length_cm"])
     s = spread(dndx.to_numpy())
     density = float(cluster_density_per_cm(10.0 / PARTICLE_MASSES_GEV["pi"]))
@@ -124,3 +130,22 @@ def test_a_repeated_particle_or_momentum_is_a_config_error() -> None:
         in (str(error.value))
     )
     assert "tracks.momenta_gev = [5.0, 5.0]: should list each value once" in str(error.value)
+
+
+def test_the_tracks_flow_writes_every_chunk_of_every_split(
+    tmp_path: Path, prefect_api: str
+) -> None:
+    params = parse_params(tiny_params())
+    cfg = params.tracks
+    counts = tracks(params, tmp_path / "tracks")
+    n_sets = len(cfg.particles) * len(cfg.momenta_gev)
+    assert counts == {"validation": n_sets * cfg.n_validation, "test": n_sets * cfg.n_test}
+    for split in TRACK_SPLITS:
+        paths = part_paths(tmp_path / "tracks" / split)
+        chunks = track_chunks(cfg, split)
+        assert len(paths) == len(chunks)
+        written = read_waveform_set(paths[-1])
+        expected = simulate_tracks(params.simulate, cfg, split, *chunks[-1])
+        pd.testing.assert_frame_equal(written.info, expected.info)
+        assert np.array_equal(written.adc.values, expected.adc.values)
+    assert not list(tmp_path.glob(".tracks*")), "no temporary directory is left behind"
