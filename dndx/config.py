@@ -417,6 +417,8 @@ class EvaluateConfig:
     window_grid_ns: Grid
     #: Window growth with sqrt(drift time) scanned, in ns per sqrt(ns).
     growth_grid: Grid
+    #: Share of a track's cells (those of least charge per cm) the dE/dx truncated mean keeps.
+    dedx_keep_fraction: Annotated[StrictFloat, Field(gt=0.0, le=1.0)]
 
 
 @dataclass(frozen=True, config=_MODEL)

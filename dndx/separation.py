@@ -51,6 +51,9 @@ from numpy.typing import ArrayLike, NDArray
 __all__ = [
     "Estimate",
     "Spread",
+    "TrackEvaluation",
+    "evaluate_tracks",
+    "momentum_key",
     "particle_pairs",
     "resolution_table",
     "separation_power",
@@ -305,6 +308,18 @@ def resolution_table(tracks: pd.DataFrame, methods: Sequence[str]) -> pd.DataFra
     return pd.DataFrame(rows)
 
 
+_SEPARATION_COLUMNS = (
+    "method",
+    "particle_a",
+    "particle_b",
+    "momentum_gev",
+    "separation",
+    "separation_error",
+    "ratio",
+    "ratio_error",
+)
+
+
 def separation_table(
     tracks: pd.DataFrame,
     methods: Sequence[str],
@@ -353,16 +368,131 @@ def separation_table(
                 r = separation_ratio(
                     set_a[method], set_b[method], set_a[reference], set_b[reference]
                 )
-                rows.append(
-                    {
-                        "method": method,
-                        "particle_a": a,
-                        "particle_b": b,
-                        "momentum_gev": momentum,
-                        "separation": s.value,
-                        "separation_error": s.error,
-                        "ratio": r.value,
-                        "ratio_error": r.error,
-                    }
-                )
-    return pd.DataFrame(rows)
+                rows.append((method, a, b, momentum, s.value, s.error, r.value, r.error))
+    return pd.DataFrame(rows, columns=list(_SEPARATION_COLUMNS))
+
+
+def momentum_key(momentum_gev: float) -> str:
+    """A momentum as a metrics key, free of the dots that separate key levels.
+
+    >>> momentum_key(10.0), momentum_key(2.5)
+    ('10GeV', '2_5GeV')
+    """
+    return f"{momentum_gev:g}".replace(".", "_") + "GeV"
+
+
+@dataclass(frozen=True, eq=False)
+class TrackEvaluation:
+    """The track-level evaluation: per-track dN/dx and dE/dx, resolutions and
+    separation powers.
+
+    Attributes:
+        methods: the per-track measures in report order: dN/dx of each count
+            column, then dE/dx.
+        reference: the measure of the limit, the true counts' dN/dx.
+        keep_fraction: the share of cells in the dE/dx truncated mean.
+        tracks: :func:`track_table`, one row per track.
+        resolution: :func:`resolution_table` of every method.
+        separation: :func:`separation_table` of every method and pair.
+    """
+
+    methods: tuple[str, ...]
+    reference: str
+    keep_fraction: float
+    tracks: pd.DataFrame
+    resolution: pd.DataFrame
+    separation: pd.DataFrame
+
+    @property
+    def momenta_gev(self) -> list[float]:
+        """The momenta of the track sets, ascending."""
+        return sorted(self.tracks["momentum_gev"].unique().tolist())
+
+    def pair_table(self, particle_a: str, particle_b: str) -> pd.DataFrame:
+        """The rows of :attr:`separation` of one pair."""
+        rows = self.separation
+        return rows[(rows["particle_a"] == particle_a) & (rows["particle_b"] == particle_b)]
+
+    def to_metrics(self) -> dict[str, object]:
+        """Nested, JSON-ready figures for the DVC metrics file (DVC joins the levels
+        with dots); NaN becomes ``None``.
+
+        Keys: ``n_tracks``, ``n_cells`` (mean per track), ``keep_fraction``;
+        ``separation.<a>_<b>.<momentum>.<method>.{S, S_error, ratio, ratio_error}``
+        where ``ratio`` is S over the reference's; ``resolution.<particle>.<momentum>.
+        <method>.{mean, resolution, resolution_error}``.
+        """
+        separation: dict[str, dict[str, dict[str, dict[str, float | None]]]] = {}
+        for row in self.separation.itertuples():
+            pair = separation.setdefault(f"{row.particle_a}_{row.particle_b}", {})
+            pair.setdefault(momentum_key(float(row.momentum_gev)), {})[str(row.method)] = {
+                "S": _finite(row.separation),
+                "S_error": _finite(row.separation_error),
+                "ratio": _finite(row.ratio),
+                "ratio_error": _finite(row.ratio_error),
+            }
+        resolution: dict[str, dict[str, dict[str, dict[str, float | None]]]] = {}
+        for row in self.resolution.itertuples():
+            particle = resolution.setdefault(str(row.particle), {})
+            particle.setdefault(momentum_key(float(row.momentum_gev)), {})[str(row.method)] = {
+                "mean": _finite(row.mean),
+                "resolution": _finite(row.resolution),
+                "resolution_error": _finite(row.resolution_error),
+            }
+        return {
+            "n_tracks": len(self.tracks),
+            "n_cells": _finite(self.tracks["n_cells"].mean()),
+            "keep_fraction": self.keep_fraction,
+            "separation": separation,
+            "resolution": resolution,
+        }
+
+
+def _finite(value: object) -> float | None:
+    number = float(value)  # type: ignore[arg-type]
+    return number if math.isfinite(number) else None
+
+
+def evaluate_tracks(
+    cells: pd.DataFrame,
+    counts: Sequence[str],
+    reference: str,
+    charge: str,
+    keep_fraction: float,
+) -> TrackEvaluation:
+    """dN/dx of every count column and dE/dx of the charge on the tracks of ``cells``.
+
+    Args:
+        cells: one row per cell (:func:`track_table`), the track sets of every
+            particle and momentum; the particles are paired in the order they
+            first appear.
+        counts: the count columns, the reference among them.
+        reference: the count column of the limit (the true counts).
+        charge: the per-cell charge column.
+        keep_fraction: the share of cells the dE/dx truncated mean keeps.
+
+    >>> rng = np.random.default_rng(1)
+    >>> cells = pd.DataFrame({"track_id": np.repeat(np.arange(40), 50),
+    ...                       "particle": np.repeat(["pi", "K"], 1000), "momentum_gev": 10.0,
+    ...                       "path_length_cm": 1.0})
+    >>> cells["n_clusters"] = rng.poisson(np.repeat([14.0, 12.0], 1000))
+    >>> cells["cnn"] = cells["n_clusters"] + rng.normal(0.0, 2.0, 2000)
+    >>> cells["charge"] = cells["n_clusters"] * rng.gamma(1.5, 1.0, 2000)
+    >>> result = evaluate_tracks(cells, ["n_clusters", "cnn"], "n_clusters", "charge", 0.7)
+    >>> result.methods
+    ('n_clusters', 'cnn', 'charge')
+    >>> ratio = result.pair_table("pi", "K").set_index("method")["ratio"]
+    >>> float(ratio["n_clusters"]), bool(ratio["charge"] < ratio["cnn"] < 1.0)
+    (1.0, True)
+    """
+    methods = (*counts, charge)
+    tracks = track_table(cells, counts, charge, keep_fraction)
+    pairs = particle_pairs(list(dict.fromkeys(cells["particle"])))
+    return TrackEvaluation(
+        methods=methods,
+        reference=reference,
+        keep_fraction=keep_fraction,
+        tracks=tracks,
+        resolution=resolution_table(tracks, methods),
+        separation=separation_table(tracks, methods, reference, pairs),
+    )
