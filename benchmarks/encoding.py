@@ -2,7 +2,7 @@
 (channel 0 of the encoding) and on all four channels (heights, soft counts and the
 waveform too), scored on validation against the true cluster count.
 
-Needs a finished ``train_cluster_counter`` stage (``data/counter_inputs``); writes
+Needs a finished ``encode`` stage (``data/counter_inputs``); writes
 ``benchmarks/results/encoding.json``.
 
     python -m benchmarks.encoding [--epochs 15]

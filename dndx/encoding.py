@@ -1,5 +1,11 @@
 """The cluster counter's input: the peaks of a waveform as a fixed-length image.
 
+Training, evaluation, the registry's parity check and inference all reach the
+counter through :func:`encode_scored_candidates`: from the normalised
+waveforms, their candidates and the peak finder's probabilities it decides
+the peaks and computes every other quantity itself, so that the counter is
+served exactly the inputs it learned from.
+
 The time axis of the waveform (at the model rate) is cut into ``n_bins``
 bins. Each bin holds four channels:
 
@@ -18,51 +24,90 @@ pile-ups that no candidate resolved.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from numpy.typing import NDArray
 
 from dndx.ragged import Ragged
 
-__all__ = ["N_CHANNELS", "encode_peaks"]
+__all__ = [
+    "COUNTER_INPUT_FILE",
+    "N_CHANNELS",
+    "CounterInput",
+    "encode_scored_candidates",
+    "samples_per_bin",
+]
 
 N_CHANNELS = 4
+#: A split's encodings in ``data/counter_inputs/<split>``: arrays ``x``
+#: ``(n_waveforms, n_bins, N_CHANNELS)``, ``waveform_id`` and ``n_clusters``.
+COUNTER_INPUT_FILE = "encoded.npz"
 
 
-def encode_peaks(
-    candidate_samples: Ragged,
-    candidate_height: NDArray[np.floating],
-    candidate_probability: NDArray[np.floating],
-    detected: NDArray[np.bool_],
+@dataclass(frozen=True, eq=False)
+class CounterInput:
+    """The cluster counter's input for a set of waveforms and the decisions behind it.
+
+    Attributes:
+        encoded: ``(n_waveforms, n_bins, N_CHANNELS)`` float32, the counter's input.
+        detected: ``(n_candidates,)`` bool, the candidates called peaks.
+    """
+
+    encoded: NDArray[np.float32]
+    detected: NDArray[np.bool_]
+
+
+def samples_per_bin(window_ns: float, model_sampling_rate_ghz: float, n_bins: int) -> float:
+    """Bin width of the encoding in samples: the model-rate window spread over ``n_bins``.
+
+    >>> samples_per_bin(2000.0, 1.5, 1000)
+    3.0
+    """
+    return window_ns * model_sampling_rate_ghz / n_bins
+
+
+def encode_scored_candidates(
     samples: NDArray[np.float32],
     lengths: NDArray[np.int64],
+    candidates: Ragged,
+    probability: NDArray[np.floating],
+    score_threshold: float,
     n_bins: int,
     samples_per_bin: float,
-) -> NDArray[np.float32]:
-    """Encode each waveform's candidates into ``(n_waveforms, n_bins, N_CHANNELS)``.
+) -> CounterInput:
+    """Decide the peaks among scored candidates and encode each waveform for the counter.
 
     Args:
-        candidate_samples: candidate sample indices per waveform (model rate).
-        candidate_height: ``(n_candidates,)`` smoothed heights in noise units.
-        candidate_probability: ``(n_candidates,)`` peak-finder outputs.
-        detected: ``(n_candidates,)`` which candidates are called peaks.
-        samples: ``(n_waveforms, n_samples)`` the normalised waveforms.
+        samples: ``(n_waveforms, n_samples)`` the normalised waveforms
+            (:func:`dndx.preprocessing.normalise`).
         lengths: ``(n_waveforms,)`` valid samples per row.
+        candidates: ``n_waveforms`` rows of candidate sample indices, each at
+            least one sample from either end of its row.
+        probability: ``(n_candidates,)`` the peak finder's outputs, in the
+            order of ``candidates.values``.
+        score_threshold: the working point: a candidate scoring at least this is a peak.
         n_bins: bins of the encoding; samples past ``n_bins * samples_per_bin``
             are not encoded.
-        samples_per_bin: width of a bin in samples.
+        samples_per_bin: width of a bin in samples (:func:`samples_per_bin`).
 
+    >>> x = np.zeros((1, 12), np.float32)
+    >>> x[0, [3, 9]] = [8.0, 24.0]  # smoothed heights 4 and 12, typical height 8
     >>> c = Ragged.from_lengths(np.array([3, 4, 9]), [3])
-    >>> x = encode_peaks(c, np.array([10.0, 20.0, 10.0]), np.array([0.9, 0.2, 0.8]),
-    ...                  np.array([True, False, True]), np.zeros((1, 12), np.float32),
-    ...                  np.array([12]), 4, 3.0)
-    >>> x[0, :, 0].tolist(), x[0, :, 1].tolist()
-    ([0.0, 1.0, 0.0, 1.0], [0.0, 1.0, 0.0, 1.0])
+    >>> out = encode_scored_candidates(x, np.array([12]), c, np.array([0.9, 0.2, 0.8]),
+    ...                                0.5, 4, 3.0)
+    >>> out.detected.tolist()
+    [True, False, True]
+    >>> out.encoded[0, :, 0].tolist(), out.encoded[0, :, 1].tolist()
+    ([0.0, 1.0, 0.0, 1.0], [0.0, 0.5, 0.0, 1.5])
     """
-    n_waveforms = len(candidate_samples)
-    rows = candidate_samples.row_index()
-    height = np.asarray(candidate_height, dtype=np.float64)
+    n_waveforms = len(candidates)
+    rows = candidates.row_index()
+    probability = np.asarray(probability, dtype=np.float64)
+    detected = probability >= score_threshold
+    height = _smoothed_at(samples, rows, candidates.values).astype(np.float64)
     unit = _typical_height(rows[detected], height[detected], n_waveforms)
-    bins = (candidate_samples.values / samples_per_bin).astype(np.int64)
+    bins = (candidates.values / samples_per_bin).astype(np.int64)
     inside = bins < n_bins
     flat = rows * n_bins + bins
     size = n_waveforms * n_bins
@@ -72,12 +117,28 @@ def encode_peaks(
     flat_out[:, 1] = np.bincount(
         flat[keep], weights=height[keep] / unit[rows[keep]], minlength=size
     )
-    flat_out[:, 2] = np.bincount(
-        flat[inside], weights=np.asarray(candidate_probability, float)[inside], minlength=size
-    )
+    flat_out[:, 2] = np.bincount(flat[inside], weights=probability[inside], minlength=size)
     out = flat_out.reshape(n_waveforms, n_bins, N_CHANNELS)
     out[:, :, 3] = _bin_means(samples, lengths, n_bins, samples_per_bin) / unit[:, None]
-    return out.astype(np.float32)
+    return CounterInput(out.astype(np.float32), detected)
+
+
+def _smoothed_at(
+    samples: NDArray[np.float32], rows: NDArray[np.int64], columns: NDArray[np.int64]
+) -> NDArray[np.float32]:
+    """:func:`~dndx.candidates.smooth` of ``samples`` at interior points only: a
+    candidate's height in noise units, without smoothing every sample.
+
+    >>> from dndx.candidates import smooth
+    >>> x = np.array([[0, 0, 4, 0, 0]], dtype=np.float32)
+    >>> _smoothed_at(x, np.array([0, 0]), np.array([1, 2])).tolist() == smooth(x)[0, 1:3].tolist()
+    True
+    """
+    return (
+        0.25 * samples[rows, columns - 1]
+        + 0.5 * samples[rows, columns]
+        + 0.25 * samples[rows, columns + 1]
+    )
 
 
 def _typical_height(

@@ -28,7 +28,7 @@ from numpy.typing import NDArray
 
 from dndx.bundle import BUNDLE_FILE, COUNTER_FILE, PEAK_FINDER_FILE, ModelBundle
 from dndx.candidates import extract_windows, find_candidates
-from dndx.encoding import N_CHANNELS, encode_peaks
+from dndx.encoding import N_CHANNELS, encode_scored_candidates
 from dndx.errors import DndxError, InputError
 from dndx.preprocessing import Normalised, Polarity, normalise
 from dndx.ragged import Ragged
@@ -256,23 +256,6 @@ def _empty_results() -> pd.DataFrame:
     )
 
 
-def _smoothed_at(
-    samples: NDArray[np.float32], rows: NDArray[np.int64], columns: NDArray[np.int64]
-) -> NDArray[np.float32]:
-    """:func:`~dndx.candidates.smooth` of ``samples`` at interior points only.
-
-    >>> from dndx.candidates import smooth
-    >>> x = np.array([[0, 0, 4, 0, 0]], dtype=np.float32)
-    >>> _smoothed_at(x, np.array([0, 0]), np.array([1, 2])).tolist() == smooth(x)[0, 1:3].tolist()
-    True
-    """
-    return (
-        0.25 * samples[rows, columns - 1]
-        + 0.5 * samples[rows, columns]
-        + 0.25 * samples[rows, columns + 1]
-    )
-
-
 def candidate_windows(
     samples: Ragged, sampling_rate_ghz: float, polarity: Polarity, bundle: ModelBundle
 ) -> tuple[Normalised, Ragged, NDArray[np.float32]]:
@@ -320,20 +303,17 @@ def infer_waveforms(
     rate = bundle.model_sampling_rate_ghz
     norm, candidates, windows = candidate_windows(samples, sampling_rate_ghz, polarity, bundle)
     rows = candidates.row_index()
-    probability = models.peak_probability(windows)
-    detected = probability >= bundle.score_threshold
-    height = _smoothed_at(norm.samples, rows, candidates.values)
-    encoded = encode_peaks(
-        candidates,
-        height,
-        probability,
-        detected,
+    counter = encode_scored_candidates(
         norm.samples,
         norm.lengths,
+        candidates,
+        models.peak_probability(windows),
+        bundle.score_threshold,
         bundle.n_bins,
         bundle.samples_per_bin,
     )
-    n_clusters = np.maximum(models.count_clusters(encoded), 0.0).astype(np.float32)
+    detected = counter.detected
+    n_clusters = np.maximum(models.count_clusters(counter.encoded), 0.0).astype(np.float32)
     n_peaks = np.bincount(rows[detected], minlength=len(samples))
     peak_time_ns = (candidates.values[detected] / rate).astype(np.float32)
     return pd.DataFrame(

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from dndx.candidates import extract_windows, find_candidates, smooth
+from dndx.candidates import extract_windows, find_candidates
 from dndx.config import PrepareConfig
 from dndx.labels import expected_peaks, match_peaks
 from dndx.physics import pulse_peak_delay_ns
@@ -44,9 +44,10 @@ class PreparedChunk:
 
     Attributes:
         candidates: ``(n_candidates, ...)`` one row per candidate: ``waveform_id``,
-            ``sample`` and ``time_ns`` at the model rate, ``height_sigma`` (the
-            smoothed height in noise units), ``label`` (1 = matched to an
-            expected peak), ``drift_time_ns`` of the matched peak (NaN for noise).
+            ``sample`` and ``time_ns`` at the model rate, ``label`` (1 = matched
+            to an expected peak), ``drift_time_ns`` of the matched peak (NaN for
+            noise). Heights are the encoding's to compute
+            (:func:`dndx.encoding.encode_scored_candidates`), as at inference.
         windows: ``(n_candidates, window_length)`` float32 model inputs.
         waveforms: ``(n_waveforms, ...)`` truth per waveform plus
             ``n_candidates``, ``n_signal_candidates``, ``n_expected_peaks``,
@@ -95,13 +96,11 @@ def prepare_waveforms(data: WaveformSet, cfg: PrepareConfig) -> PreparedChunk:
         expected.arrival_ns - info["trigger_offset_ns"].to_numpy()[expected.time_ns.row_index()]
     )
     matched_drift = np.where(label == 1, drift_ns[np.maximum(matching.detection_match, 0)], np.nan)
-    height = smooth(norm.samples)[candidate_rows, candidates.values]
     candidate_table = pd.DataFrame(
         {
             "waveform_id": waveform_ids[candidate_rows],
             "sample": candidates.values.astype(np.int32),
             "time_ns": (candidates.values / rate).astype(np.float32),
-            "height_sigma": height.astype(np.float32),
             "label": label,
             "drift_time_ns": matched_drift.astype(np.float32),
         }

@@ -13,12 +13,13 @@ from typing import Any
 from prefect import flow, get_run_logger
 
 from dndx.config import PARAMS_PATH, Params, load_params
+from dndx.encoding import COUNTER_INPUT_FILE
 from flows.runtime import ensure_prefect_api
+from tasks.encoding import read_score_threshold
 from tasks.evaluation import (
     draw_plots,
     load_split,
     predict_counts,
-    read_score_threshold,
     score_test,
     tune_on_validation,
     write_metrics,
@@ -50,7 +51,7 @@ def evaluate(
     test = load_split.submit(params.prepare, "test", data_dir)
     cnn = predict_counts.submit(
         data_dir / "models/cluster_counter/model.keras",
-        data_dir / "counter_inputs/test/encoded.npz",
+        data_dir / "counter_inputs/test" / COUNTER_INPUT_FILE,
     )
     tuning = tune_on_validation(validation.result(), tolerance, cfg)
     evaluation = score_test(test.result(), tuning, cnn.result(), threshold, tolerance, cfg)

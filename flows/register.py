@@ -14,18 +14,19 @@ import json
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
 
 from dndx.bundle import COUNTER_FILE, PEAK_FINDER_FILE, ModelBundle
 from dndx.config import PARAMS_PATH, Params, load_params
-from dndx.dataset import read_candidates
+from dndx.encoding import samples_per_bin
 from dndx.storage import atomic_directory, atomic_file
-from flows.runtime import ensure_prefect_api
-from tasks.encoding import samples_per_bin
+from flows.encode import INPUTS_DIR
+from flows.runtime import ensure_prefect_api, project_root
 from tasks.registry import (
     COUNTER_NAME,
     PEAK_FINDER_NAME,
+    RegistryInputs,
     champion_bundle,
     load_test_set,
     promote,
@@ -33,29 +34,36 @@ from tasks.registry import (
     score_bundle,
 )
 from tasks.tracking import configure_mlflow, lineage_tags
-from tasks.training import COUNTER_INPUT_FILE
 
 __all__ = ["BUNDLE_DIR", "main", "register"]
 
 MODELS_DIR = Path("data/models")
+SIMULATED_DIR = Path("data/simulated")
+PREPARED_DIR = Path("data/prepared")
 BUNDLE_DIR = Path("data/bundle")
 CACHE_DIR = Path("data/registry-cache")
 SUMMARY_PATH = Path("metrics/register.json")
 REPORT_PATH = Path("reports/registry.md")
 
 
-@task(task_run_name="export and check parity")
-def export_pair(params: Params, root: Path) -> dict[str, float]:
+@task(task_run_name="export and check parity", cache_policy=NO_CACHE)
+def export_pair(params: Params, root: Path, test: RegistryInputs) -> dict[str, float]:
     """Write the ONNX bundle and return the largest ONNX-vs-Keras differences."""
     from models.export import export_onnx, onnx_parity
     from models.saving import load_model
 
     cfg = params.register
-    finder_selection = json.loads((MODELS_DIR / "peak_finder/selection.json").read_text())
-    counter_selection = json.loads((MODELS_DIR / "cluster_counter/selection.json").read_text())
-    finder = load_model(MODELS_DIR / "peak_finder/model.keras")
-    counter = load_model(MODELS_DIR / "cluster_counter/model.keras")
-    tags = lineage_tags(root, params, ["simulate", "prepare", "counter_input"], ["data/prepared"])
+    models_dir = root / MODELS_DIR
+    finder_selection = json.loads((models_dir / "peak_finder/selection.json").read_text())
+    counter_selection = json.loads((models_dir / "cluster_counter/selection.json").read_text())
+    finder = load_model(models_dir / "peak_finder/model.keras")
+    counter = load_model(models_dir / "cluster_counter/model.keras")
+    tags = lineage_tags(
+        root,
+        params,
+        ["simulate", "prepare", "counter_input"],
+        [str(PREPARED_DIR)],
+    )
     bundle = ModelBundle(
         model_sampling_rate_ghz=params.prepare.model_sampling_rate_ghz,
         candidate_threshold_sigma=params.prepare.candidate_threshold_sigma,
@@ -64,7 +72,9 @@ def export_pair(params: Params, root: Path) -> dict[str, float]:
         score_threshold=float(finder_selection["score_threshold"]),
         n_bins=params.counter_input.n_bins,
         samples_per_bin=samples_per_bin(
-            params.prepare, params.simulate.window_ns, params.counter_input.n_bins
+            params.simulate.window_ns,
+            params.prepare.model_sampling_rate_ghz,
+            params.counter_input.n_bins,
         ),
         provenance={
             **tags,
@@ -75,51 +85,53 @@ def export_pair(params: Params, root: Path) -> dict[str, float]:
         },
     )
     metadata = {k: str(v) for k, v in dataclasses.asdict(bundle).items() if k != "provenance"}
-    _, windows = read_candidates("data/prepared/test")
-    with np.load(Path("data/counter_inputs/test") / COUNTER_INPUT_FILE) as data:
-        encoded = data["x"][: cfg.parity_waveforms]
-    with atomic_directory(BUNDLE_DIR) as tmp:
+    with atomic_directory(root / BUNDLE_DIR) as tmp:
         export_onnx(finder, tmp / PEAK_FINDER_FILE, opset=cfg.opset, metadata=metadata)
         export_onnx(counter, tmp / COUNTER_FILE, opset=cfg.opset, metadata=metadata)
         bundle.save(tmp)
         # The gate: a bundle that disagrees with Keras never reaches the registry.
         return {
             PEAK_FINDER_NAME: onnx_parity(
-                finder, tmp / PEAK_FINDER_FILE, windows[: cfg.parity_windows, :, None],
+                finder, tmp / PEAK_FINDER_FILE, test.windows[: cfg.parity_windows],
                 atol=cfg.parity_atol,
             ),
-            COUNTER_NAME: onnx_parity(counter, tmp / COUNTER_FILE, encoded, atol=cfg.parity_atol),
+            COUNTER_NAME: onnx_parity(
+                counter, tmp / COUNTER_FILE, test.encoded[: cfg.parity_waveforms],
+                atol=cfg.parity_atol,
+            ),
         }  # fmt: skip
 
 
 @flow(name="register", log_prints=True)
-def register(params: Params, root: Path = Path(".")) -> dict[str, Any]:
+def register(params: Params, root: Path) -> dict[str, Any]:
     """Export, check, score, register and promote; returns the summary."""
     logger = get_run_logger()
     configure_mlflow(params.mlflow, root)
-    parity = export_pair(params, root)
+    test = load_test_set(
+        root / SIMULATED_DIR / "test", root / PREPARED_DIR / "test", root / INPUTS_DIR / "test"
+    )
+    parity = export_pair(params, root, test)
     logger.info("ONNX parity (max |ONNX - Keras|): %s", parity)
 
-    test, truth = load_test_set(Path("data/simulated/test"), Path("data/prepared/test"))
-    new_scores = score_bundle(BUNDLE_DIR, test, truth, params)
-    champion_dir = champion_bundle(CACHE_DIR)
-    champion_scores = score_bundle(champion_dir, test, truth, params) if champion_dir else None
+    bundle_dir = root / BUNDLE_DIR
+    new_scores = score_bundle(bundle_dir, test.waveforms, test.truth, params)
+    champion_dir = champion_bundle(root / CACHE_DIR)
+    champion_scores = (
+        score_bundle(champion_dir, test.waveforms, test.truth, params) if champion_dir else None
+    )
 
-    with np.load(Path("data/counter_inputs/test") / COUNTER_INPUT_FILE) as data:
-        counter_example = data["x"][:2]
-    _, windows = read_candidates("data/prepared/test")
     tags = {
-        **ModelBundle.load(BUNDLE_DIR).provenance,
+        **ModelBundle.load(bundle_dir).provenance,
         "onnx_opset": str(params.register.opset),
         **{f"onnx_parity.{k}": f"{v:.3g}" for k, v in parity.items()},
     }
     versions = register_bundle(
-        BUNDLE_DIR,
+        bundle_dir,
         {
-            PEAK_FINDER_NAME: MODELS_DIR / "peak_finder/model.keras",
-            COUNTER_NAME: MODELS_DIR / "cluster_counter/model.keras",
+            PEAK_FINDER_NAME: root / MODELS_DIR / "peak_finder/model.keras",
+            COUNTER_NAME: root / MODELS_DIR / "cluster_counter/model.keras",
         },
-        {PEAK_FINDER_NAME: windows[:5, :, None], COUNTER_NAME: counter_example},
+        {PEAK_FINDER_NAME: test.windows[:5], COUNTER_NAME: test.encoded[:2]},
         new_scores,
         tags,
     )
@@ -133,9 +145,9 @@ def register(params: Params, root: Path = Path(".")) -> dict[str, Any]:
         "champion_before": champion_scores,
         "onnx_parity": parity,
     }
-    with atomic_file(SUMMARY_PATH) as tmp:
+    with atomic_file(root / SUMMARY_PATH) as tmp:
         tmp.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
-    with atomic_file(REPORT_PATH) as tmp:
+    with atomic_file(root / REPORT_PATH) as tmp:
         tmp.write_text(_report(summary))
     return summary
 
@@ -162,7 +174,7 @@ def main(params_path: str | Path = PARAMS_PATH) -> None:
     """Entry point of the DVC stage: ``python -m flows.register``."""
     params = load_params(params_path)
     ensure_prefect_api()
-    register(params)
+    register(params, project_root(params_path))
 
 
 if __name__ == "__main__":

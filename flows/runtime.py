@@ -33,6 +33,7 @@ __all__ = [
     "dask_config_from_environment",
     "dask_task_runner",
     "ensure_prefect_api",
+    "project_root",
     "worker_environment",
 ]
 
@@ -40,6 +41,17 @@ __all__ = [
 DASK_ADDRESS_ENV = "DNDX_DASK_ADDRESS"
 
 _logger = logging.getLogger(__name__)
+
+
+def project_root(params_path: str | Path) -> Path:
+    """The project's root: the directory of its ``params.yaml``, whatever the
+    working directory. A stage's data, models, reports and metrics are paths
+    under it, as ``dvc.yaml`` names them.
+
+    >>> project_root("/repo/params.yaml")
+    PosixPath('/repo')
+    """
+    return Path(params_path).resolve().parent
 
 
 def configured_prefect_api() -> str:

@@ -1,9 +1,10 @@
 """Scoring every candidate with the chosen peak finder and encoding the cluster
-counter's input, one chunk per task."""
+counter's input: one chunk per task, then one task per split joins the chunks."""
 
 from __future__ import annotations
 
 import functools
+import json
 from pathlib import Path
 from typing import Any
 
@@ -13,22 +14,31 @@ from prefect import task
 
 from dndx.config import CounterInputConfig, PrepareConfig
 from dndx.dataset import part_name, read_waveform_set
-from dndx.encoding import encode_peaks
+from dndx.encoding import COUNTER_INPUT_FILE, encode_scored_candidates, samples_per_bin
+from dndx.errors import InputError
 from dndx.preprocessing import normalise
 from dndx.ragged import Ragged
 from dndx.storage import atomic_file
 
-__all__ = ["encode_chunk", "samples_per_bin"]
+__all__ = ["encode_chunk", "merge_split", "read_score_threshold"]
 
 
-def samples_per_bin(prepare: PrepareConfig, window_ns: float, n_bins: int) -> float:
-    """Bin width of the encoding: the model-rate window spread over ``n_bins``.
-
-    >>> from dndx.config import load_params
-    >>> samples_per_bin(load_params().prepare, 2000.0, 1000)
-    3.0
-    """
-    return window_ns * prepare.model_sampling_rate_ghz / n_bins
+@task(task_run_name="read the peak finder's working point")
+def read_score_threshold(selection_path: Path) -> float:
+    """``score_threshold`` of the peak finder's ``selection.json``."""
+    try:
+        selection = json.loads(Path(selection_path).read_text())
+    except OSError as error:
+        raise InputError(
+            f"{selection_path}: cannot read the peak finder's selection ({error.strerror}); "
+            "run the train_peak_finder stage first"
+        ) from None
+    except json.JSONDecodeError as error:
+        raise InputError(f"{selection_path}: not valid JSON ({error})") from None
+    threshold = selection.get("score_threshold") if isinstance(selection, dict) else None
+    if isinstance(threshold, bool) or not isinstance(threshold, int | float):
+        raise InputError(f"{selection_path}: expected a number under 'score_threshold'")
+    return float(threshold)
 
 
 @functools.lru_cache(maxsize=2)
@@ -67,19 +77,19 @@ def encode_chunk(
     probability = _peak_finder(str(model_path)).predict(
         windows[:, :, None], batch_size=8192, verbose=0
     )[:, 0]
-    detected = probability >= score_threshold
-    encoded = encode_peaks(
-        candidates,
-        table["height_sigma"].to_numpy(),
-        probability,
-        detected,
+    rate = prepare.model_sampling_rate_ghz
+    n_bins = counter_input.n_bins
+    counter = encode_scored_candidates(
         norm.samples,
         norm.lengths,
-        counter_input.n_bins,
-        samples_per_bin(prepare, window_ns, counter_input.n_bins),
+        candidates,
+        probability,
+        score_threshold,
+        n_bins,
+        samples_per_bin(window_ns, rate, n_bins),
     )
     scores = table[["waveform_id", "sample", "label"]].assign(
-        probability=probability, detected=detected
+        probability=probability, detected=counter.detected
     )
     split_dir = out_dir / split
     with atomic_file(split_dir / f"scores-{part_name(index)}") as tmp:
@@ -88,8 +98,30 @@ def encode_chunk(
     with atomic_file(split_dir / encoded_name) as tmp, open(tmp, "wb") as handle:
         np.savez(
             handle,
-            x=encoded,
+            x=counter.encoded,
             waveform_id=waveform_ids,
             n_clusters=data.info["n_clusters"].to_numpy(),
         )
-    return {"n_waveforms": len(waveform_ids), "n_detected": int(detected.sum())}
+    return {"n_waveforms": len(waveform_ids), "n_detected": int(counter.detected.sum())}
+
+
+@task(task_run_name="merge {split_dir.name}")
+def merge_split(split_dir: Path) -> int:
+    """Join a split's chunk files into ``scores.parquet`` and ``encoded.npz``, in
+    chunk order; returns the number of waveforms."""
+    scores = sorted(split_dir.glob("scores-part-*.parquet"))
+    pd.concat([pd.read_parquet(p) for p in scores], ignore_index=True).to_parquet(
+        split_dir / "scores.parquet", index=False
+    )
+    encoded = sorted(split_dir.glob("encoded-part-*.npz"))
+    parts = [dict(np.load(p)) for p in encoded]
+    merged = {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
+    np.savez(
+        split_dir / COUNTER_INPUT_FILE,
+        x=merged["x"],
+        waveform_id=merged["waveform_id"],
+        n_clusters=merged["n_clusters"],
+    )
+    for path in [*scores, *encoded]:
+        path.unlink()
+    return len(merged["waveform_id"])

@@ -1,6 +1,6 @@
 """Prefect tasks of the ``evaluate`` stage: load the test inputs, score, write.
 
-Inputs (the training stages' contract):
+Inputs (the contract of the training and encode stages):
 
 * ``models/peak_finder/selection.json``: the working point ``score_threshold``;
 * ``models/cluster_counter/model.keras``: the chosen CNN;
@@ -55,7 +55,6 @@ __all__ = [
     "draw_plots",
     "load_split",
     "predict_counts",
-    "read_score_threshold",
     "score_test",
     "tune_on_validation",
     "write_metrics",
@@ -65,31 +64,12 @@ __all__ = [
 _SCORE_COLUMNS = ("waveform_id", "sample", "probability", "detected", "label")
 
 
-@task(task_run_name="read the peak finder's working point")
-def read_score_threshold(selection_path: Path) -> float:
-    """``score_threshold`` of the peak finder's ``selection.json``."""
-    try:
-        selection = json.loads(Path(selection_path).read_text())
-    except OSError as error:
-        raise InputError(
-            f"{selection_path}: cannot read the peak finder's selection ({error.strerror}); "
-            "run the train_peak_finder stage first"
-        ) from None
-    except json.JSONDecodeError as error:
-        raise InputError(f"{selection_path}: not valid JSON ({error})") from None
-    threshold = selection.get("score_threshold") if isinstance(selection, dict) else None
-    if isinstance(threshold, bool) or not isinstance(threshold, int | float):
-        raise InputError(f"{selection_path}: expected a number under 'score_threshold'")
-    return float(threshold)
-
-
 def _read_scores(path: Path) -> pd.DataFrame:
     try:
         scores = pd.read_parquet(path)
     except (OSError, ValueError) as error:
         raise InputError(
-            f"{path}: cannot read the peak finder's scores ({error}); "
-            "run the train_cluster_counter stage first"
+            f"{path}: cannot read the peak finder's scores ({error}); run the encode stage first"
         ) from None
     missing = sorted(set(_SCORE_COLUMNS) - set(scores.columns))
     if missing:

@@ -12,6 +12,7 @@ together, because the counter was trained on its own peak finder's output.
 from __future__ import annotations
 
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +22,12 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
+from numpy.typing import NDArray
 
 from dndx.bundle import BUNDLE_FILE, COUNTER_FILE, PEAK_FINDER_FILE, ModelBundle
 from dndx.config import Params, load_params
-from dndx.dataset import read_prepared_waveforms, read_waveform_set
+from dndx.dataset import read_candidates, read_prepared_waveforms, read_waveform_set
+from dndx.encoding import COUNTER_INPUT_FILE
 from dndx.errors import InputError
 from dndx.evaluation import evaluate_counting, evaluate_peaks
 from dndx.inference import OnnxModels, infer_waveforms
@@ -37,6 +40,7 @@ __all__ = [
     "CHAMPION",
     "COUNTER_NAME",
     "PEAK_FINDER_NAME",
+    "RegistryInputs",
     "champion_bundle",
     "fetch_bundle",
     "load_test_set",
@@ -100,8 +104,25 @@ def score_bundle(
     }
 
 
-def load_test_set(simulated_dir: Path, prepared_dir: Path) -> tuple[WaveformSet, pd.DataFrame]:
-    """The test waveforms and their per-waveform truth, in the same order."""
+@dataclass(frozen=True, eq=False)
+class RegistryInputs:
+    """The test split as the register stage uses it, loaded once.
+
+    Attributes:
+        waveforms: the raw test waveforms.
+        truth: ``(n_waveforms, ...)`` their prepared truth, in the same order.
+        windows: ``(n_candidates, window_length, 1)`` float32 peak-finder inputs.
+        encoded: ``(n_waveforms, n_bins, N_CHANNELS)`` float32 cluster-counter inputs.
+    """
+
+    waveforms: WaveformSet
+    truth: pd.DataFrame
+    windows: NDArray[np.float32]
+    encoded: NDArray[np.float32]
+
+
+def load_test_set(simulated_dir: Path, prepared_dir: Path, inputs_dir: Path) -> RegistryInputs:
+    """The test waveforms, their truth, candidate windows and counter inputs."""
     parts = sorted(simulated_dir.glob("part-*.parquet"))
     if not parts:
         raise InputError(f"{simulated_dir}: no simulated test waveforms")
@@ -109,7 +130,16 @@ def load_test_set(simulated_dir: Path, prepared_dir: Path) -> tuple[WaveformSet,
     truth = read_prepared_waveforms(prepared_dir)
     if not np.array_equal(truth["waveform_id"], test.info["waveform_id"]):
         raise InputError(f"{prepared_dir}: prepared waveforms do not match {simulated_dir}")
-    return test, truth
+    _, windows = read_candidates(prepared_dir)
+    try:
+        with np.load(inputs_dir / COUNTER_INPUT_FILE) as data:
+            encoded = data["x"]
+    except (OSError, KeyError, ValueError) as error:
+        raise InputError(
+            f"{inputs_dir / COUNTER_INPUT_FILE}: cannot read the counter inputs 'x' ({error}); "
+            "run the encode stage first"
+        ) from None
+    return RegistryInputs(test, truth, windows[:, :, None], encoded)
 
 
 def register_bundle(

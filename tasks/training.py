@@ -22,6 +22,7 @@ from prefect import task
 
 from dndx.config import ClusterCounterModelConfig, PeakFinderModelConfig, TrainingConfig
 from dndx.dataset import read_candidates
+from dndx.encoding import COUNTER_INPUT_FILE
 from dndx.metrics import best_threshold, binary_scores, counting_metrics, roc_auc, roc_curve
 from dndx.plots import (
     plot_linearity,
@@ -33,8 +34,6 @@ from dndx.storage import atomic_file
 from tasks.resources import measure_resources
 
 __all__ = ["TrialSpec", "run_trial"]
-
-COUNTER_INPUT_FILE = "encoded.npz"
 
 
 @dataclasses.dataclass(frozen=True)

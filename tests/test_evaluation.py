@@ -15,7 +15,7 @@ import pytest
 
 from dndx.config import load_params, parse_params
 from dndx.dataset import part_name, write_prepared, write_waveform_set
-from dndx.encoding import encode_peaks
+from dndx.encoding import encode_scored_candidates, samples_per_bin
 from dndx.errors import ConfigError, InputError
 from dndx.evaluation import (
     COUNTERS,
@@ -268,31 +268,27 @@ def _fake_counter_inputs(data_dir: Path, split: str, rng: np.random.Generator) -
         table = chunk.candidates
         label = table["label"].to_numpy()
         probability = np.clip(0.1 + 0.8 * label + 0.15 * rng.standard_normal(len(label)), 0, 1)
-        detected = probability >= SCORE_THRESHOLD
-        scores.append(
-            table[["waveform_id", "sample", "label"]].assign(
-                probability=probability.astype(np.float32), detected=detected
-            )
-        )
-        norm = normalise(
-            data.adc, data.info["sampling_rate_ghz"].to_numpy(), prepare.model_sampling_rate_ghz
-        )
+        rate = prepare.model_sampling_rate_ghz
+        norm = normalise(data.adc, data.info["sampling_rate_ghz"].to_numpy(), rate)
         rows = np.searchsorted(data.info["waveform_id"].to_numpy(), table["waveform_id"])
         candidates = Ragged.from_lengths(
             table["sample"].to_numpy().astype(np.int64), np.bincount(rows, minlength=len(data))
         )
-        encoded.append(
-            encode_peaks(
-                candidates,
-                table["height_sigma"].to_numpy(),
-                probability,
-                detected,
-                norm.samples,
-                norm.lengths,
-                N_BINS,
-                SIM.window_ns * prepare.model_sampling_rate_ghz / N_BINS,
+        counter = encode_scored_candidates(
+            norm.samples,
+            norm.lengths,
+            candidates,
+            probability,
+            SCORE_THRESHOLD,
+            N_BINS,
+            samples_per_bin(SIM.window_ns, rate, N_BINS),
+        )
+        scores.append(
+            table[["waveform_id", "sample", "label"]].assign(
+                probability=probability.astype(np.float32), detected=counter.detected
             )
         )
+        encoded.append(counter.encoded)
         ids.append(data.info["waveform_id"].to_numpy())
         counts.append(data.info["n_clusters"].to_numpy())
     out = data_dir / "counter_inputs" / split

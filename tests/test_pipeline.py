@@ -27,6 +27,7 @@ STAGES = (
     "tracks",
     "prepare",
     "train_peak_finder",
+    "encode",
     "train_cluster_counter",
     "evaluate",
     "register",
@@ -81,6 +82,14 @@ def test_dvc_repro_runs_every_stage_then_nothing(project: Path, prefect_api: str
     assert "Running stage 'demo'" in third
     for stage in STAGES[:-1]:
         assert f"Running stage '{stage}'" not in third
+
+    # A parameter of the CNN makes its scan stale, never the encoding before it.
+    params["cluster_counter"]["learning_rate"] *= 2
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    status = _dvc(project, "status", "--json").splitlines()
+    stale = json.loads(next(line for line in status if line.startswith("{")))
+    assert "train_cluster_counter" in stale
+    assert not {"simulate", "prepare", "train_peak_finder", "encode"} & set(stale)
 
 
 def test_bad_params_stop_the_stage_before_any_work(project: Path) -> None:

@@ -1,0 +1,68 @@
+"""DVC stage ``encode``: the chosen peak finder scores every prepared candidate and
+the peaks it detects are encoded as the cluster counter's input, chunk by chunk."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from prefect import flow, get_run_logger
+
+from dndx.config import Params, load_params
+from dndx.dataset import part_paths
+from dndx.simulation import SPLITS
+from dndx.storage import atomic_directory
+from flows.runtime import dask_task_runner, project_root
+from tasks.encoding import encode_chunk, merge_split, read_score_threshold
+
+__all__ = ["INPUTS_DIR", "PEAK_FINDER_SELECTION", "encode", "main"]
+
+SIMULATED_DIR = Path("data/simulated")
+PREPARED_DIR = Path("data/prepared")
+PEAK_FINDER_DIR = Path("data/models/peak_finder")
+INPUTS_DIR = Path("data/counter_inputs")
+#: The selection of the peak finder that made the inputs, kept beside them.
+PEAK_FINDER_SELECTION = "peak_finder_selection.json"
+
+
+@flow(name="encode", log_prints=True)
+def encode(params: Params, root: Path) -> dict[str, int]:
+    """Score and encode every split; returns the waveforms per split."""
+    logger = get_run_logger()
+    selection = root / PEAK_FINDER_DIR / "selection.json"
+    threshold = read_score_threshold(selection)
+    jobs = [
+        (split, index, path)
+        for split in SPLITS
+        for index, path in enumerate(part_paths(root / SIMULATED_DIR / split))
+    ]
+    with atomic_directory(root / INPUTS_DIR) as tmp:
+        futures = [
+            encode_chunk.submit(
+                split, index, path, root / PREPARED_DIR / split / "candidates" / path.name,
+                root / PEAK_FINDER_DIR / "model.keras", threshold,
+                params.prepare, params.counter_input, params.simulate.window_ns, tmp,
+            )
+            for split, index, path in jobs
+        ]  # fmt: skip
+        for done, ((split, index, _), future) in enumerate(zip(jobs, futures, strict=True), 1):
+            result = future.result()
+            logger.info(
+                "encode: %d/%d chunks (%s chunk %d, %d peaks detected)",
+                done, len(jobs), split, index, result["n_detected"],
+            )  # fmt: skip
+        n_waveforms = {split: merge_split(tmp / split) for split in SPLITS}
+        shutil.copy(selection, tmp / PEAK_FINDER_SELECTION)
+    return n_waveforms
+
+
+def main(params_path: str = "params.yaml") -> None:
+    """Entry point of the DVC stage: ``python -m flows.encode``."""
+    params = load_params(params_path)
+    encode.with_options(task_runner=dask_task_runner(params.dask))(
+        params, project_root(params_path)
+    )
+
+
+if __name__ == "__main__":
+    main()
