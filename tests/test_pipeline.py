@@ -63,6 +63,11 @@ def test_dvc_repro_runs_every_stage_then_nothing(project: Path, prefect_api: str
         assert (project / f"reports/scan_{model}.md").exists()
     evaluation = json.loads((project / "metrics/evaluate.json").read_text())
     assert "counting.cnn.rms_over_sqrt_n" in evaluation
+    separation = json.loads((project / "metrics/separation.json").read_text())
+    assert separation["n_tracks"] == (
+        len(tracks["particles"]) * len(tracks["momenta_gev"]) * tracks["n_test"]
+    )
+    assert separation["separation"]["pi_K"]["10GeV"]["truth"]["ratio"] == 1.0
     assert (project / "reports/evaluation.md").exists()
     assert json.loads((project / "metrics/register.json").read_text())["alias"] == "champion"
     demo = json.loads((project / "metrics/demo.json").read_text())
