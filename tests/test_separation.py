@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -19,6 +20,7 @@ from dndx.separation import (
     track_table,
     truncated_mean,
 )
+from dndx.track_evaluation import TRACK_METHODS, TRUTH, evaluate_tracks
 
 N_CELLS = 100
 PATH_CM = 1.2  # every cell's path, so that a track's dN/dx is Poisson(lambda * 120) / 120
@@ -192,3 +194,36 @@ def test_tables_cover_every_method_particle_momentum_and_pair() -> None:
     noisy = separation[separation["method"] == "noisy"]
     assert np.all(noisy["ratio"] + 3 * noisy["ratio_error"] < 1.0)
     assert particle_pairs(["pi", "K", "mu"])[0] == ("pi", "K")
+
+
+def test_track_metrics_nest_for_dvc_and_end_the_run_summary(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from flows.cli import _print_separation
+
+    rng = np.random.default_rng(18)
+    sets = [
+        _poisson_tracks(rng, particle, 10).assign(
+            momentum_gev=momentum, track_id=lambda c, i=index: c["track_id"] + 10 * i
+        )
+        for index, (particle, momentum) in enumerate(
+            [("pi", 2.5), ("K", 2.5), ("pi", 10.0), ("K", 10.0)]
+        )
+    ]
+    cells = pd.concat(sets, ignore_index=True).rename(columns={"n_clusters": TRUTH})
+    for method in TRACK_METHODS[1:]:
+        cells[method] = cells[TRUTH] + rng.normal(0.0, 3.0, len(cells))
+    metrics = json.loads(json.dumps(evaluate_tracks(cells, 0.7).to_metrics()))
+    assert metrics["n_tracks"] == 40 and metrics["n_cells"] == N_CELLS
+    assert sorted(metrics["separation"]["pi_K"]) == ["10GeV", "2_5GeV"]
+    assert sorted(metrics["resolution"]) == ["K", "pi"]
+    limit = metrics["separation"]["pi_K"]["2_5GeV"][TRUTH]
+    assert limit["ratio"] == 1.0 and limit["ratio_error"] == 0.0
+
+    _print_separation(metrics)
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].startswith("π / K separation power S (S / S_Poisson) on 40 test tracks")
+    assert lines[1].split() == ["p", "[GeV/c]", "2.5", "10"]
+    assert lines[2].split()[:4] == ["true", "count", "(Poisson", "limit)"]
+    assert lines[2].endswith("(1.00)")
+    assert len(lines) == 2 + len(TRACK_METHODS)

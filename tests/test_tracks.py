@@ -10,12 +10,15 @@ import pandas as pd
 import pytest
 import yaml
 
+from dndx.baselines import ClusterTuning, D2Tuning
 from dndx.config import PARAMS_PATH, PARTICLE_MASSES_GEV, load_params, parse_params
 from dndx.dataset import part_paths, read_waveform_set
 from dndx.errors import ConfigError
+from dndx.evaluation import BaselineTuning
 from dndx.physics import cluster_density_per_cm
 from dndx.separation import spread, track_dndx
 from dndx.simulation import WaveformSet
+from dndx.track_evaluation import DEDX, TRACK_METHODS, TRUTH, count_track_cells
 from dndx.tracks import (
     TRACK_SPLITS,
     TrackSet,
@@ -149,3 +152,45 @@ def test_the_tracks_flow_writes_every_chunk_of_every_split(
         pd.testing.assert_frame_equal(written.info, expected.info)
         assert np.array_equal(written.adc.values, expected.adc.values)
     assert not list(tmp_path.glob(".tracks*")), "no temporary directory is left behind"
+
+
+def test_every_method_counts_every_cell_of_a_track_chunk() -> None:
+    """Stand-ins for the models: a peak finder that thresholds the window's
+    centre, and a counter that counts the detected peaks of its input."""
+    data = _simulate(track_sets(TRACKS, "test")[2], 0, 3)
+    before = PARAMS.prepare.window_before
+    no_scan = pd.DataFrame()
+    tuning = BaselineTuning(
+        D2Tuning(3.0, 1.0, no_scan),
+        lstm_clusterization=ClusterTuning(2.0, 0.2, no_scan),
+        d2_clusterization=ClusterTuning(2.0, 0.2, no_scan),
+        truth_clusterization=ClusterTuning(2.0, 0.2, no_scan),
+    )
+    cells = count_track_cells(
+        data,
+        PARAMS.prepare,
+        256,
+        SIMULATE.window_ns,
+        lambda windows: (windows[:, before] > 4.0).astype(np.float32),
+        lambda encoded: encoded[:, :, 0].sum(axis=1),
+        0.5,
+        tuning,
+    )
+    assert list(cells.columns) == [
+        "waveform_id",
+        "track_id",
+        "particle",
+        "momentum_gev",
+        "path_length_cm",
+        *TRACK_METHODS,
+    ]
+    info = data.info
+    assert cells["waveform_id"].tolist() == info["waveform_id"].tolist()
+    assert cells["track_id"].tolist() == info["track_id"].tolist()
+    assert cells[TRUTH].tolist() == info["n_clusters"].tolist()
+    assert np.allclose(cells[DEDX], waveform_charge_electrons(data))
+    # Clusterization merges detected peaks, never splits them.
+    assert (cells["lstm_clusterization"] <= cells["cnn"]).all()
+    assert (cells["cnn"] > 0).all() and (cells["d2_clusterization"] > 0).all()
+    # Perfect peaks, clusterized, follow the truth from cell to cell.
+    assert np.corrcoef(cells["truth_clusterization"], cells[TRUTH])[0, 1] > 0.75
