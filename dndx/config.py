@@ -386,9 +386,9 @@ class TracksConfig:
     ]
     #: Cells crossed by every track: about 100 for the 1.2 m of a drift chamber.
     n_cells: Annotated[StrictInt, Field(ge=1, le=10000)]
-    #: Tracks of every particle at every momentum, per split.
-    n_validation: Annotated[StrictInt, Field(ge=1, le=10**6)]
-    n_test: Annotated[StrictInt, Field(ge=1, le=10**6)]
+    #: Tracks of every particle at every momentum, per split: two at least, for a spread.
+    n_validation: Annotated[StrictInt, Field(ge=2, le=10**6)]
+    n_test: Annotated[StrictInt, Field(ge=2, le=10**6)]
     tracks_per_chunk: Annotated[StrictInt, Field(ge=1, le=10**6)]
 
     def n_tracks(self, split: str) -> int:
