@@ -74,11 +74,12 @@ from dndx.bundle import ModelBundle  # noqa: E402
 from dndx.config import (  # noqa: E402
     load_params,
 )
-from dndx.inference import OnnxModels, PeakModels, infer_waveforms, results_table  # noqa: E402
+from dndx.inference import PeakModels, infer_waveforms, results_table  # noqa: E402
 from dndx.preprocessing import normalise  # noqa: E402
 from dndx.ragged import Ragged  # noqa: E402
 from dndx.readers import WaveformSource, read_chunk, validate_rows  # noqa: E402
 from dndx.simulation import simulate_range  # noqa: E402
+from tasks.onnx_models import OnnxModels  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "infer.json"
 #: ``model.predict``'s default batch size: the Keras path as usually written.

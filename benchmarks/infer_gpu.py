@@ -31,9 +31,10 @@ import onnxruntime
 
 from benchmarks.machine import best_seconds, cpu_model
 from dndx.config import load_params
-from dndx.inference import DEVICES, OnnxModels, candidate_windows, infer_waveforms
+from dndx.inference import candidate_windows, infer_waveforms
 from dndx.ragged import Ragged
 from dndx.simulation import simulate_range
+from tasks.onnx_models import DEVICES, OnnxModels
 
 RESULTS = Path(__file__).parent / "results"
 RATE_GHZ = 1.2

@@ -13,13 +13,17 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 from numpy.typing import NDArray
 
+from dndx.inference import STATUSES
 from dndx.storage import atomic_file
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = [
     "FIGURE_SUFFIXES",
@@ -98,8 +102,15 @@ def _save(figure: Figure, path: Path) -> None:
         figure.savefig(tmp, format="png", dpi=100)
 
 
+def _figure(width: float, height: float) -> Figure:
+    # Imported on first use: checking a run's output paths needs only the names.
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), layout="constrained")
+
+
 def _histogram(values: NDArray[np.floating], xlabel: str, title: str, path: Path) -> None:
-    figure = Figure(figsize=(6, 4), layout="constrained")
+    figure = _figure(6, 4)
     axes = figure.add_subplot()
     top = float(np.max(values)) if len(values) else 1.0
     width = max(1.0, np.ceil((top + 1) / 100))
@@ -111,7 +122,7 @@ def _histogram(values: NDArray[np.floating], xlabel: str, title: str, path: Path
 
 
 def _examples_figure(examples: Sequence[ExampleWaveform], path: Path) -> None:
-    figure = Figure(figsize=(10, 2.6 * max(len(examples), 1)), layout="constrained")
+    figure = _figure(10, 2.6 * max(len(examples), 1))
     if not examples:
         figure.add_subplot().text(0.5, 0.5, "no waveforms", ha="center", va="center")
     for i, example in enumerate(examples):
@@ -148,66 +159,86 @@ def summarise(
     files: Sequence[str],
     stem: Path,
     run: Mapping[str, str],
+    warnings: Sequence[str] = (),
 ) -> str:
     """Write the summary figures and return the summary's Markdown.
 
     Args:
         results: ``(n_waveforms, ...)`` one row per processed waveform with at
-            least ``source_file``, ``n_peaks``, ``n_clusters`` and ``polarity``.
+            least ``source_file``, ``status``, ``n_peaks``, ``n_clusters`` (NaN
+            where not counted) and ``polarity``.
         examples: waveforms to draw with their detected peaks.
         skipped: ``(source_file, event, reason)`` of every skipped waveform.
         files: the input files, in order.
         stem: the figures are written to :func:`figure_paths` of ``stem``.
         run: settings of the run (inputs, models, rate...) listed at the top.
+        warnings: listed first, under their own heading.
 
     Returns:
         The Markdown text; it links the figures by file name, so it belongs in
         ``stem``'s directory.
     """
-    n_clusters = results["n_clusters"].to_numpy(dtype=np.float64)
+    counted = (results["status"] == "ok").to_numpy()
+    n_clusters = results["n_clusters"].to_numpy(dtype=np.float64)[counted]
     n_peaks = results["n_peaks"].to_numpy(dtype=np.float64)
     cluster_png, peaks_png, examples_png = figure_paths(stem)
-    _histogram(n_clusters, "clusters per waveform (counter output)", "Cluster counts", cluster_png)
+    _histogram(
+        n_clusters, "clusters per counted waveform (counter output)", "Cluster counts", cluster_png
+    )
     _histogram(n_peaks, "detected peaks per waveform", "Peaks per waveform", peaks_png)
     _examples_figure(examples, examples_png)
 
     lines = [f"# Inference summary: {stem.name}", ""]
+    if warnings:
+        lines += ["## Warnings", "", *(f"- {warning}" for warning in warnings), ""]
     lines += _table(["setting", "value"], list(run.items()))
     n_positive = int((results["polarity"] > 0).sum())
     lines += [
         "",
-        f"{len(results)} waveforms processed, {len(skipped)} skipped. Detected polarity: "
+        f"{len(results)} waveforms processed, {len(skipped)} skipped. Polarity: "
         f"{n_positive} positive, {len(results) - n_positive} negative.",
         "",
-        "## Per file",
+        "## Status",
         "",
     ]
+    by_status = results["status"].value_counts()
+    lines += _table(
+        ["status", "waveforms", "meaning"],
+        [[status, int(by_status.get(status, 0)), meaning] for status, meaning in STATUSES.items()]
+        + [["skipped", len(skipped), "not read: too short, empty, NaN or inf (listed below)"]],
+    )
+    lines += ["", "## Per file", ""]
     grouped = results.groupby("source_file", sort=False, observed=True)
     processed = grouped.size()
+    counted_per_file = results[counted].groupby("source_file", sort=False, observed=True).size()
     clusters_mean = grouped["n_clusters"].mean()
     peaks_mean = grouped["n_peaks"].mean()
     skipped_count = pd.Series([f for f, _, _ in skipped], dtype=object).value_counts()
     rows = []
     for name in files:
         count = int(processed.get(name, 0))
+        n_counted = int(counted_per_file.get(name, 0))
         rows.append(
             [
                 name,
                 count,
+                n_counted,
                 int(skipped_count.get(name, 0)),
                 f"{peaks_mean[name]:.2f}" if count else "-",
-                f"{clusters_mean[name]:.2f}" if count else "-",
+                f"{clusters_mean[name]:.2f}" if n_counted else "-",
             ]
         )
-    lines += _table(["file", "processed", "skipped", "mean peaks", "mean clusters"], rows)
+    lines += _table(
+        ["file", "processed", "counted (ok)", "skipped", "mean peaks", "mean clusters"], rows
+    )
 
-    lines += ["", "## Counts", ""]
-    if len(results):
+    lines += ["", "## Counts (waveforms with status ok)", ""]
+    if len(n_clusters):
         lines += _table(
             ["quantity", "mean", "std", "median", "min", "max"],
             [
                 [name, *(f"{v:.2f}" for v in _moments(values))]
-                for name, values in (("clusters", n_clusters), ("peaks", n_peaks))
+                for name, values in (("clusters", n_clusters), ("peaks", n_peaks[counted]))
             ],
         )
         lines.append("")

@@ -9,7 +9,7 @@ The same code prepares training data and runs at inference.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 from numpy.typing import NDArray
@@ -17,6 +17,7 @@ from numpy.typing import NDArray
 from dndx.ragged import Ragged
 
 __all__ = [
+    "POLARITIES",
     "Normalised",
     "Polarity",
     "estimate_baseline_noise",
@@ -25,6 +26,8 @@ __all__ = [
 ]
 
 Polarity = Literal["auto", "positive", "negative"]
+#: The values of :data:`Polarity`, ``auto`` first.
+POLARITIES: tuple[Polarity, ...] = get_args(Polarity)
 
 _MAD_TO_SIGMA = 1.4826
 _CLIP_SIGMA = 3.0
@@ -43,7 +46,10 @@ class Normalised:
         noise_sigma: ``(n_waveforms,)`` the white-noise sigma in input units,
             at the input's own rate (so a pulse's height in sigma does not
             depend on the rate it was recorded at).
-        polarity: ``(n_waveforms,)`` +1 or -1, the sign of the signal in the input.
+        polarity: ``(n_waveforms,)`` +1 or -1, the sign of the signal in the input,
+            as given or read off the row.
+        read_polarity: ``(n_waveforms,)`` +1 or -1, the sign read off each row (the
+            side with the larger excursion), even where the polarity was given.
         sampling_rate_ghz: the rate of ``samples``.
     """
 
@@ -52,6 +58,7 @@ class Normalised:
     baseline: NDArray[np.float64]
     noise_sigma: NDArray[np.float64]
     polarity: NDArray[np.int8]
+    read_polarity: NDArray[np.int8]
     sampling_rate_ghz: float
 
 
@@ -167,6 +174,7 @@ def normalise(
     baseline = np.zeros(n)
     noise_sigma = np.ones(n)
     signs = np.ones(n, dtype=np.int8)
+    read_signs = np.ones(n, dtype=np.int8)
     # Rows of one length and rate are processed together.
     keys = np.stack([lengths_in, rates]).T if n else np.zeros((0, 2))
     for length, rate in np.unique(keys, axis=0):
@@ -175,12 +183,14 @@ def normalise(
         raw = samples.values[index].astype(np.float64)
         base, sigma = estimate_baseline_noise(raw)
         centred = raw - base[:, None]
+        read_sign = np.where(centred.max(axis=1) >= -centred.min(axis=1), 1, -1)
         if polarity == "auto":
-            sign = np.where(centred.max(axis=1) >= -centred.min(axis=1), 1, -1)
+            sign = read_sign
         else:
             sign = np.full(len(rows), 1 if polarity == "positive" else -1)
         scaled = centred * (sign / sigma)[:, None]
         signal = resample_linear(scaled, float(rate), model_rate_ghz)
         out[rows, : signal.shape[1]] = signal
         baseline[rows], noise_sigma[rows], signs[rows] = base, sigma, sign
-    return Normalised(out, out_lengths, baseline, noise_sigma, signs, model_rate_ghz)
+        read_signs[rows] = read_sign
+    return Normalised(out, out_lengths, baseline, noise_sigma, signs, read_signs, model_rate_ghz)

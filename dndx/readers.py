@@ -15,13 +15,12 @@ Parquet lists). Nothing reads a whole file into memory:
 - ROOT (uproot): a TTree or RNTuple branch read per entry range.
 - HDF5 (h5py): slices of a 2-D dataset ``(n_waveforms, n_samples)``.
 - Parquet (pyarrow): ``iter_batches`` for iteration, row groups for ranges.
-- NPZ: ``np.load(mmap_mode=...)`` does not memory-map members of an ``.npz``,
-  so the member is read directly. A stored (``np.savez``) member is
-  memory-mapped at its offset in the archive. A compressed
-  (``np.savez_compressed``) member is decompressed as a stream: iteration reads
-  it once from start to end; :func:`read_chunk` decompresses and discards the
-  rows before ``start``, which costs time but no memory. A compressed member in
-  Fortran order has no contiguous rows and is read whole, then sliced.
+- NPZ: ``np.load`` opens the archive and lists its arrays; since it loads a
+  member only whole, an array is read as a stream of its rows from the
+  archive numpy opened: iteration reads it once from start to end;
+  :func:`read_chunk` reads and discards the rows before ``start``, which costs
+  time but no memory. An array in Fortran order has no contiguous rows and is
+  read whole, then sliced.
 
 Every problem with a file (missing, unreadable, truncated, wrong location name,
 wrong type or rank) raises :class:`~dndx.errors.InputError` naming the file,
@@ -34,12 +33,11 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import struct
 import zipfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import awkward as ak
 import h5py
@@ -54,6 +52,7 @@ from dndx.errors import DndxError, InputError
 from dndx.ragged import Ragged
 
 __all__ = [
+    "LOCATION_KEYS",
     "WAVEFORM_FORMATS",
     "WaveformChunk",
     "WaveformSource",
@@ -78,7 +77,8 @@ _SUFFIX_FORMATS: dict[str, str] = {
     ".npz": "npz",
 }
 
-_LOCATION_KEYS: dict[str, tuple[str, ...]] = {
+#: The location keys of each format, as :class:`WaveformSource` takes them.
+LOCATION_KEYS: dict[str, tuple[str, ...]] = {
     "root": ("tree", "branch"),
     "hdf5": ("dataset",),
     "parquet": ("column",),
@@ -161,7 +161,7 @@ class WaveformSource:
                 f"{self.path}: unknown format {self.format!r}; expected one of "
                 + ", ".join(WAVEFORM_FORMATS)
             )
-        for fmt, keys in _LOCATION_KEYS.items():
+        for fmt, keys in LOCATION_KEYS.items():
             for key in keys:
                 if fmt != self.format and getattr(self, key) is not None:
                     raise InputError(
@@ -273,23 +273,27 @@ def read_chunk(source: WaveformSource, start: int, stop: int) -> WaveformChunk:
         return WaveformChunk(start, opened.read(start, stop))
 
 
-def validate_rows(samples: Ragged) -> tuple[NDArray[np.bool_], list[tuple[int, str]]]:
+def validate_rows(
+    samples: Ragged, min_length: int = 1
+) -> tuple[NDArray[np.bool_], list[tuple[int, str]]]:
     """Which waveforms can be used, and why the others cannot.
 
     Args:
         samples: ``(n_rows, <row length>)`` waveforms, e.g. ``chunk.samples``.
+        min_length: the fewest samples a usable row holds.
 
     Returns:
         ``ok``: ``(n_rows,)`` True for a usable row; and ``reasons``: one
         ``(row, reason)`` per unusable row, in row order. Rows count from the
         start of ``samples``: add ``chunk.first_event`` for the file entry.
 
-    >>> rows = Ragged.from_lengths(np.array([1.0, 2.0, np.nan, 4.0, np.inf]), [2, 0, 3])
-    >>> ok, reasons = validate_rows(rows)
+    >>> rows = Ragged.from_lengths(np.array([1.0, 2.0, np.nan, 4.0, np.inf, 6.0]), [2, 0, 3, 1])
+    >>> ok, reasons = validate_rows(rows, min_length=2)
     >>> ok.tolist()
-    [True, False, False]
-    >>> reasons
-    [(1, 'length 0'), (2, 'NaN or inf samples: 2 of 3, first at sample 0')]
+    [True, False, False, False]
+    >>> reasons  # doctest: +NORMALIZE_WHITESPACE
+    [(1, 'length 0'), (2, 'NaN or inf samples: 2 of 3, first at sample 0'),
+     (3, 'too short: 1 samples, the models need at least 2')]
     """
     lengths = samples.lengths
     n_rows = len(samples)
@@ -297,14 +301,17 @@ def validate_rows(samples: Ragged) -> tuple[NDArray[np.bool_], list[tuple[int, s
     bad_index = np.flatnonzero(not_finite)
     bad_rows = samples.row_index()[bad_index]
     n_bad = np.bincount(bad_rows, minlength=n_rows)
-    ok = (lengths > 0) & (n_bad == 0)
+    ok = (lengths >= max(min_length, 1)) & (n_bad == 0)
     reasons: list[tuple[int, str]] = []
     for row in np.flatnonzero(~ok).tolist():
         if lengths[row] == 0:
             reasons.append((row, "length 0"))
-        else:
+        elif n_bad[row]:
             first = int(bad_index[np.searchsorted(bad_rows, row)] - samples.offsets[row])
             reason = f"NaN or inf samples: {n_bad[row]} of {lengths[row]}, first at sample {first}"
+            reasons.append((row, reason))
+        else:
+            reason = f"too short: {lengths[row]} samples, the models need at least {min_length}"
             reasons.append((row, reason))
     return ok, reasons
 
@@ -596,13 +603,12 @@ def _ragged_from_arrow(rows: pa.Array) -> Ragged:
 def _open_npz(source: WaveformSource, stack: contextlib.ExitStack) -> _OpenSource:
     path = source.path
     with _library_errors(path, "is not a readable NPZ file: wrong format, truncated or damaged"):
-        archive = stack.enter_context(zipfile.ZipFile(path))
-        members = {
-            info.filename.removesuffix(".npy"): info
-            for info in archive.infolist()
-            if info.filename.endswith(".npy")
-        }
-        headers = {key: _npy_header(archive, info) for key, info in members.items()}
+        archive = stack.enter_context(np.load(path, allow_pickle=False))
+        if not isinstance(archive, np.lib.npyio.NpzFile):
+            raise InputError(f"{path}: holds a single .npy array, expected an NPZ archive")
+        # Open until the stack closes it, so its zip is never None here.
+        members = cast(zipfile.ZipFile, archive.zip)
+        headers = {key: _npy_header(members, key) for key in archive.files}
     described = _listing(
         f"{name!r} {shape} {dtype}" for name, (shape, _, dtype, _) in headers.items()
     )
@@ -633,7 +639,6 @@ def _open_npz(source: WaveformSource, stack: contextlib.ExitStack) -> _OpenSourc
             f"{path}: array {key!r} has shape {shape} ({len(shape)}-D), "
             "expected 2-D (n_waveforms, n_samples)"
         )
-    info = members[key]
     n_events, n_samples = shape
     row_bytes = n_samples * dtype.itemsize
     where = f"array {key!r}"
@@ -647,14 +652,14 @@ def _open_npz(source: WaveformSource, stack: contextlib.ExitStack) -> _OpenSourc
     def read_stream(start: int, stop: int) -> Ragged:
         with (
             _library_errors(path, _unreadable(f"{_entries(start, stop)} of {where}")),
-            archive.open(info) as member,
+            members.open(f"{key}.npy") as member,
         ):
             _skip(member, header_size + start * row_bytes)
             return read_rows(member, start, stop)
 
     def iterate_stream(chunk_size: int) -> Iterator[Ragged]:
         with _library_errors(path, _unreadable(where)):
-            member = stack.enter_context(archive.open(info))
+            member = stack.enter_context(members.open(f"{key}.npy"))
             _skip(member, header_size)
         for start in range(0, n_events, chunk_size):
             stop = min(start + chunk_size, n_events)
@@ -662,18 +667,13 @@ def _open_npz(source: WaveformSource, stack: contextlib.ExitStack) -> _OpenSourc
                 rows = read_rows(member, start, stop)
             yield rows
 
-    if info.compress_type == zipfile.ZIP_STORED:
-        with _library_errors(path, f"{where} cannot be memory-mapped"):
-            array = _memmap_member(path, info, header_size, shape, fortran_order, dtype)
-    elif fortran_order:
-        with _library_errors(path, _unreadable(where)), archive.open(info) as member:
-            array = np.lib.format.read_array(member)
-    else:
+    if not fortran_order:
         return _OpenSource(replace(source, array=key), n_events, read_stream, iterate_stream)
+    with _library_errors(path, _unreadable(where)):
+        array = archive[key]
 
     def read_array(start: int, stop: int) -> Ragged:
-        with _library_errors(path, _unreadable(f"{_entries(start, stop)} of {where}")):
-            return _ragged_from_block(array[start:stop])
+        return _ragged_from_block(array[start:stop])
 
     return _OpenSource(
         replace(source, array=key),
@@ -683,11 +683,9 @@ def _open_npz(source: WaveformSource, stack: contextlib.ExitStack) -> _OpenSourc
     )
 
 
-def _npy_header(
-    archive: zipfile.ZipFile, info: zipfile.ZipInfo
-) -> tuple[tuple[int, ...], bool, np.dtype, int]:
-    """``(shape, fortran_order, dtype, header_size)`` of a ``.npy`` member."""
-    with archive.open(info) as member:
+def _npy_header(members: zipfile.ZipFile, key: str) -> tuple[tuple[int, ...], bool, np.dtype, int]:
+    """``(shape, fortran_order, dtype, header_size)`` of the NPZ array ``key``."""
+    with members.open(f"{key}.npy") as member:
         version = np.lib.format.read_magic(member)
         # Headers of versions 2.0 and 3.0 have the same layout; 3.0 only allows
         # non-ASCII field names of structured dtypes, which hold no waveforms.
@@ -699,7 +697,7 @@ def _npy_header(
 
 
 def _skip(member: IO[bytes], n_bytes: int) -> None:
-    """Read past ``n_bytes`` of a compressed member in small pieces.
+    """Read past ``n_bytes`` of an archive member in small pieces.
 
     ``ZipExtFile.seek`` decompresses up to 16 MiB at a time and holds about
     three times that; reading 1 MiB pieces keeps the memory small.
@@ -709,29 +707,6 @@ def _skip(member: IO[bytes], n_bytes: int) -> None:
         if not piece:
             return
         n_bytes -= len(piece)
-
-
-def _memmap_member(
-    path: Path,
-    info: zipfile.ZipInfo,
-    header_size: int,
-    shape: tuple[int, ...],
-    fortran_order: bool,
-    dtype: np.dtype,
-) -> NDArray:
-    """A stored (uncompressed) ``.npy`` member memory-mapped in place in the archive."""
-    if 0 in shape:
-        return np.zeros(shape, dtype=dtype)
-    with path.open("rb") as handle:
-        handle.seek(info.header_offset)
-        local_header = handle.read(30)
-    if len(local_header) != 30 or local_header[:4] != b"PK\x03\x04":
-        raise InputError(f"{path}: the zip entry of {info.filename!r} is damaged")
-    name_size, extra_size = struct.unpack("<HH", local_header[26:30])
-    offset = info.header_offset + 30 + name_size + extra_size + header_size
-    return np.memmap(
-        path, dtype=dtype, mode="r", offset=offset, shape=shape, order="F" if fortran_order else "C"
-    )
 
 
 _OPENERS: dict[str, Callable[[WaveformSource, contextlib.ExitStack], _OpenSource]] = {

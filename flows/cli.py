@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from dndx.errors import DndxError
 
@@ -90,11 +90,67 @@ def _print_separation(separation: dict[str, Any]) -> None:
 
 
 def _infer(args: argparse.Namespace) -> None:
-    from flows.infer import infer
-    from flows.runtime import ensure_prefect_api
+    from dndx.inference_store import output_lock
+    from flows.infer_plan import check_replaceable, plan_inference
+
+    locations = {key: getattr(args, key) for key in ("tree", "branch", "dataset", "column")}
+    # Every check runs before Prefect and Dask start, so a mistake returns at once.
+    plan = plan_inference(
+        args.inputs,
+        args.out,
+        args.format,
+        {**locations, "array": args.array},
+        args.sampling_rate_ghz,
+        args.polarity,
+        args.model_uri,
+        args.workers,
+        args.chunk_size,
+        None,
+        args.device,
+        args.overwrite,
+        args.tracking_uri,
+    )
+    plan.out.parent.mkdir(parents=True, exist_ok=True)
+    with output_lock(plan.out, args.wait, lambda line: print(f"dndx: {line}", file=sys.stderr)):
+        check_replaceable(plan)
+        n_done = len(list(plan.work_dir.glob("*.json")))
+        resuming = f", resuming {n_done} finished chunks" if n_done else ""
+        print(
+            f"dndx: {plan.n_entries} waveforms in {len(plan.sources)} file(s) -> {plan.out}"
+            f"{resuming}",
+            file=sys.stderr,
+        )
+        try:
+            report = _run_infer_flow(args)
+        except KeyboardInterrupt:
+            n_done = len(list(plan.work_dir.glob("*.json")))
+            kept = (
+                f"{n_done} finished chunks are kept in {plan.work_dir}"
+                if n_done
+                else "no chunk had finished"
+            )
+            raise _Interrupted(
+                f"interrupted: {kept}; run the same command again to resume"
+            ) from None
+    print(f"\nSummary: {report.summary}")
+    statuses = ", ".join(f"{n} {status}" for status, n in report.statuses.items()) or "none"
+    print(
+        f"{report.n_waveforms} waveforms -> {report.out} ({statuses}; {report.n_skipped} "
+        f"skipped) in {report.seconds:.1f} s, {report.waveforms_per_second:.0f} waveforms/s"
+    )
+    for warning in report.warnings:
+        print(f"warning: {warning}")
+
+
+def _run_infer_flow(args: argparse.Namespace) -> Any:
+    from flows.runtime import ensure_prefect_api, quiet_prefect_console
 
     ensure_prefect_api()
-    report = infer(
+    if not args.verbose:
+        quiet_prefect_console()
+    from flows.infer import infer
+
+    return infer(
         inputs=args.inputs,
         out=args.out,
         fmt=args.format,
@@ -109,15 +165,28 @@ def _infer(args: argparse.Namespace) -> None:
         workers=args.workers,
         chunk_size=args.chunk_size,
         device=args.device,
+        overwrite=args.overwrite,
+        wait=args.wait,
+        tracking_uri=args.tracking_uri,
     )
-    print(f"\nSummary: {report.summary}")
-    print(
-        f"{report.n_waveforms} waveforms -> {report.out} ({report.n_skipped} skipped) "
-        f"in {report.seconds:.1f} s, {report.waveforms_per_second:.0f} waveforms/s"
-    )
+
+
+class _Parser(argparse.ArgumentParser):
+    """Command-line mistakes as one ``dndx: error:`` line, like every other failure."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"dndx: error: {message} (see {self.prog} --help)\n")
+
+
+class _Interrupted(Exception):
+    """Ctrl-C, with what was kept and how to go on."""
 
 
 def _add_infer(commands: Any) -> None:
+    from dndx.preprocessing import POLARITIES
+    from dndx.readers import LOCATION_KEYS, WAVEFORM_FORMATS
+    from tasks.onnx_models import DEVICES
+
     infer = commands.add_parser(
         "infer",
         help="peaks and cluster counts of waveform files (ROOT, HDF5, Parquet, NPZ)",
@@ -127,27 +196,45 @@ def _add_infer(commands: Any) -> None:
     infer.add_argument("inputs", nargs="+", metavar="INPUT", help="waveform files")
     infer.add_argument("--out", required=True, help="the results file (Parquet)")
     infer.add_argument(
+        "--verbose", action="store_true", help="show Prefect's logs and tracebacks of failures"
+    )
+    infer.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace existing outputs that are not this command's own earlier result",
+    )
+    infer.add_argument(
+        "--wait",
+        action="store_true",
+        help="wait for another run writing the same --out instead of refusing",
+    )
+    infer.add_argument(
         "--format",
-        choices=("root", "hdf5", "parquet", "npz"),
+        choices=WAVEFORM_FORMATS,
         help="format of every input (default: from each file's suffix)",
     )
     where = infer.add_argument_group(
         "where the waveforms are (default: the only suitable one in each file)"
     )
-    where.add_argument("--tree", help="ROOT tree, e.g. sim")
-    where.add_argument("--branch", help="ROOT branch, one waveform per entry, e.g. wf_i")
-    where.add_argument("--dataset", help="HDF5 dataset (n_waveforms, n_samples)")
-    where.add_argument("--column", help="Parquet column of lists of samples")
-    where.add_argument("--array", help="NPZ array (n_waveforms, n_samples)")
+    helps = {
+        "tree": "ROOT tree, e.g. sim",
+        "branch": "ROOT branch, one waveform per entry, e.g. wf_i",
+        "dataset": "HDF5 dataset (n_waveforms, n_samples)",
+        "column": "Parquet column of lists of samples",
+        "array": "NPZ array (n_waveforms, n_samples)",
+    }
+    for key in (key for keys in LOCATION_KEYS.values() for key in keys):
+        where.add_argument(f"--{key}", help=helps[key])
     infer.add_argument(
         "--sampling-rate-ghz",
         type=float,
-        help="the inputs' sampling rate in GS/s (default: the models' rate)",
+        help="the inputs' sampling rate in GS/s, within the range the models were trained "
+        "on (default: the models' rate)",
     )
     infer.add_argument(
         "--polarity",
-        choices=("auto", "positive", "negative"),
-        default="auto",
+        choices=POLARITIES,
+        default=POLARITIES[0],
         help="sign of the signal (default: %(default)s, read off each waveform)",
     )
     infer.add_argument(
@@ -157,6 +244,11 @@ def _add_infer(commands: Any) -> None:
         "models:/peak-finder@champion and models:/cluster-counter@champion)",
     )
     infer.add_argument(
+        "--tracking-uri",
+        help="the MLflow registry of --model-uri (default: MLFLOW_TRACKING_URI, or this "
+        "checkout's mlflow.db)",
+    )
+    infer.add_argument(
         "--workers", type=int, default=2, help="Dask worker processes (default: %(default)s)"
     )
     infer.add_argument(
@@ -164,7 +256,7 @@ def _add_infer(commands: Any) -> None:
     )
     infer.add_argument(
         "--device",
-        choices=("cpu", "cuda"),
+        choices=tuple(DEVICES),
         default="cpu",
         help="where ONNX Runtime runs the models (default: %(default)s; cuda needs "
         "onnxruntime-gpu and a GPU, shared by the workers)",
@@ -193,7 +285,7 @@ def _add_serve(commands: Any) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Parse the command line and run the chosen command."""
-    parser = argparse.ArgumentParser(prog="dndx", description=__doc__)
+    parser = _Parser(prog="dndx", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="reproduce the whole pipeline (DVC stages via Prefect)")
     run.add_argument(
@@ -203,11 +295,29 @@ def main(argv: list[str] | None = None) -> int:
     run.set_defaults(handler=_run)
     _add_infer(commands)
     _add_serve(commands)
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as done:
+        return int(done.code or 0)
     try:
         args.handler(args)
+    except _Interrupted as interrupted:
+        print(f"dndx: {interrupted}", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print("dndx: interrupted", file=sys.stderr)
+        return 130
     except DndxError as error:
         print(f"dndx: error: {error}", file=sys.stderr)
+        return 2
+    except Exception as error:
+        if getattr(args, "verbose", False):
+            raise
+        detail = " ".join(str(error).split())
+        print(
+            f"dndx: error: {type(error).__name__}: {detail} (--verbose shows the traceback)",
+            file=sys.stderr,
+        )
         return 2
     return 0
 

@@ -21,7 +21,8 @@ from dndx.dataset import write_root_waveforms
 from dndx.metrics import counting_metrics
 from dndx.simulation import simulate_range
 from dndx.storage import atomic_file
-from flows.infer import DEFAULT_MODEL_URIS, infer
+from flows.infer import infer
+from flows.infer_plan import DEFAULT_MODEL_URIS
 from flows.runtime import ensure_prefect_api
 
 __all__ = ["main", "run_demo"]
@@ -62,12 +63,15 @@ def run_demo(params: Params) -> dict[str, float]:
         polarity="auto",
         model_uris=list(DEFAULT_MODEL_URIS),
         workers=params.dask.n_workers,
+        overwrite=True,  # the stage's own output, which DVC regenerates
     )
     results = pd.read_parquet(report.out)
-    truth = data.info["n_clusters"].to_numpy()[results["event"].to_numpy()]
-    scores = counting_metrics(results["n_clusters"].to_numpy(), truth)
+    counted = results[results["status"] == "ok"]
+    truth = data.info["n_clusters"].to_numpy()[counted["event"].to_numpy()]
+    scores = counting_metrics(counted["n_clusters"].to_numpy(), truth)
     summary = {
         "n_waveforms": report.n_waveforms,
+        "n_counted": len(counted),
         "waveforms_per_second": report.waveforms_per_second,
         **{k: scores[k] for k in ("relative_bias", "rms_over_sqrt_n", "linearity_slope")},
     }

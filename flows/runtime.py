@@ -15,6 +15,7 @@ a running scheduler, or HTCondor / Slurm jobs (see :mod:`flows.clusters`).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
 from pathlib import Path
@@ -34,6 +35,7 @@ __all__ = [
     "dask_task_runner",
     "ensure_prefect_api",
     "project_root",
+    "quiet_prefect_console",
     "worker_environment",
 ]
 
@@ -75,12 +77,44 @@ def ensure_prefect_api() -> str:
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
     # Telemetry writes to the SQLite file while flows do and only adds lock contention.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    from prefect.server.api.server import SubprocessASGIServer
-
-    server = SubprocessASGIServer()
+    server = _own_session_server()
     server.start(timeout=int(os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"]))
     os.environ["PREFECT_API_URL"] = server.api_url
     return server.api_url
+
+
+def _own_session_server() -> Any:
+    """Prefect's temporary server, started in a session of its own: Ctrl-C at the
+    terminal then stops dndx and its workers but not the server, which stays up
+    while dndx reports the interruption and is stopped at exit. Started in the
+    terminal's process group, the server dies first and Prefect's client retries
+    against it for minutes."""
+    import subprocess
+
+    from prefect.server.api.server import SubprocessASGIServer
+
+    class OwnSessionServer(SubprocessASGIServer):
+        def _run_uvicorn_command(self) -> subprocess.Popen[Any]:
+            popen = subprocess.Popen
+            subprocess.Popen = functools.partial(popen, start_new_session=True)  # type: ignore[assignment,misc]
+            try:
+                return super()._run_uvicorn_command()
+            finally:
+                subprocess.Popen = popen  # type: ignore[misc]
+
+    return OwnSessionServer()
+
+
+def quiet_prefect_console() -> None:
+    """Keep Prefect's console handler to critical messages, and Dask's logs to
+    errors, in this process and in every process it starts from now on (Dask
+    workers), tracebacks of failures included: the caller reports progress and
+    failures in its own words."""
+    os.environ["PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL"] = "CRITICAL"
+    # Workers warn of the tasks a failure cancels; a nanny, of a worker that
+    # Ctrl-C left busy.
+    os.environ["DASK_LOGGING__DISTRIBUTED"] = "error"
+    logging.getLogger("distributed").setLevel(logging.ERROR)
 
 
 def worker_environment(prefect_api_url: str | None = None) -> dict[str, str]:
@@ -126,7 +160,8 @@ def dask_task_runner(cfg: DaskConfig) -> TaskRunner[Any]:
         return cast(TaskRunner[Any], runner)
     for name, value in WORKER_THREAD_ENV.items():
         os.environ.setdefault(name, value)
-    logging.getLogger("distributed").setLevel(logging.WARNING)
+    distributed = logging.getLogger("distributed")
+    distributed.setLevel(max(distributed.getEffectiveLevel(), logging.WARNING))
     runner = DaskTaskRunner(
         cluster_class="distributed.LocalCluster",
         cluster_kwargs={

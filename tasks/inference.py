@@ -1,13 +1,13 @@
 """Prefect task of the inference flow: one entry range of one input file.
 
 The worker opens the file itself and reads its own range, so waveforms never
-travel through the scheduler; it returns only a path and counts.
+travel through the scheduler; it returns only counts (a
+:class:`~dndx.inference_store.ChunkResult`).
 """
 
 from __future__ import annotations
 
 import functools
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,10 +17,12 @@ from prefect.client.schemas.objects import TaskRun
 from prefect.states import State
 
 from dndx.errors import DndxError
-from dndx.inference import OnnxModels, infer_waveforms, results_table
+from dndx.inference import infer_waveforms, results_table
+from dndx.inference_store import Chunk, ChunkResult
 from dndx.preprocessing import Polarity
-from dndx.readers import WaveformSource, read_chunk, validate_rows
+from dndx.readers import read_chunk, validate_rows
 from dndx.storage import atomic_file
+from tasks.onnx_models import OnnxModels
 
 __all__ = ["infer_chunk", "load_models"]
 
@@ -43,41 +45,38 @@ def _transient(task: Task[Any, Any], task_run: TaskRun, state: State[Any]) -> bo
 
 
 @task(
-    task_run_name="infer {source.path.name} [{start}, {stop})",
+    task_run_name="infer {chunk.source.path.name} [{chunk.start}, {chunk.stop})",
     retries=2,
     retry_delay_seconds=1,
     retry_condition_fn=_transient,
 )
 def infer_chunk(
-    source: WaveformSource,
-    start: int,
-    stop: int,
-    bundle_dir: Path,
+    chunk: Chunk,
+    bundle_dir: str,
     polarity: Polarity,
     sampling_rate_ghz: float,
-    out_path: Path,
+    min_length: int,
     device: str = "cpu",
-) -> dict[str, Any]:
-    """Peaks and cluster counts of entries ``[start, stop)`` of ``source`` into ``out_path``.
+) -> ChunkResult:
+    """Peaks and cluster counts of the entries of ``chunk`` into its part file.
 
-    Unusable waveforms (length 0, NaN or inf samples) are skipped and reported.
-
-    Returns:
-        ``{"path": out_path, "n_waveforms": rows written, "bad_rows":
-        [(event, reason), ...]}`` with ``event`` the entry index in the file.
+    Unusable waveforms (shorter than ``min_length``, NaN or inf samples) are
+    skipped and reported.
     """
-    chunk = read_chunk(source, start, stop)
-    ok, reasons = validate_rows(chunk.samples)
+    samples = read_chunk(chunk.source, chunk.start, chunk.stop).samples
+    ok, reasons = validate_rows(samples, min_length)
     good = np.flatnonzero(ok)
-    samples = chunk.samples if len(good) == len(ok) else chunk.samples.take(good)
-    models = load_models(str(bundle_dir), device)
-    results = infer_waveforms(samples, sampling_rate_ghz, polarity, models)
-    results.insert(0, "event", chunk.first_event + good.astype(np.int64))
-    results.insert(0, "source_file", str(source.path))
-    with atomic_file(out_path) as tmp:
+    if len(good) != len(ok):
+        samples = samples.take(good)
+    results = infer_waveforms(samples, sampling_rate_ghz, polarity, load_models(bundle_dir, device))
+    results.insert(0, "event", chunk.start + good.astype(np.int64))
+    results.insert(0, "source_file", str(chunk.source.path))
+    with atomic_file(chunk.path) as tmp:
         pq.write_table(results_table(results), tmp)
-    return {
-        "path": out_path,
-        "n_waveforms": len(results),
-        "bad_rows": [(chunk.first_event + row, reason) for row, reason in reasons],
-    }
+    contradicted = results["polarity"] != results["read_polarity"]
+    return ChunkResult(
+        n_waveforms=len(results),
+        bad_rows=tuple((chunk.start + row, reason) for row, reason in reasons),
+        statuses={str(k): int(v) for k, v in results["status"].value_counts().items()},
+        n_polarity_contradicted=int(contradicted.sum()),
+    )

@@ -11,6 +11,8 @@ together, because the counter was trained on its own peak finder's output.
 
 from __future__ import annotations
 
+import functools
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,14 +27,15 @@ from mlflow.tracking import MlflowClient
 from numpy.typing import NDArray
 
 from dndx.bundle import BUNDLE_FILE, COUNTER_FILE, PEAK_FINDER_FILE, ModelBundle
-from dndx.config import Params, load_params
+from dndx.config import PARAMS_PATH, PROJECT_ROOT, MlflowConfig, Params, load_params
 from dndx.dataset import read_candidates, read_prepared_waveforms, read_waveform_set
 from dndx.encoding import COUNTER_INPUT_FILE
 from dndx.errors import InputError
 from dndx.evaluation import evaluate_counting, evaluate_peaks
-from dndx.inference import OnnxModels, infer_waveforms
+from dndx.inference import infer_waveforms
 from dndx.ragged import Ragged
 from dndx.simulation import WaveformSet
+from tasks.onnx_models import OnnxModels
 from tasks.tracking import set_tracking_uri, tracking_uri
 
 __all__ = [
@@ -46,6 +49,7 @@ __all__ = [
     "load_test_set",
     "promote",
     "register_bundle",
+    "registry_uri",
     "score_bundle",
 ]
 
@@ -88,7 +92,8 @@ def score_bundle(
         noise_fraction_edges=params.evaluate.noise_fraction_edges,
     )
     counting = evaluate_counting(
-        found["n_clusters"].to_numpy(),
+        # Every simulated waveform has a truth: scored like the evaluate stage, counted or not.
+        found["counter_output"].to_numpy(),
         truth["n_clusters"].to_numpy(),
         truth["particle"].to_numpy(),
         truth["momentum_gev"].to_numpy(),
@@ -223,13 +228,15 @@ def promote(
 
 
 def champion_bundle(cache_dir: Path) -> Path | None:
-    """The current champion pair's bundle, fetched, or None if there is none."""
+    """The current champion pair's bundle, fetched from the registry MLflow is
+    pointed at, or None if there is none."""
     client = MlflowClient()
     if any(_champion_version(client, n) is None for n in (PEAK_FINDER_NAME, COUNTER_NAME)):
         return None
     return fetch_bundle(
         [f"models:/{PEAK_FINDER_NAME}@{CHAMPION}", f"models:/{COUNTER_NAME}@{CHAMPION}"],
         cache_dir,
+        mlflow.get_tracking_uri(),
     )
 
 
@@ -243,15 +250,61 @@ def _parse(uri: str) -> tuple[str, str]:
     return name, version
 
 
-def fetch_bundle(model_uris: list[str], cache_dir: Path) -> Path:
+_HOW_TO_NAME = (
+    "name the registry with --tracking-uri or MLFLOW_TRACKING_URI (e.g. "
+    "sqlite:////path/to/dndx/mlflow.db or http://mlflow:5000), or pass a model bundle "
+    "directory with --model-uri"
+)
+
+
+@functools.cache
+def _project_mlflow() -> MlflowConfig | None:
+    """The project's ``mlflow`` section, read once; None outside a checkout."""
+    return load_params(PARAMS_PATH).mlflow if PARAMS_PATH.is_file() else None
+
+
+def registry_uri(explicit: str | None = None) -> str:
+    """The tracking URI of the model registry: ``explicit``, else
+    ``MLFLOW_TRACKING_URI``, else the project's (a relative SQLite path taken
+    from :data:`PROJECT_ROOT`).
+
+    Raises:
+        InputError: none of them names a registry, or a SQLite store that does
+            not exist (opening it would create an empty one).
+    """
+    cfg = None if explicit else _project_mlflow()
+    if explicit:
+        uri = explicit
+    elif cfg is not None:
+        uri = tracking_uri(cfg, PROJECT_ROOT)
+    elif os.environ.get("MLFLOW_TRACKING_URI"):
+        uri = os.environ["MLFLOW_TRACKING_URI"]
+    else:
+        raise InputError(f"no model registry: this is no dndx checkout; {_HOW_TO_NAME}")
+    if uri.startswith("sqlite:///"):
+        store = Path(uri.removeprefix("sqlite:///"))
+        if not store.is_file():
+            raise InputError(
+                f"no model registry at {uri}: {store} does not exist (run `make run` to "
+                f"train and register models); {_HOW_TO_NAME}"
+            )
+    return uri
+
+
+def fetch_bundle(model_uris: list[str], cache_dir: Path, registry: str | None = None) -> Path:
     """Download the ONNX bundle of the registered models ``model_uris`` into
     ``cache_dir`` and return the bundle directory.
 
+    Args:
+        model_uris: ``models:/NAME@ALIAS`` or ``models:/NAME/VERSION``.
+        cache_dir: where fetched bundles are kept.
+        registry: the tracking URI (default: :func:`registry_uri`).
+
     Raises:
-        InputError: a name, alias or version that the registry does not hold.
+        InputError: no registry found; a name, alias or version that the
+            registry does not hold.
     """
-    cfg = load_params().mlflow
-    set_tracking_uri(tracking_uri(cfg, Path.cwd()))
+    set_tracking_uri(registry_uri(registry))
     client = MlflowClient()
     runs: dict[str, str] = {}
     for uri in model_uris:

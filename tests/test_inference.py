@@ -7,10 +7,9 @@ reproducibility), not the physics performance.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
-import sys
-import types
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,21 +27,21 @@ from dndx.bundle import ModelBundle
 from dndx.config import load_params
 from dndx.errors import DndxError, InputError
 from dndx.inference import (
-    COUNTER_BATCH,
-    PEAK_FINDER_BATCH,
     RESULT_COLUMNS,
     RESULT_SCHEMA,
-    OnnxModels,
     infer_waveforms,
     results_table,
 )
+from dndx.inference_store import Chunk, ChunkResult
 from dndx.ragged import Ragged
 from dndx.readers import WaveformSource
 from dndx.simulation import simulate_range
 from flows.cli import main as cli
-from flows.infer import DEFAULT_MODEL_URIS, infer, resolve_bundle, summary_path
+from flows.infer import infer
+from flows.infer_plan import DEFAULT_MODEL_URIS, resolve_bundle, summary_path
 from flows.runtime import ensure_prefect_api
 from tasks.inference import infer_chunk
+from tasks.onnx_models import COUNTER_BATCH, PEAK_FINDER_BATCH, OnnxModels
 
 N_WAVEFORMS = 60
 RATE_GHZ = 1.2
@@ -100,7 +99,15 @@ def test_infer_waveforms_gives_one_row_per_waveform(models: OnnxModels, adc: np.
     window_ns = adc.shape[1] / RATE_GHZ
     for times in results["peak_time_ns"]:
         assert np.all(np.diff(times) > 0) and np.all((times >= 0) & (times < window_ns))
-    assert (results["n_clusters"] >= 0).all() and results["n_clusters"].dtype == np.float32
+    counted = results["status"] == "ok"
+    assert counted.any() and results["n_clusters"].dtype == np.float32
+    assert (results.loc[counted, "n_clusters"] >= 0).all()
+    assert results.loc[~counted, "n_clusters"].isna().all()
+    assert (results["counter_output"] >= 0).all()  # every row scored, for the registry
+    np.testing.assert_array_equal(
+        results.loc[counted, "n_clusters"], results.loc[counted, "counter_output"]
+    )
+    assert (results.loc[results["n_peaks"] == 0, "status"] == "no_signal").all()
     assert (results["polarity"] == 1).all()
     assert (results["noise_sigma"] > 0).all()
     assert results["baseline"].between(100, 700).all()
@@ -147,21 +154,28 @@ def test_a_bundle_that_does_not_fit_its_graphs_is_refused(bundle_dir: Path, tmp_
         OnnxModels.load(tmp_path)
 
 
-def test_models_are_a_local_bundle_or_registry_uris(
-    bundle_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_models_are_a_local_bundle_or_registry_uris(bundle_dir: Path, tmp_path: Path) -> None:
     assert resolve_bundle([str(bundle_dir)], tmp_path) == bundle_dir
     assert resolve_bundle([str(bundle_dir / "bundle.json")], tmp_path) == bundle_dir
-    fetched: list[tuple[list[str], Path]] = []
-    registry = types.ModuleType("tasks.registry")
-    registry.fetch_bundle = lambda uris, cache: fetched.append((uris, cache)) or bundle_dir  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "tasks.registry", registry)
-    assert resolve_bundle(list(DEFAULT_MODEL_URIS), tmp_path) == bundle_dir
-    assert fetched == [(list(DEFAULT_MODEL_URIS), tmp_path)]
     with pytest.raises(InputError, match="not several paths or a mix"):
         resolve_bundle([str(bundle_dir), DEFAULT_MODEL_URIS[0]], tmp_path)
     with pytest.raises(InputError, match=rf"{tmp_path}: not a model bundle"):
         resolve_bundle([str(tmp_path)], tmp_path)
+    # A registry that is not there is named, never created empty.
+    store = tmp_path / "elsewhere" / "mlflow.db"
+    with pytest.raises(InputError, match=rf"{store} does not exist.*--tracking-uri"):
+        resolve_bundle(list(DEFAULT_MODEL_URIS), tmp_path, f"sqlite:///{store}")
+    assert not store.exists()
+
+
+def test_infer_outside_the_checkout_never_creates_a_registry_where_it_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    with contextlib.suppress(InputError):  # the checkout's registry may hold champions
+        resolve_bundle(list(DEFAULT_MODEL_URIS), tmp_path / "cache")
+    assert list(tmp_path.iterdir()) in ([], [tmp_path / "cache"])
 
 
 def _write_inputs(directory: Path, adc: np.ndarray) -> dict[str, Path]:
@@ -197,10 +211,10 @@ def test_a_chunk_of_bad_waveforms_only_writes_an_empty_table(
 ) -> None:
     paths = _write_inputs(tmp_path, adc)
     source = WaveformSource.from_path(paths["parquet"])
-    out = tmp_path / "chunk.parquet"
-    result = infer_chunk.fn(source, EMPTY_EVENT, EMPTY_EVENT + 1, bundle_dir, "auto", 1.2, out)
-    assert result == {"path": out, "n_waveforms": 0, "bad_rows": [(EMPTY_EVENT, "length 0")]}
-    table = pq.read_table(out)
+    chunk = Chunk(source, EMPTY_EVENT, EMPTY_EVENT + 1, tmp_path / "chunk.parquet")
+    result = infer_chunk.fn(chunk, str(bundle_dir), "auto", 1.2, 15)
+    assert result == ChunkResult(0, ((EMPTY_EVENT, "length 0"),), {}, 0)
+    table = pq.read_table(chunk.path)
     assert table.num_rows == 0 and table.schema.equals(RESULT_SCHEMA)
 
 
@@ -214,7 +228,10 @@ def test_infer_flow_on_every_format_skips_bad_waveforms_and_reproduces(
     prefect_api: str,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.delenv("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", raising=False)
+    monkeypatch.delenv("DASK_LOGGING__DISTRIBUTED", raising=False)
     paths = _write_inputs(tmp_path, adc)
     out = tmp_path / "results" / "run.parquet"
     common = {
@@ -230,7 +247,8 @@ def test_infer_flow_on_every_format_skips_bad_waveforms_and_reproduces(
     printed = capsys.readouterr().out
     summary = summary_path(out)
     assert f"Summary: {summary}" in printed
-    assert f"{4 * N_WAVEFORMS - 2} waveforms -> {out} (2 skipped)" in printed
+    assert f"{4 * N_WAVEFORMS - 2} waveforms -> {out} (" in printed
+    assert "; 2 skipped)" in printed
 
     table = pq.read_table(out)
     assert table.schema.equals(RESULT_SCHEMA)
@@ -330,7 +348,8 @@ def test_a_damaged_file_fails_the_run_and_leaves_no_output(
     assert report.n_waveforms == 2 * N_WAVEFORMS
     resumed = pd.read_parquet(out)
     assert resumed["n_clusters"].iloc[0] == -1.0  # reused, not recomputed
-    assert (resumed["n_clusters"].iloc[N_WAVEFORMS:] >= 0).all()  # redone
+    redone = resumed.iloc[N_WAVEFORMS:]
+    assert (redone.loc[redone["status"] == "ok", "n_clusters"] >= 0).all()
     assert not partial.exists()
 
 

@@ -17,9 +17,10 @@ from mlflow.tracking import MlflowClient
 
 from dndx.config import parse_params
 from dndx.dataset import read_waveform_set
-from dndx.inference import OnnxModels, infer_waveforms
+from dndx.inference import infer_waveforms
 from flows.runtime import dask_task_runner
 from flows.train_peak_finder import train_peak_finder
+from tasks.onnx_models import OnnxModels
 from tasks.registry import CHAMPION, COUNTER_NAME, PEAK_FINDER_NAME, fetch_bundle, promote
 from tasks.tracking import configure_mlflow
 from tests.conftest import free_port, tiny_params
@@ -90,9 +91,10 @@ def test_scan_registration_and_inference_against_a_tracking_server(
     bundle = fetch_bundle(
         [f"models:/{PEAK_FINDER_NAME}@{CHAMPION}", f"models:/{COUNTER_NAME}@{CHAMPION}"],
         tmp_path / "cache",
+        mlflow_server,
     )
     data = read_waveform_set(next((tmp_path / "data/simulated/test").glob("part-*.parquet")))
     rates = data.info["sampling_rate_ghz"].to_numpy()
     rows = np.flatnonzero(rates == rates[0])
     found = infer_waveforms(data.adc.take(rows), float(rates[0]), "auto", OnnxModels.load(bundle))
-    assert len(found) == len(rows) and np.all(found["n_clusters"] >= 0)
+    assert len(found) == len(rows) and np.all(found["counter_output"] >= 0)

@@ -78,6 +78,7 @@ def test_better_pair_becomes_champion_worse_stays_challenger(
     fetched = fetch_bundle(
         [f"models:/{PEAK_FINDER_NAME}@{CHAMPION}", f"models:/{COUNTER_NAME}@{CHAMPION}"],
         local_registry / "cache",
+        mlflow.get_tracking_uri(),
     )
     assert ModelBundle.load(fetched) == ModelBundle.load(untrained_pair / "bundle")
     onnx_bytes = (untrained_pair / "bundle" / "peak_finder.onnx").read_bytes()
@@ -89,4 +90,5 @@ def test_fetching_an_unknown_alias_names_it(untrained_pair: Path, local_registry
         fetch_bundle(
             [f"models:/{PEAK_FINDER_NAME}@{CHAMPION}", f"models:/{COUNTER_NAME}@{CHAMPION}"],
             local_registry / "cache",
+            mlflow.get_tracking_uri(),
         )

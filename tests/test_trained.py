@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from dndx.config import load_params
-from dndx.inference import OnnxModels, infer_waveforms
+from dndx.inference import infer_waveforms
 from dndx.simulation import simulate_range
+from tasks.onnx_models import OnnxModels
 
 BUNDLE = Path(__file__).resolve().parents[1] / "data" / "bundle"
 
@@ -38,7 +39,7 @@ def test_the_same_events_at_1_2_and_2_0_gs_s_give_counts_that_agree(models: Onnx
             sampling_rates_ghz=(rate,),
         )
         data = simulate_range(cfg, "test", 0, 300)
-        counts[rate] = infer_waveforms(data.adc, rate, "auto", models)["n_clusters"].to_numpy()
+        counts[rate] = infer_waveforms(data.adc, rate, "auto", models)["counter_output"].to_numpy()
     low, high = counts[1.2], counts[2.0]
     error = np.sqrt(low.var() / len(low) + high.var() / len(high))
     assert abs(low.mean() - high.mean()) < 3 * error

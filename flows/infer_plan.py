@@ -1,0 +1,368 @@
+"""Everything ``dndx infer`` checks before any work, in plain Python.
+
+:func:`plan_inference` checks the settings, the inputs (they exist, are
+readable, their locations resolve), the sampling rate, the output path and the
+models, and returns an :class:`InferencePlan` that the flow carries out. It
+imports neither Prefect nor Dask, so the command line runs it before either
+starts and a mistake is reported in about a second.
+
+The output is guarded: ``--out`` that is one of the inputs is refused, and
+existing outputs (the results file or its summary) are replaced only with
+``overwrite``, or when the results file is this same command's own earlier
+result (same inputs, models and settings, recorded in its metadata).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import cast
+
+from dndx.bundle import BUNDLE_FILE, ModelBundle
+from dndx.config import SAMPLING_RATES_GHZ
+from dndx.errors import DndxError, InputError
+from dndx.inference import check_sampling_rate, minimum_length
+from dndx.inference_store import settings_key, work_directory, written_settings_key
+from dndx.inference_summary import figure_paths
+from dndx.preprocessing import POLARITIES, Polarity
+from dndx.readers import (
+    LOCATION_KEYS,
+    WAVEFORM_FORMATS,
+    WaveformSource,
+    count_waveforms,
+    resolve_source,
+)
+
+__all__ = [
+    "DEFAULT_MODEL_CACHE",
+    "DEFAULT_MODEL_URIS",
+    "InferencePlan",
+    "check_replaceable",
+    "plan_inference",
+    "resolve_bundle",
+    "resolve_sources",
+    "summary_path",
+]
+
+#: The registered champions.
+DEFAULT_MODEL_URIS: tuple[str, ...] = (
+    "models:/peak-finder@champion",
+    "models:/cluster-counter@champion",
+)
+#: Where models fetched from the registry are kept between runs.
+DEFAULT_MODEL_CACHE = (
+    Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "dndx" / "models"
+)
+
+# A URI scheme of two or more letters ("models:/", "runs:/"); "C:/" stays a path.
+_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:")
+_LOCATION_FORMATS = {key: fmt for fmt, keys in LOCATION_KEYS.items() for key in keys}
+
+
+def summary_path(out: Path) -> Path:
+    """The summary beside ``out``: ``<out stem>.summary.md``.
+
+    >>> summary_path(Path("runs/results.parquet")).as_posix()
+    'runs/results.summary.md'
+    """
+    return out.with_name(out.stem + ".summary.md")
+
+
+@dataclass(frozen=True)
+class InferencePlan:
+    """A checked inference run: what to read, with which models, where to write.
+
+    Attributes:
+        sources: the inputs with every location resolved.
+        counts: entries of each source.
+        out: the results file.
+        bundle_dir: the model bundle directory (fetched if from the registry).
+        bundle: its ``bundle.json``.
+        model_uris: the models as the user named them.
+        sampling_rate_ghz: the inputs' rate (given, or the models' rate).
+        polarity: as given.
+        device: where ONNX Runtime runs.
+        workers: Dask worker processes.
+        chunk_size: entries per task.
+        min_length: the fewest samples a usable waveform has at the inputs' rate.
+        key: the settings key of the run (:func:`dndx.inference_store.settings_key`).
+        overwrite: whether existing outputs may be replaced.
+    """
+
+    sources: tuple[WaveformSource, ...]
+    counts: tuple[int, ...]
+    out: Path
+    bundle_dir: Path
+    bundle: ModelBundle
+    model_uris: tuple[str, ...]
+    sampling_rate_ghz: float
+    polarity: Polarity
+    device: str
+    workers: int
+    chunk_size: int
+    min_length: int
+    key: str
+    overwrite: bool = field(default=False)
+
+    @property
+    def work_dir(self) -> Path:
+        """The work directory of the run's chunks."""
+        return work_directory(self.out, self.key)
+
+    @property
+    def n_entries(self) -> int:
+        """Entries of every input together."""
+        return sum(self.counts)
+
+    def settings(self) -> dict[str, str]:
+        """The run's settings as the summary lists them."""
+        model_rate = self.bundle.model_sampling_rate_ghz
+        resampled = (
+            "" if self.sampling_rate_ghz == model_rate else ", resampled to the models' rate"
+        )
+        return {
+            "inputs": ", ".join(f"{s.path} ({location(s)})" for s in self.sources),
+            "models": ", ".join(self.model_uris),
+            "model sampling rate": f"{model_rate:g} GS/s",
+            "input sampling rate": f"{self.sampling_rate_ghz:g} GS/s{resampled}",
+            "polarity": self.polarity,
+            "peak-finder threshold": f"{self.bundle.score_threshold:g}",
+            **{f"provenance: {k}": v for k, v in sorted(self.bundle.provenance.items())},
+        }
+
+
+def location(source: WaveformSource) -> str:
+    """The format and location keys of ``source``, in words.
+
+    >>> location(WaveformSource(Path("a.root"), "root", tree="sim", branch="wf_i"))
+    "root, tree 'sim', branch 'wf_i'"
+    """
+    keys = [key for key in LOCATION_KEYS[source.format] if getattr(source, key) is not None]
+    return ", ".join([source.format, *(f"{key} {getattr(source, key)!r}" for key in keys)])
+
+
+def plan_inference(
+    inputs: Sequence[str],
+    out: str,
+    fmt: str | None = None,
+    locations: dict[str, str | None] | None = None,
+    sampling_rate_ghz: float | None = None,
+    polarity: str = "auto",
+    model_uris: Sequence[str] | None = None,
+    workers: int = 2,
+    chunk_size: int = 2000,
+    model_cache_dir: str | None = None,
+    device: str = "cpu",
+    overwrite: bool = False,
+    tracking_uri: str | None = None,
+) -> InferencePlan:
+    """Check every argument, input, the output path and the models; start nothing.
+
+    Raises:
+        DndxError: a bad setting; the output is an input, cannot be written,
+            or exists (without ``overwrite``).
+        InputError: a missing, unreadable or foreign input or location; bad models.
+    """
+    _check_settings(polarity, sampling_rate_ghz, workers, chunk_size)
+    if sampling_rate_ghz is not None:
+        check_sampling_rate(sampling_rate_ghz, SAMPLING_RATES_GHZ)
+    out_path = Path(out)
+    _check_out(out_path, inputs)
+    sources = resolve_sources(inputs, fmt, locations or {})
+    counts = tuple(count_waveforms(source) for source in sources)
+
+    from tasks.onnx_models import OnnxModels
+
+    uris = tuple(model_uris or DEFAULT_MODEL_URIS)
+    cache = Path(model_cache_dir) if model_cache_dir else DEFAULT_MODEL_CACHE
+    bundle_dir = resolve_bundle(uris, cache, tracking_uri).resolve()
+    # Opening and probing the models fails here on a bad bundle, a damaged
+    # graph or an unusable device.
+    models = OnnxModels.on_device(bundle_dir, device)
+    models.probe()
+    bundle = models.bundle
+    rate = bundle.model_sampling_rate_ghz if sampling_rate_ghz is None else sampling_rate_ghz
+    key = settings_key(
+        bundle_dir,
+        {"polarity": polarity, "rate": rate, "sources": [repr(s) for s in sources]},
+    )
+    _check_existing(out_path, key, overwrite)
+    return InferencePlan(
+        sources=tuple(sources),
+        counts=counts,
+        out=out_path,
+        bundle_dir=bundle_dir,
+        bundle=bundle,
+        model_uris=uris,
+        sampling_rate_ghz=rate,
+        polarity=cast(Polarity, polarity),
+        device=device,
+        workers=workers,
+        chunk_size=chunk_size,
+        min_length=minimum_length(bundle, rate),
+        key=key,
+        overwrite=overwrite,
+    )
+
+
+def _check_settings(
+    polarity: str, sampling_rate_ghz: float | None, workers: int, chunk_size: int
+) -> None:
+    if polarity not in POLARITIES:
+        raise DndxError(f"polarity {polarity!r}: expected one of {', '.join(POLARITIES)}")
+    if sampling_rate_ghz is not None and not (
+        math.isfinite(sampling_rate_ghz) and sampling_rate_ghz > 0
+    ):
+        raise DndxError(
+            f"sampling rate {sampling_rate_ghz} GS/s: expected a positive, finite number"
+        )
+    if workers < 1 or chunk_size < 1:
+        raise DndxError(f"workers = {workers}, chunk_size = {chunk_size}: both must be at least 1")
+
+
+def _outputs(out: Path) -> list[Path]:
+    """Every file a run writes: the results, the summary and its figures."""
+    return [out, summary_path(out), *figure_paths(out.with_suffix(""))]
+
+
+def _check_out(out: Path, inputs: Sequence[str]) -> None:
+    """Refuse an output that is an input, a directory, or cannot be written."""
+    targets = {p.resolve() for p in _outputs(out)}
+    for name in inputs:
+        path = Path(name)
+        if path.resolve() in targets or (
+            path.exists() and any(t.exists() and os.path.samefile(path, t) for t in targets)
+        ):
+            raise DndxError(
+                f"--out {out}: would overwrite the input {name}; choose another output path"
+            )
+    if out.is_dir():
+        raise DndxError(f"--out {out}: is a directory; expected the path of a Parquet file")
+    parent = out.absolute().parent
+    existing = parent
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise DndxError(f"--out {out}: {existing} is a file, not a directory")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as error:
+        raise DndxError(
+            f"--out {out}: cannot write in {existing} ({error.strerror or error})"
+        ) from None
+
+
+def check_replaceable(plan: InferencePlan) -> None:
+    """:func:`plan_inference`'s check of existing outputs, again: call it holding
+    the output's lock, since a run waited for may have written them meanwhile.
+
+    Raises:
+        DndxError: as :func:`plan_inference`.
+    """
+    _check_existing(plan.out, plan.key, plan.overwrite)
+
+
+def _check_existing(out: Path, key: str, overwrite: bool) -> None:
+    """Refuse to replace existing outputs unless asked, or unless ``out`` is this
+    command's own earlier result."""
+    if overwrite or (out.exists() and written_settings_key(out) == key):
+        return
+    existing = [str(p) for p in _outputs(out) if p.exists()]
+    if existing:
+        raise DndxError(
+            f"--out {out}: {', '.join(existing)} exist(s) and are not this command's own "
+            "earlier result; pass --overwrite to replace them, or choose another output path"
+        )
+
+
+def resolve_sources(
+    inputs: Sequence[str], fmt: str | None, locations: dict[str, str | None]
+) -> list[WaveformSource]:
+    """Sources of ``inputs`` with every location filled in from the files.
+
+    Each location key applies to the inputs of its format (``tree`` and
+    ``branch`` to ROOT files, ``dataset`` to HDF5, ``column`` to Parquet,
+    ``array`` to NPZ); a key that applies to none of them is an error.
+
+    Raises:
+        InputError: no inputs; an unknown format; a file is missing or
+            unreadable; a location is wrong or ambiguous (the message names
+            the file).
+    """
+    if not inputs:
+        raise InputError("no input files given")
+    if fmt is not None and fmt not in WAVEFORM_FORMATS:
+        raise InputError(f"unknown format {fmt!r}; expected one of {', '.join(WAVEFORM_FORMATS)}")
+    for name in inputs:
+        path = Path(name)
+        if path.is_file() and not os.access(path, os.R_OK):
+            raise InputError(f"{path}: cannot be read (permission denied)")
+    sources = [
+        WaveformSource.from_path(path) if fmt is None else WaveformSource(Path(path), fmt)
+        for path in inputs
+    ]
+    formats = {source.format for source in sources}
+    for key, value in locations.items():
+        if value is not None and _LOCATION_FORMATS[key] not in formats:
+            raise InputError(
+                f"--{key} {value!r} applies to {_LOCATION_FORMATS[key]} files, and no input "
+                f"is one: {', '.join(inputs)}"
+            )
+    return [
+        resolve_source(
+            WaveformSource(
+                source.path,
+                source.format,
+                **{
+                    key: value
+                    for key, value in locations.items()
+                    if _LOCATION_FORMATS[key] == source.format
+                },
+            )
+        )
+        for source in sources
+    ]
+
+
+def resolve_bundle(
+    model_uris: Sequence[str], cache_dir: Path, tracking_uri: str | None = None
+) -> Path:
+    """The model bundle directory that ``model_uris`` name.
+
+    Either one local path (a bundle directory, or its ``bundle.json``) or
+    MLflow URIs such as ``models:/peak-finder@champion`` (fetched through
+    :func:`tasks.registry.fetch_bundle` from the registry at ``tracking_uri``,
+    default: ``MLFLOW_TRACKING_URI`` or the project's, into ``cache_dir``).
+
+    Raises:
+        InputError: no URI; local paths and URIs mixed; several local paths;
+            a local path that is not a bundle; no registry found.
+    """
+    if not model_uris:
+        raise InputError("no model given: pass a bundle directory or MLflow model URIs")
+    remote = [bool(_URI.match(uri)) for uri in model_uris]
+    if all(remote):
+        from tasks.registry import fetch_bundle
+
+        return Path(fetch_bundle(list(model_uris), cache_dir, tracking_uri))
+    if any(remote) or len(model_uris) > 1:
+        raise InputError(
+            f"models {list(model_uris)}: give either one local bundle directory or "
+            "MLflow model URIs (models:/NAME@ALIAS), not several paths or a mix"
+        )
+    path = Path(model_uris[0])
+    if path.is_file() and path.name == BUNDLE_FILE:
+        path = path.parent
+    if not (path / BUNDLE_FILE).is_file():
+        raise InputError(
+            f"{model_uris[0]}: not a model bundle: expected a directory holding {BUNDLE_FILE}, "
+            "peak_finder.onnx and cluster_counter.onnx, or an MLflow URI such as "
+            f"{DEFAULT_MODEL_URIS[0]}"
+        )
+    return path
