@@ -58,6 +58,7 @@ __all__ = [
     "RegisterConfig",
     "ScanConfig",
     "SimulationConfig",
+    "TracksConfig",
     "TrainingConfig",
     "load_params",
     "load_section",
@@ -124,6 +125,16 @@ def _non_empty(values: tuple[Any, ...]) -> tuple[Any, ...]:
 
 
 NonEmpty = AfterValidator(_non_empty)
+
+
+def _distinct(values: tuple[Any, ...]) -> tuple[Any, ...]:
+    repeated = sorted({str(v) for v in values if values.count(v) > 1})
+    if repeated:
+        raise ValueError(f"should list each value once; repeated: {repeated}")
+    return values
+
+
+Distinct = AfterValidator(_distinct)
 
 
 def _increasing(edges: tuple[float, ...]) -> tuple[float, ...]:
@@ -357,6 +368,35 @@ class CounterInputConfig:
 
 
 @dataclass(frozen=True, config=_MODEL)
+class TracksConfig:
+    """The ``tracks`` section: track sets for particle identification (``dndx.tracks``).
+
+    A track is one particle at one momentum crossing ``n_cells`` cells; every
+    cell is a waveform drawn like those of ``simulate`` (cell size, impact
+    parameter, angle, front end and digitiser of its own). Each split holds
+    ``n_validation`` or ``n_test`` tracks of every particle at every momentum.
+    A track is one random stream, so ``tracks_per_chunk`` (tracks per parallel
+    task and file) never changes the data.
+    """
+
+    seed: Seed
+    particles: Annotated[tuple[Particle, ...], NonEmpty, Distinct]
+    momenta_gev: Annotated[
+        tuple[Annotated[StrictFloat, Field(ge=0.01, le=1e4)], ...], NonEmpty, Distinct
+    ]
+    #: Cells crossed by every track: about 100 for the 1.2 m of a drift chamber.
+    n_cells: Annotated[StrictInt, Field(ge=1, le=10000)]
+    #: Tracks of every particle at every momentum, per split: two at least, for a spread.
+    n_validation: Annotated[StrictInt, Field(ge=2, le=10**6)]
+    n_test: Annotated[StrictInt, Field(ge=2, le=10**6)]
+    tracks_per_chunk: Annotated[StrictInt, Field(ge=1, le=10**6)]
+
+    def n_tracks(self, split: str) -> int:
+        """Tracks of every particle at every momentum in ``split`` (``validation`` or ``test``)."""
+        return {"validation": self.n_validation, "test": self.n_test}[split]
+
+
+@dataclass(frozen=True, config=_MODEL)
 class EvaluateConfig:
     """The ``evaluate`` section: bins of the tables and the baselines' tuning grids.
 
@@ -377,6 +417,8 @@ class EvaluateConfig:
     window_grid_ns: Grid
     #: Window growth with sqrt(drift time) scanned, in ns per sqrt(ns).
     growth_grid: Grid
+    #: Share of a track's cells (those of least charge per cm) the dE/dx truncated mean keeps.
+    dedx_keep_fraction: Annotated[StrictFloat, Field(gt=0.0, le=1.0)]
 
 
 @dataclass(frozen=True, config=_MODEL)
@@ -474,6 +516,7 @@ class Params:
 
     simulate: SimulationConfig
     prepare: PrepareConfig
+    tracks: TracksConfig
     peak_finder: PeakFinderModelConfig
     train_peak_finder: TrainingConfig
     counter_input: CounterInputConfig

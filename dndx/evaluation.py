@@ -71,6 +71,7 @@ __all__ = [
     "align_by_id",
     "assemble_split",
     "check_targets",
+    "count_clusters",
     "evaluate_candidates",
     "evaluate_counting",
     "evaluate_peaks",
@@ -633,6 +634,35 @@ def _json_value(value: Any) -> float | int | bool | None:
     return number if math.isfinite(number) else None
 
 
+def count_clusters(
+    split: SplitInputs,
+    d2_samples: Ragged,
+    tuning: BaselineTuning,
+    cnn_n_rec: NDArray[np.float64],
+) -> dict[str, NDArray[Any]]:
+    """Every counter's cluster count per waveform, by the names of :data:`COUNTERS`.
+
+    Args:
+        split: the waveforms, with the peak finder's decisions.
+        d2_samples: the D2 peaks (:func:`dndx.baselines.d2_peaks` with ``tuning.d2``).
+        tuning: the clusterization windows, from :func:`tune_baselines`.
+        cnn_n_rec: ``(n_waveforms,)`` the CNN's counts, in the split's order.
+    """
+
+    def clusterize(peak_samples: Ragged, chosen: ClusterTuning) -> NDArray[np.int64]:
+        clusters = time_clusterize(
+            split.to_time_ns(peak_samples), chosen.window_ns, chosen.growth_ns_per_sqrt_ns
+        )
+        return clusters.lengths
+
+    return {
+        "cnn": np.asarray(cnn_n_rec, dtype=np.float64),
+        "lstm_clusterization": clusterize(split.detected_samples, tuning.lstm_clusterization),
+        "d2_clusterization": clusterize(d2_samples, tuning.d2_clusterization),
+        "truth_clusterization": clusterize(split.expected_samples, tuning.truth_clusterization),
+    }
+
+
 def evaluate_split(
     test: SplitInputs,
     tuning: BaselineTuning,
@@ -680,18 +710,8 @@ def evaluate_split(
         for name, found in finders.items()
     }
 
-    def clusterize(peak_samples: Ragged, chosen: ClusterTuning) -> NDArray[np.int64]:
-        clusters = time_clusterize(
-            test.to_time_ns(peak_samples), chosen.window_ns, chosen.growth_ns_per_sqrt_ns
-        )
-        return clusters.lengths
-
-    n_rec = {
-        "cnn": align_by_id(cnn_n_rec, cnn_waveform_id, test.waveform_id, "CNN predictions"),
-        "lstm_clusterization": clusterize(test.detected_samples, tuning.lstm_clusterization),
-        "d2_clusterization": clusterize(d2_samples, tuning.d2_clusterization),
-        "truth_clusterization": clusterize(test.expected_samples, tuning.truth_clusterization),
-    }
+    cnn = align_by_id(cnn_n_rec, cnn_waveform_id, test.waveform_id, "CNN predictions")
+    n_rec = count_clusters(test, d2_samples, tuning, cnn)
     counting = {
         name: evaluate_counting(
             n_rec[name], test.n_clusters, test.particle, test.momentum_gev, cfg.momentum_edges_gev

@@ -28,6 +28,7 @@ __all__ = [
     "plot_residuals",
     "plot_roc",
     "plot_score_distributions",
+    "plot_separation",
     "plot_training_curves",
     "save_figure",
 ]
@@ -41,6 +42,8 @@ LABELS: dict[str, str] = {
     "lstm_clusterization": "LSTM + time clusterization",
     "d2_clusterization": "D2 + time clusterization",
     "truth_clusterization": "perfect peaks + time clusterization",
+    "truth": "true count (Poisson limit)",
+    "dedx": "dE/dx, truncated mean",
 }
 
 _MAX_CURVE_POINTS = 2000
@@ -229,6 +232,59 @@ def plot_counting_by_bin(
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("RMS(N_rec − N_true) / sqrt(N)")
     axes[0].legend(fontsize="small")
+    return save_figure(figure, path)
+
+
+def plot_separation(
+    table: pd.DataFrame, reference: str, title: str, target: float | None, path: str | Path
+) -> Path:
+    """Separation power against momentum for one particle pair, every method with
+    its statistical error bars: S beside the limit, and S over the limit.
+
+    Args:
+        table: rows of :func:`dndx.separation.separation_table` for one pair.
+        reference: the method of the limit, drawn as a black line.
+        title: the pair, e.g. "π / K".
+        target: a required S / S_limit, drawn as a dashed line (None: none).
+        path: the PNG written.
+    """
+    figure = _figure(11, 4.2)
+    power_ax, ratio_ax = figure.subplots(1, 2, sharex=True)
+    methods = list(dict.fromkeys(table["method"]))
+    spacing = 1.0 + 0.012 * (np.arange(len(methods)) - (len(methods) - 1) / 2)
+    for method, shift in zip(methods, spacing, strict=True):
+        rows = table[table["method"] == method].sort_values("momentum_gev")
+        momentum = rows["momentum_gev"].to_numpy() * (1.0 if method == reference else shift)
+        style = {"color": "k", "marker": "s", "linewidth": 2} if method == reference else {}
+        power_ax.errorbar(
+            momentum,
+            rows["separation"],
+            yerr=rows["separation_error"],
+            capsize=2,
+            label=_label(method),
+            **({"marker": "o"} | style),
+        )
+        if method != reference:
+            ratio_ax.errorbar(
+                momentum, rows["ratio"], yerr=rows["ratio_error"], marker="o", capsize=2
+            )
+        else:
+            ratio_ax.plot(momentum, rows["ratio"], color="k", linewidth=2)
+    if target is not None:
+        ratio_ax.axhline(target, color="k", linestyle="--", linewidth=1, label="target")
+        ratio_ax.legend(fontsize="small")
+    momenta = sorted(set(table["momentum_gev"]))
+    for ax in (power_ax, ratio_ax):
+        ax.set_xscale("log")
+        ax.set_xticks(momenta, [f"{m:g}" for m in momenta])
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_xlabel("momentum [GeV/c]")
+        ax.grid(alpha=0.3)
+    power_ax.set_ylabel(f"separation power S ({title})")
+    power_ax.set_ylim(bottom=0.0)
+    power_ax.legend(fontsize="small")
+    ratio_ax.set_ylabel("S / S_Poisson")
+    ratio_ax.set_ylim(0.0, 1.15)
     return save_figure(figure, path)
 
 

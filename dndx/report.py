@@ -2,20 +2,34 @@
 
 Models and baselines side by side in one headline table, the targets
 with a pass or fail each, then the tables per drift-time bin, noise level,
-particle and momentum, and the figures.
+particle and momentum, the particle identification along tracks (separation
+power against the Poisson limit), and the figures.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import pandas as pd
 
-from dndx.evaluation import Evaluation, PeakEvaluation
+from dndx.evaluation import Evaluation, PeakEvaluation, TargetCheck
 from dndx.metrics import LINEARITY_RANGE
+from dndx.plots import LABELS
+from dndx.track_evaluation import TrackEvaluation
 
-__all__ = ["format_number", "format_percent", "markdown_table", "render_report"]
+__all__ = [
+    "PARTICLE_SYMBOLS",
+    "format_estimate",
+    "format_number",
+    "format_percent",
+    "markdown_table",
+    "pair_name",
+    "render_report",
+]
+
+#: How particles are written in the report.
+PARTICLE_SYMBOLS: dict[str, str] = {"pi": "π", "K": "K", "mu": "μ", "p": "p", "e": "e"}
 
 _PASS, _FAIL = "✅", "❌"
 _MISSING = "–"
@@ -48,6 +62,17 @@ def format_percent(value: float | None, digits: int = 1) -> str:
     if value is None or not math.isfinite(float(value)):
         return _MISSING
     return f"{100 * float(value):+.{digits}f} %"
+
+
+def format_estimate(value: float | None, error: float | None, digits: int = 2) -> str:
+    """A figure with its uncertainty.
+
+    >>> format_estimate(7.1234, 0.456), format_estimate(float("nan"), 0.1)
+    ('7.12 ± 0.46', '–')
+    """
+    if value is None or not math.isfinite(float(value)):
+        return _MISSING
+    return f"{format_number(value, digits)} ± {format_number(error, digits)}"
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -167,7 +192,7 @@ def _candidate_line(evaluation: Evaluation) -> str:
     return markdown_table(header, rows)
 
 
-def _targets(evaluation: Evaluation) -> str:
+def _targets(checks: Sequence[TargetCheck]) -> str:
     rows = [
         [
             _PASS if check.passed else _FAIL,
@@ -175,11 +200,11 @@ def _targets(evaluation: Evaluation) -> str:
             format_number(check.value, 4),
             f"{'≥' if check.comparison == '>=' else '≤'} {check.limit:g}",
         ]
-        for check in evaluation.targets
+        for check in checks
     ]
-    n_passed = sum(check.passed for check in evaluation.targets)
+    n_passed = sum(check.passed for check in checks)
     table = markdown_table(["", "target", "measured", "required"], rows)
-    return f"{n_passed} of {len(evaluation.targets)} targets met.\n\n{table}"
+    return f"{n_passed} of {len(checks)} targets met.\n\n{table}"
 
 
 def _peak_bins(
@@ -247,11 +272,118 @@ def _tuning(evaluation: Evaluation) -> str:
     return "\n".join(lines)
 
 
-def render_report(evaluation: Evaluation, plots: Mapping[str, str]) -> str:
+def _particle(name: str) -> str:
+    return PARTICLE_SYMBOLS.get(name, name)
+
+
+def pair_name(particle_a: str, particle_b: str) -> str:
+    """Two particles as the report writes them.
+
+    >>> pair_name("pi", "K")
+    'π / K'
+    """
+    return f"{_particle(particle_a)} / {_particle(particle_b)}"
+
+
+def _separation_cell(row: pd.Series) -> str:
+    return format_estimate(row["separation"], row["separation_error"])
+
+
+def _ratio_cell(row: pd.Series) -> str:
+    return format_estimate(row["ratio"], row["ratio_error"])
+
+
+def _resolution_cell(row: pd.Series) -> str:
+    return f"{format_estimate(100 * row['resolution'], 100 * row['resolution_error'])} %"
+
+
+def _by_momentum(
+    table: pd.DataFrame,
+    methods: Sequence[str],
+    momenta: Sequence[float],
+    cell: Callable[[pd.Series], str],
+) -> list[list[str]]:
+    """One row per method, one column per momentum: ``cell`` of the table's row."""
+    rows = []
+    for method in methods:
+        of_method = table[table["method"] == method].set_index("momentum_gev")
+        rows.append(
+            [
+                LABELS.get(method, method),
+                *(cell(of_method.loc[m]) if m in of_method.index else _MISSING for m in momenta),
+            ]
+        )
+    return rows
+
+
+def _tracks(tracks: TrackEvaluation) -> str:
+    table = tracks.tracks
+    n_sets = table.groupby(["particle", "momentum_gev"]).ngroups
+    momenta = tracks.momenta_gev
+    header = ["method", *(f"{m:g} GeV/c" for m in momenta)]
+    n_per_set = len(table) // max(n_sets, 1)
+    metres = table["path_length_cm"].mean() / 100
+    intro = (
+        f"{len(table)} test tracks, {n_per_set} of each particle at each momentum, of "
+        f"{table['n_cells'].mean():.0f} cells ({metres:.2f} m of gas on average). A track's "
+        "dN/dx is the sum of its cells' counts over the sum of their path lengths (the path "
+        "from the truth, as a track fit gives it); its dE/dx, the classical reference, is the "
+        f"mean of the lowest {100 * tracks.keep_fraction:g} % of its cells' charge per cm. The "
+        "separation power of two particles is S = |μ_a − μ_b| / ((σ_a + σ_b) / 2) over the "
+        "tracks of each; the Poisson limit is S of the true cluster counts of the same tracks, "
+        "and S / S_Poisson the share of it a method keeps. Errors are statistical, from the "
+        "tracks (`dndx.separation`)."
+    )
+    if tracks.headline_pair is None:
+        return intro + "\n\nOne particle only: nothing to separate."
+    a, b = tracks.headline_pair
+    pair = tracks.pair_table(a, b)
+    others = [m for m in tracks.methods if m != tracks.reference]
+    methods = [tracks.reference, *others]
+    resolution = tracks.resolution[tracks.resolution["particle"] == a]
+    parts = [
+        intro,
+        "### Targets",
+        _targets(tracks.targets),
+        f"### {pair_name(a, b)} separation power S",
+        markdown_table(header, _by_momentum(pair, methods, momenta, _separation_cell)),
+        f"### {pair_name(a, b)}: S / S_Poisson",
+        markdown_table(header, _by_momentum(pair, others, momenta, _ratio_cell)),
+        f"### Resolution σ / μ of the {_particle(a)} tracks",
+        markdown_table(header, _by_momentum(resolution, methods, momenta, _resolution_cell)),
+    ]
+    rest = tracks.separation[
+        (tracks.separation["particle_a"] != a) | (tracks.separation["particle_b"] != b)
+    ]
+    if not rest.empty:
+        rows = []
+        for (pa, pb, momentum), group in rest.groupby(
+            ["particle_a", "particle_b", "momentum_gev"], sort=False
+        ):
+            by_method = group.set_index("method")
+            rows.append(
+                [
+                    pair_name(str(pa), str(pb)),
+                    f"{momentum:g}",
+                    _separation_cell(by_method.loc[tracks.reference]),
+                    *(_ratio_cell(by_method.loc[m]) for m in others),
+                ]
+            )
+        parts += [
+            "### The other pairs: S_Poisson and S / S_Poisson",
+            markdown_table(
+                ["pair", "p [GeV/c]", "S_Poisson", *(LABELS.get(m, m) for m in others)], rows
+            ),
+        ]
+    return "\n\n".join(parts)
+
+
+def render_report(evaluation: Evaluation, tracks: TrackEvaluation, plots: Mapping[str, str]) -> str:
     """The Markdown report.
 
     Args:
         evaluation: the result of :func:`dndx.evaluation.evaluate_split`.
+        tracks: the track-level evaluation (:func:`dndx.track_evaluation.evaluate_tracks`).
         plots: figure title to its path relative to the report, in display order.
     """
     s = evaluation.candidate.scores
@@ -275,13 +407,15 @@ def render_report(evaluation: Evaluation, plots: Mapping[str, str]) -> str:
         "### LSTM on the candidates, at the working point",
         _candidate_line(evaluation),
         "## Targets",
-        _targets(evaluation),
+        _targets(evaluation.targets),
         "## Peak finding per drift-time bin",
         _peak_bins(evaluation.peaks, "by_drift_time", "drift_time_ns", "drift time [ns]", 0),
         "## Peak finding per noise level",
         _peak_bins(evaluation.peaks, "by_noise", "noise_fraction", "noise / 1 e⁻ amplitude", 3),
         "## Counting per particle and momentum",
         _counting_bins(evaluation),
+        "## Particle identification along tracks",
+        _tracks(tracks),
         "## Baselines tuned on validation",
         _tuning(evaluation),
         "## Figures",

@@ -59,6 +59,34 @@ def _run(args: argparse.Namespace) -> None:
             f"waveforms, count bias {100 * demo['relative_bias']:+.1f} %, "
             f"RMS/sqrt(N) {demo['rms_over_sqrt_n']:.3f}"
         )
+    if separation := _read("metrics/separation.json"):
+        _print_separation(separation)
+
+
+def _print_separation(separation: dict[str, Any]) -> None:
+    """The headline pair's separation power per method and momentum."""
+    from dndx.plots import LABELS
+    from dndx.report import pair_name
+    from dndx.track_evaluation import SEPARATION_TARGETS, TRACK_METHODS
+
+    a, b = SEPARATION_TARGETS.pair
+    by_momentum = separation["separation"].get(f"{a}_{b}")
+    if not by_momentum:
+        return
+    # Keys are momentum_key()s: "2_5GeV" is 2.5 GeV/c.
+    momenta = {float(key.removesuffix("GeV").replace("_", ".")): key for key in by_momentum}
+    print(
+        f"\n{pair_name(a, b)} separation power S (S / S_Poisson) on "
+        f"{separation['n_tracks']} test tracks (reports/evaluation.md):"
+    )
+    print(f"  {'p [GeV/c]':<36}" + "".join(f"{m:>14g}" for m in sorted(momenta)))
+    for method in TRACK_METHODS:
+        cells = []
+        for momentum in sorted(momenta):
+            figures = by_momentum[momenta[momentum]].get(method) or {}
+            s, ratio = figures.get("S"), figures.get("ratio")
+            cells.append(f"{s:6.2f} ({ratio:.2f})" if s is not None and ratio is not None else "–")
+        print(f"  {LABELS.get(method, method):<36}" + "".join(f"{c:>14}" for c in cells))
 
 
 def _infer(args: argparse.Namespace) -> None:

@@ -2,7 +2,9 @@
 
 Reads the chosen models' outputs (the peak finder's scores, the CNN applied
 here to its encoded input) and the truth; tunes the baselines on validation;
-writes the DVC metrics file, the figures and the Markdown report.
+counts the cells of the test tracks with every method, on Dask, for the
+separation powers; writes the DVC metrics files, the figures and the Markdown
+report.
 """
 
 from __future__ import annotations
@@ -10,11 +12,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from prefect import flow, get_run_logger
 
 from dndx.config import PARAMS_PATH, Params, load_params
+from dndx.dataset import part_paths
 from dndx.encoding import COUNTER_INPUT_FILE
-from flows.runtime import ensure_prefect_api
+from dndx.errors import InputError
+from dndx.evaluation import BaselineTuning
+from flows.runtime import dask_task_runner, ensure_prefect_api
 from tasks.encoding import read_score_threshold
 from tasks.evaluation import (
     draw_plots,
@@ -25,13 +31,41 @@ from tasks.evaluation import (
     write_metrics,
     write_report,
 )
+from tasks.track_evaluation import count_track_chunk, score_tracks
 
 __all__ = ["evaluate", "main"]
 
 DATA_DIR = Path("data")
 METRICS_PATH = Path("metrics/evaluate.json")
+SEPARATION_PATH = Path("metrics/separation.json")
 REPORT_PATH = Path("reports/evaluation.md")
 PLOTS_DIR = Path("reports/plots")
+
+
+@flow(name="count the test tracks", log_prints=True)
+def count_tracks(
+    params: Params, tuning: BaselineTuning, score_threshold: float, data_dir: Path
+) -> list[pd.DataFrame]:
+    """Every cell of the test tracks counted by every method, one chunk per task."""
+    models = data_dir.resolve() / "models"
+    tracks_dir = data_dir.resolve() / "tracks" / "test"
+    paths = part_paths(tracks_dir)
+    if not paths:
+        raise InputError(f"{tracks_dir}: no track files; run the tracks stage first")
+    futures = [
+        count_track_chunk.submit(
+            path,
+            params.prepare,
+            params.counter_input,
+            params.simulate.window_ns,
+            models / "peak_finder/model.keras",
+            models / "cluster_counter/model.keras",
+            score_threshold,
+            tuning,
+        )
+        for path in paths
+    ]
+    return [future.result() for future in futures]
 
 
 @flow(name="evaluate", log_prints=True)
@@ -39,6 +73,7 @@ def evaluate(
     params: Params,
     data_dir: Path = DATA_DIR,
     metrics_path: Path = METRICS_PATH,
+    separation_path: Path = SEPARATION_PATH,
     report_path: Path = REPORT_PATH,
     plots_dir: Path = PLOTS_DIR,
 ) -> dict[str, Any]:
@@ -55,10 +90,14 @@ def evaluate(
     )
     tuning = tune_on_validation(validation.result(), tolerance, cfg)
     evaluation = score_test(test.result(), tuning, cnn.result(), threshold, tolerance, cfg)
-    plots = draw_plots(evaluation, test.result(), plots_dir)
-    write_report(evaluation, plots, report_path)
-    metrics = write_metrics(evaluation, metrics_path)
-    for check in evaluation.targets:
+    cells = count_tracks.with_options(task_runner=dask_task_runner(params.dask))(
+        params, tuning, threshold, data_dir
+    )
+    tracks = score_tracks(cells, cfg.dedx_keep_fraction)
+    plots = draw_plots(evaluation, test.result(), tracks, plots_dir)
+    write_report(evaluation, tracks, plots, report_path)
+    metrics = write_metrics(evaluation, tracks, metrics_path, separation_path)
+    for check in (*evaluation.targets, *tracks.targets):
         logger.info(
             "target %-28s %s: %.4f %s %g",
             check.name,

@@ -46,10 +46,12 @@ from dndx.plots import (
     plot_residuals,
     plot_roc,
     plot_score_distributions,
+    plot_separation,
 )
 from dndx.ragged import Ragged
-from dndx.report import render_report
+from dndx.report import pair_name, render_report
 from dndx.storage import atomic_directory, atomic_file
+from dndx.track_evaluation import SEPARATION_TARGETS, TrackEvaluation
 
 __all__ = [
     "draw_plots",
@@ -145,7 +147,9 @@ def score_test(
 
 
 @task(task_run_name="draw the figures", cache_policy=NO_CACHE)
-def draw_plots(evaluation: Evaluation, test: SplitInputs, plots_dir: Path) -> dict[str, Path]:
+def draw_plots(
+    evaluation: Evaluation, test: SplitInputs, tracks: TrackEvaluation, plots_dir: Path
+) -> dict[str, Path]:
     """Every figure as a PNG in ``plots_dir`` (replaced whole); title to final path."""
     c = evaluation.candidate
     peak_tables = {name: evaluation.peaks[name] for name in ("lstm", "d2")}
@@ -160,6 +164,10 @@ def draw_plots(evaluation: Evaluation, test: SplitInputs, plots_dir: Path) -> di
         "Counting residuals": "residuals.png",
         "Counting RMS / √N per particle and momentum": "counting_by_momentum.png",
     }
+    if tracks.headline_pair is not None:
+        figures[f"Separation power {pair_name(*tracks.headline_pair)} against momentum"] = (
+            "separation.png"
+        )
     names = list(figures.values())
     with atomic_directory(plots_dir) as tmp:
         plot_roc(c.fpr, c.tpr, c.scores["auc"], c.working_point, tmp / names[0])
@@ -185,25 +193,45 @@ def draw_plots(evaluation: Evaluation, test: SplitInputs, plots_dir: Path) -> di
             ISSUE_TARGETS.max_rms_over_sqrt_n,
             tmp / names[6],
         )
+        if tracks.headline_pair is not None:
+            plot_separation(
+                tracks.pair_table(*tracks.headline_pair),
+                tracks.reference,
+                pair_name(*tracks.headline_pair),
+                SEPARATION_TARGETS.min_ratio_to_poisson,
+                tmp / names[7],
+            )
     return {title: plots_dir / name for title, name in figures.items()}
 
 
 @task(task_run_name="write the report", cache_policy=NO_CACHE)
-def write_report(evaluation: Evaluation, plots: Mapping[str, Path], report_path: Path) -> Path:
+def write_report(
+    evaluation: Evaluation,
+    tracks: TrackEvaluation,
+    plots: Mapping[str, Path],
+    report_path: Path,
+) -> Path:
     """The Markdown report, linking the figures by paths relative to it."""
     relative = {
         title: Path(os.path.relpath(path, report_path.parent)).as_posix()
         for title, path in plots.items()
     }
     with atomic_file(report_path) as tmp:
-        tmp.write_text(render_report(evaluation, relative))
+        tmp.write_text(render_report(evaluation, tracks, relative))
     return report_path
 
 
 @task(task_run_name="write the metrics", cache_policy=NO_CACHE)
-def write_metrics(evaluation: Evaluation, metrics_path: Path) -> dict[str, Any]:
-    """The flat metrics as JSON (the DVC metrics file); returns them."""
+def write_metrics(
+    evaluation: Evaluation,
+    tracks: TrackEvaluation,
+    metrics_path: Path,
+    separation_path: Path,
+) -> dict[str, Any]:
+    """The flat metrics of the waveforms and the nested ones of the tracks as JSON
+    (DVC metrics files); returns the former."""
     metrics = evaluation.to_metrics()
-    with atomic_file(metrics_path) as tmp:
-        tmp.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    for path, figures in ((metrics_path, metrics), (separation_path, tracks.to_metrics())):
+        with atomic_file(path) as tmp:
+            tmp.write_text(json.dumps(figures, indent=2, sort_keys=True) + "\n")
     return metrics

@@ -1,5 +1,6 @@
 """The evaluate stage: exact figures on hand-made arrays, and the flow end to end
-through the real Prefect engine on tiny simulated data with a real Keras counter."""
+through the real Prefect engine and Dask on tiny simulated data and tracks with
+real (untrained) Keras models."""
 
 from __future__ import annotations
 
@@ -34,6 +35,8 @@ from dndx.preparation import prepare_waveforms
 from dndx.preprocessing import normalise
 from dndx.ragged import Ragged
 from dndx.simulation import simulate_range
+from dndx.track_evaluation import TRACK_METHODS
+from dndx.tracks import simulate_tracks, track_chunks
 from tests.conftest import tiny_params
 
 PARAMS = load_params()
@@ -305,10 +308,16 @@ def _fake_counter_inputs(data_dir: Path, split: str, rng: np.random.Generator) -
 
 
 def _fake_models(data_dir: Path) -> None:
-    from models import build_cluster_counter
+    from models import build_cluster_counter, build_peak_finder
 
     peak_dir = data_dir / "models" / "peak_finder"
     peak_dir.mkdir(parents=True)
+    finder = build_peak_finder(
+        dataclasses.replace(PARAMS.peak_finder, lstm_units=(4,), dense_units=(4,)),
+        window_length=PARAMS.prepare.window_length,
+        seed=3,
+    )
+    finder.save(peak_dir / "model.keras")
     selection = {"score_threshold": SCORE_THRESHOLD, "trial": 0, "hyperparameters": {}}
     (peak_dir / "selection.json").write_text(json.dumps({**selection, "metrics": {}}))
     counter_dir = data_dir / "models" / "cluster_counter"
@@ -320,6 +329,19 @@ def _fake_models(data_dir: Path) -> None:
     (counter_dir / "selection.json").write_text(
         json.dumps({"trial": 0, "hyperparameters": {}, "metrics": {}})
     )
+
+
+TRACKS = dataclasses.replace(
+    PARAMS.tracks, particles=("pi", "K"), momenta_gev=(5.0, 10.0), n_cells=8, n_test=4
+)
+
+
+def _tracks(data_dir: Path) -> None:
+    """Two chunks of test tracks of each particle at each momentum."""
+    chunks = track_chunks(dataclasses.replace(TRACKS, tracks_per_chunk=2), "test")
+    for index, (track_set, start, stop) in enumerate(chunks):
+        data = simulate_tracks(PARAMS.simulate, TRACKS, "test", track_set, start, stop)
+        write_waveform_set(data, data_dir / "tracks" / "test" / part_name(index))
 
 
 @pytest.fixture
@@ -340,14 +362,21 @@ def test_evaluate_flow_writes_metrics_report_and_plots(tmp_path: Path, prefect_a
     for split in ("validation", "test"):
         _fake_counter_inputs(data_dir, split, rng)
     _fake_models(data_dir)
+    _tracks(data_dir)
     metrics_path = tmp_path / "metrics" / "evaluate.json"
+    separation_path = tmp_path / "metrics" / "separation.json"
     report_path = tmp_path / "reports" / "evaluation.md"
     plots_dir = tmp_path / "reports" / "plots"
 
+    # The counter's input as the fake counter was built for.
+    params = dataclasses.replace(
+        PARAMS, counter_input=dataclasses.replace(PARAMS.counter_input, n_bins=N_BINS)
+    )
     returned = evaluate(
-        PARAMS,
+        params,
         data_dir=data_dir,
         metrics_path=metrics_path,
+        separation_path=separation_path,
         report_path=report_path,
         plots_dir=plots_dir,
     )
@@ -387,9 +416,28 @@ def test_evaluate_flow_writes_metrics_report_and_plots(tmp_path: Path, prefect_a
     assert "expected peaks → time clusterization (perfect peak finding)" in report
     assert metrics["tuning.truth_clusterization.window_ns"] in PARAMS.evaluate.window_grid_ns
     assert "## Targets" in report
-    assert report.count("✅") + report.count("❌") == 7
+    assert report.count("✅") + report.count("❌") == 7 + 2
     assert "## Peak finding per drift-time bin" in report
     assert "## Counting per particle and momentum" in report
+
+    # Every method on every test track: the limit keeps all of its own separation,
+    # and every method's S is a figure with an error.
+    separation = json.loads(separation_path.read_text())
+    assert separation["n_tracks"] == 2 * 2 * TRACKS.n_test
+    assert separation["n_cells"] == TRACKS.n_cells
+    for momentum in ("5GeV", "10GeV"):
+        pi_k = separation["separation"]["pi_K"][momentum]
+        assert sorted(pi_k) == sorted(TRACK_METHODS)
+        assert pi_k["truth"]["ratio"] == 1.0
+        for method in TRACK_METHODS:
+            assert pi_k[method]["S"] >= 0.0 and pi_k[method]["S_error"] > 0.0
+    assert set(separation["target"]) == {
+        "separation_ratio_to_poisson",
+        "separation_gain_over_d2",
+    }
+    assert "## Particle identification along tracks" in report
+    assert "### π / K separation power S" in report
+    assert "| true count (Poisson limit) |" in report
 
     pngs = sorted(p.name for p in plots_dir.glob("*.png"))
     assert pngs == sorted(
@@ -401,6 +449,7 @@ def test_evaluate_flow_writes_metrics_report_and_plots(tmp_path: Path, prefect_a
             "residuals.png",
             "roc.png",
             "scores.png",
+            "separation.png",
         ]
     )
     for name in pngs:

@@ -15,6 +15,7 @@ from tests.conftest import TrainedProject, dvc
 
 STAGES = (
     "simulate",
+    "tracks",
     "prepare",
     "train_peak_finder",
     "encode",
@@ -44,6 +45,11 @@ def test_dvc_repro_runs_every_stage_then_nothing(trained_project: TrainedProject
     assert len(part_paths(project / "data/simulated/train")) == (
         params["simulate"]["n_train"] // params["simulate"]["chunk_size"]
     )
+    tracks = params["tracks"]
+    track_chunks = -(-tracks["n_test"] // tracks["tracks_per_chunk"])
+    assert len(part_paths(project / "data/tracks/test")) == (
+        len(tracks["particles"]) * len(tracks["momenta_gev"]) * track_chunks
+    )
     candidates, windows = read_candidates(project / "data/prepared/train")
     assert windows.shape == (len(candidates), 15)
     balance = json.loads((project / "metrics/prepare.json").read_text())
@@ -54,6 +60,11 @@ def test_dvc_repro_runs_every_stage_then_nothing(trained_project: TrainedProject
         assert (project / f"reports/scan_{model}.md").exists()
     evaluation = json.loads((project / "metrics/evaluate.json").read_text())
     assert "counting.cnn.rms_over_sqrt_n" in evaluation
+    separation = json.loads((project / "metrics/separation.json").read_text())
+    assert separation["n_tracks"] == (
+        len(tracks["particles"]) * len(tracks["momenta_gev"]) * tracks["n_test"]
+    )
+    assert separation["separation"]["pi_K"]["10GeV"]["truth"]["ratio"] == 1.0
     assert (project / "reports/evaluation.md").exists()
     assert json.loads((project / "metrics/register.json").read_text())["alias"] == "champion"
     demo = json.loads((project / "metrics/demo.json").read_text())

@@ -1,0 +1,190 @@
+"""Track sets for particle identification: one particle at one momentum, many cells.
+
+A track crosses ``n_cells`` drift cells. Each cell is one waveform of the
+simulator (:func:`dndx.simulation.simulate_block`) with the particle and the
+momentum fixed and everything else drawn per cell as for the other splits:
+cell size, impact parameter and angle (so the path length and the cluster
+count), drift, front end and digitiser. The truth keeps ``path_length_cm``,
+which a track fit would give, and ``n_clusters``.
+
+Every track is one random stream, from the set's seed (derived from the
+``tracks`` seed, the particle and the momentum) and the track's index within
+its split, so a set generated whole or track range by track range is the same,
+and adding a particle or a momentum leaves the other sets as they were.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from dndx.config import PARTICLE_MASSES_GEV, Range, SimulationConfig, TracksConfig
+from dndx.physics import pulse_peak_norm
+from dndx.simulation import WaveformSet, block_rng, simulate_block
+
+__all__ = [
+    "TRACK_SPLITS",
+    "TrackSet",
+    "simulate_tracks",
+    "track_chunks",
+    "track_sets",
+    "track_simulation_config",
+    "waveform_charge_electrons",
+]
+
+#: The splits of the track sets: validation for choosing, test for reporting.
+TRACK_SPLITS: tuple[str, ...] = ("validation", "test")
+
+
+@dataclass(frozen=True)
+class TrackSet:
+    """The tracks of one particle at one momentum in one split.
+
+    Attributes:
+        index: the set's place in :func:`track_sets`.
+        particle: the particle's name.
+        momentum_gev: the momentum of every track.
+        n_tracks: tracks in the set; they are numbered ``first_track`` onwards
+            within the split.
+    """
+
+    index: int
+    particle: str
+    momentum_gev: float
+    n_tracks: int
+
+    @property
+    def first_track(self) -> int:
+        """The split-wide ``track_id`` of the set's first track."""
+        return self.index * self.n_tracks
+
+
+def track_sets(cfg: TracksConfig, split: str) -> list[TrackSet]:
+    """Every particle at every momentum of ``split``, particle by particle.
+
+    >>> from dndx.config import load_params
+    >>> sets = track_sets(load_params().tracks, "test")
+    >>> sets[0].particle, sets[0].momentum_gev, sets[1].momentum_gev, len(sets)
+    ('pi', 2.0, 5.0, 30)
+    """
+    if split not in TRACK_SPLITS:
+        raise ValueError(f"split {split!r}: track sets exist for {list(TRACK_SPLITS)}")
+    pairs = [(p, m) for p in cfg.particles for m in cfg.momenta_gev]
+    return [TrackSet(i, p, m, cfg.n_tracks(split)) for i, (p, m) in enumerate(pairs)]
+
+
+def track_chunks(cfg: TracksConfig, split: str) -> list[tuple[TrackSet, int, int]]:
+    """The split's tracks in chunks of at most ``tracks_per_chunk`` tracks of one set:
+    ``(track_set, start, stop)`` each.
+
+    >>> import dataclasses
+    >>> from dndx.config import load_params
+    >>> cfg = dataclasses.replace(load_params().tracks, n_test=25, tracks_per_chunk=10)
+    >>> [(s.particle, s.momentum_gev, a, b) for s, a, b in track_chunks(cfg, "test")][:4]
+    [('pi', 2.0, 0, 10), ('pi', 2.0, 10, 20), ('pi', 2.0, 20, 25), ('pi', 5.0, 0, 10)]
+    """
+    size = cfg.tracks_per_chunk
+    return [
+        (track_set, start, min(start + size, track_set.n_tracks))
+        for track_set in track_sets(cfg, split)
+        for start in range(0, track_set.n_tracks, size)
+    ]
+
+
+def track_simulation_config(
+    simulate: SimulationConfig, particle: str, momentum_gev: float
+) -> SimulationConfig:
+    """The simulator's settings with the particle and the momentum fixed.
+
+    >>> from dndx.config import load_params
+    >>> cfg = track_simulation_config(load_params().simulate, "K", 10.0)
+    >>> cfg.particles, cfg.momentum_gev.is_point
+    (('K',), True)
+    """
+    return dataclasses.replace(
+        simulate, particles=(particle,), momentum_gev=Range(low=momentum_gev, high=momentum_gev)
+    )
+
+
+def _set_seed(seed: int, particle: str, momentum_gev: float) -> int:
+    # The set's identity, not its place in the lists, picks its streams.
+    entropy = (seed, list(PARTICLE_MASSES_GEV).index(particle), round(momentum_gev * 1e6))
+    return int(np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0])
+
+
+def simulate_tracks(
+    simulate: SimulationConfig,
+    tracks: TracksConfig,
+    split: str,
+    track_set: TrackSet,
+    start: int,
+    stop: int,
+) -> WaveformSet:
+    """Tracks ``start:stop`` of ``track_set``, ``tracks.n_cells`` waveforms each.
+
+    ``info`` starts with ``waveform_id`` (``track_id * n_cells + cell``), unique
+    in the split, ``track_id`` and ``cell``; ``momentum_gev`` is the set's.
+
+    >>> import dataclasses
+    >>> from dndx.config import load_params
+    >>> params = load_params()
+    >>> cfg = dataclasses.replace(params.tracks, n_cells=4)
+    >>> one = track_sets(cfg, "test")[7]
+    >>> whole = simulate_tracks(params.simulate, cfg, "test", one, 0, 3)
+    >>> parts = [simulate_tracks(params.simulate, cfg, "test", one, a, a + 1) for a in range(3)]
+    >>> bool(np.array_equal(whole.adc.values, WaveformSet.concatenate(parts).adc.values))
+    True
+    >>> whole.info["track_id"].unique().tolist(), whole.info["cell"].tolist()[:5]
+    ([140, 141, 142], [0, 1, 2, 3, 0])
+    """
+    if not 0 <= start < stop <= track_set.n_tracks:
+        raise ValueError(
+            f"tracks {start}:{stop} are outside the {track_set.n_tracks} tracks of the set"
+        )
+    cfg = track_simulation_config(simulate, track_set.particle, track_set.momentum_gev)
+    set_seed = _set_seed(tracks.seed, track_set.particle, track_set.momentum_gev)
+    n_cells = tracks.n_cells
+    cells = np.arange(n_cells, dtype=np.int64)
+    simulated = []
+    for track in range(start, stop):
+        data = simulate_block(cfg, block_rng(set_seed, split, track), n_cells)
+        track_id = track_set.first_track + track
+        data.info.insert(0, "cell", cells)
+        data.info.insert(0, "track_id", np.full(n_cells, track_id, dtype=np.int64))
+        data.info.insert(0, "waveform_id", track_id * n_cells + cells)
+        data.info["momentum_gev"] = track_set.momentum_gev
+        simulated.append(data)
+    return WaveformSet.concatenate(simulated)
+
+
+def waveform_charge_electrons(data: WaveformSet) -> NDArray[np.float64]:
+    """The charge of every waveform, in electrons at the mean gain: ``(n_waveforms,)``.
+
+    The baseline-subtracted samples are summed over the whole window and divided
+    by a single electron's pulse sum, as a detector calibrated channel by
+    channel (pedestal, gain, pulse shape) would: the pulse
+    ``A (e^{-t/fall} - e^{-t/rise}) + c (e^{-t/ion} - e^{-t/rise})`` of peak 1 has
+    the area ``A (fall - rise) + c (ion - rise)`` ns. The baseline wander's
+    Fourier modes sum to zero over the window; the noise averages out.
+    """
+    info = data.info
+    rise_ns = info["rise_time_ns"].to_numpy()
+    fall_ns = info["fall_time_ns"].to_numpy()
+    ion_fraction = info["ion_tail_fraction"].to_numpy()
+    area_ns = pulse_peak_norm(rise_ns, fall_ns) * (fall_ns - rise_ns) + ion_fraction * (
+        info["ion_tail_time_ns"].to_numpy() - rise_ns
+    )
+    samples = data.adc
+    summed = np.bincount(
+        samples.row_index(), weights=samples.values.astype(np.float64), minlength=len(samples)
+    )
+    signal = info["polarity"].to_numpy() * (summed - samples.lengths * info["baseline_adc"])
+    per_electron = (
+        info["single_electron_amplitude_adc"].to_numpy()
+        * info["sampling_rate_ghz"].to_numpy()
+        * area_ns
+    )
+    return np.asarray(signal / per_electron, dtype=np.float64)
