@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -52,11 +53,24 @@ def _runs(root: Path) -> tuple[Any, list[Any]]:
 
 
 def test_two_trial_scan_tracks_every_trial_and_keeps_the_best(
-    workdir: Path, prefect_api: str
+    workdir: Path, prefect_api: str, capfd: pytest.CaptureFixture[str]
 ) -> None:
     params = _params(workdir)
     runner = dask_task_runner(params.dask)
     best = train_peak_finder.with_options(task_runner=runner)(params, workdir)
+
+    # Each epoch of each trial is reported as it ends, on the console of the
+    # process that started the flow (the trials run in Dask worker processes).
+    console = capfd.readouterr()
+    epoch_lines = re.findall(
+        r"peak_finder (trial-\d{3}) epoch (\d+)/2: val_loss [\d.]+, "
+        r"val_efficiency_x_purity [\d.]+ \([\d.]+ s\)",
+        console.out + console.err,
+    )
+    trained = pd.read_csv("reports/scan_peak_finder.csv").set_index("trial")["epochs_trained"]
+    for number, epochs in trained.items():
+        reported = [int(epoch) for name, epoch in epoch_lines if name == f"trial-{number:03d}"]
+        assert reported == list(range(1, epochs + 1))
 
     parent, children = _runs(workdir)
     assert [c.info.status for c in children] == ["FINISHED", "FINISHED"]
