@@ -7,9 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from dndx.dataset import part_paths, read_candidates
+from flows.pipeline import pipeline
 from tests.conftest import venv_env
 
 
@@ -75,6 +77,35 @@ def test_dvc_repro_runs_every_stage_then_nothing(project: Path, prefect_api: str
     assert "Running stage 'demo'" in third
     for stage in STAGES[:-1]:
         assert f"Running stage '{stage}'" not in third
+
+
+def test_the_pipeline_prints_each_dvc_line_once_and_leaves_the_git_index_alone(
+    project: Path,
+    prefect_api: str,
+    capfd: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def staged() -> str:
+        return subprocess.run(
+            ["git", "diff", "--cached", "--name-only"],
+            cwd=project, capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+
+    monkeypatch.chdir(project)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(project / ".cache"))
+    staged_before = staged()
+    assert pipeline(project, ["simulate", "prepare"]) == {"simulate": True, "prepare": True}
+
+    console = capfd.readouterr()
+    printed = console.out + console.err
+    assert printed.count("Running stage 'simulate'") == 1
+    assert printed.count("Running stage 'prepare'") == 1
+    # DVC's records stay with DVC's own handlers, which printed them above.
+    assert [r.getMessage() for r in caplog.records if r.name.split(".")[0] == "dvc"] == []
+    assert "autostage" not in printed
+    assert len([m for m in caplog.messages if "git add dvc.lock" in m]) == 1
+    assert (project / "dvc.lock").exists() and staged() == staged_before
 
 
 def test_bad_params_stop_the_stage_before_any_work(project: Path) -> None:
