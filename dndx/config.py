@@ -266,6 +266,14 @@ class TrainingConfig:
         default=("val_efficiency_x_purity", "val_f1", "val_auc"),
         metadata=_spec(choices=tuple(METRIC_GOALS)),
     )
+    learning_rate_schedule: str = field(
+        default="constant",
+        metadata=_spec(
+            choices=("constant", "cosine"),
+            doc="the model's learning_rate throughout, or decayed along half a cosine "
+            "towards zero over epochs",
+        ),
+    )
     scan: ScanConfig = ScanConfig()
 
 
@@ -440,20 +448,22 @@ class DaskConfig:
 
 
 _PEAK_FINDER_TRAINING = TrainingConfig(
-    epochs=25,
-    batch_size=512,
+    epochs=12,
+    batch_size=1024,
     patience=4,
     max_train_examples=300_000,
-    scan=ScanConfig(space={"lstm_units": ((32,), (32, 32)), "learning_rate": (0.002, 0.004)}),
+    learning_rate_schedule="cosine",
+    scan=ScanConfig(n_trials=1, space={"lstm_units": ((32, 32),), "learning_rate": (0.004,)}),
 )
 _COUNTER_TRAINING = TrainingConfig(
-    epochs=40,
+    epochs=24,
     batch_size=64,
     patience=6,
     max_train_examples=1_000_000,
     max_validation_examples=1_000_000,
     selection=("val_rms_over_sqrt_n", "val_abs_relative_bias"),
-    scan=ScanConfig(n_trials=2, space={"filters": ((32, 64, 64), (32, 64, 64, 64))}),
+    learning_rate_schedule="cosine",
+    scan=ScanConfig(n_trials=1, space={"filters": ((32, 64, 64),)}),
 )
 
 
