@@ -357,6 +357,7 @@ class TrainingConfig:
     max_train_examples: Annotated[StrictInt, Field(ge=1, le=10**9)]
     max_validation_examples: Annotated[StrictInt, Field(ge=1, le=10**9)]
     selection: Annotated[tuple[Metric, ...], NonEmpty]
+    learning_rate_schedule: Literal["constant", "cosine"]
     scan: ScanConfig
 
 

@@ -7,6 +7,7 @@ is skipped, and changing one parameter re-runs only what depends on it.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from pathlib import Path
@@ -32,7 +33,12 @@ def reproduce_stage(stage: str, repo_dir: Path) -> bool:
 
     # Stage commands run `python`: make it this interpreter.
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    # DVC prints its lines itself; through Prefect's root handler each would print twice.
+    logging.getLogger("dvc").propagate = False
     with Repo(str(repo_dir)) as repo:
+        # DVC's hint to `git add` its lock file would follow every stage: the
+        # pipeline gives it once, at the end. The user's git index is left alone.
+        repo.scm_context.quiet = True
         ran = repo.reproduce(stage, single_item=True)
     get_run_logger().info("stage %s: %s", stage, "ran" if ran else "up to date, skipped")
     return bool(ran)
@@ -41,7 +47,12 @@ def reproduce_stage(stage: str, repo_dir: Path) -> bool:
 @flow(name="pipeline", log_prints=True)
 def pipeline(repo_dir: Path = Path("."), stages: list[str] | None = None) -> dict[str, bool]:
     """Reproduce ``stages`` (default: all of ``dvc.yaml``) in order; returns which ran."""
-    return {stage: reproduce_stage(stage, repo_dir) for stage in stages or stage_names(repo_dir)}
+    ran = {stage: reproduce_stage(stage, repo_dir) for stage in stages or stage_names(repo_dir)}
+    if any(ran.values()):
+        get_run_logger().info(
+            "dvc.lock records what ran: `git add dvc.lock` to keep it with the code"
+        )
+    return ran
 
 
 def main(params_path: str | Path = PARAMS_PATH, stages: list[str] | None = None) -> dict[str, bool]:

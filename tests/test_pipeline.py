@@ -11,7 +11,8 @@ import pytest
 import yaml
 
 from dndx.dataset import part_paths, read_candidates
-from tests.conftest import TrainedProject, dvc
+from flows.pipeline import pipeline
+from tests.conftest import TrainedProject, copy_project, dvc
 
 STAGES = (
     "simulate",
@@ -102,6 +103,40 @@ def test_a_parameter_makes_stale_only_the_stage_that_reads_it(
     finally:
         params_file.write_text(original)
     assert not _stale(project)
+
+
+def test_the_pipeline_prints_each_dvc_line_once_and_leaves_the_git_index_alone(
+    trained_project: TrainedProject,
+    tmp_path: Path,
+    capfd: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    project = copy_project(trained_project, tmp_path)
+
+    def staged() -> str:
+        return subprocess.run(
+            ["git", "diff", "--cached", "--name-only"],
+            cwd=project, capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["register"]["demo_waveforms"] //= 2
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    monkeypatch.chdir(project)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(project / ".cache"))
+    staged_before = staged()
+    assert pipeline(project, ["evaluate", "demo"]) == {"evaluate": False, "demo": True}
+
+    console = capfd.readouterr()
+    printed = console.out + console.err
+    assert printed.count("Stage 'evaluate' didn't change, skipping") == 1
+    assert printed.count("Running stage 'demo'") == 1
+    # DVC's records stay with DVC's own handlers, which printed them above.
+    assert [r.getMessage() for r in caplog.records if r.name.split(".")[0] == "dvc"] == []
+    assert "autostage" not in printed
+    assert len([m for m in caplog.messages if "git add dvc.lock" in m]) == 1
+    assert staged() == staged_before
 
 
 def test_bad_params_stop_the_stage_before_any_work(project: Path) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -12,16 +14,18 @@ from typing import Any
 import cloudpickle
 import pandas as pd
 import pytest
+import yaml
 from mlflow.tracking import MlflowClient
 from prefect import flow, task
 
 from dndx.config import Params, ScanConfig, parse_params
+from dndx.scan import trial_choices
 from flows.runtime import dask_task_runner
 from flows.scan import ScanOutputs, run_scan
 from flows.train_peak_finder import train_peak_finder
 from tasks.tracking import configure_mlflow
 from tasks.training import TrialSpec, run_trial
-from tests.conftest import tiny_params
+from tests.conftest import ROOT, tiny_params
 
 # Dask workers cannot import this test module: ship its functions by value.
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -44,6 +48,7 @@ def workdir(prepared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 def _runs(root: Path) -> tuple[Any, list[Any]]:
     client = MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("dndx")
+    assert experiment is not None
     runs = client.search_runs([experiment.experiment_id])
     parents = [r for r in runs if r.data.tags.get("kind") == "scan"]
     assert len(parents) == 1
@@ -52,11 +57,36 @@ def _runs(root: Path) -> tuple[Any, list[Any]]:
 
 
 def test_two_trial_scan_tracks_every_trial_and_keeps_the_best(
-    workdir: Path, prefect_api: str
+    workdir: Path, prefect_api: str, capfd: pytest.CaptureFixture[str]
 ) -> None:
     params = _params(workdir)
+    params = dataclasses.replace(
+        params,
+        train_peak_finder=dataclasses.replace(
+            params.train_peak_finder, learning_rate_schedule="cosine"
+        ),
+    )
     runner = dask_task_runner(params.dask)
     best = train_peak_finder.with_options(task_runner=runner)(params, workdir)
+
+    # Each epoch of each trial is reported as it ends, on the console of the
+    # process that started the flow (the trials run in Dask worker processes).
+    console = capfd.readouterr()
+    epoch_lines = re.findall(
+        r"peak_finder (trial-\d{3}) epoch (\d+)/2: val_loss [\d.]+, "
+        r"val_efficiency_x_purity [\d.]+ \([\d.]+ s\)",
+        console.out + console.err,
+    )
+    trained = pd.read_csv("reports/scan_peak_finder.csv").set_index("trial")["epochs_trained"]
+    for number, epochs in trained.items():
+        reported = [int(epoch) for name, epoch in epoch_lines if name == f"trial-{number:03d}"]
+        assert reported == list(range(1, epochs + 1))
+
+    # The learning rate falls along half a cosine from the model's rate over `epochs`.
+    history = pd.read_csv("reports/peak_finder_history.csv")
+    start, epochs = params.peak_finder.learning_rate, params.train_peak_finder.epochs
+    expected = [start * (1 + math.cos(math.pi * epoch / epochs)) / 2 for epoch in history["epoch"]]
+    assert history["learning_rate"].tolist() == pytest.approx(expected, rel=1e-5)
 
     parent, children = _runs(workdir)
     assert [c.info.status for c in children] == ["FINISHED", "FINISHED"]
@@ -136,3 +166,39 @@ def test_a_trial_that_raises_is_recorded_as_failed_and_the_scan_completes(
     assert "injected failure" in children[1].data.tags["failure_reason"]
     table = pd.read_csv(outputs.table_csv)
     assert table["status"].tolist() == ["finished", "failed"]
+
+
+def _full_scan_profile(section: str) -> dict[str, Any]:
+    """The full-scan profile that ``params.yaml`` gives as comments in ``section``:
+    the lines indented as keys of the section after ``#``."""
+    lines = (ROOT / "params.yaml").read_text().splitlines()
+    start = lines.index(f"{section}:") + 1
+    end = next(i for i in range(start, len(lines)) if lines[i] and not lines[i][0].isspace())
+    profile = [line[5:] for line in lines[start:end] if line.startswith("  #   ")]
+    return dict(yaml.safe_load("\n".join(profile)))
+
+
+@pytest.mark.parametrize(
+    ("section", "trials"),
+    [
+        (
+            "train_peak_finder",
+            [
+                {"lstm_units": lstm_units, "learning_rate": learning_rate}
+                for lstm_units in ((32,), (32, 32))
+                for learning_rate in (0.002, 0.004)
+            ],
+        ),
+        ("train_cluster_counter", [{"filters": (32, 64, 64)}, {"filters": (32, 64, 64, 64)}]),
+    ],
+)
+def test_the_full_scan_profile_in_params_yaml_is_valid_and_runs_every_trial(
+    section: str, trials: list[dict[str, Any]]
+) -> None:
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    default = getattr(parse_params(params), section)
+    params[section].update(_full_scan_profile(section))
+    full = getattr(parse_params(params), section)
+    assert full.learning_rate_schedule == "constant"
+    assert trial_choices(full.scan) == trials
+    assert len(trial_choices(default.scan)) < len(trials)
