@@ -88,6 +88,15 @@ def project(tmp_path: Path) -> Path:
     return make_project(tmp_path / "project")
 
 
+@pytest.fixture(autouse=True)
+def _prefect_console_as_configured() -> Iterator[None]:
+    """An in-process ``dndx infer`` quiets Prefect's and Dask's consoles for the processes
+    it starts; no later test (or the subprocesses it starts) inherits that."""
+    yield
+    for name in ("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "DASK_LOGGING__DISTRIBUTED"):
+        os.environ.pop(name, None)
+
+
 @dataclass(frozen=True)
 class TrainedProject:
     """The tiny project after one ``dvc repro`` of every stage, and that run's output."""

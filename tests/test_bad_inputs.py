@@ -110,13 +110,6 @@ ROWS: list[tuple[str, Callable[[NDArray[np.float64]], NDArray[np.float64]], str]
 ]
 
 
-@pytest.fixture(autouse=True)
-def _prefect_console(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Undo the quiet console that an in-process ``dndx infer`` sets for its children."""
-    monkeypatch.delenv("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", raising=False)
-    monkeypatch.delenv("DASK_LOGGING__DISTRIBUTED", raising=False)
-
-
 @pytest.fixture(scope="module")
 def good_adc() -> NDArray[np.float64]:
     """``(N_GOOD, 3000)`` positive waveforms at the models' rate."""
