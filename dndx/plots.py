@@ -203,14 +203,11 @@ def plot_residuals(n_true: ArrayLike, n_rec: Mapping[str, ArrayLike], path: str 
     return save_figure(figure, path)
 
 
-def plot_counting_by_bin(
-    tables: Mapping[str, pd.DataFrame], limit: float, path: str | Path
-) -> Path:
+def plot_counting_by_bin(tables: Mapping[str, pd.DataFrame], path: str | Path) -> Path:
     """RMS(N_rec − N_true) / sqrt(N) per momentum bin, one panel per particle.
 
     Args:
         tables: per counter, :func:`dndx.metrics.counting_table`.
-        limit: the target, drawn as a dashed line.
         path: the PNG written.
     """
     first = next(iter(tables.values()))
@@ -222,7 +219,6 @@ def plot_counting_by_bin(
             rows = table[table["particle"] == particle]
             centre = np.sqrt(rows["momentum_gev_low"] * rows["momentum_gev_high"])
             ax.plot(centre, rows["rms_over_sqrt_n"], "o-", label=_label(name))
-        ax.axhline(limit, color="k", linestyle="--", linewidth=1, label="target")
         edges = sorted({*first["momentum_gev_low"], *first["momentum_gev_high"]})
         ax.set_xscale("log")
         ax.set_xticks(edges, [f"{e:g}" for e in edges])

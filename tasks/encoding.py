@@ -3,7 +3,6 @@ counter's input: one chunk per task, then one task per split joins the chunks.""
 
 from __future__ import annotations
 
-import functools
 import json
 from pathlib import Path
 from typing import Any
@@ -41,11 +40,10 @@ def read_score_threshold(selection_path: Path) -> float:
     return float(threshold)
 
 
-@functools.lru_cache(maxsize=2)
 def _peak_finder(model_path: str) -> Any:
-    from models.saving import load_model
+    from models.saving import load_model_once
 
-    return load_model(model_path)
+    return load_model_once(model_path)
 
 
 @task(task_run_name="encode {split} chunk {index}", retries=2, retry_delay_seconds=1)

@@ -31,7 +31,6 @@ from dndx.config import EvaluateConfig, PrepareConfig
 from dndx.dataset import part_paths, read_prepared_waveforms, read_waveform_set
 from dndx.errors import InputError
 from dndx.evaluation import (
-    ISSUE_TARGETS,
     BaselineTuning,
     Evaluation,
     SplitInputs,
@@ -190,7 +189,6 @@ def draw_plots(
         plot_residuals(n_true, n_rec, tmp / names[5])
         plot_counting_by_bin(
             {name: counting.table for name, counting in evaluation.counting.items()},
-            ISSUE_TARGETS.max_rms_over_sqrt_n,
             tmp / names[6],
         )
         if tracks.headline_pair is not None:

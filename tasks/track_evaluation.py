@@ -7,7 +7,6 @@ A worker loads each model once and keeps it for the chunks it is given.
 
 from __future__ import annotations
 
-import functools
 import os
 from pathlib import Path
 from typing import Any
@@ -27,14 +26,13 @@ from dndx.track_evaluation import TrackEvaluation, count_track_cells, evaluate_t
 __all__ = ["count_track_chunk", "score_tracks"]
 
 
-@functools.lru_cache(maxsize=2)
 def _model(model_path: str) -> Any:
     if not Path(model_path).is_file():
         raise InputError(f"{model_path}: no such model; run the training stages first")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from models.saving import load_model
+    from models.saving import load_model_once
 
-    return load_model(model_path)
+    return load_model_once(model_path)
 
 
 @task(

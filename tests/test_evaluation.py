@@ -116,7 +116,7 @@ def test_targets_pass_at_their_limits_and_fail_on_nan() -> None:
         {"precision": 0.96, "recall": 0.94, "auc": float("nan")},
         {"efficiency_x_purity": 0.80},
         {"efficiency_x_purity": 0.75},
-        {"rms_over_sqrt_n": 0.5, "relative_bias": -0.02, "linearity_slope": 0.9499},
+        {"relative_bias": -0.02},
     )
     passed = {c.name: c.passed for c in checks}
     assert passed == {
@@ -124,9 +124,8 @@ def test_targets_pass_at_their_limits_and_fail_on_nan() -> None:
         "candidate_recall": True,
         "candidate_auc": False,
         "peak_gain_over_d2": False,
-        "counting_rms_over_sqrt_n": True,
+        "peak_efficiency_x_purity": True,
         "counting_abs_relative_bias": True,
-        "counting_slope_deviation": False,
     }
     gain = next(c for c in checks if c.name == "peak_gain_over_d2")
     assert gain.value == pytest.approx(0.05)
@@ -191,14 +190,14 @@ def test_perfect_inputs_give_perfect_scores_and_honest_targets() -> None:
     passed = {c.name: c.passed for c in evaluation.targets}
     # One class only: precision 1 but no AUC; D2 is as perfect as the LSTM here.
     assert passed["candidate_precision"] and not passed["candidate_auc"]
-    assert not passed["peak_gain_over_d2"] and passed["counting_rms_over_sqrt_n"]
+    assert not passed["peak_gain_over_d2"] and passed["peak_efficiency_x_purity"]
 
     metrics = evaluation.to_metrics()
     json.dumps(metrics, allow_nan=False)
     assert metrics["candidate.lstm.auc"] is None
     assert metrics["counting.cnn.linearity_slope"] == 1.0
-    assert metrics["target.counting_slope_deviation.passed"] is True
-    assert metrics["targets.n_total"] == 7
+    assert metrics["target.counting_abs_relative_bias.passed"] is True
+    assert metrics["targets.n_total"] == 6
     assert metrics["tuning.d2.t1_sigma"] == tuning.d2.t1_sigma
 
     with pytest.raises(InputError, match="CNN predictions: 1 waveform_id"):
@@ -392,7 +391,7 @@ def test_evaluate_flow_writes_metrics_report_and_plots(tmp_path: Path, prefect_a
     for counter in COUNTERS:
         for key in ("relative_bias", "rms_over_sqrt_n", "linearity_slope"):
             assert f"counting.{counter}.{key}" in metrics
-    assert metrics["targets.n_total"] == 7
+    assert metrics["targets.n_total"] == 6
     assert (
         sum(v for k, v in metrics.items() if k.endswith(".passed")) == metrics["targets.n_passed"]
     )
