@@ -125,9 +125,9 @@ def build_models(directory: Path) -> str:
     export_onnx(counter, directory / "cluster_counter.onnx")
     peak_finder.save(directory / "peak_finder.keras")
     counter.save(directory / "cluster_counter.keras")
-    ModelBundle(1.5, 2.0, 5, 9, 0.5, 1024, 3000 / 1024, {"origin": "benchmarks/infer.py"}).save(
-        directory
-    )
+    ModelBundle(
+        1.5, 2.0, 0.0, 5, 9, 0.5, 1024, 3000 / 1024, {"origin": "benchmarks/infer.py"}
+    ).save(directory)
     return "untrained default topologies (no data/bundle: run make run first)"
 
 

@@ -35,6 +35,8 @@ class ModelBundle:
     Attributes:
         model_sampling_rate_ghz: inputs are resampled to this rate.
         candidate_threshold_sigma: candidate threshold in noise units.
+        min_curvature_sigma: the candidates' pre-selection in noise units
+            (:func:`dndx.candidates.find_candidates`), as in training.
         window_before, window_after: the candidate window around a sample.
         score_threshold: peak-finder probability at the working point.
         n_bins, samples_per_bin: the cluster counter's input encoding.
@@ -43,6 +45,7 @@ class ModelBundle:
 
     model_sampling_rate_ghz: float
     candidate_threshold_sigma: float
+    min_curvature_sigma: float
     window_before: int
     window_after: int
     score_threshold: float
@@ -74,6 +77,8 @@ class ModelBundle:
         except json.JSONDecodeError as error:
             raise InputError(f"{path}: not valid JSON ({error})") from None
         names = {f.name for f in dataclasses.fields(cls)}
+        # Bundles written before the pre-selection existed were trained on every candidate.
+        raw.setdefault("min_curvature_sigma", 0.0)
         missing = sorted(names - set(raw) - {"provenance"})
         if missing:
             raise InputError(f"{path}: missing field(s) {missing}")

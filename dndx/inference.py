@@ -131,7 +131,7 @@ def minimum_length(bundle: ModelBundle, sampling_rate_ghz: float) -> int:
     """The fewest samples at ``sampling_rate_ghz`` a waveform needs: one
     candidate window at the models' rate.
 
-    >>> bundle = ModelBundle(1.5, 2.0, 5, 9, 0.5, 1024, 3000 / 1024)
+    >>> bundle = ModelBundle(1.5, 2.0, 0.0, 5, 9, 0.5, 1024, 3000 / 1024)
     >>> minimum_length(bundle, 1.5), minimum_length(bundle, 1.2)
     (15, 12)
     """
@@ -206,6 +206,7 @@ def candidate_windows(
         bundle.candidate_threshold_sigma,
         bundle.window_before,
         bundle.window_after,
+        bundle.min_curvature_sigma,
     )
     windows = extract_windows(norm.samples, candidates, bundle.window_before, bundle.window_after)
     return norm, candidates, np.ascontiguousarray(windows, dtype=np.float32)

@@ -67,6 +67,7 @@ def export_pair(params: Params, root: Path, test: RegistryInputs) -> dict[str, f
     bundle = ModelBundle(
         model_sampling_rate_ghz=params.prepare.model_sampling_rate_ghz,
         candidate_threshold_sigma=params.prepare.candidate_threshold_sigma,
+        min_curvature_sigma=params.prepare.min_curvature_sigma,
         window_before=params.prepare.window_before,
         window_after=params.prepare.window_after,
         score_threshold=float(finder_selection["score_threshold"]),
