@@ -85,8 +85,8 @@ def estimate_baseline_noise(
     rows = np.arange(x.shape[0])
     # Medians are read off sorted rows: on ADC samples, full of ties, a row
     # sort is faster than np.median's selection, and it gives the same numbers.
-    ordered = np.sort(x, axis=1)
-    first = _sorted_median(ordered)
+    ordered, divisor = _sort_rows(x)
+    first = _sorted_median(ordered, divisor)
     deviation = x - first[:, None]
     distance = np.abs(deviation)
     spread = _robust_sigma(distance, x)
@@ -95,7 +95,8 @@ def estimate_baseline_noise(
     below = np.count_nonzero(~quiet & (deviation < 0), axis=1)
     n_quiet = np.count_nonzero(quiet, axis=1)
     baseline = 0.5 * (
-        ordered[rows, below + (n_quiet - 1) // 2] + ordered[rows, below + n_quiet // 2]
+        ordered[rows, below + (n_quiet - 1) // 2] / divisor
+        + ordered[rows, below + n_quiet // 2] / divisor
     )
 
     step = np.diff(x, axis=1)
@@ -111,10 +112,35 @@ def estimate_baseline_noise(
     return baseline, sigma
 
 
-def _sorted_median(ordered: NDArray[np.float64]) -> NDArray[np.float64]:
-    """The median of each row of ``(n_rows, n)`` rows sorted ascending."""
+def _sorted_median(ordered: NDArray[np.number], divisor: float) -> NDArray[np.float64]:
+    """The median of each row of ``ordered / divisor``, ``(n_rows, n)`` sorted ascending."""
     n = ordered.shape[1]
-    return 0.5 * (ordered[:, (n - 1) // 2] + ordered[:, n // 2])
+    lower = ordered[:, (n - 1) // 2].astype(np.float64) / divisor
+    return 0.5 * (lower + ordered[:, n // 2].astype(np.float64) / divisor)
+
+
+def _sort_rows(values: NDArray[np.float64]) -> tuple[NDArray[np.number], float]:
+    """Each row of ``(n_rows, n)`` sorted ascending, as ``ordered / divisor``.
+
+    ADC samples are integers, their distances from a median integers or
+    halves: twice them fits 16 bits, where numpy sorts by radix, ten times
+    faster than a float sort, to the same numbers. Other values sort as floats.
+    Only the few values read off the sorted rows are divided.
+
+    >>> ordered, divisor = _sort_rows(np.array([[3.5, -1.0, 2.0], [0.25, 0.0, 1.0]]))
+    >>> (ordered / divisor).tolist(), divisor
+    ([[-1.0, 2.0, 3.5], [0.0, 0.25, 1.0]], 1.0)
+    >>> ordered, divisor = _sort_rows(np.array([[3.5, -1.0, 2.0]]))
+    >>> ordered.tolist(), divisor
+    ([[-2, 4, 7]], 2.0)
+    """
+    doubled = 2 * values
+    with np.errstate(invalid="ignore"):
+        small = doubled.astype(np.int16)
+    if not np.array_equal(small, doubled):
+        return np.sort(values, axis=1), 1.0
+    small.sort(axis=1, kind="stable")
+    return small, 2.0
 
 
 def _robust_sigma(
@@ -122,7 +148,7 @@ def _robust_sigma(
 ) -> NDArray[np.float64]:
     """Gaussian sigma from the MAD of each row, ``absolute = |values - centre|``;
     the plain standard deviation of ``values`` where the MAD is 0."""
-    sigma = _MAD_TO_SIGMA * _sorted_median(np.sort(absolute, axis=1))
+    sigma = _MAD_TO_SIGMA * _sorted_median(*_sort_rows(absolute))
     flat = sigma <= 0
     if flat.any():
         sigma[flat] = np.std(values[flat], axis=1)
