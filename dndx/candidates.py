@@ -73,22 +73,26 @@ def find_candidates(
     []
     """
     s = smooth(samples)
-    d2 = np.zeros_like(s)
-    d2[:, 1:-1] = s[:, 2:] + s[:, :-2] - 2 * s[:, 1:-1]
-    is_candidate = np.zeros(s.shape, dtype=bool)
-    is_candidate[:, 2:-2] = (
-        (d2[:, 2:-2] < 0)
-        & (d2[:, 2:-2] < d2[:, 1:-3])
-        & (d2[:, 2:-2] <= d2[:, 3:-1])
-        & (s[:, 2:-2] > threshold_sigma)
-        & (-d2[:, 2:-2] >= min_curvature_sigma)
-    )
-    column = np.arange(s.shape[1])
-    is_candidate &= column >= window_before
-    is_candidate &= column[None, :] < (lengths[:, None] - window_after)
+    n_rows, n_samples = s.shape
+    # Only columns whose window fits in the longest row can hold a candidate.
+    first = max(2, window_before)
+    stop = min(n_samples - 2, int(lengths.max(initial=0)) - window_after)
+    if stop <= first:
+        return Ragged.from_lengths(np.zeros(0, np.int64), np.zeros(n_rows, np.int64))
+    # d2[:, j] is the second difference at column first - 1 + j.
+    d2 = s[:, first : stop + 2] + s[:, first - 2 : stop] - 2 * s[:, first - 1 : stop + 1]
+    centre = d2[:, 1:-1]
+    is_candidate = centre < 0
+    is_candidate &= centre < d2[:, :-2]
+    is_candidate &= centre <= d2[:, 2:]
+    is_candidate &= s[:, first:stop] > threshold_sigma
+    if min_curvature_sigma > 0:
+        is_candidate &= centre <= -min_curvature_sigma
+    if (lengths < stop + window_after).any():
+        is_candidate &= np.arange(first, stop)[None, :] < (lengths[:, None] - window_after)
     rows, cols = np.nonzero(is_candidate)
     return Ragged.from_lengths(
-        cols.astype(np.int64), np.bincount(rows, minlength=s.shape[0]).astype(np.int64)
+        cols.astype(np.int64) + first, np.bincount(rows, minlength=n_rows).astype(np.int64)
     )
 
 
