@@ -17,11 +17,12 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from dndx.bundle import COUNTER_FILE, PEAK_FINDER_FILE, ModelBundle
+from dndx.bundle import COUNTER_FILE, PEAK_FINDER_FILE, D2Settings, ModelBundle
 from dndx.config import PARAMS_PATH, Params, load_params
 from dndx.encoding import samples_per_bin
 from dndx.storage import atomic_directory, atomic_file
 from flows.encode import INPUTS_DIR
+from flows.evaluate import METRICS_PATH as EVALUATION_PATH
 from flows.runtime import ensure_prefect_api, project_root
 from tasks.registry import (
     COUNTER_NAME,
@@ -56,6 +57,13 @@ def export_pair(params: Params, root: Path, test: RegistryInputs) -> dict[str, f
     models_dir = root / MODELS_DIR
     finder_selection = json.loads((models_dir / "peak_finder/selection.json").read_text())
     counter_selection = json.loads((models_dir / "cluster_counter/selection.json").read_text())
+    evaluation = root / EVALUATION_PATH
+    # Without an evaluation the bundle serves the models only, not --method d2.
+    d2 = (
+        D2Settings.from_metrics(json.loads(evaluation.read_text()), evaluation)
+        if evaluation.is_file()
+        else None
+    )
     finder = load_model(models_dir / "peak_finder/model.keras")
     counter = load_model(models_dir / "cluster_counter/model.keras")
     tags = lineage_tags(
@@ -84,6 +92,7 @@ def export_pair(params: Params, root: Path, test: RegistryInputs) -> dict[str, f
             "cluster_counter_scan_run_id": counter_selection["scan_run_id"],
             "cluster_counter_trial_run_id": counter_selection["trial_run_id"],
         },
+        d2=d2,
     )
     metadata = {k: str(v) for k, v in dataclasses.asdict(bundle).items() if k != "provenance"}
     with atomic_directory(root / BUNDLE_DIR) as tmp:
