@@ -389,6 +389,9 @@ class RegisterConfig:
     parity_atol: Annotated[StrictFloat, Field(ge=0.0, le=1.0)]
     parity_windows: Annotated[StrictInt, Field(ge=1, le=10**7)]
     parity_waveforms: Annotated[StrictInt, Field(ge=1, le=10**6)]
+    #: The int8 pair is kept beside the float pair only if no test figure of
+    #: :data:`dndx.parity.OUTCOME_FIGURES` moves by more than this.
+    quantized_tolerance: Annotated[StrictFloat, Field(ge=0.0, le=1.0)]
     #: Waveforms in the demo file.
     demo_waveforms: Annotated[StrictInt, Field(ge=1, le=10**7)]
     demo_sampling_rate_ghz: SamplingRate

@@ -24,6 +24,7 @@ from dndx.storage import atomic_directory, atomic_file
 from flows.encode import INPUTS_DIR
 from flows.evaluate import METRICS_PATH as EVALUATION_PATH
 from flows.runtime import ensure_prefect_api, project_root
+from tasks.quantization import quantize_if_outcomes_hold
 from tasks.registry import (
     COUNTER_NAME,
     PEAK_FINDER_NAME,
@@ -125,6 +126,12 @@ def register(params: Params, root: Path) -> dict[str, Any]:
 
     bundle_dir = root / BUNDLE_DIR
     new_scores = score_bundle(bundle_dir, test.waveforms, test.truth, params)
+    quantized = quantize_if_outcomes_hold(
+        bundle_dir, test.waveforms, test.truth, new_scores, params
+    )
+    logger.info(
+        "int8 pair %s: %s", "kept" if quantized["passed"] else "refused", quantized["reason"]
+    )
     champion_dir = champion_bundle(root / CACHE_DIR)
     champion_scores = (
         score_bundle(champion_dir, test.waveforms, test.truth, params) if champion_dir else None
@@ -154,6 +161,7 @@ def register(params: Params, root: Path) -> dict[str, Any]:
         "test": new_scores,
         "champion_before": champion_scores,
         "onnx_parity": parity,
+        "int8": quantized,
     }
     with atomic_file(root / SUMMARY_PATH) as tmp:
         tmp.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
@@ -176,7 +184,9 @@ def _report(summary: dict[str, Any]) -> str:
         f"Why: {summary['reason']}.\n\n"
         "Both pairs run through ONNX Runtime on the same test waveforms:\n\n"
         "| figure | new pair | champion before |\n|---|--:|--:|\n" + "\n".join(rows) + "\n\n"
-        f"ONNX parity with Keras (max abs difference): {summary['onnx_parity']}\n"
+        f"ONNX parity with Keras (max abs difference): {summary['onnx_parity']}\n\n"
+        f"int8 pair ({'kept in the bundle as int8/' if summary['int8']['passed'] else 'not kept'}):"
+        f" {summary['int8']['reason']}.\n"
     )
 
 
