@@ -155,6 +155,23 @@ def _robust_sigma(
     return sigma
 
 
+def _gather_rows(samples: Ragged, rows: NDArray[np.int64], length: int) -> NDArray:
+    """``(len(rows), length)`` the given rows, all ``length`` long; a view where
+    they lie back to back, as in a file's block of fixed-length waveforms.
+
+    >>> rows = Ragged.from_lengths(np.arange(8), [2, 2, 2, 2])
+    >>> _gather_rows(rows, np.array([1, 2]), 2).tolist()  # back to back: a view
+    [[2, 3], [4, 5]]
+    >>> _gather_rows(rows, np.array([0, 2]), 2).tolist()
+    [[0, 1], [4, 5]]
+    """
+    starts = samples.offsets[rows]
+    if len(rows) and np.all(np.diff(starts) == length):
+        first = int(starts[0])
+        return samples.values[first : first + len(rows) * length].reshape(len(rows), length)
+    return samples.values[starts[:, None] + np.arange(length)]
+
+
 def resample_linear(
     samples: NDArray[np.floating], rate_in_ghz: float, rate_out_ghz: float
 ) -> NDArray[np.float32]:
@@ -205,8 +222,7 @@ def normalise(
     keys = np.stack([lengths_in, rates]).T if n else np.zeros((0, 2))
     for length, rate in np.unique(keys, axis=0):
         rows = np.flatnonzero((lengths_in == length) & (rates == rate))
-        index = samples.offsets[rows, None] + np.arange(int(length))
-        raw = samples.values[index].astype(np.float64)
+        raw = _gather_rows(samples, rows, int(length)).astype(np.float64)
         base, sigma = estimate_baseline_noise(raw)
         centred = raw - base[:, None]
         read_sign = np.where(centred.max(axis=1) >= -centred.min(axis=1), 1, -1)
