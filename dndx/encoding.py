@@ -144,29 +144,13 @@ def _typical_height(
 def _bin_means(
     samples: NDArray[np.float32], lengths: NDArray[np.int64], n_bins: int, samples_per_bin: float
 ) -> NDArray[np.float64]:
-    """``(n_waveforms, n_bins)`` mean of the valid samples in each bin (0 where none).
-
-    A bin is a run of columns, so its sum is one ``reduceat`` over the columns,
-    in float64 and in column order.
-
-    >>> x = np.arange(1, 9, dtype=np.float32).reshape(2, 4)
-    >>> _bin_means(x, np.array([4, 3]), 3, 1.5).tolist()
-    [[1.5, 3.0, 4.0], [5.5, 7.0, 0.0]]
-    """
+    """``(n_waveforms, n_bins)`` mean of the valid samples in each bin (0 where none)."""
     n_waveforms, n_samples = samples.shape
     column = np.arange(n_samples)
     bins = (column / samples_per_bin).astype(np.int64)
-    starts = np.searchsorted(bins, np.arange(n_bins + 1))
-    stops = starts[1:]
-    starts = starts[:-1]
-    present = stops > starts
-    valid = column[None, :] < lengths[:, None]
-    kept = samples if valid.all() else np.where(valid, samples, np.float32(0))
-    total = np.zeros((n_waveforms, n_bins))
-    if present.any() and n_waveforms:
-        edge = int(stops[present][-1])
-        total[:, present] = np.add.reduceat(
-            kept[:, :edge], starts[present], axis=1, dtype=np.float64
-        )
-    count = np.clip(np.minimum(lengths[:, None], stops[None, :]) - starts[None, :], 0, None)
-    return total / np.maximum(count, 1)
+    valid = (column[None, :] < lengths[:, None]) & (bins[None, :] < n_bins)
+    flat = (np.arange(n_waveforms)[:, None] * n_bins + bins[None, :])[valid]
+    size = n_waveforms * n_bins
+    total = np.bincount(flat, weights=samples[valid], minlength=size)
+    count = np.bincount(flat, minlength=size)
+    return (total / np.maximum(count, 1)).reshape(n_waveforms, n_bins)
