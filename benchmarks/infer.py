@@ -14,9 +14,15 @@ samples a waveform, resampled to the models' 1.5 GS/s):
    clock starts. The chain runs with the ONNX models (:class:`OnnxModels`);
    with the same models in Keras, ``model.predict`` at batches of 4096
    windows and 64 waveforms, and at its default batch of 32; and as the D2
-   baseline (:func:`dndx.baselines.d2_peaks` plus
-   :func:`dndx.baselines.time_clusterize` on the same normalised waveforms).
-   Ratios are reported.
+   baseline (``dndx infer --method d2``'s chain,
+   :func:`dndx.inference.infer_waveforms_d2`, with the bundle's tuned
+   settings). The ONNX chain also runs as its variants: the int8 pair
+   (:func:`tasks.quantization.quantize_bundle`) and the float pair behind the
+   recall-safe candidate pre-selection (the threshold chosen on simulated
+   validation waveforms with :func:`dndx.candidates.recall_safe_curvature`).
+   Ratios are reported, each variant's test figures
+   (:func:`tasks.registry.score_bundle` on simulated test waveforms) beside
+   its speed.
 3. **Peak memory** of the whole process tree (flow process, Dask workers,
    Prefect server), sampled every 50 ms, for N and 10 x N waveforms.
 4. **Where one core's time goes**: each stage of the ONNX chain per 1000
@@ -69,17 +75,25 @@ import psutil  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
 from benchmarks.machine import best_seconds, cpu_model  # noqa: E402
-from dndx.baselines import d2_peaks, time_clusterize  # noqa: E402
-from dndx.bundle import ModelBundle  # noqa: E402
+from benchmarks.preselect import window_curvature  # noqa: E402
+from dndx.bundle import D2Settings, ModelBundle  # noqa: E402
+from dndx.candidates import recall_safe_curvature  # noqa: E402
 from dndx.config import (  # noqa: E402
     load_params,
 )
-from dndx.inference import PeakModels, infer_waveforms, results_table  # noqa: E402
+from dndx.inference import (  # noqa: E402
+    PeakModels,
+    infer_waveforms,
+    infer_waveforms_d2,
+    results_table,
+)
+from dndx.preparation import prepare_waveforms  # noqa: E402
 from dndx.preprocessing import normalise  # noqa: E402
-from dndx.ragged import Ragged  # noqa: E402
 from dndx.readers import WaveformSource, read_chunk, validate_rows  # noqa: E402
 from dndx.simulation import simulate_range  # noqa: E402
 from tasks.onnx_models import OnnxModels  # noqa: E402
+from tasks.quantization import quantize_bundle  # noqa: E402
+from tasks.registry import score_bundle  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "infer.json"
 #: ``model.predict``'s default batch size: the Keras path as usually written.
@@ -87,9 +101,13 @@ KERAS_DEFAULT_BATCH = 32
 RATE_GHZ = 1.2
 WORKERS = 2
 CHUNK_SIZE = 2000
-# D2 settings of the order the validation tuning picks; the work does not depend on them.
-D2_T1_SIGMA, D2_T2 = 3.0, 1.0
-CLUSTER_WINDOW_NS, CLUSTER_GROWTH = 1.5, 0.2
+#: D2 settings of the order the validation tuning picks, for a bundle registered
+#: without an evaluation; the work does not depend on them.
+UNTUNED_D2 = D2Settings(t1_sigma=3.0, t2=1.0, window_ns=1.5, growth_ns_per_sqrt_ns=0.2)
+#: Simulated waveforms that choose the pre-selection and score every variant.
+QUALITY_WAVEFORMS = 2000
+#: Below the least curvature of an accepted validation candidate, for unseen ones.
+PRESELECTION_MARGIN = 0.1
 
 
 #: What ``make run`` leaves: the registered bundle and the selected Keras models.
@@ -117,7 +135,11 @@ def build_models(directory: Path) -> str:
             shutil.copy(path, directory / name)
         chosen = TRAINED_KERAS["peak_finder.keras"].parent / "selection.json"
         selection = json.loads(chosen.read_text())
-        return f"make run's registered bundle (peak finder {selection['hyperparameters']})"
+        bundle = ModelBundle.load(directory)
+        tuned = "tuned D2" if bundle.d2 else "untuned D2 (bundle without an evaluation)"
+        if bundle.d2 is None:
+            dataclasses.replace(bundle, d2=UNTUNED_D2).save(directory)
+        return f"make run's registered bundle (peak finder {selection['hyperparameters']}), {tuned}"
     params = load_params()
     peak_finder = build_peak_finder(params.peak_finder, window_length=15, seed=1)
     counter = build_cluster_counter(params.cluster_counter, n_bins=1024, seed=2)
@@ -125,9 +147,9 @@ def build_models(directory: Path) -> str:
     export_onnx(counter, directory / "cluster_counter.onnx")
     peak_finder.save(directory / "peak_finder.keras")
     counter.save(directory / "cluster_counter.keras")
-    ModelBundle(1.5, 2.0, 5, 9, 0.5, 1024, 3000 / 1024, {"origin": "benchmarks/infer.py"}).save(
-        directory
-    )
+    ModelBundle(
+        1.5, 2.0, 0.0, 5, 9, 0.5, 1024, 3000 / 1024, {"origin": "benchmarks/infer.py"}, UNTUNED_D2
+    ).save(directory)
     return "untrained default topologies (no data/bundle: run make run first)"
 
 
@@ -186,25 +208,6 @@ def _init_worker(kind: str, model_dir: str) -> None:
     _WORKER["bundle"] = ModelBundle.load(model_dir)
 
 
-def _d2_chain(samples: Ragged, bundle: ModelBundle) -> pd.DataFrame:
-    rate = bundle.model_sampling_rate_ghz
-    norm = normalise(samples, RATE_GHZ, rate, "auto")
-    peaks = d2_peaks(norm.samples, norm.lengths, D2_T1_SIGMA, D2_T2)
-    times = Ragged((peaks.values / rate).astype(np.float32), peaks.offsets)
-    clusters = time_clusterize(times, CLUSTER_WINDOW_NS, CLUSTER_GROWTH)
-    return pd.DataFrame(
-        {
-            "n_peaks": peaks.lengths.astype(np.int32),
-            "peak_time_ns": np.split(times.values, peaks.offsets[1:-1]),
-            "n_clusters": clusters.lengths.astype(np.float32),
-            "n_candidates": peaks.lengths.astype(np.int32),
-            "baseline": norm.baseline,
-            "noise_sigma": norm.noise_sigma,
-            "polarity": norm.polarity,
-        }
-    )
-
-
 def _run_chunk(path: str, start: int, stop: int, out_path: str) -> int:
     """Read, check, infer and write one chunk, as the flow's task does."""
     source = WaveformSource(Path(path), "hdf5", dataset="waveforms")
@@ -213,7 +216,7 @@ def _run_chunk(path: str, start: int, stop: int, out_path: str) -> int:
     good = np.flatnonzero(ok)
     samples = chunk.samples.take(good)
     if _WORKER["kind"] == "d2":
-        results = _d2_chain(samples, _WORKER["bundle"])
+        results = infer_waveforms_d2(samples, RATE_GHZ, "auto", _WORKER["bundle"])
     else:
         models: PeakModels = _WORKER["models"]
         results = infer_waveforms(samples, RATE_GHZ, "auto", models)
@@ -247,12 +250,12 @@ class _TimedModels:
         return out
 
 
-def stage_breakdown(path: Path, model_dir: Path, n_waveforms: int = 2000) -> dict[str, Any]:
-    """Milliseconds per 1000 waveforms of each stage on one core, and the models
-    alone in ONNX Runtime against Keras on the same inputs."""
+def stage_breakdown(
+    path: Path, model_dir: Path, with_keras: bool, n_waveforms: int = 2000
+) -> dict[str, Any]:
+    """Milliseconds per 1000 waveforms of each stage on one core, and (``with_keras``)
+    the models alone in ONNX Runtime against Keras on the same inputs."""
     onnx_models = OnnxModels.load(model_dir)
-    keras_models = KerasModels(model_dir)
-    keras_default = KerasModels(model_dir, KERAS_DEFAULT_BATCH, KERAS_DEFAULT_BATCH)
     source = WaveformSource(path, "hdf5", dataset="waveforms")
     samples = read_chunk(source, 0, n_waveforms).samples
     timed = _TimedModels(onnx_models)
@@ -264,6 +267,22 @@ def stage_breakdown(path: Path, model_dir: Path, n_waveforms: int = 2000) -> dic
     rate = onnx_models.bundle.model_sampling_rate_ghz
     normalising = best_seconds(lambda: normalise(samples, RATE_GHZ, rate, "auto"))
     windows, peaks = timed.inputs["windows"], timed.inputs["peaks"]
+    per_1000 = 1000 / n_waveforms * 1000
+    rest = total - normalising - sum(timed.seconds.values())
+    breakdown: dict[str, Any] = {
+        "candidates_per_waveform": round(len(windows) / n_waveforms, 1),
+        "onnx_chain_ms_per_1000_waveforms": {
+            "total": round(total * per_1000),
+            "normalise": round(normalising * per_1000),
+            "peak_finder": round(timed.seconds["peak_finder"] * per_1000),
+            "cluster_counter": round(timed.seconds["cluster_counter"] * per_1000),
+            "candidates_windows_encoding": round(rest * per_1000),
+        },
+    }
+    if not with_keras:
+        return breakdown
+    keras_models = KerasModels(model_dir)
+    keras_default = KerasModels(model_dir, KERAS_DEFAULT_BATCH, KERAS_DEFAULT_BATCH)
     keras_models.peak_probability(windows[:4096])
     keras_models.count_clusters(peaks[:64])
     models = {
@@ -278,17 +297,8 @@ def stage_breakdown(path: Path, model_dir: Path, n_waveforms: int = 2000) -> dic
             "keras_batch_32": best_seconds(lambda: keras_default.count_clusters(peaks), 1),
         },
     }
-    per_1000 = 1000 / n_waveforms * 1000
-    rest = total - normalising - sum(timed.seconds.values())
     return {
-        "candidates_per_waveform": round(len(windows) / n_waveforms, 1),
-        "onnx_chain_ms_per_1000_waveforms": {
-            "total": round(total * per_1000),
-            "normalise": round(normalising * per_1000),
-            "peak_finder": round(timed.seconds["peak_finder"] * per_1000),
-            "cluster_counter": round(timed.seconds["cluster_counter"] * per_1000),
-            "candidates_windows_encoding": round(rest * per_1000),
-        },
+        **breakdown,
         "models_alone": {
             name: {
                 "onnx_ms_per_1000_waveforms": round(t["onnx"] * per_1000),
@@ -305,7 +315,7 @@ def stage_breakdown(path: Path, model_dir: Path, n_waveforms: int = 2000) -> dic
 def steady_state(kind: str, path: Path, n_waveforms: int, model_dir: Path, scratch: Path) -> float:
     """Waveforms/s of the chain ``kind`` on ``WORKERS`` processes, models warm."""
     context = multiprocessing.get_context("spawn")
-    out_dir = scratch / f"chunks-{kind}"
+    out_dir = scratch / f"chunks-{kind}-{model_dir.name}"
     out_dir.mkdir()
     with concurrent.futures.ProcessPoolExecutor(
         WORKERS, mp_context=context, initializer=_init_worker, initargs=(kind, str(model_dir))
@@ -332,6 +342,56 @@ def steady_state(kind: str, path: Path, n_waveforms: int, model_dir: Path, scrat
         elapsed = time.perf_counter() - started
     shutil.rmtree(out_dir)
     return done / elapsed
+
+
+def _simulated(split: str) -> tuple[Any, pd.DataFrame, Any]:
+    """:data:`QUALITY_WAVEFORMS` simulated waveforms of ``split``, their prepared
+    truth per waveform and their prepared candidates (without pre-selection)."""
+    params = load_params()
+    sim = dataclasses.replace(
+        params.simulate,
+        n_validation=QUALITY_WAVEFORMS,
+        n_test=QUALITY_WAVEFORMS,
+        block_size=250,
+        chunk_size=QUALITY_WAVEFORMS,
+    )
+    data = simulate_range(sim, split, 0, QUALITY_WAVEFORMS)
+    every = dataclasses.replace(params.prepare, min_curvature_sigma=0.0)
+    prepared = prepare_waveforms(data, every)
+    return data, prepared.waveforms, prepared
+
+
+def make_variants(model_dir: Path, scratch: Path) -> dict[str, Any]:
+    """The float bundle, its int8 pair and the float pair behind the recall-safe
+    pre-selection chosen on simulated validation waveforms; where each lives."""
+    models = OnnxModels.load(model_dir)
+    _, _, prepared = _simulated("validation")
+    accepted = models.peak_probability(prepared.windows) >= models.bundle.score_threshold
+    curvature = window_curvature(prepared.windows, models.bundle.window_before)
+    threshold = recall_safe_curvature(curvature, accepted, PRESELECTION_MARGIN)
+    preselected = scratch / "preselected"
+    shutil.copytree(model_dir, preselected)
+    dataclasses.replace(models.bundle, min_curvature_sigma=threshold).save(preselected)
+    return {
+        "dirs": {
+            "float": model_dir,
+            "int8": quantize_bundle(model_dir, scratch / "int8"),
+            "preselected": preselected,
+        },
+        "min_curvature_sigma": threshold,
+        "validation_windows_kept": float((curvature >= threshold).mean()),
+    }
+
+
+def variant_quality(dirs: dict[str, Path]) -> dict[str, dict[str, float]]:
+    """Each variant's test figures (:func:`tasks.registry.score_bundle`) on the
+    same simulated test waveforms."""
+    data, truth, _ = _simulated("test")
+    params = load_params()
+    return {
+        name: {k: round(v, 4) for k, v in score_bundle(path, data, truth, params).items()}
+        for name, path in dirs.items()
+    }
 
 
 def tree_rss() -> int:
@@ -364,8 +424,9 @@ def peak_tree_rss(interval_s: float = 0.05) -> Iterator[dict[str, float]]:
         thread.join()
 
 
-def run_flow(path: Path, out: Path, model_dir: Path) -> dict[str, float]:
-    """The inference flow on ``path``: wall time, throughput and peak tree memory."""
+def run_flow(path: Path, out: Path, model_dir: Path, method: str = "lstm") -> dict[str, float]:
+    """The inference flow on ``path`` by ``method``: wall time, throughput and peak
+    tree memory."""
     from flows.infer import infer
 
     before = tree_rss()
@@ -378,6 +439,7 @@ def run_flow(path: Path, out: Path, model_dir: Path) -> dict[str, float]:
             model_uris=[str(model_dir)],
             workers=WORKERS,
             chunk_size=CHUNK_SIZE,
+            method=method,
         )
         wall = time.perf_counter() - started
     n = report.n_waveforms + report.n_skipped
@@ -400,8 +462,9 @@ def _timed(label: str, function: Callable[[], T]) -> T:
     return value
 
 
-def measure(n_waveforms: int, scratch: Path) -> dict[str, Any]:
-    """Every measurement of the module docstring for a file of ``n_waveforms``."""
+def measure(n_waveforms: int, scratch: Path, quick: bool) -> dict[str, Any]:
+    """Every measurement of the module docstring for a file of ``n_waveforms``;
+    ``quick`` leaves out Keras and the 10 x N file."""
     from flows.runtime import ensure_prefect_api
 
     load_at_start = [round(v, 2) for v in os.getloadavg()]
@@ -409,23 +472,29 @@ def measure(n_waveforms: int, scratch: Path) -> dict[str, Any]:
     # Keras and TensorFlow stay out of this process, whose memory is measured.
     with concurrent.futures.ProcessPoolExecutor(1, multiprocessing.get_context("spawn")) as pool:
         origin = _timed("models", pool.submit(build_models, model_dir).result)
+    variants = _timed("variants", lambda: make_variants(model_dir, scratch))
+    quality = _timed("variant quality", lambda: variant_quality(variants["dirs"]))
     small, large = scratch / "small.h5", scratch / "large.h5"
     _timed("simulate N", lambda: write_waveforms(small, n_waveforms))
     with concurrent.futures.ProcessPoolExecutor(1, multiprocessing.get_context("spawn")) as pool:
-        stages = _timed("stages", pool.submit(stage_breakdown, small, model_dir).result)
+        stages = _timed("stages", pool.submit(stage_breakdown, small, model_dir, not quick).result)
+    runs = {"onnx": ("onnx", model_dir), "d2": ("d2", model_dir)}
+    runs |= {f"onnx-{name}": ("onnx", variants["dirs"][name]) for name in ("int8", "preselected")}
+    if not quick:
+        runs |= {kind: (kind, model_dir) for kind in ("keras", "keras-batch-32")}
     rates = {}
-    for kind in ("onnx", "keras", "keras-batch-32", "d2"):
-        rate = _timed(kind, partial(steady_state, kind, small, n_waveforms, model_dir, scratch))
-        rates[kind] = round(rate)
+    for label, (kind, directory) in runs.items():
+        rate = _timed(label, partial(steady_state, kind, small, n_waveforms, directory, scratch))
+        rates[label] = round(rate)
     ensure_prefect_api()
-    flow_small = _timed(
-        "flow N", lambda: run_flow(small, scratch / "out" / "small.parquet", model_dir)
-    )
-    _timed("simulate 10 N", lambda: write_waveforms(large, 10 * n_waveforms))
-    flow_large = _timed(
-        "flow 10 N", lambda: run_flow(large, scratch / "out" / "large.parquet", model_dir)
-    )
-    return {
+    flows = {
+        method: _timed(
+            f"flow N {method}",
+            partial(run_flow, small, scratch / "out" / f"{method}.parquet", model_dir, method),
+        )
+        for method in ("lstm", "d2")
+    }
+    result: dict[str, Any] = {
         "models": origin,
         "n_waveforms": n_waveforms,
         "sampling_rate_ghz": RATE_GHZ,
@@ -434,31 +503,55 @@ def measure(n_waveforms: int, scratch: Path) -> dict[str, Any]:
         "chunk_size": CHUNK_SIZE,
         "one_core_stages": stages,
         "steady_state_waveforms_per_second": rates,
-        "ratio_onnx_over_keras": round(rates["onnx"] / rates["keras"], 2),
-        "ratio_onnx_over_keras_batch_32": round(rates["onnx"] / rates["keras-batch-32"], 2),
         "ratio_onnx_over_d2": round(rates["onnx"] / rates["d2"], 3),
-        "flow_end_to_end": {"N": flow_small, "10N": flow_large},
-        "memory_ratio_10N_over_N": round(
-            flow_large["peak_tree_rss_mib"] / flow_small["peak_tree_rss_mib"], 2
-        ),
-        "machine": {
-            "cpu": cpu_model(),
-            "cores": os.cpu_count(),
-            "load_average_at_start": load_at_start,
-            "load_average_at_end": [round(v, 2) for v in os.getloadavg()],
-            "python": platform.python_version(),
+        "ratio_d2_time_over_onnx_time": round(rates["d2"] / rates["onnx"], 2),
+        "variants": {
+            name: {
+                "waveforms_per_second": rates["onnx" if name == "float" else f"onnx-{name}"],
+                "test_figures": quality[name],
+            }
+            for name in variants["dirs"]
         },
+        "preselection": {
+            "min_curvature_sigma": variants["min_curvature_sigma"],
+            "validation_windows_kept": round(variants["validation_windows_kept"], 3),
+            "margin": PRESELECTION_MARGIN,
+        },
+        "flow_end_to_end": {"N": flows["lstm"], "N_d2": flows["d2"]},
+        "flow_time_lstm_over_d2": round(flows["lstm"]["wall_s"] / flows["d2"]["wall_s"], 2),
     }
+    if not quick:
+        _timed("simulate 10 N", lambda: write_waveforms(large, 10 * n_waveforms))
+        flow_large = _timed(
+            "flow 10 N", lambda: run_flow(large, scratch / "out" / "large.parquet", model_dir)
+        )
+        result["flow_end_to_end"]["10N"] = flow_large
+        result["memory_ratio_10N_over_N"] = round(
+            flow_large["peak_tree_rss_mib"] / flows["lstm"]["peak_tree_rss_mib"], 2
+        )
+        result["ratio_onnx_over_keras"] = round(rates["onnx"] / rates["keras"], 2)
+        result["ratio_onnx_over_keras_batch_32"] = round(rates["onnx"] / rates["keras-batch-32"], 2)
+    result["machine"] = {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "load_average_at_start": load_at_start,
+        "load_average_at_end": [round(v, 2) for v in os.getloadavg()],
+        "python": platform.python_version(),
+    }
+    return result
 
 
 def main() -> None:
     """Measure and write the results file."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n-waveforms", type=int, default=20000)
+    parser.add_argument(
+        "--quick", action="store_true", help="leave out Keras and the 10 x N memory run"
+    )
     args = parser.parse_args()
     scratch = Path(tempfile.mkdtemp(prefix="dndx-bench-infer-"))
     try:
-        result = measure(args.n_waveforms, scratch)
+        result = measure(args.n_waveforms, scratch, args.quick)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

@@ -5,6 +5,14 @@ strongest downward curvature) of the lightly smoothed, noise-normalised
 waveform, above a low threshold. Every isolated pulse has one at its top;
 a pulse riding on the tail of another shows one at its shoulder even where
 there is no local maximum, which plain maxima would miss.
+
+A candidate's curvature (minus that second difference, in noise units) is
+also what pre-selects it: noise wiggles on a pulse's tail pass the height
+threshold but bend little, and the peak finder rejects them anyway. Dropping
+candidates below a curvature threshold set on validation so that no candidate
+the peak finder accepts is lost (:func:`recall_safe_curvature`) spares the
+peak finder most of its windows. Training, evaluation and inference all find
+candidates here, so the pre-selection is the same everywhere.
 """
 
 from __future__ import annotations
@@ -14,7 +22,14 @@ from numpy.typing import NDArray
 
 from dndx.ragged import Ragged
 
-__all__ = ["extract_windows", "find_candidates", "smooth"]
+__all__ = [
+    "candidate_curvature",
+    "extract_windows",
+    "find_candidates",
+    "recall_safe_curvature",
+    "smooth",
+    "smoothed_at",
+]
 
 
 def smooth(samples: NDArray[np.float32]) -> NDArray[np.float32]:
@@ -34,6 +49,7 @@ def find_candidates(
     threshold_sigma: float,
     window_before: int,
     window_after: int,
+    min_curvature_sigma: float,
 ) -> Ragged:
     """Candidate sample indices of each row, sorted.
 
@@ -43,31 +59,40 @@ def find_candidates(
         threshold_sigma: the smoothed amplitude a candidate must exceed.
         window_before, window_after: candidates whose window would leave the
             row are dropped.
+        min_curvature_sigma: the pre-selection: candidates whose curvature
+            (:func:`candidate_curvature`) is below this are dropped; 0 keeps all.
 
     Returns:
         ``n_rows`` rows of int64 sample indices.
 
     >>> x = np.zeros((1, 40), dtype=np.float32)
     >>> x[0, 10:14] = [5, 10, 6, 3]
-    >>> find_candidates(x, np.array([40]), 2.0, 5, 9)[0].tolist()
+    >>> find_candidates(x, np.array([40]), 2.0, 5, 9, 0.0)[0].tolist()
     [11]
+    >>> find_candidates(x, np.array([40]), 2.0, 5, 9, 6.0)[0].tolist()
+    []
     """
     s = smooth(samples)
-    d2 = np.zeros_like(s)
-    d2[:, 1:-1] = s[:, 2:] + s[:, :-2] - 2 * s[:, 1:-1]
-    is_candidate = np.zeros(s.shape, dtype=bool)
-    is_candidate[:, 2:-2] = (
-        (d2[:, 2:-2] < 0)
-        & (d2[:, 2:-2] < d2[:, 1:-3])
-        & (d2[:, 2:-2] <= d2[:, 3:-1])
-        & (s[:, 2:-2] > threshold_sigma)
-    )
-    column = np.arange(s.shape[1])
-    is_candidate &= column >= window_before
-    is_candidate &= column[None, :] < (lengths[:, None] - window_after)
+    n_rows, n_samples = s.shape
+    # Only columns whose window fits in the longest row can hold a candidate.
+    first = max(2, window_before)
+    stop = min(n_samples - 2, int(lengths.max(initial=0)) - window_after)
+    if stop <= first:
+        return Ragged.from_lengths(np.zeros(0, np.int64), np.zeros(n_rows, np.int64))
+    # d2[:, j] is the second difference at column first - 1 + j.
+    d2 = s[:, first : stop + 2] + s[:, first - 2 : stop] - 2 * s[:, first - 1 : stop + 1]
+    centre = d2[:, 1:-1]
+    is_candidate = centre < 0
+    is_candidate &= centre < d2[:, :-2]
+    is_candidate &= centre <= d2[:, 2:]
+    is_candidate &= s[:, first:stop] > threshold_sigma
+    if min_curvature_sigma > 0:
+        is_candidate &= centre <= -min_curvature_sigma
+    if (lengths < stop + window_after).any():
+        is_candidate &= np.arange(first, stop)[None, :] < (lengths[:, None] - window_after)
     rows, cols = np.nonzero(is_candidate)
     return Ragged.from_lengths(
-        cols.astype(np.int64), np.bincount(rows, minlength=s.shape[0]).astype(np.int64)
+        cols.astype(np.int64) + first, np.bincount(rows, minlength=n_rows).astype(np.int64)
     )
 
 
@@ -83,3 +108,72 @@ def extract_windows(
     offsets = np.arange(-window_before, window_after + 1)
     rows = candidates.row_index()
     return samples[rows[:, None], candidates.values[:, None] + offsets[None, :]]
+
+
+def smoothed_at(
+    samples: NDArray[np.float32], rows: NDArray[np.int64], columns: NDArray[np.int64]
+) -> NDArray[np.float32]:
+    """:func:`smooth` of ``samples`` at interior points only, ``(n_points,)``:
+    a candidate's height in noise units, without smoothing every sample.
+
+    >>> x = np.array([[0, 0, 4, 0, 0]], dtype=np.float32)
+    >>> smoothed_at(x, np.array([0, 0]), np.array([1, 2])).tolist() == smooth(x)[0, 1:3].tolist()
+    True
+    """
+    return (
+        0.25 * samples[rows, columns - 1]
+        + 0.5 * samples[rows, columns]
+        + 0.25 * samples[rows, columns + 1]
+    )
+
+
+def candidate_curvature(samples: NDArray[np.float32], candidates: Ragged) -> NDArray[np.float32]:
+    """``(n_candidates,)`` minus the second difference of the smoothed waveform at
+    each candidate, in noise units: the number :func:`find_candidates` compares
+    with ``min_curvature_sigma``, bit for bit.
+
+    Args:
+        samples: ``(n_rows, n_samples)`` the waveforms the candidates were found in.
+        candidates: their candidates, each at least two samples from either end.
+
+    >>> x = np.zeros((1, 40), dtype=np.float32)
+    >>> x[0, 10:14] = [5, 10, 6, 3]
+    >>> candidate_curvature(x, find_candidates(x, np.array([40]), 2.0, 5, 9, 0.0)).tolist()
+    [4.25]
+    """
+    rows, columns = candidates.row_index(), candidates.values
+    d2 = (
+        smoothed_at(samples, rows, columns + 1)
+        + smoothed_at(samples, rows, columns - 1)
+        - 2 * smoothed_at(samples, rows, columns)
+    )
+    return -d2
+
+
+def recall_safe_curvature(
+    curvature: NDArray[np.floating], accepted: NDArray[np.bool_], margin: float
+) -> float:
+    """The pre-selection threshold that keeps every accepted candidate, with a margin.
+
+    Args:
+        curvature: ``(n_candidates,)`` of validation candidates found without
+            pre-selection (:func:`candidate_curvature`).
+        accepted: ``(n_candidates,)`` True where the peak finder calls the
+            candidate a peak at its working point.
+        margin: fraction below the least curved accepted candidate, in [0, 1),
+            for candidates the validation set did not show.
+
+    Returns:
+        ``(1 - margin)`` times the smallest curvature of an accepted candidate,
+        0 (no pre-selection) where nothing was accepted.
+
+    >>> recall_safe_curvature(np.array([0.1, 2.0, 0.5, 4.0]),
+    ...                       np.array([False, True, False, True]), 0.25)
+    1.5
+    """
+    if not 0 <= margin < 1:
+        raise ValueError(f"margin = {margin}: expected a fraction in [0, 1)")
+    kept = np.asarray(curvature, dtype=np.float64)[np.asarray(accepted, dtype=bool)]
+    if not len(kept):
+        return 0.0
+    return float(max(kept.min(), 0.0) * (1 - margin))

@@ -274,6 +274,8 @@ class PrepareConfig:
 
     model_sampling_rate_ghz: SamplingRate
     candidate_threshold_sigma: Annotated[StrictFloat, Field(ge=0.0, le=20.0)]
+    #: The candidates' pre-selection (:func:`dndx.candidates.find_candidates`); 0 keeps all.
+    min_curvature_sigma: Annotated[StrictFloat, Field(ge=0.0, le=20.0)]
     window_before: Annotated[StrictInt, Field(ge=0, le=50)]
     window_after: Annotated[StrictInt, Field(ge=0, le=50)]
     match_tolerance_samples: Annotated[StrictInt, Field(ge=0, le=20)]
@@ -430,6 +432,9 @@ class RegisterConfig:
     parity_atol: Annotated[StrictFloat, Field(ge=0.0, le=1.0)]
     parity_windows: Annotated[StrictInt, Field(ge=1, le=10**7)]
     parity_waveforms: Annotated[StrictInt, Field(ge=1, le=10**6)]
+    #: The int8 pair is kept beside the float pair only if no test figure of
+    #: :data:`dndx.parity.OUTCOME_FIGURES` moves by more than this.
+    quantized_tolerance: Annotated[StrictFloat, Field(ge=0.0, le=1.0)]
     #: Waveforms in the demo file.
     demo_waveforms: Annotated[StrictInt, Field(ge=1, le=10**7)]
     demo_sampling_rate_ghz: SamplingRate

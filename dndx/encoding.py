@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from dndx.candidates import smoothed_at
 from dndx.ragged import Ragged
 
 __all__ = [
@@ -105,7 +106,7 @@ def encode_scored_candidates(
     rows = candidates.row_index()
     probability = np.asarray(probability, dtype=np.float64)
     detected = probability >= score_threshold
-    height = _smoothed_at(samples, rows, candidates.values).astype(np.float64)
+    height = smoothed_at(samples, rows, candidates.values).astype(np.float64)
     unit = _typical_height(rows[detected], height[detected], n_waveforms)
     bins = (candidates.values / samples_per_bin).astype(np.int64)
     inside = bins < n_bins
@@ -121,24 +122,6 @@ def encode_scored_candidates(
     out = flat_out.reshape(n_waveforms, n_bins, N_CHANNELS)
     out[:, :, 3] = _bin_means(samples, lengths, n_bins, samples_per_bin) / unit[:, None]
     return CounterInput(out.astype(np.float32), detected)
-
-
-def _smoothed_at(
-    samples: NDArray[np.float32], rows: NDArray[np.int64], columns: NDArray[np.int64]
-) -> NDArray[np.float32]:
-    """:func:`~dndx.candidates.smooth` of ``samples`` at interior points only: a
-    candidate's height in noise units, without smoothing every sample.
-
-    >>> from dndx.candidates import smooth
-    >>> x = np.array([[0, 0, 4, 0, 0]], dtype=np.float32)
-    >>> _smoothed_at(x, np.array([0, 0]), np.array([1, 2])).tolist() == smooth(x)[0, 1:3].tolist()
-    True
-    """
-    return (
-        0.25 * samples[rows, columns - 1]
-        + 0.5 * samples[rows, columns]
-        + 0.25 * samples[rows, columns + 1]
-    )
 
 
 def _typical_height(

@@ -24,6 +24,7 @@ import pandas as pd
 import pyarrow as pa
 from numpy.typing import NDArray
 
+from dndx.baselines import d2_peaks, time_clusterize
 from dndx.bundle import ModelBundle
 from dndx.candidates import extract_windows, find_candidates
 from dndx.encoding import encode_scored_candidates
@@ -32,6 +33,7 @@ from dndx.preprocessing import Normalised, Polarity, normalise
 from dndx.ragged import Ragged
 
 __all__ = [
+    "METHODS",
     "RESULT_COLUMNS",
     "RESULT_SCHEMA",
     "SATURATION_SAMPLES",
@@ -40,6 +42,7 @@ __all__ = [
     "candidate_windows",
     "check_sampling_rate",
     "infer_waveforms",
+    "infer_waveforms_d2",
     "minimum_length",
     "results_table",
 ]
@@ -53,6 +56,11 @@ STATUSES: dict[str, str] = {
     "truncated": "longer than the counter's window: peaks found over the whole "
     "waveform, clusters not counted",
 }
+#: What finds the peaks and counts the clusters: the bundle's two models, or
+#: the classical chain (D2 peaks and time clusterization, with the bundle's
+#: tuned settings) on the same normalised waveforms.
+METHODS: tuple[str, ...] = ("lstm", "d2")
+
 #: Consecutive samples at a row's extreme, on the signal's side, that mark it
 #: saturated: a pulse's top is one or two samples wide at the trained rates.
 SATURATION_SAMPLES = 4
@@ -131,7 +139,7 @@ def minimum_length(bundle: ModelBundle, sampling_rate_ghz: float) -> int:
     """The fewest samples at ``sampling_rate_ghz`` a waveform needs: one
     candidate window at the models' rate.
 
-    >>> bundle = ModelBundle(1.5, 2.0, 5, 9, 0.5, 1024, 3000 / 1024)
+    >>> bundle = ModelBundle(1.5, 2.0, 0.0, 5, 9, 0.5, 1024, 3000 / 1024)
     >>> minimum_length(bundle, 1.5), minimum_length(bundle, 1.2)
     (15, 12)
     """
@@ -206,6 +214,7 @@ def candidate_windows(
         bundle.candidate_threshold_sigma,
         bundle.window_before,
         bundle.window_after,
+        bundle.min_curvature_sigma,
     )
     windows = extract_windows(norm.samples, candidates, bundle.window_before, bundle.window_after)
     return norm, candidates, np.ascontiguousarray(windows, dtype=np.float32)
@@ -241,7 +250,6 @@ def infer_waveforms(
     if len(samples) == 0:
         return _empty_results()
     bundle = models.bundle
-    rate = bundle.model_sampling_rate_ghz
     norm, candidates, windows = candidate_windows(samples, sampling_rate_ghz, polarity, bundle)
     rows = candidates.row_index()
     counter = encode_scored_candidates(
@@ -255,8 +263,55 @@ def infer_waveforms(
     )
     detected = counter.detected
     n_clusters = np.maximum(models.count_clusters(counter.encoded), 0.0).astype(np.float32)
-    n_peaks = np.bincount(rows[detected], minlength=len(samples))
-    peak_time_ns = (candidates.values[detected] / rate).astype(np.float32)
+    peaks = Ragged.from_lengths(
+        candidates.values[detected], np.bincount(rows[detected], minlength=len(samples))
+    )
+    return _results(samples, norm, peaks, n_clusters, candidates.lengths, bundle)
+
+
+def infer_waveforms_d2(
+    samples: Ragged, sampling_rate_ghz: float, polarity: Polarity, bundle: ModelBundle
+) -> pd.DataFrame:
+    """:func:`infer_waveforms` by the classical chain: D2 peaks and time
+    clusterization with ``bundle.d2``, on the waveforms normalised as for the models.
+
+    The columns are those of :func:`infer_waveforms`; ``n_clusters`` is the
+    number of time clusters, ``n_candidates`` the number of D2 peaks.
+
+    Raises:
+        DndxError: the bundle holds no D2 settings.
+    """
+    if bundle.d2 is None:
+        raise DndxError(
+            "the model bundle holds no D2 settings: it was registered without an "
+            "evaluation (run the evaluate stage, then register)"
+        )
+    if len(samples) == 0:
+        return _empty_results()
+    rate = bundle.model_sampling_rate_ghz
+    norm = normalise(samples, sampling_rate_ghz, rate, polarity)
+    peaks = d2_peaks(norm.samples, norm.lengths, bundle.d2.t1_sigma, bundle.d2.t2)
+    clusters = time_clusterize(
+        Ragged(peaks.values / rate, peaks.offsets),
+        bundle.d2.window_ns,
+        bundle.d2.growth_ns_per_sqrt_ns,
+    )
+    n_clusters = clusters.lengths.astype(np.float32)
+    return _results(samples, norm, peaks, n_clusters, peaks.lengths, bundle)
+
+
+def _results(
+    samples: Ragged,
+    norm: Normalised,
+    peaks: Ragged,
+    n_clusters: NDArray[np.float32],
+    n_candidates: NDArray[np.int64],
+    bundle: ModelBundle,
+) -> pd.DataFrame:
+    """The :data:`RESULT_COLUMNS` of each waveform from its peaks' samples at the
+    model rate and its cluster count (``(n_waveforms,)``, valid for ``ok`` rows)."""
+    n_peaks = peaks.lengths
+    peak_time_ns = (peaks.values / bundle.model_sampling_rate_ghz).astype(np.float32)
     status = _statuses(samples, norm, n_peaks, bundle.n_bins * bundle.samples_per_bin)
     return pd.DataFrame(
         {
@@ -265,7 +320,7 @@ def infer_waveforms(
             "peak_time_ns": np.split(peak_time_ns, np.cumsum(n_peaks)[:-1]),
             "n_clusters": np.where(status == "ok", n_clusters, np.float32(np.nan)),
             "counter_output": n_clusters,
-            "n_candidates": candidates.lengths.astype(np.int32),
+            "n_candidates": n_candidates.astype(np.int32),
             "baseline": norm.baseline,
             "noise_sigma": norm.noise_sigma,
             "polarity": norm.polarity,

@@ -72,6 +72,7 @@ def prepare_waveforms(data: WaveformSet, cfg: PrepareConfig) -> PreparedChunk:
         cfg.candidate_threshold_sigma,
         cfg.window_before,
         cfg.window_after,
+        cfg.min_curvature_sigma,
     )
     windows = extract_windows(norm.samples, candidates, cfg.window_before, cfg.window_after)
 

@@ -85,8 +85,8 @@ def estimate_baseline_noise(
     rows = np.arange(x.shape[0])
     # Medians are read off sorted rows: on ADC samples, full of ties, a row
     # sort is faster than np.median's selection, and it gives the same numbers.
-    ordered = np.sort(x, axis=1)
-    first = _sorted_median(ordered)
+    ordered, divisor = _sort_rows(x)
+    first = _sorted_median(ordered, divisor)
     deviation = x - first[:, None]
     distance = np.abs(deviation)
     spread = _robust_sigma(distance, x)
@@ -95,7 +95,8 @@ def estimate_baseline_noise(
     below = np.count_nonzero(~quiet & (deviation < 0), axis=1)
     n_quiet = np.count_nonzero(quiet, axis=1)
     baseline = 0.5 * (
-        ordered[rows, below + (n_quiet - 1) // 2] + ordered[rows, below + n_quiet // 2]
+        ordered[rows, below + (n_quiet - 1) // 2] / divisor
+        + ordered[rows, below + n_quiet // 2] / divisor
     )
 
     step = np.diff(x, axis=1)
@@ -111,10 +112,35 @@ def estimate_baseline_noise(
     return baseline, sigma
 
 
-def _sorted_median(ordered: NDArray[np.float64]) -> NDArray[np.float64]:
-    """The median of each row of ``(n_rows, n)`` rows sorted ascending."""
+def _sorted_median(ordered: NDArray[np.number], divisor: float) -> NDArray[np.float64]:
+    """The median of each row of ``ordered / divisor``, ``(n_rows, n)`` sorted ascending."""
     n = ordered.shape[1]
-    return 0.5 * (ordered[:, (n - 1) // 2] + ordered[:, n // 2])
+    lower = ordered[:, (n - 1) // 2].astype(np.float64) / divisor
+    return 0.5 * (lower + ordered[:, n // 2].astype(np.float64) / divisor)
+
+
+def _sort_rows(values: NDArray[np.float64]) -> tuple[NDArray[np.number], float]:
+    """Each row of ``(n_rows, n)`` sorted ascending, as ``ordered / divisor``.
+
+    ADC samples are integers, their distances from a median integers or
+    halves: twice them fits 16 bits, where numpy sorts by radix, ten times
+    faster than a float sort, to the same numbers. Other values sort as floats.
+    Only the few values read off the sorted rows are divided.
+
+    >>> ordered, divisor = _sort_rows(np.array([[3.5, -1.0, 2.0], [0.25, 0.0, 1.0]]))
+    >>> (ordered / divisor).tolist(), divisor
+    ([[-1.0, 2.0, 3.5], [0.0, 0.25, 1.0]], 1.0)
+    >>> ordered, divisor = _sort_rows(np.array([[3.5, -1.0, 2.0]]))
+    >>> ordered.tolist(), divisor
+    ([[-2, 4, 7]], 2.0)
+    """
+    doubled = 2 * values
+    with np.errstate(invalid="ignore"):
+        small = doubled.astype(np.int16)
+    if not np.array_equal(small, doubled):
+        return np.sort(values, axis=1), 1.0
+    small.sort(axis=1, kind="stable")
+    return small, 2.0
 
 
 def _robust_sigma(
@@ -122,11 +148,28 @@ def _robust_sigma(
 ) -> NDArray[np.float64]:
     """Gaussian sigma from the MAD of each row, ``absolute = |values - centre|``;
     the plain standard deviation of ``values`` where the MAD is 0."""
-    sigma = _MAD_TO_SIGMA * _sorted_median(np.sort(absolute, axis=1))
+    sigma = _MAD_TO_SIGMA * _sorted_median(*_sort_rows(absolute))
     flat = sigma <= 0
     if flat.any():
         sigma[flat] = np.std(values[flat], axis=1)
     return sigma
+
+
+def _gather_rows(samples: Ragged, rows: NDArray[np.int64], length: int) -> NDArray:
+    """``(len(rows), length)`` the given rows, all ``length`` long; a view where
+    they lie back to back, as in a file's block of fixed-length waveforms.
+
+    >>> rows = Ragged.from_lengths(np.arange(8), [2, 2, 2, 2])
+    >>> _gather_rows(rows, np.array([1, 2]), 2).tolist()  # back to back: a view
+    [[2, 3], [4, 5]]
+    >>> _gather_rows(rows, np.array([0, 2]), 2).tolist()
+    [[0, 1], [4, 5]]
+    """
+    starts = samples.offsets[rows]
+    if len(rows) and np.all(np.diff(starts) == length):
+        first = int(starts[0])
+        return samples.values[first : first + len(rows) * length].reshape(len(rows), length)
+    return samples.values[starts[:, None] + np.arange(length)]
 
 
 def resample_linear(
@@ -179,8 +222,7 @@ def normalise(
     keys = np.stack([lengths_in, rates]).T if n else np.zeros((0, 2))
     for length, rate in np.unique(keys, axis=0):
         rows = np.flatnonzero((lengths_in == length) & (rates == rate))
-        index = samples.offsets[rows, None] + np.arange(int(length))
-        raw = samples.values[index].astype(np.float64)
+        raw = _gather_rows(samples, rows, int(length)).astype(np.float64)
         base, sigma = estimate_baseline_noise(raw)
         centred = raw - base[:, None]
         read_sign = np.where(centred.max(axis=1) >= -centred.min(axis=1), 1, -1)

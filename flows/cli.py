@@ -109,6 +109,7 @@ def _infer(args: argparse.Namespace) -> None:
         args.device,
         args.overwrite,
         args.tracking_uri,
+        args.method,
     )
     plan.out.parent.mkdir(parents=True, exist_ok=True)
     with output_lock(plan.out, args.wait, lambda line: print(f"dndx: {line}", file=sys.stderr)):
@@ -168,6 +169,7 @@ def _run_infer_flow(args: argparse.Namespace) -> Any:
         overwrite=args.overwrite,
         wait=args.wait,
         tracking_uri=args.tracking_uri,
+        method=args.method,
     )
 
 
@@ -183,6 +185,7 @@ class _Interrupted(Exception):
 
 
 def _add_infer(commands: Any) -> None:
+    from dndx.inference import METHODS
     from dndx.preprocessing import POLARITIES
     from dndx.readers import LOCATION_KEYS, WAVEFORM_FORMATS
     from tasks.onnx_models import DEVICES
@@ -230,6 +233,14 @@ def _add_infer(commands: Any) -> None:
         type=float,
         help="the inputs' sampling rate in GS/s, within the range the models were trained "
         "on (default: the models' rate)",
+    )
+    infer.add_argument(
+        "--method",
+        choices=METHODS,
+        default=METHODS[0],
+        help="lstm: the bundle's peak finder and cluster counter; d2: the classical D2 "
+        "peaks and time clusterization with the settings the evaluation tuned, kept in "
+        "the bundle (default: %(default)s)",
     )
     infer.add_argument(
         "--polarity",

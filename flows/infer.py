@@ -103,6 +103,7 @@ def infer(
     overwrite: bool = False,
     wait: bool = False,
     tracking_uri: str | None = None,
+    method: str = "lstm",
 ) -> InferenceReport:
     """Peaks and cluster counts of every waveform of ``inputs`` into ``out`` (Parquet).
 
@@ -124,6 +125,8 @@ def infer(
         wait: wait for another run writing ``out`` instead of refusing.
         tracking_uri: the MLflow registry of ``model_uris``; default:
             ``MLFLOW_TRACKING_URI`` or the project's.
+        method: ``lstm`` (the bundle's models) or ``d2`` (the classical chain
+            with the bundle's tuned D2 settings), :data:`dndx.inference.METHODS`.
 
     Raises:
         InputError: a bad input file, location or model bundle.
@@ -145,6 +148,7 @@ def infer(
         device,
         overwrite,
         tracking_uri,
+        method,
     )
     _log_plan(plan, rate_given=sampling_rate_ghz is not None)
     started = time.perf_counter()
@@ -248,6 +252,7 @@ def _run_chunks(chunks: list[Chunk], plan: InferencePlan) -> list[ChunkResult]:
                     "sampling_rate_ghz": plan.sampling_rate_ghz,
                     "min_length": plan.min_length,
                     "device": plan.device,
+                    "method": plan.method,
                 }
                 futures[runner.submit(infer_chunk, parameters)] = index
         for future in as_completed(list(futures)):

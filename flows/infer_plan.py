@@ -26,7 +26,7 @@ from typing import cast
 from dndx.bundle import BUNDLE_FILE, ModelBundle
 from dndx.config import SAMPLING_RATES_GHZ
 from dndx.errors import DndxError, InputError
-from dndx.inference import check_sampling_rate, minimum_length
+from dndx.inference import METHODS, check_sampling_rate, minimum_length
 from dndx.inference_store import settings_key, work_directory, written_settings_key
 from dndx.inference_summary import figure_paths
 from dndx.preprocessing import POLARITIES, Polarity
@@ -92,6 +92,7 @@ class InferencePlan:
         min_length: the fewest samples a usable waveform has at the inputs' rate.
         key: the settings key of the run (:func:`dndx.inference_store.settings_key`).
         overwrite: whether existing outputs may be replaced.
+        method: a key of :data:`dndx.inference.METHODS`.
     """
 
     sources: tuple[WaveformSource, ...]
@@ -108,6 +109,7 @@ class InferencePlan:
     min_length: int
     key: str
     overwrite: bool = field(default=False)
+    method: str = field(default=METHODS[0])
 
     @property
     def work_dir(self) -> Path:
@@ -131,6 +133,7 @@ class InferencePlan:
             "model sampling rate": f"{model_rate:g} GS/s",
             "input sampling rate": f"{self.sampling_rate_ghz:g} GS/s{resampled}",
             "polarity": self.polarity,
+            "method": self.method,
             "peak-finder threshold": f"{self.bundle.score_threshold:g}",
             **{f"provenance: {k}": v for k, v in sorted(self.bundle.provenance.items())},
         }
@@ -160,6 +163,7 @@ def plan_inference(
     device: str = "cpu",
     overwrite: bool = False,
     tracking_uri: str | None = None,
+    method: str = METHODS[0],
 ) -> InferencePlan:
     """Check every argument, input, the output path and the models; start nothing.
 
@@ -169,6 +173,8 @@ def plan_inference(
         InputError: a missing, unreadable or foreign input or location; bad models.
     """
     _check_settings(polarity, sampling_rate_ghz, workers, chunk_size)
+    if method not in METHODS:
+        raise DndxError(f"method {method!r}: expected one of {', '.join(METHODS)}")
     if sampling_rate_ghz is not None:
         check_sampling_rate(sampling_rate_ghz, SAMPLING_RATES_GHZ)
     out_path = Path(out)
@@ -186,10 +192,20 @@ def plan_inference(
     models = OnnxModels.on_device(bundle_dir, device)
     models.probe()
     bundle = models.bundle
+    if method == "d2" and bundle.d2 is None:
+        raise InputError(
+            f"{bundle_dir}: the bundle holds no D2 settings for --method d2: it was "
+            "registered without an evaluation (run the evaluate stage, then register)"
+        )
     rate = bundle.model_sampling_rate_ghz if sampling_rate_ghz is None else sampling_rate_ghz
     key = settings_key(
         bundle_dir,
-        {"polarity": polarity, "rate": rate, "sources": [repr(s) for s in sources]},
+        {
+            "polarity": polarity,
+            "rate": rate,
+            "sources": [repr(s) for s in sources],
+            "method": method,
+        },
     )
     _check_existing(out_path, key, overwrite)
     return InferencePlan(
@@ -207,6 +223,7 @@ def plan_inference(
         min_length=minimum_length(bundle, rate),
         key=key,
         overwrite=overwrite,
+        method=method,
     )
 
 

@@ -17,12 +17,14 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from dndx.bundle import COUNTER_FILE, PEAK_FINDER_FILE, ModelBundle
+from dndx.bundle import COUNTER_FILE, PEAK_FINDER_FILE, D2Settings, ModelBundle
 from dndx.config import PARAMS_PATH, Params, load_params
 from dndx.encoding import samples_per_bin
 from dndx.storage import atomic_directory, atomic_file
 from flows.encode import INPUTS_DIR
+from flows.evaluate import METRICS_PATH as EVALUATION_PATH
 from flows.runtime import ensure_prefect_api, project_root
+from tasks.quantization import quantize_if_outcomes_hold
 from tasks.registry import (
     COUNTER_NAME,
     PEAK_FINDER_NAME,
@@ -56,6 +58,13 @@ def export_pair(params: Params, root: Path, test: RegistryInputs) -> dict[str, f
     models_dir = root / MODELS_DIR
     finder_selection = json.loads((models_dir / "peak_finder/selection.json").read_text())
     counter_selection = json.loads((models_dir / "cluster_counter/selection.json").read_text())
+    evaluation = root / EVALUATION_PATH
+    # Without an evaluation the bundle serves the models only, not --method d2.
+    d2 = (
+        D2Settings.from_metrics(json.loads(evaluation.read_text()), evaluation)
+        if evaluation.is_file()
+        else None
+    )
     finder = load_model(models_dir / "peak_finder/model.keras")
     counter = load_model(models_dir / "cluster_counter/model.keras")
     tags = lineage_tags(
@@ -67,6 +76,7 @@ def export_pair(params: Params, root: Path, test: RegistryInputs) -> dict[str, f
     bundle = ModelBundle(
         model_sampling_rate_ghz=params.prepare.model_sampling_rate_ghz,
         candidate_threshold_sigma=params.prepare.candidate_threshold_sigma,
+        min_curvature_sigma=params.prepare.min_curvature_sigma,
         window_before=params.prepare.window_before,
         window_after=params.prepare.window_after,
         score_threshold=float(finder_selection["score_threshold"]),
@@ -83,6 +93,7 @@ def export_pair(params: Params, root: Path, test: RegistryInputs) -> dict[str, f
             "cluster_counter_scan_run_id": counter_selection["scan_run_id"],
             "cluster_counter_trial_run_id": counter_selection["trial_run_id"],
         },
+        d2=d2,
     )
     metadata = {k: str(v) for k, v in dataclasses.asdict(bundle).items() if k != "provenance"}
     with atomic_directory(root / BUNDLE_DIR) as tmp:
@@ -115,6 +126,12 @@ def register(params: Params, root: Path) -> dict[str, Any]:
 
     bundle_dir = root / BUNDLE_DIR
     new_scores = score_bundle(bundle_dir, test.waveforms, test.truth, params)
+    quantized = quantize_if_outcomes_hold(
+        bundle_dir, test.waveforms, test.truth, new_scores, params
+    )
+    logger.info(
+        "int8 pair %s: %s", "kept" if quantized["passed"] else "refused", quantized["reason"]
+    )
     champion_dir = champion_bundle(root / CACHE_DIR)
     champion_scores = (
         score_bundle(champion_dir, test.waveforms, test.truth, params) if champion_dir else None
@@ -144,6 +161,7 @@ def register(params: Params, root: Path) -> dict[str, Any]:
         "test": new_scores,
         "champion_before": champion_scores,
         "onnx_parity": parity,
+        "int8": quantized,
     }
     with atomic_file(root / SUMMARY_PATH) as tmp:
         tmp.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
@@ -166,7 +184,9 @@ def _report(summary: dict[str, Any]) -> str:
         f"Why: {summary['reason']}.\n\n"
         "Both pairs run through ONNX Runtime on the same test waveforms:\n\n"
         "| figure | new pair | champion before |\n|---|--:|--:|\n" + "\n".join(rows) + "\n\n"
-        f"ONNX parity with Keras (max abs difference): {summary['onnx_parity']}\n"
+        f"ONNX parity with Keras (max abs difference): {summary['onnx_parity']}\n\n"
+        f"int8 pair ({'kept in the bundle as int8/' if summary['int8']['passed'] else 'not kept'}):"
+        f" {summary['int8']['reason']}.\n"
     )
 
 

@@ -16,8 +16,9 @@ from prefect import Task, task
 from prefect.client.schemas.objects import TaskRun
 from prefect.states import State
 
+from dndx.bundle import ModelBundle
 from dndx.errors import DndxError
-from dndx.inference import infer_waveforms, results_table
+from dndx.inference import infer_waveforms, infer_waveforms_d2, results_table
 from dndx.inference_store import Chunk, ChunkResult
 from dndx.preprocessing import Polarity
 from dndx.readers import read_chunk, validate_rows
@@ -57,18 +58,24 @@ def infer_chunk(
     sampling_rate_ghz: float,
     min_length: int,
     device: str = "cpu",
+    method: str = "lstm",
 ) -> ChunkResult:
     """Peaks and cluster counts of the entries of ``chunk`` into its part file.
 
     Unusable waveforms (shorter than ``min_length``, NaN or inf samples) are
-    skipped and reported.
+    skipped and reported. ``method`` is a key of :data:`dndx.inference.METHODS`.
     """
     samples = read_chunk(chunk.source, chunk.start, chunk.stop).samples
     ok, reasons = validate_rows(samples, min_length)
     good = np.flatnonzero(ok)
     if len(good) != len(ok):
         samples = samples.take(good)
-    results = infer_waveforms(samples, sampling_rate_ghz, polarity, load_models(bundle_dir, device))
+    if method == "d2":
+        bundle = ModelBundle.load(bundle_dir)
+        results = infer_waveforms_d2(samples, sampling_rate_ghz, polarity, bundle)
+    else:
+        models = load_models(bundle_dir, device)
+        results = infer_waveforms(samples, sampling_rate_ghz, polarity, models)
     results.insert(0, "event", chunk.start + good.astype(np.int64))
     results.insert(0, "source_file", str(chunk.source.path))
     with atomic_file(chunk.path) as tmp:

@@ -174,6 +174,7 @@ def untrained_pair(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ModelBundle(
         model_sampling_rate_ghz=1.5,
         candidate_threshold_sigma=2.0,
+        min_curvature_sigma=0.0,
         window_before=5,
         window_after=9,
         score_threshold=0.5,

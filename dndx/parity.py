@@ -1,0 +1,67 @@
+"""Outcome parity: may a cheaper pair (quantized, reduced precision) stand in for
+the float pair it was made from?
+
+A quantized graph's raw outputs differ from the float graph's by design, so
+comparing them sample by sample (the export's parity check) says nothing
+useful. What must not change is what physicists use: peak efficiency x purity
+and the counting figures on the test set. The cheaper pair passes when every
+compared figure stays within the tolerance of the float pair's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+__all__ = ["OUTCOME_FIGURES", "OutcomeParity", "outcome_parity"]
+
+#: The figures compared, as :func:`tasks.registry.score_bundle` names them.
+OUTCOME_FIGURES: tuple[str, ...] = (
+    "peak_efficiency_x_purity",
+    "rms_over_sqrt_n",
+    "relative_bias",
+    "linearity_slope",
+)
+
+
+@dataclass(frozen=True)
+class OutcomeParity:
+    """The verdict and its reason, for logs and the registry report.
+
+    Attributes:
+        passed: every figure within the tolerance.
+        reason: the figures that moved, or that none did beyond the tolerance.
+        differences: ``figure -> cheaper - float``.
+    """
+
+    passed: bool
+    reason: str
+    differences: dict[str, float]
+
+
+def outcome_parity(
+    reference: Mapping[str, float], candidate: Mapping[str, float], tolerance: float
+) -> OutcomeParity:
+    """Compare a cheaper pair's test figures with the float pair's.
+
+    Args:
+        reference: the float pair's figures (at least :data:`OUTCOME_FIGURES`).
+        candidate: the cheaper pair's figures, on the same waveforms.
+        tolerance: the largest absolute change allowed in any figure.
+
+    >>> ref = {"peak_efficiency_x_purity": 0.80, "rms_over_sqrt_n": 0.60,
+    ...        "relative_bias": 0.01, "linearity_slope": 1.00}
+    >>> outcome_parity(ref, {**ref, "rms_over_sqrt_n": 0.603}, 0.005).passed
+    True
+    >>> outcome_parity(ref, {**ref, "relative_bias": 0.02}, 0.005).reason
+    'relative_bias moved by +0.0100 (tolerance 0.005)'
+    """
+    differences = {name: candidate[name] - reference[name] for name in OUTCOME_FIGURES}
+    moved = {name: d for name, d in differences.items() if not abs(d) <= tolerance}
+    if moved:
+        reason = "; ".join(
+            f"{n} moved by {d:+.4f} (tolerance {tolerance:g})" for n, d in moved.items()
+        )
+    else:
+        reason = f"every figure within {tolerance:g} of the float pair"
+    return OutcomeParity(not moved, reason, differences)
