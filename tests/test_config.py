@@ -76,7 +76,8 @@ def test_params_yaml_parses_into_every_section_and_key() -> None:
         assert list(values) == [f.name for f in dataclasses.fields(getattr(params, section))]
     assert params.simulate.noise_fraction.low == PARAMS["simulate"]["noise_fraction"][0]
     assert params.evaluate.growth_grid == tuple(PARAMS["evaluate"]["growth_grid"])
-    assert params.train_peak_finder.scan.space["lstm_units"] == ((32,), (32, 32))
+    space = PARAMS["train_peak_finder"]["scan"]["space"]["lstm_units"]
+    assert params.train_peak_finder.scan.space["lstm_units"] == tuple(map(tuple, space))
 
 
 def test_dvc_params_are_keys_of_params_yaml() -> None:
