@@ -426,18 +426,24 @@ def _from_cepc(
     ok &= ~mismatch
     times, tags = _blank(times, mismatch), _blank(tags, mismatch)
     heights = _blank(heights, mismatch) if heights is not None else None
-    for entry_row in np.flatnonzero(ok).tolist():
-        row_tags = tags[entry_row]
-        bad = ~np.isin(row_tags, _TAGS)
-        if bad.any():
-            problems[int(entry_row)] = (
-                f"tag {int(row_tags[bad][0])} at peak {int(np.argmax(bad))}, expected 0, 1 or 2"
-            )
-            ok[entry_row] = False
-            continue
-        if not np.isfinite(times[entry_row]).all():
-            problems[int(entry_row)] = f"{layout.name('time')!r} holds NaN or inf"
-            ok[entry_row] = False
+    peak_rows = times.row_index()
+    bad_tag = ~np.isin(tags.values, _TAGS)
+    bad_time = ~np.isfinite(times.values)
+    for flags, describe in (
+        (
+            bad_tag,
+            lambda i: (
+                f"tag {int(tags.values[i])} at peak {i - times.offsets[peak_rows[i]]}, "
+                "expected 0, 1 or 2"
+            ),
+        ),
+        (bad_time, lambda i: f"{layout.name('time')!r} holds NaN or inf"),
+    ):
+        flagged = np.flatnonzero(flags & ok[peak_rows])
+        rows_hit, first_flag = np.unique(peak_rows[flagged], return_index=True)
+        for row, index in zip(rows_hit.tolist(), flagged[first_flag].tolist(), strict=True):
+            problems[row] = describe(index)
+        ok[rows_hit] = False
 
     time_samples_values = (
         times.values if layout.time_unit == "samples" else times.values * rates[times.row_index()]
@@ -506,27 +512,34 @@ def _from_cepc(
     )
 
 
+def _noise_levels(
+    samples: Ragged, rows: NDArray[np.int64]
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """``(n_rows,)`` baseline (median) and noise sigma (from the MAD) of ``rows``."""
+    baseline = np.zeros(len(samples))
+    sigma = np.ones(len(samples))
+    for row in np.unique(rows).tolist():
+        wave = samples[row]
+        baseline[row] = np.median(wave)
+        sigma[row] = 1.4826 * np.median(np.abs(wave - baseline[row])) or 1.0
+    return baseline, sigma
+
+
 def _pulse_scores(
-    samples: Ragged, rows: NDArray[np.int64], positions: NDArray[np.float64]
+    samples: Ragged,
+    noise: tuple[NDArray[np.float64], NDArray[np.float64]],
+    rows: NDArray[np.int64],
+    positions: NDArray[np.float64],
 ) -> NDArray[np.float64]:
     """``(n_peaks,)`` the largest excursion from the baseline, in noise sigmas,
-    of the waveform near each peak position (samples)."""
-    scores = np.zeros(len(rows))
-    for row in np.unique(rows):
-        wave = samples[row]
-        baseline = np.median(wave)
-        sigma = 1.4826 * np.median(np.abs(wave - baseline)) or 1.0
-        excess = np.abs(wave - baseline) / sigma
-        mine = np.flatnonzero(rows == row)
-        at = np.rint(positions[mine]).astype(np.int64)
-        low = np.clip(at + _PULSE_SEARCH_SAMPLES[0], 0, len(wave) - 1)
-        high = np.clip(at + _PULSE_SEARCH_SAMPLES[1], 0, len(wave) - 1)
-        inside = (at >= 0) & (at < len(wave))
-        scores[mine] = [
-            excess[a : b + 1].max() if ok else 0.0
-            for a, b, ok in zip(low, high, inside, strict=True)
-        ]
-    return scores
+    of the waveform near each peak position (samples); 0 outside the waveform."""
+    baseline, sigma = noise
+    at = np.rint(positions).astype(np.int64)
+    lengths = samples.lengths[rows]
+    near = at[:, None] + np.arange(_PULSE_SEARCH_SAMPLES[0], _PULSE_SEARCH_SAMPLES[1] + 1)
+    index = samples.offsets[rows, None] + np.clip(near, 0, lengths[:, None] - 1)
+    excess = np.abs(samples.values[index] - baseline[rows, None]) / sigma[rows, None]
+    return np.where((at >= 0) & (at < lengths), excess.max(axis=1, initial=0.0), 0.0)
 
 
 def _check_on_pulses(
@@ -553,8 +566,9 @@ def _check_on_pulses(
         ("ns", layout.sampling_rate_unit): raw * rate,
         ("ns", other_rate_unit): raw / rate,
     }
+    noise = _noise_levels(samples, peak_rows)
     scores = {
-        key: float(np.median(_pulse_scores(samples, peak_rows, pos)))
+        key: float(np.median(_pulse_scores(samples, noise, peak_rows, pos)))
         for key, pos in readings.items()
     }
     chosen_key = (layout.time_unit, layout.sampling_rate_unit)
