@@ -199,3 +199,47 @@ def test_split_with_no_files_names_the_split(tmp_path: Path) -> None:
         f"signal_{i}.root" for i in range(3)
     ]
     assert all(len(paths) == 1 for paths in split.values())
+
+
+def _random_cepc_branches(rng: np.random.Generator, n: int) -> dict:
+    """``n`` waveforms of 600 samples at 1.5 GHz: Poisson clusters of 1 to 3 peaks
+    (the first tagged 1, the others 2), each a negative pulse over white noise."""
+    waves, times, tags, n_clusters = [], [], [], []
+    t = np.arange(600, dtype=float)
+    for _ in range(n):
+        starts = np.sort(rng.uniform(40, 520, rng.poisson(8) + 1))
+        peaks = [(s + 5 * k, 1 if k == 0 else 2) for s in starts for k in range(rng.integers(1, 4))]
+        wave = 400.0 + rng.normal(0.0, 2.0, len(t))
+        for at, _ in peaks:
+            wave -= rng.uniform(40, 120) * np.exp(-0.5 * ((t - at) / 1.5) ** 2)
+        waves.append(wave.astype(np.float32))
+        times.append([float(at) for at, _ in peaks])
+        tags.append([tag for _, tag in peaks])
+        n_clusters.append(len(starts))
+    return {
+        "wf_i": ak.Array(waves),
+        "sampling_rate": np.full(n, 1.5),
+        "ncls": np.array(n_clusters, dtype=np.int32),
+        "mom": np.full(n, 12.5),
+        "time": ak.Array(times),
+        "tag": ak.Array(tags),
+    }
+
+
+def test_full_pipeline_on_cepc_files(project: Path, prefect_api: str) -> None:
+    """ingest to register on cepc files, with nothing but params.yaml changed."""
+    rng = np.random.default_rng(2026)
+    root = project / "data/labelled"
+    root.mkdir(parents=True)
+    for i in range(6):
+        _write_tree(root / f"signal_pi_12.5_{i}.root", _random_cepc_branches(rng, 40))
+    _use_files(project, particle="pi", chunk_size=40)
+    _dvc(project, "add", "data/labelled")
+    log = _dvc(project, "repro", "register")
+    for stage in ("ingest", "simulate", "prepare", "train_peak_finder", "encode", "register"):
+        assert f"Running stage '{stage}'" in log
+    assert "Running stage 'evaluate'" in _dvc(project, "repro", "evaluate")
+    evaluation = json.loads((project / "metrics/evaluate.json").read_text())
+    assert 0.0 < evaluation["peak.lstm.efficiency_x_purity"] <= 1.0
+    registry = json.loads((project / "metrics/register.json").read_text())
+    assert registry["alias"] == "champion"
