@@ -252,3 +252,8 @@ def test_full_pipeline_on_cepc_files(project: Path, prefect_api: str) -> None:
     assert 0.0 < evaluation["peak.lstm.efficiency_x_purity"] <= 1.0
     registry = json.loads((project / "metrics/register.json").read_text())
     assert registry["alias"] == "champion"
+    provenance = json.loads((project / "data/bundle/bundle.json").read_text())["provenance"]
+    assert provenance["data_source"] == "files:data/labelled"
+    lock = yaml.safe_load((project / "dvc.lock").read_text())["stages"]
+    simulated = next(o for o in lock["simulate"]["outs"] if o["path"] == "data/simulated")
+    assert provenance["data_version.data/simulated"] == simulated["md5"]
