@@ -49,6 +49,7 @@ __all__ = [
     "ClusterCounterModelConfig",
     "CounterInputConfig",
     "DaskConfig",
+    "DataConfig",
     "EvaluateConfig",
     "MlflowConfig",
     "Params",
@@ -513,6 +514,50 @@ class DaskConfig:
 
 
 @dataclass(frozen=True, config=_MODEL)
+class DataConfig:
+    """The ``data`` section: where the waveforms come from.
+
+    ``source: simulate`` is the simulator of the ``simulate`` section. With
+    ``files``, labelled files under ``root`` (a directory DVC tracks, the
+    ``ingest`` stage's dependency) are read in ``layout`` (see
+    :mod:`dndx.labelled`): either ``splits`` names globs per split, relative to
+    ``root``, or ``files`` names one set of globs, split *by file* with
+    ``fractions`` (train, validation, test) and ``seed``. ``names``,
+    ``time_unit``, ``sampling_rate_unit`` and ``particle`` are the layout's
+    settings; ``chunk_size`` waveforms go to one parallel task and part file.
+    """
+
+    source: Literal["simulate", "files"]
+    root: Annotated[StrictStr, NonEmpty]
+    splits: dict[Literal["train", "validation", "test"], tuple[StrictStr, ...]]
+    files: tuple[StrictStr, ...]
+    fractions: tuple[Annotated[StrictFloat, Field(gt=0.0, lt=1.0)], ...]
+    seed: Seed
+    layout: Literal["cepc", "dndx"]
+    names: dict[StrictStr, StrictStr]
+    time_unit: Literal["samples", "ns"]
+    sampling_rate_unit: Literal["ghz", "ns_per_sample"]
+    particle: Annotated[StrictStr, _one_of(("", *PARTICLE_MASSES_GEV))]
+    chunk_size: Annotated[StrictInt, Field(ge=1, le=10_000_000)]
+
+    @model_validator(mode="after")
+    def _one_way_to_split(self) -> DataConfig:
+        if self.source == "files":
+            named = {split: globs for split, globs in self.splits.items() if globs}
+            if named and self.files:
+                raise ValueError("give either splits (globs per split) or files, not both")
+            if named and set(named) != {"train", "validation", "test"}:
+                raise ValueError("splits should name globs for train, validation and test")
+            if not named and not self.files:
+                raise ValueError("source files needs splits (globs per split) or files")
+            if self.files and (len(self.fractions) != 3 or abs(sum(self.fractions) - 1) > 1e-9):
+                raise ValueError(
+                    "fractions should be three numbers (train, validation, test) summing to 1"
+                )
+        return self
+
+
+@dataclass(frozen=True, config=_MODEL)
 class Params:
     """All of ``params.yaml``.
 
@@ -532,6 +577,7 @@ class Params:
     register: RegisterConfig
     mlflow: MlflowConfig
     dask: DaskConfig
+    data: DataConfig
 
     @field_validator("train_peak_finder", "train_cluster_counter", mode="after")
     @classmethod

@@ -70,7 +70,9 @@ def _list_array(values: np.ndarray, offsets: np.ndarray, value_type: pa.DataType
 def write_waveform_set(data: WaveformSet, path: str | Path) -> None:
     """Write waveforms and truth to one Parquet file, atomically."""
     table = pa.Table.from_pandas(data.info, preserve_index=False)
-    table = table.append_column("adc", _list_array(data.adc.values, data.adc.offsets, pa.uint16()))
+    # Simulated ADC counts are uint16; ingested waveforms may be any real numbers.
+    adc_type = pa.uint16() if data.adc.values.dtype == np.uint16 else pa.float32()
+    table = table.append_column("adc", _list_array(data.adc.values, data.adc.offsets, adc_type))
     for column, value_type in _ELECTRON_COLUMNS.items():
         table = table.append_column(
             f"electron_{column}",

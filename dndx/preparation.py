@@ -78,7 +78,12 @@ def prepare_waveforms(data: WaveformSet, cfg: PrepareConfig) -> PreparedChunk:
 
     electrons = data.electrons
     electron_times = Ragged(electrons["time_ns"].to_numpy(), data.electron_offsets)
-    delay_ns = pulse_peak_delay_ns(info["rise_time_ns"].to_numpy(), info["fall_time_ns"].to_numpy())
+    # Labelled files give peak times, not arrivals: their info says the delay is 0.
+    delay_ns = (
+        info["peak_delay_ns"].to_numpy()
+        if "peak_delay_ns" in info
+        else pulse_peak_delay_ns(info["rise_time_ns"].to_numpy(), info["fall_time_ns"].to_numpy())
+    )
     expected = expected_peaks(
         electron_times,
         electrons["amplitude_adc"].to_numpy(),
@@ -94,7 +99,10 @@ def prepare_waveforms(data: WaveformSet, cfg: PrepareConfig) -> PreparedChunk:
     candidate_rows = candidates.row_index()
     label = (matching.detection_match >= 0).astype(np.int8)
     drift_ns = (
-        expected.arrival_ns - info["trigger_offset_ns"].to_numpy()[expected.time_ns.row_index()]
+        expected.arrival_ns
+        - info.get("trigger_offset_ns", np.nan + info["sampling_rate_ghz"]).to_numpy()[
+            expected.time_ns.row_index()
+        ]
     )
     matched_drift = np.where(label == 1, drift_ns[np.maximum(matching.detection_match, 0)], np.nan)
     candidate_table = pd.DataFrame(

@@ -9,7 +9,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["atomic_directory", "atomic_file"]
+__all__ = ["atomic_directory", "atomic_file", "link_files"]
 
 
 def _umask() -> int:
@@ -60,3 +60,23 @@ def atomic_directory(path: str | Path) -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             shutil.rmtree(tmp_path)
+
+
+def link_files(source: str | Path, target: str | Path, pattern: str) -> int:
+    """Hard-link (copy where links are impossible) every file under ``source``
+    matching ``pattern`` to the same relative path under ``target``; returns how many.
+
+    Hard links cost no space, and DVC's cache, addressed by content, stores
+    the files once however many outputs hold them.
+    """
+    source, target = Path(source), Path(target)
+    n = 0
+    for path in sorted(source.glob(pattern)):
+        destination = target / path.relative_to(source)
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(path, destination)
+        except OSError:
+            shutil.copy2(path, destination)
+        n += 1
+    return n

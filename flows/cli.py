@@ -294,6 +294,119 @@ def _add_serve(commands: Any) -> None:
     serve.set_defaults(handler=_serve)
 
 
+def _layout(args: argparse.Namespace) -> Any:
+    from dndx.labelled import LabelledLayout
+
+    names = dict(item.split("=", 1) for item in args.name or [])
+    return LabelledLayout(
+        args.layout, names, args.time_unit, args.sampling_rate_unit, args.particle or ""
+    )
+
+
+def _data_check(args: argparse.Namespace) -> None:
+    from dndx.config import load_params
+    from dndx.labelled import summarise_file
+
+    prepare = load_params(args.params).prepare if args.params else load_params().prepare
+    layout = _layout(args)
+    problems = 0
+    for path in args.files:
+        summary = summarise_file(path, layout, prepare.window_before + prepare.window_after + 1)
+        rates = ", ".join(f"{r:g}" for r in summary.sampling_rates_ghz) or "-"
+        momenta = summary.momenta_gev
+        span = (
+            f"{min(momenta):g} to {max(momenta):g} GeV/c ({len(momenta)} values)"
+            if momenta
+            else "-"
+        )
+        print(
+            f"{path}: {summary.n_waveforms} waveforms ({summary.n_usable} usable), "
+            f"{summary.samples_min}-{summary.samples_max} samples, sampling rates {rates} GHz, "
+            f"particles {', '.join(summary.particles) or 'unknown'}, momenta {span}, "
+            f"mean ncls {summary.mean_n_clusters:.2f}, tags 0/1/2: "
+            + "/".join(str(n) for n in summary.tag_counts)
+        )
+        if summary.problem:
+            problems += 1
+            print(f"  first problem: {summary.problem}")
+        if summary.skipped:
+            print(f"  {len(summary.skipped)} waveforms would be skipped")
+    if problems:
+        raise DndxError(f"{problems} of {len(args.files)} file(s) have problems")
+
+
+def _data_write(args: argparse.Namespace) -> None:
+    import dataclasses
+
+    from dndx.config import load_params
+    from dndx.labelled_writer import write_labelled_root
+    from dndx.simulation import simulate_range
+
+    cfg = (load_params(args.params) if args.params else load_params()).simulate
+    cfg = dataclasses.replace(
+        cfg,
+        seed=args.seed if args.seed is not None else cfg.seed,
+        n_train=args.waveforms,
+        block_size=min(cfg.block_size, args.waveforms),
+        chunk_size=min(cfg.block_size, args.waveforms),
+    )
+    write_labelled_root(simulate_range(cfg, "train", 0, args.waveforms), args.out, args.layout)
+    print(f"{args.out}: {args.waveforms} simulated waveforms in the {args.layout} layout")
+
+
+def _add_data(commands: Any) -> None:
+    data = commands.add_parser(
+        "data",
+        help="labelled waveform files: check them, or write simulated ones",
+        description="Labelled waveform files in the cepc or dndx layout (README: Train on "
+        "your own data).",
+    )
+    verbs = data.add_subparsers(dest="verb", required=True)
+    check = verbs.add_parser(
+        "check",
+        help="validate labelled files without training",
+        description="Read every file as ingest would and print per file: waveforms, samples "
+        "per waveform, sampling rates, particles and momenta, mean ncls, counts per tag and "
+        "the first problem with its entry. Exit status 2 when a file has a problem.",
+    )
+    check.add_argument("files", nargs="+", type=Path, help="ROOT or Parquet files")
+    check.add_argument("--layout", choices=("cepc", "dndx"), required=True)
+    check.add_argument(
+        "--name",
+        action="append",
+        metavar="ROLE=BRANCH",
+        help="read ROLE from BRANCH instead of the layout's name (repeatable; roles: "
+        "tree, waveform, sampling_rate, n_clusters, momentum, time, tag, height, ...)",
+    )
+    check.add_argument(
+        "--time-unit",
+        choices=("samples", "ns"),
+        default="samples",
+        help="unit of the peak times (default: %(default)s)",
+    )
+    check.add_argument(
+        "--sampling-rate-unit",
+        choices=("ghz", "ns_per_sample"),
+        default="ghz",
+        help="unit of the sampling rate (default: %(default)s)",
+    )
+    check.add_argument("--particle", help="the particle of every waveform, if the files lack it")
+    check.add_argument("--params", type=Path, help="parameter file (default: the project's)")
+    check.set_defaults(handler=_data_check)
+    write = verbs.add_parser(
+        "write",
+        help="simulate waveforms into a labelled ROOT file (example data, test input)",
+        description="Simulate waveforms with the simulate section of params.yaml and write "
+        "them, with their truth, as a ROOT file in the cepc or dndx layout.",
+    )
+    write.add_argument("out", type=Path, help="the ROOT file to write")
+    write.add_argument("--layout", choices=("cepc", "dndx"), required=True)
+    write.add_argument("--waveforms", type=int, default=1000, help="default: %(default)s")
+    write.add_argument("--seed", type=int, help="default: simulate.seed of params.yaml")
+    write.add_argument("--params", type=Path, help="parameter file (default: the project's)")
+    write.set_defaults(handler=_data_write)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse the command line and run the chosen command."""
     parser = _Parser(prog="dndx", description=__doc__)
@@ -306,6 +419,7 @@ def main(argv: list[str] | None = None) -> int:
     run.set_defaults(handler=_run)
     _add_infer(commands)
     _add_serve(commands)
+    _add_data(commands)
     try:
         args = parser.parse_args(argv)
     except SystemExit as done:

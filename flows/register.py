@@ -70,8 +70,12 @@ def export_pair(params: Params, root: Path, test: RegistryInputs) -> dict[str, f
     tags = lineage_tags(
         root,
         params,
-        ["simulate", "prepare", "counter_input"],
-        [str(PREPARED_DIR)],
+        ["data", "simulate", "prepare", "counter_input"],
+        [str(PREPARED_DIR), "data/simulated"],
+    )
+    # data/simulated holds the ingested files' parts when the source is files.
+    tags["data_source"] = (
+        f"files:{params.data.root}" if params.data.source == "files" else "simulate"
     )
     bundle = ModelBundle(
         model_sampling_rate_ghz=params.prepare.model_sampling_rate_ghz,

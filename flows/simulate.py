@@ -1,4 +1,10 @@
-"""DVC stage ``simulate``: the train, validation and test waveforms, chunk by chunk on Dask."""
+"""DVC stage ``simulate``: the train, validation and test waveforms, chunk by chunk on Dask.
+
+With ``data.source: files`` it simulates nothing: it publishes the ``ingest``
+stage's parts as ``data/simulated``, so ``prepare`` and every stage after it
+read labelled files with no change. (DVC allows one stage per output, so
+``ingest`` cannot write ``data/simulated`` itself.)
+"""
 
 from __future__ import annotations
 
@@ -9,13 +15,25 @@ from prefect import flow, get_run_logger
 
 from dndx.config import PARAMS_PATH, Params, load_params
 from dndx.simulation import SPLITS
-from dndx.storage import atomic_directory
+from dndx.storage import atomic_directory, link_files
 from flows.runtime import dask_task_runner
 from tasks.data import simulate_chunk
 
 __all__ = ["main", "simulate"]
 
 OUT_DIR = Path("data/simulated")
+INGESTED_DIR = Path("data/ingested")
+
+
+@flow(name="publish ingested", log_prints=True)
+def publish_ingested(in_dir: Path = INGESTED_DIR, out_dir: Path = OUT_DIR) -> dict[str, int]:
+    """The ingested parts as ``out_dir/<split>/part-*.parquet``; returns parts per split."""
+    with atomic_directory(out_dir) as tmp:
+        counts = {
+            split: link_files(in_dir / split, tmp / split, "part-*.parquet") for split in SPLITS
+        }
+    get_run_logger().info("published ingested parts: %s", counts)
+    return counts
 
 
 @flow(name="simulate", log_prints=True)
@@ -52,6 +70,9 @@ def simulate(params: Params, out_dir: Path = OUT_DIR) -> dict[str, int]:
 def main(params_path: str | Path = PARAMS_PATH) -> None:
     """Entry point of the DVC stage: ``python -m flows.simulate``."""
     params = load_params(params_path)
+    if params.data.source == "files":
+        publish_ingested()
+        return
     simulate.with_options(task_runner=dask_task_runner(params.dask))(params)
 
 

@@ -17,7 +17,16 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_PARAMS = ROOT / "tests" / "data" / "params-tiny.yaml"
-PROJECT_FILES = ("dndx", "flows", "tasks", "models", "dvc.yaml", ".dvcignore", "pyproject.toml")
+PROJECT_FILES = (
+    "dndx",
+    "flows",
+    "tasks",
+    "models",
+    "examples",
+    "dvc.yaml",
+    ".dvcignore",
+    "pyproject.toml",
+)
 
 
 def free_port() -> int:

@@ -1,0 +1,227 @@
+"""Tests of dndx.labelled: the cepc reader on files written here with uproot, as a
+third party would (no dndx writer involved), bad inputs, and the writer's round trip."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import awkward as ak
+import numpy as np
+import pytest
+import uproot
+
+from dndx.config import load_params
+from dndx.errors import InputError
+from dndx.labelled import LabelledLayout, read_labelled, summarise_file
+from dndx.labelled_writer import write_labelled_root
+from dndx.preparation import prepare_waveforms
+from dndx.simulation import simulate_range
+from flows.cli import main
+
+N_SAMPLES = 300
+RATE_GHZ = 1.5
+MIN_SAMPLES = 15
+# Per waveform: (peak sample, tag); tag 0 is a background entry on a pulse too.
+PEAKS: list[list[tuple[int, int]]] = [
+    [(40, 1), (80, 2), (150, 1), (220, 0)],
+    [(60, 1), (61, 2), (200, 1), (260, 1)],
+    [(30, 1)],
+    [(100, 1), (130, 2), (170, 2), (250, 1)],
+]
+
+
+def _pulse_train(rng: np.random.Generator, peaks: list[tuple[int, int]]) -> np.ndarray:
+    t = np.arange(N_SAMPLES, dtype=float)
+    wave = 500.0 + rng.normal(0.0, 2.0, N_SAMPLES)
+    for at, _ in peaks:
+        wave -= 80.0 * np.exp(-0.5 * ((t - at) / 1.5) ** 2)
+    return wave.astype(np.float32)
+
+
+def _cepc_branches(peaks: list[list[tuple[int, int]]] = PEAKS, **changes: Any) -> dict:
+    rng = np.random.default_rng(3)
+    branches: dict[str, Any] = {
+        "wf_i": ak.Array([_pulse_train(rng, p) for p in peaks]),
+        "sampling_rate": np.full(len(peaks), RATE_GHZ),
+        "ncls": np.array([sum(tag == 1 for _, tag in p) for p in peaks], dtype=np.int32),
+        "mom": np.full(len(peaks), 12.5),
+        "time": ak.Array([[float(at) for at, _ in p] for p in peaks]),
+        "tag": ak.Array([[tag for _, tag in p] for p in peaks]),
+    }
+    branches.update(changes)
+    return branches
+
+
+def _write_tree(path: Path, branches: dict, tree: str = "sim") -> Path:
+    types = {k: v.type if isinstance(v, ak.Array) else v.dtype for k, v in branches.items()}
+    with uproot.recreate(path) as file:
+        file.mktree(tree, types)
+        file[tree].extend(branches)
+    return path
+
+
+def test_cepc_file_reads_tagged_peaks_as_truth(tmp_path: Path) -> None:
+    path = _write_tree(tmp_path / "signal_pi_12.5_0.root", _cepc_branches())
+    chunk = read_labelled(path, LabelledLayout("cepc", particle="pi"), 0, 4, MIN_SAMPLES)
+    data = chunk.data
+    assert chunk.skipped == []
+    assert chunk.tag_counts.tolist() == [1, 8, 4]
+    assert data.info["n_clusters"].tolist() == [2, 3, 1, 2]
+    assert data.info["particle"].tolist() == ["pi"] * 4
+    assert data.info["beta_gamma"].to_numpy() == pytest.approx(12.5 / 0.139570)
+    expected = [[at / RATE_GHZ for at, tag in p if tag in (1, 2)] for p in PEAKS]
+    flat = [t for row in expected for t in row]
+    assert data.electrons["time_ns"].tolist() == pytest.approx(flat)
+    assert data.electrons["primary"].tolist() == [
+        tag == 1 for p in PEAKS for _, tag in p if tag in (1, 2)
+    ]
+    assert np.diff(data.electron_offsets).tolist() == [len(e) for e in expected]
+
+
+def test_cepc_candidates_on_tagged_peaks_are_signal(tmp_path: Path) -> None:
+    path = _write_tree(tmp_path / "sim.root", _cepc_branches())
+    prepare = load_params().prepare
+    chunk = prepare_waveforms(
+        read_labelled(path, LabelledLayout("cepc"), 0, 4, MIN_SAMPLES).data, prepare
+    )
+    signal = chunk.candidates[chunk.candidates["label"] == 1]
+    noise = chunk.candidates[chunk.candidates["label"] == 0]
+    # 12 peaks tagged 1 or 2; 60 and 61 of waveform 1 are closer than the
+    # resolving time, one pulse: 11 expected peaks, each with its candidate.
+    assert len(signal) == 11
+    assert chunk.waveforms["n_expected_peaks"].tolist() == [3, 3, 1, 4]
+    tagged_ns = {at / RATE_GHZ for p in PEAKS for at, tag in p if tag in (1, 2)}
+    for time_ns in signal["time_ns"]:
+        gap = min(abs(time_ns - t) for t in tagged_ns)
+        assert gap <= prepare.match_tolerance_samples / prepare.model_sampling_rate_ghz
+    # The background-tagged pulse at sample 220 is a candidate but not signal.
+    assert np.isclose(noise["time_ns"], 220 / RATE_GHZ, atol=2.0).any()
+    assert chunk.waveforms["n_clusters"].tolist() == [2, 3, 1, 2]
+
+
+BAD_WAVEFORMS = [
+    (
+        "time/tag length mismatch",
+        {"tag": ak.Array([[1, 2, 1, 0], [1, 2, 1], [1], [1, 2, 2, 1]])},
+        1,
+        "'time' has 4 entries, 'tag' 3",
+    ),
+    (
+        "tag outside 0, 1, 2",
+        {"tag": ak.Array([[1, 2, 1, 0], [1, 2, 1, 1], [3], [1, 2, 2, 1]])},
+        2,
+        "tag 3",
+    ),
+    ("NaN sample", {"wf_i": None}, 3, "NaN or inf"),
+    ("waveform shorter than a window", {"wf_i": "short"}, 0, "too short"),
+]
+
+
+@pytest.mark.parametrize(
+    ("change", "entry", "reason"),
+    [case[1:] for case in BAD_WAVEFORMS],
+    ids=[case[0] for case in BAD_WAVEFORMS],
+)
+def test_one_bad_waveform_is_skipped_with_its_entry(
+    tmp_path: Path, change: dict, entry: int, reason: str
+) -> None:
+    branches = _cepc_branches()
+    if "wf_i" in change:
+        rows = [np.asarray(r) for r in ak.to_list(branches["wf_i"])]
+        if change["wf_i"] is None:
+            rows[entry][5] = np.nan
+        else:
+            rows[entry] = rows[entry][:10]
+        change = {"wf_i": ak.Array(rows), "time": branches["time"]}
+        if entry == 0:
+            change["time"] = ak.Array([[5.0], *ak.to_list(branches["time"])[1:]])
+            change["tag"] = ak.Array([[1], *ak.to_list(branches["tag"])[1:]])
+            change["ncls"] = np.array([1, 3, 1, 2], dtype=np.int32)
+    path = _write_tree(tmp_path / "bad.root", {**branches, **change})
+    chunk = read_labelled(path, LabelledLayout("cepc"), 0, 4, MIN_SAMPLES)
+    assert [e for e, _ in chunk.skipped] == [entry]
+    assert reason in chunk.skipped[0][1]
+    assert len(chunk.data) == 3
+    assert entry not in chunk.data.info["entry"].tolist()
+
+
+BAD_FILES = [
+    ("missing branch", lambda p: _write_tree(p, _drop(_cepc_branches(), "tag")), "names.tag"),
+    ("wrong tree", lambda p: _write_tree(p, _cepc_branches(), "events"), "names.tree"),
+    ("time unit", lambda p: p, "time_unit"),
+    ("truncated", lambda p: _truncate(_write_tree(p, _cepc_branches())), "truncated"),
+    ("not a file", lambda p: p.with_name("missing.root"), "no such file"),
+]
+
+
+def _drop(branches: dict, name: str) -> dict:
+    return {k: v for k, v in branches.items() if k != name}
+
+
+def _truncate(path: Path) -> Path:
+    path.write_bytes(path.read_bytes()[:400])
+    return path
+
+
+@pytest.mark.parametrize(
+    ("make", "named"), [case[1:] for case in BAD_FILES], ids=[case[0] for case in BAD_FILES]
+)
+def test_bad_file_names_file_and_setting(tmp_path: Path, make: Any, named: str) -> None:
+    path = _write_tree(tmp_path / "input.root", _cepc_branches())
+    path = make(path)
+    layout = LabelledLayout("cepc", time_unit="ns" if named == "time_unit" else "samples")
+    with pytest.raises(InputError) as error:
+        read_labelled(path, layout, 0, 4, MIN_SAMPLES)
+    assert str(path) in str(error.value)
+    assert named in str(error.value)
+
+
+def test_layout_rejects_unknown_role() -> None:
+    with pytest.raises(InputError, match="unknown names"):
+        LabelledLayout("cepc", {"waveforms": "adc"})
+
+
+@pytest.mark.parametrize("layout", ["cepc", "dndx"])
+def test_written_layouts_label_as_the_simulator(tmp_path: Path, layout: str) -> None:
+    params = load_params()
+    cfg = dataclasses.replace(params.simulate, n_train=30, block_size=30, chunk_size=30)
+    simulated = simulate_range(cfg, "train", 0, 30)
+    path = tmp_path / f"{layout}.root"
+    write_labelled_root(simulated, path, layout)
+    read = read_labelled(path, LabelledLayout(layout), 0, 30, MIN_SAMPLES)
+    direct = prepare_waveforms(simulated, params.prepare)
+    ingested = prepare_waveforms(read.data, params.prepare)
+    assert read.skipped == []
+    assert ingested.candidates["label"].tolist() == direct.candidates["label"].tolist()
+    assert ingested.waveforms["n_clusters"].tolist() == simulated.info["n_clusters"].tolist()
+    if layout == "dndx":
+        assert read.data.info["particle"].tolist() == simulated.info["particle"].tolist()
+
+
+def test_data_check_reports_and_fails_on_a_problem(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    good = _write_tree(tmp_path / "good.root", _cepc_branches())
+    assert main(["data", "check", str(good), "--layout", "cepc", "--particle", "K"]) == 0
+    out = capsys.readouterr().out
+    assert "4 waveforms (4 usable)" in out
+    assert "tags 0/1/2: 1/8/4" in out
+    assert "particles K" in out
+    assert "mean ncls 2.00" in out
+    bad = _write_tree(tmp_path / "bad.root", _drop(_cepc_branches(), "ncls"))
+    assert main(["data", "check", str(good), str(bad), "--layout", "cepc"]) == 2
+    captured = capsys.readouterr()
+    assert "first problem" in captured.out
+    assert "names.n_clusters" in captured.out
+    renamed = _write_tree(tmp_path / "renamed.root", _cepc_branches())
+    summary = summarise_file(renamed, LabelledLayout("cepc", {"n_clusters": "mom"}), MIN_SAMPLES)
+    assert "check names.n_clusters" in summary.problem
+
+
+def test_data_write_then_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "example.root"
+    assert main(["data", "write", str(out), "--layout", "cepc", "--waveforms", "20"]) == 0
+    assert main(["data", "check", str(out), "--layout", "cepc"]) == 0
+    assert "20 waveforms (20 usable)" in capsys.readouterr().out
