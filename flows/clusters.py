@@ -24,21 +24,30 @@ from dndx.config import PARAMS_PATH, DaskConfig, load_section
 
 __all__ = [
     "JOBQUEUE_CLUSTERS",
-    "WORKER_THREAD_ENV",
     "jobqueue_cluster_kwargs",
     "render_job_script",
+    "worker_thread_env",
 ]
 
-#: TensorFlow and BLAS in Dask workers: one thread each, fixed before they start.
-WORKER_THREAD_ENV: dict[str, str] = {
-    "OMP_NUM_THREADS": "1",
-    "OPENBLAS_NUM_THREADS": "1",
-    "MKL_NUM_THREADS": "1",
-    "TF_NUM_INTRAOP_THREADS": "1",
-    "TF_NUM_INTEROP_THREADS": "1",
-    "TF_CPP_MIN_LOG_LEVEL": "2",
-    "DASK_LOGGING__DISTRIBUTED": "warning",
-}
+
+def worker_thread_env(threads: int = 1) -> dict[str, str]:
+    """The environment that fixes TensorFlow's and BLAS's threads in a Dask worker
+    before they start: ``threads`` each (one per core the worker owns).
+
+    >>> worker_thread_env(2)["TF_NUM_INTRAOP_THREADS"]
+    '2'
+    """
+    count = str(threads)
+    return {
+        "OMP_NUM_THREADS": count,
+        "OPENBLAS_NUM_THREADS": count,
+        "MKL_NUM_THREADS": count,
+        "TF_NUM_INTRAOP_THREADS": count,
+        "TF_NUM_INTEROP_THREADS": "1",
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "DASK_LOGGING__DISTRIBUTED": "warning",
+    }
+
 
 #: The dask-jobqueue cluster class of each batch mode.
 JOBQUEUE_CLUSTERS: dict[str, str] = {

@@ -26,7 +26,7 @@ from prefect.task_runners import TaskRunner
 from prefect_dask import DaskTaskRunner
 
 from dndx.config import DaskConfig
-from flows.clusters import JOBQUEUE_CLUSTERS, WORKER_THREAD_ENV, jobqueue_cluster_kwargs
+from flows.clusters import JOBQUEUE_CLUSTERS, jobqueue_cluster_kwargs, worker_thread_env
 
 __all__ = [
     "DASK_ADDRESS_ENV",
@@ -34,6 +34,7 @@ __all__ = [
     "dask_config_from_environment",
     "dask_task_runner",
     "ensure_prefect_api",
+    "local_cluster_kwargs",
     "project_root",
     "quiet_prefect_console",
     "worker_environment",
@@ -125,7 +126,7 @@ def worker_environment(prefect_api_url: str | None = None) -> dict[str, str]:
     'http://10.0.0.5:4200/api'
     """
     url = configured_prefect_api() if prefect_api_url is None else prefect_api_url
-    return {**({"PREFECT_API_URL": url} if url else {}), **WORKER_THREAD_ENV}
+    return {**({"PREFECT_API_URL": url} if url else {}), **worker_thread_env()}
 
 
 def dask_config_from_environment(cfg: DaskConfig) -> DaskConfig:
@@ -134,9 +135,14 @@ def dask_config_from_environment(cfg: DaskConfig) -> DaskConfig:
     return dataclasses.replace(cfg, mode="address", address=address) if address else cfg
 
 
-def dask_task_runner(cfg: DaskConfig) -> TaskRunner[Any]:
+def dask_task_runner(cfg: DaskConfig, tasks_at_once: int | None = None) -> TaskRunner[Any]:
     """A Prefect task runner on the Dask cluster that ``cfg`` describes
-    (``DNDX_DASK_ADDRESS`` in the environment overrides it)."""
+    (``DNDX_DASK_ADDRESS`` in the environment overrides it).
+
+    ``tasks_at_once``: the most tasks the flow ever runs together (a scan's trials).
+    A local cluster then starts no more workers than that and shares the cores and
+    memory of the others among them: a lone trial trains on every core, not one.
+    """
     cfg = dask_config_from_environment(cfg)
     api_url = ensure_prefect_api()
     if cfg.mode == "address":
@@ -158,18 +164,34 @@ def dask_task_runner(cfg: DaskConfig) -> TaskRunner[Any]:
             adapt_kwargs={"minimum_jobs": cfg.minimum_jobs, "maximum_jobs": cfg.maximum_jobs},
         )
         return cast(TaskRunner[Any], runner)
-    for name, value in WORKER_THREAD_ENV.items():
-        os.environ.setdefault(name, value)
     distributed = logging.getLogger("distributed")
     distributed.setLevel(max(distributed.getEffectiveLevel(), logging.WARNING))
-    runner = DaskTaskRunner(
-        cluster_class="distributed.LocalCluster",
-        cluster_kwargs={
-            "n_workers": cfg.n_workers,
+    return cast(TaskRunner[Any], DaskTaskRunner(**local_cluster_kwargs(cfg, tasks_at_once)))
+
+
+def local_cluster_kwargs(cfg: DaskConfig, tasks_at_once: int | None = None) -> dict[str, Any]:
+    """The ``DaskTaskRunner`` arguments of the local cluster of ``cfg``, sized for at
+    most ``tasks_at_once`` tasks at a time (see :func:`dask_task_runner`).
+
+    >>> from dndx.config import load_params
+    >>> kwargs = local_cluster_kwargs(load_params().dask, tasks_at_once=1)["cluster_kwargs"]
+    >>> kwargs["n_workers"], kwargs["env"]["TF_NUM_INTRAOP_THREADS"]
+    (1, '2')
+    """
+    from dask.utils import format_bytes, parse_bytes
+
+    n_workers = min(cfg.n_workers, tasks_at_once or cfg.n_workers)
+    cores_each = cfg.n_workers * cfg.threads_per_worker // n_workers
+    share = cfg.n_workers // n_workers
+    return {
+        "cluster_class": "distributed.LocalCluster",
+        "cluster_kwargs": {
+            "n_workers": n_workers,
             "threads_per_worker": cfg.threads_per_worker,
             "processes": True,
-            "memory_limit": cfg.memory_limit,
+            "memory_limit": format_bytes(parse_bytes(cfg.memory_limit) * share),
+            # Set in each worker process before TensorFlow or BLAS start.
+            "env": worker_thread_env(cores_each),
             "dashboard_address": ":0",  # any free port: several clusters may run at once
         },
-    )
-    return cast(TaskRunner[Any], runner)
+    }

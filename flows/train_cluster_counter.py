@@ -52,9 +52,9 @@ def train_cluster_counter(params: Params, root: Path) -> dict[str, object]:
 def main(params_path: str | Path = PARAMS_PATH) -> None:
     """Entry point of the DVC stage: ``python -m flows.train_cluster_counter``."""
     params = load_params(params_path)
-    train_cluster_counter.with_options(task_runner=dask_task_runner(params.dask))(
-        params, project_root(params_path)
-    )
+    # Trials are the only tasks: a lone trial gets every worker's cores.
+    runner = dask_task_runner(params.dask, params.train_cluster_counter.scan.n_trials)
+    train_cluster_counter.with_options(task_runner=runner)(params, project_root(params_path))
 
 
 if __name__ == "__main__":

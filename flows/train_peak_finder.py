@@ -48,7 +48,9 @@ def train_peak_finder(params: Params, root: Path = Path(".")) -> dict[str, objec
 def main(params_path: str | Path = PARAMS_PATH) -> None:
     """Entry point of the DVC stage: ``python -m flows.train_peak_finder``."""
     params = load_params(params_path)
-    train_peak_finder.with_options(task_runner=dask_task_runner(params.dask))(params)
+    # Trials are the only tasks: a lone trial gets every worker's cores.
+    runner = dask_task_runner(params.dask, params.train_peak_finder.scan.n_trials)
+    train_peak_finder.with_options(task_runner=runner)(params)
 
 
 if __name__ == "__main__":
