@@ -15,7 +15,17 @@ import pandas as pd
 
 from dndx.config import METRIC_GOALS, ScanConfig
 
-__all__ = ["grid_choices", "rank_trials", "scan_markdown", "trial_choices"]
+__all__ = [
+    "COST_COLUMNS",
+    "grid_choices",
+    "rank_trials",
+    "scan_markdown",
+    "trial_choices",
+]
+
+#: A trial's inference cost per waveform, cheapest first by the first (measured
+#: ONNX Runtime time on one thread), then by the second (multiply-adds).
+COST_COLUMNS = ("onnx_us_per_waveform", "macs_per_waveform")
 
 
 def grid_choices(space: dict[str, tuple[Any, ...]]) -> list[dict[str, Any]]:
@@ -72,12 +82,13 @@ def rank_trials(table: pd.DataFrame, selection: tuple[str, ...]) -> pd.DataFrame
 
 def scan_markdown(ranked: pd.DataFrame, hyperparameters: list[str], metrics: list[str]) -> str:
     """A Markdown table of a ranked scan: one row per trial, best first."""
-    # The size of the model beside its scores: what each trial costs at inference.
+    # What each trial costs at inference beside its scores.
     columns = [
         "trial",
         "status",
         *hyperparameters,
         *metrics,
+        *COST_COLUMNS,
         "n_parameters",
         "wall_time_s",
         "peak_memory_mb",

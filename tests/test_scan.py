@@ -19,7 +19,7 @@ from mlflow.tracking import MlflowClient
 from prefect import flow, task
 
 from dndx.config import Params, ScanConfig, parse_params
-from dndx.scan import trial_choices
+from dndx.scan import COST_COLUMNS, trial_choices
 from flows.runtime import dask_task_runner
 from flows.scan import ScanOutputs, run_scan
 from flows.train_peak_finder import train_peak_finder
@@ -101,6 +101,10 @@ def test_two_trial_scan_tracks_every_trial_and_keeps_the_best(
             "peak_memory_mb",
         ):
             assert name in metrics
+        # A peak finder's cost per waveform is its cost per window times the windows.
+        assert metrics["candidates_per_waveform"] > 1.0
+        for name in COST_COLUMNS:
+            assert metrics[name] > 0.0
         assert child.data.params["lstm_units"] in ("[8]", "[16]")
         # An LSTM of u units on one feature: 4u(u + 2) weights, then the dense head.
         units = int(child.data.params["lstm_units"].strip("[]"))
@@ -117,8 +121,13 @@ def test_two_trial_scan_tracks_every_trial_and_keeps_the_best(
     assert Path("data/models/peak_finder/model.keras").exists()
     table = pd.read_csv("reports/scan_peak_finder.csv")
     assert len(table) == 2 and table["trial"].iloc[0] == best["trial"]
+    assert (table[list(COST_COLUMNS)] > 0).all().all()
+    # The wider LSTM does more arithmetic per window, on the same windows.
+    macs = table.sort_values("n_parameters")["macs_per_waveform"]
+    assert macs.iloc[1] > macs.iloc[0]
     markdown = Path("reports/scan_peak_finder.md").read_text()
     assert "| trial | status |" in markdown and "| n_parameters |" in markdown
+    assert "| onnx_us_per_waveform | macs_per_waveform |" in markdown
     assert (
         json.loads(Path("metrics/train_peak_finder.json").read_text())["best_trial"]
         == best["trial"]
