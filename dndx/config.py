@@ -347,7 +347,7 @@ class ScanConfig:
 
 @dataclass(frozen=True, config=_MODEL)
 class TrainingConfig:
-    """How each trial trains, and how the best trial is chosen.
+    """How each trial trains, and how the trial to keep is chosen.
 
     ``selection`` lists metrics in order of priority: later ones break ties.
     """
@@ -360,6 +360,10 @@ class TrainingConfig:
     max_train_examples: Annotated[StrictInt, Field(ge=1, le=10**9)]
     max_validation_examples: Annotated[StrictInt, Field(ge=1, le=10**9)]
     selection: Annotated[tuple[Metric, ...], NonEmpty]
+    #: Keep the cheapest trial at inference whose first selection metric is within
+    #: this fraction of the best trial's (:func:`dndx.scan.select_cheapest`); 0 keeps
+    #: the best.
+    cost_tolerance: Annotated[StrictFloat, Field(ge=0.0, le=1.0)]
     learning_rate_schedule: Literal["constant", "cosine"]
     scan: ScanConfig
 

@@ -15,7 +15,18 @@ import pandas as pd
 
 from dndx.config import METRIC_GOALS, ScanConfig
 
-__all__ = ["grid_choices", "rank_trials", "scan_markdown", "trial_choices"]
+__all__ = [
+    "COST_COLUMNS",
+    "grid_choices",
+    "rank_trials",
+    "scan_markdown",
+    "select_cheapest",
+    "trial_choices",
+]
+
+#: A trial's inference cost per waveform, cheapest first by the first (measured
+#: ONNX Runtime time on one thread), then by the second (multiply-adds).
+COST_COLUMNS = ("onnx_us_per_waveform", "macs_per_waveform")
 
 
 def grid_choices(space: dict[str, tuple[Any, ...]]) -> list[dict[str, Any]]:
@@ -70,14 +81,39 @@ def rank_trials(table: pd.DataFrame, selection: tuple[str, ...]) -> pd.DataFrame
     return table.iloc[order].reset_index(drop=True)
 
 
+def select_cheapest(ranked: pd.DataFrame, metric: str, cost_tolerance: float) -> int:
+    """Row of ``ranked`` (from :func:`rank_trials`) to keep: the cheapest finished trial
+    whose ``metric`` is within ``cost_tolerance`` (relative) of the best trial's.
+
+    Cost is :data:`COST_COLUMNS`, in order; among trials of equal cost the better
+    ranked wins. A tolerance of 0 keeps the best-ranked trial, whatever its cost.
+
+    >>> t = pd.DataFrame({"trial": [0, 1, 2], "status": ["finished"] * 3,
+    ...                   "val_f1": [0.90, 0.89, 0.80], "onnx_us_per_waveform": [9.0, 3.0, 1.0],
+    ...                   "macs_per_waveform": [900, 300, 100]})
+    >>> select_cheapest(t, "val_f1", 0.0), select_cheapest(t, "val_f1", 0.02)
+    (0, 1)
+    """
+    if cost_tolerance == 0.0:
+        return 0
+    values = pd.to_numeric(ranked[metric])
+    best = float(values.iloc[0])
+    slack = cost_tolerance * abs(best)
+    close = values >= best - slack if METRIC_GOALS[metric] == "max" else values <= best + slack
+    eligible = ranked[close & ranked["status"].eq("finished")]
+    cheapest = eligible.sort_values(list(COST_COLUMNS), kind="stable", na_position="last")
+    return int(ranked.index.get_loc(cheapest.index[0]))
+
+
 def scan_markdown(ranked: pd.DataFrame, hyperparameters: list[str], metrics: list[str]) -> str:
     """A Markdown table of a ranked scan: one row per trial, best first."""
-    # The size of the model beside its scores: what each trial costs at inference.
+    # What each trial costs at inference beside its scores.
     columns = [
         "trial",
         "status",
         *hyperparameters,
         *metrics,
+        *COST_COLUMNS,
         "n_parameters",
         "wall_time_s",
         "peak_memory_mb",

@@ -2,8 +2,9 @@
 
 Trials run as Prefect tasks on the flow's Dask task runner. As each finishes,
 this process logs it as an MLflow run nested under the scan's run; at the
-end the trials are ranked and the best model is copied out with the scan
-table (DVC metrics, CSV and Markdown).
+end the trials are ranked, one is chosen (the best, or the cheapest at
+inference within ``cost_tolerance`` of the best) and its model is copied out
+with the scan table (DVC metrics, CSV and Markdown).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from prefect.futures import PrefectFuture, as_completed
 from prefect.states import State
 
 from dndx.config import METRIC_GOALS, TrainingConfig
-from dndx.scan import rank_trials, scan_markdown, trial_choices
+from dndx.scan import rank_trials, scan_markdown, select_cheapest, trial_choices
 from dndx.storage import atomic_directory, atomic_file
 from tasks.tracking import log_trial
 from tasks.training import TrialSpec, run_trial
@@ -74,7 +75,7 @@ def run_scan(
     n_parallel: int,
     trial_task: Any = run_trial,
 ) -> dict[str, Any]:
-    """Run the scan of ``training.scan`` and keep the best model; returns the best row."""
+    """Run the scan of ``training.scan`` and keep the chosen model; returns its row."""
     logger = get_run_logger()
     scan = training.scan
     fixed = {
@@ -119,11 +120,13 @@ def run_scan(
                 collect(futures[future], future)
 
         ranked = rank_trials(pd.DataFrame([_row(r) for r in results]), training.selection)
-        best = ranked.iloc[0].to_dict()
-        if best["status"] != "finished":
+        if ranked["status"].iloc[0] != "finished":
             raise RuntimeError(
                 f"every trial of the {kind} scan failed: see MLflow run {parent.info.run_id}"
             )
+        best = ranked.iloc[
+            select_cheapest(ranked, training.selection[0], training.cost_tolerance)
+        ].to_dict()
         names = list(scan.space)
         metric_names = [m for m in METRIC_GOALS if m in ranked.columns]
         with atomic_file(outputs.table_csv) as tmp:
@@ -131,7 +134,8 @@ def run_scan(
         with atomic_file(outputs.table_md) as tmp:
             tmp.write_text(
                 f"# Scan of the {kind.replace('_', ' ')}\n\nStrategy `{scan.strategy}`, "
-                f"ranked by {', '.join(training.selection)}; best first.\n\n"
+                f"ranked by {', '.join(training.selection)}; best first. Kept: trial "
+                f"{best['trial']} ({_kept_because(training)}).\n\n"
                 + scan_markdown(ranked, names, metric_names)
             )
         mlflow.log_artifact(str(outputs.table_md))
@@ -140,19 +144,35 @@ def run_scan(
         mlflow.log_metrics({f"best_{k}": float(v) for k, v in best_result["metrics"].items()})
         mlflow.set_tag("best_trial", str(best["trial"]))
         mlflow.set_tag("best_run_id", best_result["run_id"])
-        _keep_best(best_result, Path(trials_dir), outputs, parent.info.run_id)
-    logger.info("%s scan: best is trial %d of %d", kind, best["trial"], len(results))
+        _keep_best(
+            best_result, Path(trials_dir), outputs, parent.info.run_id, training.cost_tolerance
+        )
+    logger.info("%s scan: kept trial %d of %d", kind, best["trial"], len(results))
     return best
 
 
+def _kept_because(training: TrainingConfig) -> str:
+    if training.cost_tolerance == 0.0:
+        return "the best"
+    return (
+        f"the fastest in ONNX Runtime within {training.cost_tolerance:.2%} of the best "
+        f"{training.selection[0]}"
+    )
+
+
 def _keep_best(
-    result: dict[str, Any], trials_dir: Path, outputs: ScanOutputs, scan_run: str
+    result: dict[str, Any],
+    trials_dir: Path,
+    outputs: ScanOutputs,
+    scan_run: str,
+    cost_tolerance: float,
 ) -> None:
     selection = {
         "trial": result["trial"],
         "hyperparameters": result["hyperparameters"],
         "metrics": result["metrics"],
         "score_threshold": result.get("score_threshold"),
+        "cost_tolerance": cost_tolerance,
         "scan_run_id": scan_run,
         "trial_run_id": result["run_id"],
     }

@@ -8,6 +8,8 @@ that returns NaN or inf is named as damaged instead of writing such counts.
 
 from __future__ import annotations
 
+import statistics
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +22,14 @@ from dndx.bundle import BUNDLE_FILE, COUNTER_FILE, PEAK_FINDER_FILE, ModelBundle
 from dndx.encoding import N_CHANNELS
 from dndx.errors import DndxError, InputError
 
-__all__ = ["COUNTER_BATCH", "DEVICES", "PEAK_FINDER_BATCH", "Device", "OnnxModels"]
+__all__ = [
+    "COUNTER_BATCH",
+    "DEVICES",
+    "PEAK_FINDER_BATCH",
+    "Device",
+    "OnnxModels",
+    "time_per_example_us",
+]
 
 #: Candidate windows per peak-finder call. Small batches keep the LSTM's state
 #: in the CPU cache: on one core, 1024 windows a call run about 1.5x faster
@@ -193,3 +202,35 @@ def _finite(values: NDArray[np.float32], path: Path) -> NDArray[np.float32]:
             f"{len(values)} inputs; export or fetch the model again"
         )
     return values
+
+
+def time_per_example_us(
+    path: str | Path, input_name: str, inputs: NDArray[np.float32], batch: int, repeats: int
+) -> float:
+    """ONNX Runtime's time per example of the graph at ``path`` on one CPU thread, as
+    :class:`OnnxModels` runs it: the median over ``repeats`` timed passes, after one
+    untimed pass that lets the runtime allocate its buffers.
+
+    Args:
+        path: an ONNX graph with the single input ``input_name``.
+        input_name: the graph's input.
+        inputs: ``(n_examples, *input_shape)`` float32, fed ``batch`` at a time.
+        batch: examples per call.
+        repeats: timed passes over ``inputs``.
+
+    Returns:
+        Microseconds per example.
+
+    Raises:
+        InputError: the graph cannot be opened, or its input is not ``input_name``
+            of the shape of ``inputs``.
+    """
+    session = _session(Path(path), ("CPUExecutionProvider",), input_name, inputs.shape[1:])
+    inputs = np.ascontiguousarray(inputs, dtype=np.float32)
+    seconds = []
+    for _ in range(repeats + 1):
+        started = time.perf_counter()
+        for start in range(0, len(inputs), batch):
+            session.run(None, {input_name: inputs[start : start + batch]})
+        seconds.append(time.perf_counter() - started)
+    return statistics.median(seconds[1:]) / len(inputs) * 1e6

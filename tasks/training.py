@@ -1,4 +1,5 @@
-"""One scan trial: build a model, train it, score it on validation, save it.
+"""One scan trial: build a model, train it, score it on validation, measure what it
+costs at inference, save it.
 
 Runs inside a Dask worker process (one thread; thread counts are fixed in the
 environment before TensorFlow starts). A trial returns metrics and paths,
@@ -23,7 +24,7 @@ import pandas as pd
 from prefect import get_run_logger, task
 
 from dndx.config import ClusterCounterModelConfig, PeakFinderModelConfig, TrainingConfig
-from dndx.dataset import read_candidates
+from dndx.dataset import read_candidates, read_prepared_waveforms
 from dndx.encoding import COUNTER_INPUT_FILE
 from dndx.metrics import best_threshold, binary_scores, counting_metrics, roc_auc, roc_curve
 from dndx.plots import (
@@ -32,6 +33,7 @@ from dndx.plots import (
     plot_score_distributions,
     plot_training_curves,
 )
+from dndx.scan import COST_COLUMNS
 from dndx.storage import atomic_file
 from tasks.resources import measure_resources
 
@@ -40,6 +42,11 @@ __all__ = ["TrialSpec", "run_trial"]
 #: Examples per step when a trial predicts its validation split: inference alone
 #: runs faster per example in large batches, whatever the training batch.
 PREDICT_BATCH = {"peak_finder": 8192, "cluster_counter": 512}
+
+#: Validation examples, and timed passes over them, behind a trial's ONNX Runtime
+#: time: enough for a stable median, a few seconds at most per trial.
+COST_EXAMPLES = {"peak_finder": 1024, "cluster_counter": 256}
+COST_REPEATS = 5
 
 TrialLogger = logging.Logger | logging.LoggerAdapter[logging.Logger]
 
@@ -181,6 +188,35 @@ def _predict(model: Any, x: np.ndarray) -> np.ndarray:
     return np.asarray(model.predict(x, batch_size=batch, verbose=0))[:, 0]
 
 
+def _inference_cost(
+    model: Any, inputs: np.ndarray, examples_per_waveform: float, trial_dir: Path
+) -> tuple[dict[str, float], dict[str, float]]:
+    """What the trial's model costs per waveform at inference: its multiply-adds
+    (deterministic, a metric) and ONNX Runtime's time on one thread (a measurement
+    of this worker's machine, a resource).
+
+    The model is exported as ``register`` exports it, to ``trial_dir/model.onnx``,
+    and timed on the first :data:`COST_EXAMPLES` of ``inputs``, ``(n, *input_shape)``,
+    in the batches :mod:`tasks.onnx_models` uses. ``examples_per_waveform`` is the
+    number of model inputs one waveform makes: mean candidates for the peak finder,
+    1 for the counter.
+    """
+    from models.cost import multiply_adds
+    from models.export import export_onnx
+    from tasks.onnx_models import COUNTER_BATCH, PEAK_FINDER_BATCH, time_per_example_us
+
+    batch = {"peak_finder": PEAK_FINDER_BATCH, "cluster_counter": COUNTER_BATCH}[model.name]
+    path = export_onnx(model, trial_dir / "model.onnx")
+    microseconds = time_per_example_us(
+        path, model.inputs[0].name, inputs[: COST_EXAMPLES[model.name]], batch, COST_REPEATS
+    )
+    onnx_time, macs = COST_COLUMNS
+    return (
+        {macs: float(multiply_adds(model) * examples_per_waveform)},
+        {onnx_time: microseconds * examples_per_waveform},
+    )
+
+
 def _peak_finder_trial(
     spec: TrialSpec,
     model_cfg: PeakFinderModelConfig,
@@ -206,6 +242,9 @@ def _peak_finder_trial(
     scores = _predict(model, xv)
     threshold = best_threshold(yv, scores)
     at_threshold = binary_scores(yv, scores, threshold)
+    validation_dir = data_dir / "validation"
+    candidates_per_waveform = float(read_prepared_waveforms(validation_dir)["n_candidates"].mean())
+    cost, inference_time = _inference_cost(model, xv, candidates_per_waveform, trial_dir)
     metrics = {
         "val_loss": min(h["val_loss"] for h in history),
         **_peak_finder_scores(scores, yv),
@@ -213,6 +252,8 @@ def _peak_finder_trial(
         "epochs_trained": len(history),
         "n_train_windows": len(y),
         "n_parameters": model.count_params(),
+        "candidates_per_waveform": candidates_per_waveform,
+        **cost,
     }
     model.save(trial_dir / "model.keras")
     fpr, tpr, _ = roc_curve(yv, scores)
@@ -220,7 +261,12 @@ def _peak_finder_trial(
     working_point = (1.0 - specificity, at_threshold["recall"])
     plot_roc(fpr, tpr, metrics["val_auc"], working_point, trial_dir / "roc.png")
     plot_score_distributions(scores, yv, threshold, trial_dir / "scores.png")
-    return {"metrics": metrics, "history": history, "score_threshold": threshold}
+    return {
+        "metrics": metrics,
+        "inference_time": inference_time,
+        "history": history,
+        "score_threshold": threshold,
+    }
 
 
 def _peak_finder_scores(scores: np.ndarray, labels: np.ndarray) -> dict[str, float]:
@@ -256,16 +302,18 @@ def _counter_trial(
     label = f"cluster_counter {spec.name}"
     history = _fit(model, x, y, training, (xv, yv), _counting_scores, label, logger)
     predicted = _predict(model, xv)
+    cost, inference_time = _inference_cost(model, xv, 1.0, trial_dir)
     metrics = {
         "val_loss": min(h["val_loss"] for h in history),
         **_counting_scores(predicted, yv),
         "epochs_trained": len(history),
         "n_train_waveforms": len(y),
         "n_parameters": model.count_params(),
+        **cost,
     }
     model.save(trial_dir / "model.keras")
     plot_linearity(yv, {"cnn": predicted}, trial_dir / "counts.png")
-    return {"metrics": metrics, "history": history}
+    return {"metrics": metrics, "inference_time": inference_time, "history": history}
 
 
 def _counting_scores(predicted: np.ndarray, truth: np.ndarray) -> dict[str, float]:
@@ -324,7 +372,8 @@ def run_trial(
         except Exception as error:  # a trial that raises is recorded, the scan goes on
             result.update(status="failed", reason=f"{type(error).__name__}: {error}")
             (trial_dir / "error.txt").write_text(traceback.format_exc())
-    result["resources"] = usage
+    # The ONNX time is a measurement of this machine, like the trial's wall time.
+    result["resources"] = {**usage, **result.pop("inference_time", {})}
     if result["status"] == "finished":
         plot_training_curves(pd.DataFrame(result["history"]), trial_dir / "curves.png")
     with atomic_file(trial_dir / "result.json") as tmp:

@@ -157,6 +157,11 @@ def test_wrong_types_name_key_value_and_allowed(path: str, value: Any, message: 
             "train_peak_finder.selection[1] = 'val_f2': should be one of ['val_efficiency",
         ),
         (
+            "train_cluster_counter.cost_tolerance",
+            -0.01,
+            "train_cluster_counter.cost_tolerance = -0.01: should be greater than or equal to 0",
+        ),
+        (
             "train_peak_finder.scan.space",
             {"lstm_units": [[8], [8, 0]]},
             "train_peak_finder: scan.space.lstm_units[1][1] = 0: should be greater than or equal",

@@ -19,7 +19,7 @@ from mlflow.tracking import MlflowClient
 from prefect import flow, task
 
 from dndx.config import Params, ScanConfig, parse_params
-from dndx.scan import trial_choices
+from dndx.scan import COST_COLUMNS, rank_trials, select_cheapest, trial_choices
 from flows.runtime import dask_task_runner
 from flows.scan import ScanOutputs, run_scan
 from flows.train_peak_finder import train_peak_finder
@@ -101,6 +101,10 @@ def test_two_trial_scan_tracks_every_trial_and_keeps_the_best(
             "peak_memory_mb",
         ):
             assert name in metrics
+        # A peak finder's cost per waveform is its cost per window times the windows.
+        assert metrics["candidates_per_waveform"] > 1.0
+        for name in COST_COLUMNS:
+            assert metrics[name] > 0.0
         assert child.data.params["lstm_units"] in ("[8]", "[16]")
         # An LSTM of u units on one feature: 4u(u + 2) weights, then the dense head.
         units = int(child.data.params["lstm_units"].strip("[]"))
@@ -117,8 +121,14 @@ def test_two_trial_scan_tracks_every_trial_and_keeps_the_best(
     assert Path("data/models/peak_finder/model.keras").exists()
     table = pd.read_csv("reports/scan_peak_finder.csv")
     assert len(table) == 2 and table["trial"].iloc[0] == best["trial"]
+    assert (table[list(COST_COLUMNS)] > 0).all().all()
+    # The wider LSTM does more arithmetic per window, on the same windows.
+    macs = table.sort_values("n_parameters")["macs_per_waveform"]
+    assert macs.iloc[1] > macs.iloc[0]
     markdown = Path("reports/scan_peak_finder.md").read_text()
     assert "| trial | status |" in markdown and "| n_parameters |" in markdown
+    assert "| onnx_us_per_waveform | macs_per_waveform |" in markdown
+    assert f"Kept: trial {best['trial']} (the best)" in markdown
     assert (
         json.loads(Path("metrics/train_peak_finder.json").read_text())["best_trial"]
         == best["trial"]
@@ -202,3 +212,44 @@ def test_the_full_scan_profile_in_params_yaml_is_valid_and_runs_every_trial(
     assert full.learning_rate_schedule == "constant"
     assert trial_choices(full.scan) == trials
     assert len(trial_choices(default.scan)) < len(trials)
+
+
+def _scored(
+    metric: str, values: list[float], onnx_us: list[float], macs: list[int]
+) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "trial": range(len(values)),
+            "status": ["finished"] * len(values),
+            metric: values,
+            "onnx_us_per_waveform": onnx_us,
+            "macs_per_waveform": macs,
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    ("metric", "values", "tolerance", "kept"),
+    [
+        # Higher is better: within 2 % of 0.90 means at least 0.882.
+        ("val_efficiency_x_purity", [0.90, 0.885, 0.88, 0.70], 0.0, 0),
+        ("val_efficiency_x_purity", [0.90, 0.885, 0.88, 0.70], 0.02, 1),
+        ("val_efficiency_x_purity", [0.90, 0.885, 0.88, 0.70], 0.03, 2),
+        # Lower is better: within 10 % of 0.70 means at most 0.77.
+        ("val_rms_over_sqrt_n", [0.70, 0.76, 0.78, 0.95], 0.1, 1),
+    ],
+)
+def test_the_cheapest_trial_within_the_tolerance_of_the_best_is_kept(
+    metric: str, values: list[float], tolerance: float, kept: int
+) -> None:
+    # Each worse trial is cheaper than the one before.
+    ranked = rank_trials(_scored(metric, values, [40.0, 30.0, 20.0, 10.0], [4, 3, 2, 1]), (metric,))
+    assert ranked["trial"].iloc[select_cheapest(ranked, metric, tolerance)] == kept
+
+
+def test_equal_times_are_told_apart_by_multiply_adds_and_a_failed_trial_is_never_kept() -> None:
+    metric = "val_f1"
+    table = _scored(metric, [0.90, 0.90, 0.89, 0.90], [5.0, 5.0, 5.0, 1.0], [30, 20, 25, 1])
+    table.loc[3, "status"] = "failed"
+    ranked = rank_trials(table, (metric,))
+    assert ranked["trial"].iloc[select_cheapest(ranked, metric, 0.5)] == 1
