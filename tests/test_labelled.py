@@ -1,5 +1,6 @@
-"""Tests of dndx.labelled: the cepc reader on files written here with uproot, as a
-third party would (no dndx writer involved), bad inputs, and the writer's round trip."""
+"""Tests of dndx.labelled: the cepc reader on files written here with uproot and
+h5py, as a third party would (no dndx writer involved), bad inputs, and the
+writer's round trip."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import awkward as ak
+import h5py
 import numpy as np
 import pytest
 import uproot
@@ -15,7 +17,7 @@ import uproot
 from dndx.config import load_params
 from dndx.errors import InputError
 from dndx.labelled import LabelledLayout, read_labelled, summarise_file
-from dndx.labelled_writer import write_labelled_root
+from dndx.labelled_writer import write_labelled
 from dndx.preparation import prepare_waveforms
 from dndx.simulation import simulate_range
 from flows.cli import main
@@ -60,6 +62,29 @@ def _write_tree(path: Path, branches: dict, tree: str = "sim") -> Path:
         file.mktree(tree, types)
         file[tree].extend(branches)
     return path
+
+
+def _write_hdf5(path: Path, branches: dict, group: str | None = "sim") -> Path:
+    """One dataset per branch: numbers 1-D, lists 2-D when of one length, else
+    variable-length; in ``group``, or at the file root when ``None``."""
+    with h5py.File(path, "w") as file:
+        where = file.create_group(group) if group else file
+        for name, values in branches.items():
+            if not isinstance(values, ak.Array):
+                where.create_dataset(name, data=values)
+                continue
+            rows = [np.asarray(row) for row in ak.to_list(values)]
+            dtype = np.asarray(ak.flatten(values)).dtype
+            if len({len(row) for row in rows}) == 1:
+                where.create_dataset(name, data=np.stack(rows).astype(dtype))
+            else:
+                column = np.empty(len(rows), dtype=object)
+                column[:] = [row.astype(dtype) for row in rows]
+                where.create_dataset(name, data=column, dtype=h5py.vlen_dtype(dtype))
+    return path
+
+
+_WRITERS = {"root": _write_tree, "hdf5": _write_hdf5}
 
 
 def test_cepc_file_reads_tagged_peaks_as_truth(tmp_path: Path) -> None:
@@ -119,13 +144,14 @@ BAD_WAVEFORMS = [
 ]
 
 
+@pytest.mark.parametrize("fmt", ["root", "hdf5"])
 @pytest.mark.parametrize(
     ("change", "entry", "reason"),
     [case[1:] for case in BAD_WAVEFORMS],
     ids=[case[0] for case in BAD_WAVEFORMS],
 )
 def test_one_bad_waveform_is_skipped_with_its_entry(
-    tmp_path: Path, change: dict, entry: int, reason: str
+    tmp_path: Path, change: dict, entry: int, reason: str, fmt: str
 ) -> None:
     branches = _cepc_branches()
     if "wf_i" in change:
@@ -139,7 +165,7 @@ def test_one_bad_waveform_is_skipped_with_its_entry(
             change["time"] = ak.Array([[5.0], *ak.to_list(branches["time"])[1:]])
             change["tag"] = ak.Array([[1], *ak.to_list(branches["tag"])[1:]])
             change["ncls"] = np.array([1, 3, 1, 2], dtype=np.int32)
-    path = _write_tree(tmp_path / "bad.root", {**branches, **change})
+    path = _WRITERS[fmt](tmp_path / f"bad.{fmt}", {**branches, **change})
     chunk = read_labelled(path, LabelledLayout("cepc"), 0, 4, MIN_SAMPLES)
     assert [e for e, _ in chunk.skipped] == [entry]
     assert reason in chunk.skipped[0][1]
@@ -178,18 +204,80 @@ def test_bad_file_names_file_and_setting(tmp_path: Path, make: Any, named: str) 
     assert named in str(error.value)
 
 
+@pytest.mark.parametrize(
+    "group", ["sim", None], ids=["2-D waveforms in group sim", "variable-length at the root"]
+)
+def test_cepc_hdf5_reads_as_the_same_root_file(tmp_path: Path, group: str | None) -> None:
+    branches = _cepc_branches()
+    if group is None:
+        # Waveforms of several lengths: a variable-length dataset.
+        rows = ak.to_list(branches["wf_i"])
+        branches["wf_i"] = ak.Array([row[: N_SAMPLES - 10 * i] for i, row in enumerate(rows)])
+    layout = LabelledLayout("cepc", particle="pi")
+    from_hdf5 = read_labelled(_write_hdf5(tmp_path / "a.h5", branches, group), layout, 1, 4, 15)
+    from_root = read_labelled(_write_tree(tmp_path / "a.root", branches), layout, 1, 4, 15)
+    assert from_hdf5.skipped == []
+    assert from_hdf5.tag_counts.tolist() == from_root.tag_counts.tolist() == [0, 6, 3]
+    assert from_hdf5.data.electrons.equals(from_root.data.electrons)
+    assert from_hdf5.data.adc.lengths.tolist() == from_root.data.adc.lengths.tolist()
+    assert np.array_equal(from_hdf5.data.adc.values, from_root.data.adc.values)
+    info = from_root.data.info.assign(source_file=str(tmp_path / "a.h5"))
+    assert from_hdf5.data.info.equals(info)
+
+
+def _string_tags(path: Path) -> Path:
+    branches = _cepc_branches()
+    _write_hdf5(path, _drop(branches, "tag"))
+    with h5py.File(path, "a") as file:
+        file["sim"].create_dataset("tag", data=np.array([b"a", b"b", b"c", b"d"]))
+    return path
+
+
+BAD_HDF5 = [
+    (
+        "missing dataset",
+        lambda p: _write_hdf5(p, _drop(_cepc_branches(), "tag")),
+        "no dataset 'tag' in group 'sim' for 'tag' (layout cepc; rename it with names.tag)",
+    ),
+    (
+        "no group named like the tree",
+        lambda p: _write_hdf5(p, _cepc_branches(), "events"),
+        "no dataset 'wf_i' at the file root (no group 'sim', names.tree)",
+    ),
+    (
+        "datasets of different lengths",
+        lambda p: _write_hdf5(p, _cepc_branches(mom=np.full(3, 12.5))),
+        "dataset 'mom' in group 'sim' holds 3 entries, 'wf_i' 4",
+    ),
+    ("strings", _string_tags, "dataset 'tag' in group 'sim' holds |S1 of shape (4,)"),
+    ("truncated", lambda p: _truncate(_write_hdf5(p, _cepc_branches())), "not a readable HDF5"),
+]
+
+
+@pytest.mark.parametrize(
+    ("make", "message"), [case[1:] for case in BAD_HDF5], ids=[case[0] for case in BAD_HDF5]
+)
+def test_bad_hdf5_file_names_file_and_dataset(tmp_path: Path, make: Any, message: str) -> None:
+    path = make(tmp_path / "input.h5")
+    with pytest.raises(InputError) as error:
+        read_labelled(path, LabelledLayout("cepc"), 0, 4, MIN_SAMPLES)
+    assert str(error.value).startswith(f"{path}: ")
+    assert message in str(error.value)
+
+
 def test_layout_rejects_unknown_role() -> None:
     with pytest.raises(InputError, match="unknown names"):
         LabelledLayout("cepc", {"waveforms": "adc"})
 
 
+@pytest.mark.parametrize("suffix", [".root", ".h5"])
 @pytest.mark.parametrize("layout", ["cepc", "dndx"])
-def test_written_layouts_label_as_the_simulator(tmp_path: Path, layout: str) -> None:
+def test_written_layouts_label_as_the_simulator(tmp_path: Path, layout: str, suffix: str) -> None:
     params = load_params()
     cfg = dataclasses.replace(params.simulate, n_train=30, block_size=30, chunk_size=30)
     simulated = simulate_range(cfg, "train", 0, 30)
-    path = tmp_path / f"{layout}.root"
-    write_labelled_root(simulated, path, layout)
+    path = tmp_path / f"{layout}{suffix}"
+    write_labelled(simulated, path, layout)
     read = read_labelled(path, LabelledLayout(layout), 0, 30, MIN_SAMPLES)
     direct = prepare_waveforms(simulated, params.prepare)
     ingested = prepare_waveforms(read.data, params.prepare)
@@ -220,8 +308,11 @@ def test_data_check_reports_and_fails_on_a_problem(
     assert "check names.n_clusters" in summary.problem
 
 
-def test_data_write_then_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    out = tmp_path / "example.root"
+@pytest.mark.parametrize("suffix", [".root", ".h5"])
+def test_data_write_then_check(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], suffix: str
+) -> None:
+    out = tmp_path / f"example{suffix}"
     assert main(["data", "write", str(out), "--layout", "cepc", "--waveforms", "20"]) == 0
     assert main(["data", "check", str(out), "--layout", "cepc"]) == 0
     assert "20 waveforms (20 usable)" in capsys.readouterr().out
