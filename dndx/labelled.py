@@ -255,10 +255,22 @@ def _open_table(path: Path, layout: LabelledLayout) -> Iterator[_Table]:
         with parquet:
             kinds = {f.name: str(f.type) for f in parquet.schema_arrow}
 
+            group_starts = np.cumsum(
+                [0]
+                + [parquet.metadata.row_group(i).num_rows for i in range(parquet.num_row_groups)]
+            )
+
             def read_parquet(names: list[str], start: int, stop: int) -> dict[str, ak.Array]:
+                # Only the row groups that hold the entries: a chunk costs its own size,
+                # not the file's.
+                groups = np.flatnonzero((group_starts[:-1] < stop) & (group_starts[1:] > start))
                 where = f"{_entries(start, stop)} of columns {names}"
                 with _library_errors(path, _unreadable(where)):
-                    table = parquet.read(columns=names).slice(start, stop - start)
+                    if len(groups):
+                        table = parquet.read_row_groups(groups.tolist(), columns=names)
+                        table = table.slice(start - group_starts[groups[0]], stop - start)
+                    else:
+                        table = parquet.schema_arrow.empty_table().select(names)
                 return {name: ak.from_arrow(table[name]) for name in names}
 
             yield _Table(int(parquet.metadata.num_rows), kinds, read_parquet, "column", "columns")

@@ -210,6 +210,20 @@ def test_split_with_no_files_names_the_split(tmp_path: Path) -> None:
     assert all(len(paths) == 1 for paths in split.values())
 
 
+def test_hdf5_files_are_inputs_like_root(tmp_path: Path) -> None:
+    for name in ("a.root", "b.h5", "c.hdf5", "d.parquet", "notes.txt"):
+        (tmp_path / name).touch()
+    params = yaml.safe_load(Path("params.yaml").read_text())
+    params["data"].update({"source": "files", "files": ["*"]})
+    split = split_files(parse_params(params).data, tmp_path)
+    assert sorted(p.name for paths in split.values() for p in paths) == [
+        "a.root",
+        "b.h5",
+        "c.hdf5",
+        "d.parquet",
+    ]
+
+
 def _random_cepc_branches(rng: np.random.Generator, n: int) -> dict:
     """``n`` waveforms of 600 samples at 1.5 GHz: Poisson clusters of 1 to 3 peaks
     (the first tagged 1, the others 2), each a negative pulse over white noise."""

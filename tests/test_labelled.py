@@ -11,6 +11,8 @@ from typing import Any
 import awkward as ak
 import h5py
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import uproot
 
@@ -204,25 +206,53 @@ def test_bad_file_names_file_and_setting(tmp_path: Path, make: Any, named: str) 
     assert named in str(error.value)
 
 
+def _write_parquet(path: Path, branches: dict) -> Path:
+    """One column per branch, in row groups of 3 entries, so a chunk spans two."""
+    columns = {
+        name: pa.array(ak.to_list(v) if isinstance(v, ak.Array) else v)
+        for name, v in branches.items()
+    }
+    pq.write_table(pa.table(columns), path, row_group_size=3)
+    return path
+
+
+OTHER_FORMATS = [
+    ("hdf5, 2-D waveforms in group sim", lambda p, b: _write_hdf5(p.with_suffix(".h5"), b), 0),
+    (
+        "hdf5, variable-length waveforms at the root",
+        lambda p, b: _write_hdf5(p.with_suffix(".h5"), b, None),
+        10,
+    ),
+    (
+        "parquet, row groups of 3",
+        lambda p, b: _write_parquet(p.with_suffix(".parquet"), b),
+        10,
+    ),
+]
+
+
 @pytest.mark.parametrize(
-    "group", ["sim", None], ids=["2-D waveforms in group sim", "variable-length at the root"]
+    ("write", "shorter"),
+    [case[1:] for case in OTHER_FORMATS],
+    ids=[case[0] for case in OTHER_FORMATS],
 )
-def test_cepc_hdf5_reads_as_the_same_root_file(tmp_path: Path, group: str | None) -> None:
+def test_cepc_file_in_other_formats_reads_as_root(tmp_path: Path, write: Any, shorter: int) -> None:
     branches = _cepc_branches()
-    if group is None:
-        # Waveforms of several lengths: a variable-length dataset.
-        rows = ak.to_list(branches["wf_i"])
-        branches["wf_i"] = ak.Array([row[: N_SAMPLES - 10 * i] for i, row in enumerate(rows)])
+    rows = ak.to_list(branches["wf_i"])
+    # Every other waveform ``shorter`` samples shorter: waveforms of several lengths.
+    branches["wf_i"] = ak.Array(
+        [row[: N_SAMPLES - shorter * (i % 2)] for i, row in enumerate(rows)]
+    )
     layout = LabelledLayout("cepc", particle="pi")
-    from_hdf5 = read_labelled(_write_hdf5(tmp_path / "a.h5", branches, group), layout, 1, 4, 15)
-    from_root = read_labelled(_write_tree(tmp_path / "a.root", branches), layout, 1, 4, 15)
-    assert from_hdf5.skipped == []
-    assert from_hdf5.tag_counts.tolist() == from_root.tag_counts.tolist() == [0, 6, 3]
-    assert from_hdf5.data.electrons.equals(from_root.data.electrons)
-    assert from_hdf5.data.adc.lengths.tolist() == from_root.data.adc.lengths.tolist()
-    assert np.array_equal(from_hdf5.data.adc.values, from_root.data.adc.values)
-    info = from_root.data.info.assign(source_file=str(tmp_path / "a.h5"))
-    assert from_hdf5.data.info.equals(info)
+    other = write(tmp_path / "a", branches)
+    from_other = read_labelled(other, layout, 1, 4, MIN_SAMPLES)
+    from_root = read_labelled(_write_tree(tmp_path / "a.root", branches), layout, 1, 4, MIN_SAMPLES)
+    assert from_other.skipped == []
+    assert from_other.tag_counts.tolist() == from_root.tag_counts.tolist() == [0, 6, 3]
+    assert from_other.data.electrons.equals(from_root.data.electrons)
+    assert from_other.data.adc.lengths.tolist() == from_root.data.adc.lengths.tolist()
+    assert np.array_equal(from_other.data.adc.values, from_root.data.adc.values)
+    assert from_other.data.info.equals(from_root.data.info.assign(source_file=str(other)))
 
 
 def _string_tags(path: Path) -> Path:
