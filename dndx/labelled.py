@@ -125,6 +125,10 @@ _TAGS = (0, 1, 2)
 # no other reading of the units puts them this many times higher.
 _PULSE_SIGMA = 3.0
 _PULSE_SEARCH_SAMPLES = (-2, 2)
+# Units belong to the file, not to one waveform: the first this many usable
+# waveforms with tagged peaks judge them (the noise of every waveform of a chunk
+# would be most of the cost of reading it).
+_PULSE_CHECK_WAVEFORMS = 256
 _BETTER_READING = 1.5
 # Above this fraction of waveforms with ncls != primary tags, the names are wrong.
 _MAX_NCLS_MISMATCH_FRACTION = 0.5
@@ -646,6 +650,7 @@ def _check_on_pulses(
     tagged = np.isin(tags.values, (1, 2)) & ok[rows]
     if not tagged.any():
         return
+    tagged &= rows <= np.unique(rows[tagged])[:_PULSE_CHECK_WAVEFORMS][-1]
     raw, peak_rows = times.values[tagged], rows[tagged]
     rate = rates_ghz[peak_rows]
     other_rate_unit = "ns_per_sample" if layout.sampling_rate_unit == "ghz" else "ghz"
