@@ -35,6 +35,7 @@ __all__ = ["LABELLED_WRITE_FORMATS", "write_labelled"]
 
 #: The formats :func:`write_labelled` writes, chosen by the file's suffix.
 LABELLED_WRITE_FORMATS: tuple[str, ...] = ("root", "hdf5")
+_BASKET_ENTRIES = 1000
 
 
 def _branches(data: WaveformSet, layout: str) -> dict[str, Ragged | np.ndarray]:
@@ -90,7 +91,11 @@ def _write_root(path: Path, tree: str, branches: dict[str, Ragged | np.ndarray])
         file.mktree(
             tree, {k: v.type if isinstance(v, ak.Array) else v.dtype for k, v in arrays.items()}
         )
-        file[tree].extend(arrays)
+        # uproot writes one basket per call; readers decompress whole baskets, so
+        # a chunk of entries must not cost the whole file.
+        n_entries = len(next(iter(arrays.values())))
+        for start in range(0, n_entries, _BASKET_ENTRIES):
+            file[tree].extend({k: v[start : start + _BASKET_ENTRIES] for k, v in arrays.items()})
 
 
 def _write_hdf5(path: Path, tree: str, branches: dict[str, Ragged | np.ndarray]) -> None:
