@@ -210,8 +210,9 @@ class FileSummary:
 
 @dataclass(frozen=True)
 class _Table:
-    """An open file: its entries, its names with their kinds, a reader, and how
-    its format calls a name (``branch``) and where the names are (``in tree 'sim'``)."""
+    """An open file: its entries, its names with their kinds, a reader, what its
+    format calls a name (``branch``, ``branches``) and, for messages, where the
+    names are (`` in group 'sim'``; empty where the file has one place)."""
 
     n_entries: int
     kinds: dict[str, str]

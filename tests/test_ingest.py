@@ -20,7 +20,7 @@ from dndx.ingestion import split_files
 from dndx.labelled import LabelledLayout, read_labelled
 from flows.cli import main
 from tests.conftest import venv_env
-from tests.test_labelled import PEAKS, _cepc_branches, _write_tree
+from tests.test_labelled import PEAKS, _cepc_branches, _write_hdf5, _write_parquet, _write_tree
 
 N_FILES = 5
 
@@ -49,8 +49,12 @@ def _cepc_files(root: Path, n_files: int = N_FILES) -> list[Path]:
 
 
 def test_cepc_files_ingest_and_rerun_only_on_change(project: Path, prefect_api: str) -> None:
-    _cepc_files(project / "data/labelled")
-    _use_files(project, particle="pi")
+    root = project / "data/labelled"
+    _cepc_files(root, N_FILES - 2)
+    # Formats mix in one production: HDF5 and Parquet written as a third party would.
+    _write_hdf5(root / f"signal_{N_FILES - 2}.h5", _cepc_branches())
+    _write_parquet(root / f"signal_{N_FILES - 1}.parquet", _cepc_branches())
+    _use_files(project, particle="pi", files=["*"])
     _dvc(project, "add", "data/labelled")
     log = _dvc(project, "repro", "prepare")
     for stage in ("ingest", "simulate", "prepare"):
