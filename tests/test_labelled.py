@@ -346,3 +346,28 @@ def test_data_write_then_check(
     assert main(["data", "write", str(out), "--layout", "cepc", "--waveforms", "20"]) == 0
     assert main(["data", "check", str(out), "--layout", "cepc"]) == 0
     assert "20 waveforms (20 usable)" in capsys.readouterr().out
+
+
+def test_data_write_refuses_a_format_it_does_not_write(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "example.parquet"
+    assert main(["data", "write", str(out), "--layout", "cepc", "--waveforms", "5"]) == 2
+    assert f"{out}: labelled files are written as ROOT (.root) or HDF5" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_hdf5_writer_stores_waveforms_of_one_length_as_2d(tmp_path: Path) -> None:
+    params = load_params()
+    cfg = dataclasses.replace(
+        params.simulate, n_train=10, block_size=10, chunk_size=10, sampling_rates_ghz=(1.5,)
+    )
+    simulated = simulate_range(cfg, "train", 0, 10)
+    path = tmp_path / "one-rate.h5"
+    write_labelled(simulated, path, "cepc")
+    with h5py.File(path) as file:
+        assert file["sim/wf_i"].shape == (10, simulated.adc.lengths[0])
+        assert h5py.check_vlen_dtype(file["sim/time"].dtype) == np.float32
+    read = read_labelled(path, LabelledLayout("cepc"), 0, 10, MIN_SAMPLES)
+    assert read.skipped == []
+    assert np.array_equal(read.data.adc.values, simulated.adc.values)
