@@ -20,7 +20,7 @@ from dndx.simulation import SPLITS
 
 __all__ = ["IngestJob", "labelled_layout", "plan_jobs", "split_files", "summarise_chunk"]
 
-_SUFFIXES = (".root", ".parquet", ".pq")
+_SUFFIXES = (".root", ".h5", ".hdf5", ".hdf", ".parquet", ".pq")
 
 
 def labelled_layout(cfg: DataConfig) -> LabelledLayout:
@@ -40,7 +40,7 @@ def _expand(root: Path, patterns: tuple[str, ...], where: str) -> list[Path]:
                 found.add(match)
     if not found:
         raise InputError(
-            f"{root}: {where} {list(patterns)} match no ROOT or Parquet file; "
+            f"{root}: {where} {list(patterns)} match no ROOT, HDF5 or Parquet file; "
             "check data.root and the globs in params.yaml"
         )
     return sorted(found)

@@ -1,7 +1,8 @@
 """Labelled waveform files: other people's productions with their truth, read
 into the :class:`~dndx.simulation.WaveformSet` that ``prepare`` labels.
 
-Two layouts map a file's branches (ROOT) or columns (Parquet) onto dndx's truth:
+Two layouts map a file's branches (ROOT), columns (Parquet) or datasets (HDF5)
+onto dndx's truth:
 
 ``cepc``
     The public CEPC cluster-counting layout (arXiv:2402.16493, DOI
@@ -24,6 +25,15 @@ Two layouts map a file's branches (ROOT) or columns (Parquet) onto dndx's truth:
     per-waveform truth (the simulator's ``rise_time_ns``, ``noise_fraction``...).
 
 Every name can be replaced through :class:`LabelledLayout`'s ``names``.
+
+An HDF5 file holds one dataset per branch name, in a group named like the
+tree (``sim``, ``dndx``) or, when the file has no such group, at its root;
+every dataset has one entry per waveform along its first axis. Numbers per
+entry are 1-D datasets; lists per entry (waveform samples, peak times, tags,
+electrons) are either 2-D datasets ``(n_waveforms, length)`` when all entries
+have the same length, as the unlabelled reader (:mod:`dndx.readers`) reads
+waveforms, or 1-D variable-length datasets (``h5py.vlen_dtype``) when they
+differ.
 
 Tagged peaks (tag 1 or 2) become the "electrons" of the returned set, at
 their peak time with ``primary = tag == 1`` and ``height`` (or 1) as the merge
@@ -48,6 +58,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import awkward as ak
+import h5py
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
@@ -114,6 +125,10 @@ _TAGS = (0, 1, 2)
 # no other reading of the units puts them this many times higher.
 _PULSE_SIGMA = 3.0
 _PULSE_SEARCH_SAMPLES = (-2, 2)
+# Units belong to the file, not to one waveform: the first this many usable
+# waveforms with tagged peaks judge them (the noise of every waveform of a chunk
+# would be most of the cost of reading it).
+_PULSE_CHECK_WAVEFORMS = 256
 _BETTER_READING = 1.5
 # Above this fraction of waveforms with ncls != primary tags, the names are wrong.
 _MAX_NCLS_MISMATCH_FRACTION = 0.5
@@ -195,11 +210,16 @@ class FileSummary:
 
 @dataclass(frozen=True)
 class _Table:
-    """An open file: its entries, its names with their kinds, and a reader."""
+    """An open file: its entries, its names with their kinds, a reader, what its
+    format calls a name (``branch``, ``branches``) and, for messages, where the
+    names are (`` in group 'sim'``; empty where the file has one place)."""
 
     n_entries: int
     kinds: dict[str, str]
     read: Any
+    noun: str = "branch"
+    nouns: str = "branches"
+    place: str = ""
 
 
 @contextlib.contextmanager
@@ -240,15 +260,87 @@ def _open_table(path: Path, layout: LabelledLayout) -> Iterator[_Table]:
         with parquet:
             kinds = {f.name: str(f.type) for f in parquet.schema_arrow}
 
+            group_starts = np.cumsum(
+                [0]
+                + [parquet.metadata.row_group(i).num_rows for i in range(parquet.num_row_groups)]
+            )
+
             def read_parquet(names: list[str], start: int, stop: int) -> dict[str, ak.Array]:
+                # Only the row groups that hold the entries: a chunk costs its own size,
+                # not the file's.
+                groups = np.flatnonzero((group_starts[:-1] < stop) & (group_starts[1:] > start))
                 where = f"{_entries(start, stop)} of columns {names}"
                 with _library_errors(path, _unreadable(where)):
-                    table = parquet.read(columns=names).slice(start, stop - start)
+                    if len(groups):
+                        table = parquet.read_row_groups(groups.tolist(), columns=names)
+                        table = table.slice(start - group_starts[groups[0]], stop - start)
+                    else:
+                        table = parquet.schema_arrow.empty_table().select(names)
                 return {name: ak.from_arrow(table[name]) for name in names}
 
-            yield _Table(int(parquet.metadata.num_rows), kinds, read_parquet)
+            yield _Table(int(parquet.metadata.num_rows), kinds, read_parquet, "column", "columns")
+    elif fmt == "hdf5":
+        with _library_errors(
+            path, "is not a readable HDF5 file: wrong format, truncated or damaged"
+        ):
+            file = h5py.File(path, "r")
+        with file:
+            yield _hdf5_table(path, file, layout)
     else:
-        raise InputError(f"{path}: labelled {fmt} files are not read yet; use ROOT or Parquet")
+        raise InputError(f"{path}: labelled {fmt} files are not read; use ROOT, HDF5 or Parquet")
+
+
+def _hdf5_kind(dataset: h5py.Dataset) -> str:
+    """A dataset's kind in awkward's notation: ``float64``, ``var * float32``, ``300 * int16``."""
+    element = h5py.check_vlen_dtype(dataset.dtype)
+    if element is not None:
+        return f"var * {element}"
+    return " * ".join([*(str(n) for n in dataset.shape[1:]), str(dataset.dtype)])
+
+
+def _hdf5_table(path: Path, file: h5py.File, layout: LabelledLayout) -> _Table:
+    group_name = layout.name("tree")
+    with _library_errors(path, _unreadable("the list of datasets")):
+        group = file.get(group_name)
+        if isinstance(group, h5py.Group):
+            place = f" in group {group_name!r}"
+        else:
+            group, place = file, f" at the file root (no group {group_name!r}, names.tree)"
+        datasets = {name: item for name, item in group.items() if isinstance(item, h5py.Dataset)}
+        kinds = {name: _hdf5_kind(dataset) for name, dataset in datasets.items()}
+    waveform = datasets.get(layout.name("waveform"))
+    n_entries = len(waveform) if waveform is not None and waveform.ndim else 0
+
+    def read_hdf5(names: list[str], start: int, stop: int) -> dict[str, ak.Array]:
+        arrays = {}
+        for name in names:
+            dataset = datasets[name]
+            element = h5py.check_vlen_dtype(dataset.dtype) or dataset.dtype
+            if element.kind not in "biuf" or dataset.ndim not in (1, 2):
+                raise InputError(
+                    f"{path}: dataset {name!r}{place} holds {kinds[name]} of shape "
+                    f"{dataset.shape}, expected numbers (1-D), equal-length lists (2-D) "
+                    "or variable-length lists (1-D, h5py.vlen_dtype)"
+                )
+            if len(dataset) != n_entries:
+                raise InputError(
+                    f"{path}: dataset {name!r}{place} holds {len(dataset)} entries, "
+                    f"{layout.name('waveform')!r} {n_entries}; every dataset holds one entry "
+                    "per waveform"
+                )
+            with _library_errors(path, _unreadable(f"{_entries(start, stop)} of dataset {name!r}")):
+                block = dataset[start:stop]
+            arrays[name] = _hdf5_lists(block, element) if block.dtype == object else ak.Array(block)
+        return arrays
+
+    return _Table(n_entries, kinds, read_hdf5, "dataset", "datasets", place)
+
+
+def _hdf5_lists(rows: NDArray[np.object_], element: np.dtype) -> ak.Array:
+    """A variable-length dataset's rows (one array each) as a jagged array."""
+    lengths = np.fromiter((len(row) for row in rows), dtype=np.int64, count=len(rows))
+    values = np.concatenate(list(rows)) if len(rows) else np.zeros(0, element)
+    return ak.unflatten(values.astype(element, copy=False), lengths)
 
 
 def _require(path: Path, table: _Table, layout: LabelledLayout) -> dict[str, str]:
@@ -261,10 +353,10 @@ def _require(path: Path, table: _Table, layout: LabelledLayout) -> dict[str, str
         if name in table.kinds:
             present[role] = name
         elif role in _REQUIRED[layout.layout]:
-            listed = ", ".join(f"{k!r} ({v})" for k, v in table.kinds.items())
+            listed = ", ".join(f"{k!r} ({v})" for k, v in table.kinds.items()) or "none"
             raise InputError(
-                f"{path}: no branch {name!r} for {role!r} (layout {layout.layout}; rename it "
-                f"with names.{role}); branches: {listed}"
+                f"{path}: no {table.noun} {name!r}{table.place} for {role!r} (layout "
+                f"{layout.layout}; rename it with names.{role}); {table.nouns}: {listed}"
             )
     return present
 
@@ -336,6 +428,7 @@ def read_labelled(
 _SCALAR_KINDS = frozenset(
     {"int8_t", "int16_t", "int32_t", "int64_t", "uint8_t", "uint16_t", "uint32_t", "uint64_t"}
     | {"float", "double", "bool", "int8", "int16", "int32", "int64", "float32", "float64"}
+    | {"uint8", "uint16", "uint32", "uint64"}
 )
 
 
@@ -558,6 +651,7 @@ def _check_on_pulses(
     tagged = np.isin(tags.values, (1, 2)) & ok[rows]
     if not tagged.any():
         return
+    tagged &= rows <= np.unique(rows[tagged])[:_PULSE_CHECK_WAVEFORMS][-1]
     raw, peak_rows = times.values[tagged], rows[tagged]
     rate = rates_ghz[peak_rows]
     other_rate_unit = "ns_per_sample" if layout.sampling_rate_unit == "ghz" else "ghz"

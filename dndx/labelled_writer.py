@@ -1,5 +1,5 @@
-"""Writing simulated waveforms as labelled ROOT files, in either layout of
-:mod:`dndx.labelled`: example data for users, and input for the ingest tests.
+"""Writing simulated waveforms as labelled ROOT or HDF5 files, in either layout
+of :mod:`dndx.labelled`: example data for users, and input for the ingest tests.
 
 In the ``cepc`` layout every electron becomes one tagged peak: its pulse
 maximum (arrival plus the pulse's peak delay) in samples of the waveform's
@@ -7,6 +7,11 @@ rate, tag 1 for the first electron of a primary cluster and 2 for the others,
 its pulse height as ``height``. ``prepare`` merges peaks closer than the
 resolving time, as it merges the simulator's electrons, so both layouts give
 the same labels.
+
+The HDF5 form follows :mod:`dndx.labelled`'s convention: one dataset per
+branch name in a group named like the tree; waveforms as a 2-D dataset when
+they all have one length (one sampling rate), variable-length otherwise; the
+per-peak and per-electron lists variable-length.
 """
 
 from __future__ import annotations
@@ -14,24 +19,27 @@ from __future__ import annotations
 from pathlib import Path
 
 import awkward as ak
+import h5py
 import numpy as np
 import uproot
 
+from dndx.errors import InputError
 from dndx.labelled import DEFAULT_NAMES, PDG_CODES
 from dndx.physics import pulse_peak_delay_ns
 from dndx.ragged import Ragged
+from dndx.readers import detect_format
 from dndx.simulation import WaveformSet
 from dndx.storage import atomic_file
 
-__all__ = ["write_labelled_root"]
+__all__ = ["LABELLED_WRITE_FORMATS", "write_labelled"]
+
+#: The formats :func:`write_labelled` writes, chosen by the file's suffix.
+LABELLED_WRITE_FORMATS: tuple[str, ...] = ("root", "hdf5")
+_BASKET_ENTRIES = 1000
 
 
-def _jagged(values: np.ndarray, offsets: np.ndarray) -> ak.Array:
-    return ak.unflatten(values, np.diff(offsets))
-
-
-def write_labelled_root(data: WaveformSet, path: str | Path, layout: str) -> None:
-    """Write ``data`` as a ROOT file in ``layout`` (``cepc`` or ``dndx``), atomically."""
+def _branches(data: WaveformSet, layout: str) -> dict[str, Ragged | np.ndarray]:
+    """Branch name -> one number per waveform ``(n_waveforms,)`` or one list per waveform."""
     info = data.info
     names = DEFAULT_NAMES[layout]
     adc = data.adc
@@ -43,41 +51,80 @@ def write_labelled_root(data: WaveformSet, path: str | Path, layout: str) -> Non
         rows = Ragged(times, offsets).row_index()
         peak_samples = (times + delay[rows]) * rate[rows]
         inside = peak_samples < adc.lengths[rows]
-        kept = Ragged.from_lengths(
-            peak_samples[inside], np.bincount(rows[inside], minlength=len(info))
-        )
+        lengths = np.bincount(rows[inside], minlength=len(info))
         tag = np.where(data.electrons["primary"].to_numpy(), 1, 2)[inside].astype(np.int32)
         height = data.electrons["amplitude_adc"].to_numpy()[inside]
-        branches = {
-            names["waveform"]: _jagged(adc.values.astype(np.float32), adc.offsets),
+        return {
+            names["waveform"]: Ragged(adc.values.astype(np.float32), adc.offsets),
             names["sampling_rate"]: rate,
             names["n_clusters"]: info["n_clusters"].to_numpy().astype(np.int32),
             names["momentum"]: info["momentum_gev"].to_numpy(),
-            names["time"]: _jagged(kept.values.astype(np.float32), kept.offsets),
-            names["tag"]: _jagged(tag, kept.offsets),
-            names["height"]: _jagged(height.astype(np.float32), kept.offsets),
+            names["time"]: Ragged.from_lengths(peak_samples[inside].astype(np.float32), lengths),
+            names["tag"]: Ragged.from_lengths(tag, lengths),
+            names["height"]: Ragged.from_lengths(height.astype(np.float32), lengths),
         }
-    elif layout == "dndx":
+    if layout == "dndx":
         scalars = {
             column: info[column].to_numpy()
             for column in info.columns
             if column != "particle" and info[column].dtype.kind in "biuf"
         }
-        branches = {
+        return {
             **scalars,
             names["particle"]: info["particle"].map(PDG_CODES).to_numpy(np.int32),
-            names["waveform"]: _jagged(adc.values.astype(np.uint16), adc.offsets),
-            names["time"]: _jagged(times, offsets),
-            names["cluster"]: _jagged(data.electrons["cluster"].to_numpy(), offsets),
-            names["primary"]: _jagged(data.electrons["primary"].to_numpy(), offsets),
-            names["amplitude"]: _jagged(data.electrons["amplitude_adc"].to_numpy(), offsets),
+            names["waveform"]: Ragged(adc.values.astype(np.uint16), adc.offsets),
+            names["time"]: Ragged(times, offsets),
+            names["cluster"]: Ragged(data.electrons["cluster"].to_numpy(), offsets),
+            names["primary"]: Ragged(data.electrons["primary"].to_numpy(), offsets),
+            names["amplitude"]: Ragged(data.electrons["amplitude_adc"].to_numpy(), offsets),
         }
-    else:
-        raise ValueError(f"unknown layout {layout!r}")
-    with atomic_file(path) as tmp, uproot.recreate(tmp) as file:
+    raise ValueError(f"unknown layout {layout!r}")
+
+
+def _write_root(path: Path, tree: str, branches: dict[str, Ragged | np.ndarray]) -> None:
+    arrays = {
+        name: ak.unflatten(v.values, v.lengths) if isinstance(v, Ragged) else v
+        for name, v in branches.items()
+    }
+    with uproot.recreate(path) as file:
         # A TTree, as the CEPC productions hold (a plain dict would become an RNTuple).
         file.mktree(
-            names["tree"],
-            {k: v.type if isinstance(v, ak.Array) else v.dtype for k, v in branches.items()},
+            tree, {k: v.type if isinstance(v, ak.Array) else v.dtype for k, v in arrays.items()}
         )
-        file[names["tree"]].extend(branches)
+        # uproot writes one basket per call; readers decompress whole baskets, so
+        # a chunk of entries must not cost the whole file.
+        n_entries = len(next(iter(arrays.values())))
+        for start in range(0, n_entries, _BASKET_ENTRIES):
+            file[tree].extend({k: v[start : start + _BASKET_ENTRIES] for k, v in arrays.items()})
+
+
+def _write_hdf5(path: Path, tree: str, branches: dict[str, Ragged | np.ndarray]) -> None:
+    with h5py.File(path, "w") as file:
+        group = file.create_group(tree)
+        for name, values in branches.items():
+            if not isinstance(values, Ragged):
+                group.create_dataset(name, data=values)
+            elif len(values) and (values.lengths == values.lengths[0]).all():
+                group.create_dataset(name, data=values.values.reshape(len(values), -1))
+            else:
+                rows = np.empty(len(values), dtype=object)
+                rows[:] = np.split(values.values, values.offsets[1:-1])
+                group.create_dataset(name, data=rows, dtype=h5py.vlen_dtype(values.values.dtype))
+
+
+def write_labelled(data: WaveformSet, path: str | Path, layout: str) -> None:
+    """Write ``data`` in ``layout`` (``cepc`` or ``dndx``) as a ROOT or HDF5 file,
+    by the suffix of ``path``, atomically.
+
+    Raises:
+        InputError: the suffix names a format not in :data:`LABELLED_WRITE_FORMATS`.
+    """
+    fmt = detect_format(path)
+    if fmt not in LABELLED_WRITE_FORMATS:
+        raise InputError(
+            f"{path}: labelled files are written as ROOT (.root) or HDF5 (.h5, .hdf5), not {fmt}"
+        )
+    branches = _branches(data, layout)
+    tree = DEFAULT_NAMES[layout]["tree"]
+    with atomic_file(path) as tmp:
+        (_write_root if fmt == "root" else _write_hdf5)(tmp, tree, branches)

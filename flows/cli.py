@@ -339,7 +339,7 @@ def _data_write(args: argparse.Namespace) -> None:
     import dataclasses
 
     from dndx.config import load_params
-    from dndx.labelled_writer import write_labelled_root
+    from dndx.labelled_writer import write_labelled
     from dndx.simulation import simulate_range
 
     cfg = (load_params(args.params) if args.params else load_params()).simulate
@@ -350,7 +350,7 @@ def _data_write(args: argparse.Namespace) -> None:
         block_size=min(cfg.block_size, args.waveforms),
         chunk_size=min(cfg.block_size, args.waveforms),
     )
-    write_labelled_root(simulate_range(cfg, "train", 0, args.waveforms), args.out, args.layout)
+    write_labelled(simulate_range(cfg, "train", 0, args.waveforms), args.out, args.layout)
     print(f"{args.out}: {args.waveforms} simulated waveforms in the {args.layout} layout")
 
 
@@ -369,7 +369,7 @@ def _add_data(commands: Any) -> None:
         "per waveform, sampling rates, particles and momenta, mean ncls, counts per tag and "
         "the first problem with its entry. Exit status 2 when a file has a problem.",
     )
-    check.add_argument("files", nargs="+", type=Path, help="ROOT or Parquet files")
+    check.add_argument("files", nargs="+", type=Path, help="ROOT, HDF5 or Parquet files")
     check.add_argument("--layout", choices=("cepc", "dndx"), required=True)
     check.add_argument(
         "--name",
@@ -395,11 +395,12 @@ def _add_data(commands: Any) -> None:
     check.set_defaults(handler=_data_check)
     write = verbs.add_parser(
         "write",
-        help="simulate waveforms into a labelled ROOT file (example data, test input)",
+        help="simulate waveforms into a labelled ROOT or HDF5 file (example data, test input)",
         description="Simulate waveforms with the simulate section of params.yaml and write "
-        "them, with their truth, as a ROOT file in the cepc or dndx layout.",
+        "them, with their truth, as a ROOT (.root) or HDF5 (.h5, .hdf5) file in the cepc or "
+        "dndx layout.",
     )
-    write.add_argument("out", type=Path, help="the ROOT file to write")
+    write.add_argument("out", type=Path, help="the ROOT or HDF5 file to write")
     write.add_argument("--layout", choices=("cepc", "dndx"), required=True)
     write.add_argument("--waveforms", type=int, default=1000, help="default: %(default)s")
     write.add_argument("--seed", type=int, help="default: simulate.seed of params.yaml")

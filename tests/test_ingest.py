@@ -17,15 +17,16 @@ from dndx.config import parse_params
 from dndx.dataset import part_paths, read_waveform_set
 from dndx.errors import InputError
 from dndx.ingestion import split_files
+from dndx.labelled import LabelledLayout, read_labelled
 from flows.cli import main
 from tests.conftest import venv_env
-from tests.test_labelled import PEAKS, _cepc_branches, _write_tree
+from tests.test_labelled import PEAKS, _cepc_branches, _write_hdf5, _write_parquet, _write_tree
 
 N_FILES = 5
 
 
 def _dvc(repo: Path, *args: str, ok: bool = True) -> str:
-    env = {**venv_env(), "XDG_CACHE_HOME": str(repo / ".cache")}
+    env = {**venv_env(), "XDG_CACHE_HOME": str(repo / ".cache"), "DVC_NO_ANALYTICS": "1"}
     result = subprocess.run(
         ["dvc", *args], cwd=repo, env=env, capture_output=True, text=True, check=False
     )
@@ -48,8 +49,12 @@ def _cepc_files(root: Path, n_files: int = N_FILES) -> list[Path]:
 
 
 def test_cepc_files_ingest_and_rerun_only_on_change(project: Path, prefect_api: str) -> None:
-    _cepc_files(project / "data/labelled")
-    _use_files(project, particle="pi")
+    root = project / "data/labelled"
+    _cepc_files(root, N_FILES - 2)
+    # Formats mix in one production: HDF5 and Parquet written as a third party would.
+    _write_hdf5(root / f"signal_{N_FILES - 2}.h5", _cepc_branches())
+    _write_parquet(root / f"signal_{N_FILES - 1}.parquet", _cepc_branches())
+    _use_files(project, particle="pi", files=["*"])
     _dvc(project, "add", "data/labelled")
     log = _dvc(project, "repro", "prepare")
     for stage in ("ingest", "simulate", "prepare"):
@@ -208,6 +213,43 @@ def test_split_with_no_files_names_the_split(tmp_path: Path) -> None:
         f"signal_{i}.root" for i in range(3)
     ]
     assert all(len(paths) == 1 for paths in split.values())
+
+
+def test_hdf5_files_are_inputs_like_root(tmp_path: Path) -> None:
+    for name in ("a.root", "b.h5", "c.hdf5", "d.parquet", "notes.txt"):
+        (tmp_path / name).touch()
+    params = yaml.safe_load(Path("params.yaml").read_text())
+    params["data"].update({"source": "files", "files": ["*"]})
+    split = split_files(parse_params(params).data, tmp_path)
+    assert sorted(p.name for paths in split.values() for p in paths) == [
+        "a.root",
+        "b.h5",
+        "c.hdf5",
+        "d.parquet",
+    ]
+
+
+def test_inputs_outside_the_project_through_dvc_import_url(tmp_path: Path) -> None:
+    """The README's route for a production outside the repository: ``dvc import-url``
+    of its directory, then ``dvc update`` after a file there changed."""
+    store = tmp_path / "store" / "peakFinding"
+    store.mkdir(parents=True)
+    _write_tree(store / "signal_0.root", _cepc_branches())
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+    _dvc(repo, "init", "-q")
+    # DVC wants the target's parent to exist, and a fresh clone has no data/.
+    (repo / "data").mkdir()
+    _dvc(repo, "import-url", str(store), "data/labelled")
+    imported = repo / "data/labelled/signal_0.root"
+    assert imported.read_bytes() == (store / "signal_0.root").read_bytes()
+    _write_tree(store / "signal_0.root", _cepc_branches(mom=np.full(len(PEAKS), 5.0)))
+    assert "data/labelled.dvc" in _dvc(repo, "status")
+    _dvc(repo, "update", "data/labelled.dvc")
+    assert imported.read_bytes() == (store / "signal_0.root").read_bytes()
+    updated = read_labelled(imported, LabelledLayout("cepc"), 0, len(PEAKS), 15)
+    assert updated.data.info["momentum_gev"].tolist() == [5.0] * len(PEAKS)
 
 
 def _random_cepc_branches(rng: np.random.Generator, n: int) -> dict:

@@ -1,5 +1,6 @@
-"""Tests of dndx.labelled: the cepc reader on files written here with uproot, as a
-third party would (no dndx writer involved), bad inputs, and the writer's round trip."""
+"""Tests of dndx.labelled: the cepc reader on files written here with uproot and
+h5py, as a third party would (no dndx writer involved), bad inputs, and the
+writer's round trip."""
 
 from __future__ import annotations
 
@@ -8,14 +9,17 @@ from pathlib import Path
 from typing import Any
 
 import awkward as ak
+import h5py
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import uproot
 
 from dndx.config import load_params
 from dndx.errors import InputError
 from dndx.labelled import LabelledLayout, read_labelled, summarise_file
-from dndx.labelled_writer import write_labelled_root
+from dndx.labelled_writer import write_labelled
 from dndx.preparation import prepare_waveforms
 from dndx.simulation import simulate_range
 from flows.cli import main
@@ -60,6 +64,29 @@ def _write_tree(path: Path, branches: dict, tree: str = "sim") -> Path:
         file.mktree(tree, types)
         file[tree].extend(branches)
     return path
+
+
+def _write_hdf5(path: Path, branches: dict, group: str | None = "sim") -> Path:
+    """One dataset per branch: numbers 1-D, lists 2-D when of one length, else
+    variable-length; in ``group``, or at the file root when ``None``."""
+    with h5py.File(path, "w") as file:
+        where = file.create_group(group) if group else file
+        for name, values in branches.items():
+            if not isinstance(values, ak.Array):
+                where.create_dataset(name, data=values)
+                continue
+            rows = [np.asarray(row) for row in ak.to_list(values)]
+            dtype = np.asarray(ak.flatten(values)).dtype
+            if len({len(row) for row in rows}) == 1:
+                where.create_dataset(name, data=np.stack(rows).astype(dtype))
+            else:
+                column = np.empty(len(rows), dtype=object)
+                column[:] = [row.astype(dtype) for row in rows]
+                where.create_dataset(name, data=column, dtype=h5py.vlen_dtype(dtype))
+    return path
+
+
+_WRITERS = {"root": _write_tree, "hdf5": _write_hdf5}
 
 
 def test_cepc_file_reads_tagged_peaks_as_truth(tmp_path: Path) -> None:
@@ -119,13 +146,14 @@ BAD_WAVEFORMS = [
 ]
 
 
+@pytest.mark.parametrize("fmt", ["root", "hdf5"])
 @pytest.mark.parametrize(
     ("change", "entry", "reason"),
     [case[1:] for case in BAD_WAVEFORMS],
     ids=[case[0] for case in BAD_WAVEFORMS],
 )
 def test_one_bad_waveform_is_skipped_with_its_entry(
-    tmp_path: Path, change: dict, entry: int, reason: str
+    tmp_path: Path, change: dict, entry: int, reason: str, fmt: str
 ) -> None:
     branches = _cepc_branches()
     if "wf_i" in change:
@@ -139,7 +167,7 @@ def test_one_bad_waveform_is_skipped_with_its_entry(
             change["time"] = ak.Array([[5.0], *ak.to_list(branches["time"])[1:]])
             change["tag"] = ak.Array([[1], *ak.to_list(branches["tag"])[1:]])
             change["ncls"] = np.array([1, 3, 1, 2], dtype=np.int32)
-    path = _write_tree(tmp_path / "bad.root", {**branches, **change})
+    path = _WRITERS[fmt](tmp_path / f"bad.{fmt}", {**branches, **change})
     chunk = read_labelled(path, LabelledLayout("cepc"), 0, 4, MIN_SAMPLES)
     assert [e for e, _ in chunk.skipped] == [entry]
     assert reason in chunk.skipped[0][1]
@@ -178,18 +206,108 @@ def test_bad_file_names_file_and_setting(tmp_path: Path, make: Any, named: str) 
     assert named in str(error.value)
 
 
+def _write_parquet(path: Path, branches: dict) -> Path:
+    """One column per branch, in row groups of 3 entries, so a chunk spans two."""
+    columns = {
+        name: pa.array(ak.to_list(v) if isinstance(v, ak.Array) else v)
+        for name, v in branches.items()
+    }
+    pq.write_table(pa.table(columns), path, row_group_size=3)
+    return path
+
+
+OTHER_FORMATS = [
+    ("hdf5, 2-D waveforms in group sim", lambda p, b: _write_hdf5(p.with_suffix(".h5"), b), 0),
+    (
+        "hdf5, variable-length waveforms at the root",
+        lambda p, b: _write_hdf5(p.with_suffix(".h5"), b, None),
+        10,
+    ),
+    (
+        "parquet, row groups of 3",
+        lambda p, b: _write_parquet(p.with_suffix(".parquet"), b),
+        10,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("write", "shorter"),
+    [case[1:] for case in OTHER_FORMATS],
+    ids=[case[0] for case in OTHER_FORMATS],
+)
+def test_cepc_file_in_other_formats_reads_as_root(tmp_path: Path, write: Any, shorter: int) -> None:
+    branches = _cepc_branches()
+    rows = ak.to_list(branches["wf_i"])
+    # Every other waveform ``shorter`` samples shorter: waveforms of several lengths.
+    branches["wf_i"] = ak.Array(
+        [row[: N_SAMPLES - shorter * (i % 2)] for i, row in enumerate(rows)]
+    )
+    layout = LabelledLayout("cepc", particle="pi")
+    other = write(tmp_path / "a", branches)
+    from_other = read_labelled(other, layout, 1, 4, MIN_SAMPLES)
+    from_root = read_labelled(_write_tree(tmp_path / "a.root", branches), layout, 1, 4, MIN_SAMPLES)
+    assert from_other.skipped == []
+    assert from_other.tag_counts.tolist() == from_root.tag_counts.tolist() == [0, 6, 3]
+    assert from_other.data.electrons.equals(from_root.data.electrons)
+    assert from_other.data.adc.lengths.tolist() == from_root.data.adc.lengths.tolist()
+    assert np.array_equal(from_other.data.adc.values, from_root.data.adc.values)
+    assert from_other.data.info.equals(from_root.data.info.assign(source_file=str(other)))
+
+
+def _string_tags(path: Path) -> Path:
+    branches = _cepc_branches()
+    _write_hdf5(path, _drop(branches, "tag"))
+    with h5py.File(path, "a") as file:
+        file["sim"].create_dataset("tag", data=np.array([b"a", b"b", b"c", b"d"]))
+    return path
+
+
+BAD_HDF5 = [
+    (
+        "missing dataset",
+        lambda p: _write_hdf5(p, _drop(_cepc_branches(), "tag")),
+        "no dataset 'tag' in group 'sim' for 'tag' (layout cepc; rename it with names.tag)",
+    ),
+    (
+        "no group named like the tree",
+        lambda p: _write_hdf5(p, _cepc_branches(), "events"),
+        "no dataset 'wf_i' at the file root (no group 'sim', names.tree)",
+    ),
+    (
+        "datasets of different lengths",
+        lambda p: _write_hdf5(p, _cepc_branches(mom=np.full(3, 12.5))),
+        "dataset 'mom' in group 'sim' holds 3 entries, 'wf_i' 4",
+    ),
+    ("strings", _string_tags, "dataset 'tag' in group 'sim' holds |S1 of shape (4,)"),
+    ("truncated", lambda p: _truncate(_write_hdf5(p, _cepc_branches())), "not a readable HDF5"),
+]
+
+
+@pytest.mark.parametrize(
+    ("make", "message"), [case[1:] for case in BAD_HDF5], ids=[case[0] for case in BAD_HDF5]
+)
+def test_bad_hdf5_file_names_file_and_dataset(tmp_path: Path, make: Any, message: str) -> None:
+    path = make(tmp_path / "input.h5")
+    with pytest.raises(InputError) as error:
+        read_labelled(path, LabelledLayout("cepc"), 0, 4, MIN_SAMPLES)
+    assert str(error.value).startswith(f"{path}: ")
+    assert message in str(error.value)
+
+
 def test_layout_rejects_unknown_role() -> None:
     with pytest.raises(InputError, match="unknown names"):
         LabelledLayout("cepc", {"waveforms": "adc"})
 
 
+@pytest.mark.parametrize("suffix", [".root", ".h5"])
 @pytest.mark.parametrize("layout", ["cepc", "dndx"])
-def test_written_layouts_label_as_the_simulator(tmp_path: Path, layout: str) -> None:
+def test_written_layouts_label_as_the_simulator(tmp_path: Path, layout: str, suffix: str) -> None:
     params = load_params()
     cfg = dataclasses.replace(params.simulate, n_train=30, block_size=30, chunk_size=30)
     simulated = simulate_range(cfg, "train", 0, 30)
-    path = tmp_path / f"{layout}.root"
-    write_labelled_root(simulated, path, layout)
+    path = tmp_path / f"{layout}{suffix}"
+    write_labelled(simulated, path, layout)
     read = read_labelled(path, LabelledLayout(layout), 0, 30, MIN_SAMPLES)
     direct = prepare_waveforms(simulated, params.prepare)
     ingested = prepare_waveforms(read.data, params.prepare)
@@ -220,8 +338,36 @@ def test_data_check_reports_and_fails_on_a_problem(
     assert "check names.n_clusters" in summary.problem
 
 
-def test_data_write_then_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    out = tmp_path / "example.root"
+@pytest.mark.parametrize("suffix", [".root", ".h5"])
+def test_data_write_then_check(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], suffix: str
+) -> None:
+    out = tmp_path / f"example{suffix}"
     assert main(["data", "write", str(out), "--layout", "cepc", "--waveforms", "20"]) == 0
     assert main(["data", "check", str(out), "--layout", "cepc"]) == 0
     assert "20 waveforms (20 usable)" in capsys.readouterr().out
+
+
+def test_data_write_refuses_a_format_it_does_not_write(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "example.parquet"
+    assert main(["data", "write", str(out), "--layout", "cepc", "--waveforms", "5"]) == 2
+    assert f"{out}: labelled files are written as ROOT (.root) or HDF5" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_hdf5_writer_stores_waveforms_of_one_length_as_2d(tmp_path: Path) -> None:
+    params = load_params()
+    cfg = dataclasses.replace(
+        params.simulate, n_train=10, block_size=10, chunk_size=10, sampling_rates_ghz=(1.5,)
+    )
+    simulated = simulate_range(cfg, "train", 0, 10)
+    path = tmp_path / "one-rate.h5"
+    write_labelled(simulated, path, "cepc")
+    with h5py.File(path) as file:
+        assert file["sim/wf_i"].shape == (10, simulated.adc.lengths[0])
+        assert h5py.check_vlen_dtype(file["sim/time"].dtype) == np.float32
+    read = read_labelled(path, LabelledLayout("cepc"), 0, 10, MIN_SAMPLES)
+    assert read.skipped == []
+    assert np.array_equal(read.data.adc.values, simulated.adc.values)
