@@ -245,6 +245,11 @@ def track_table(
             truncated mean of charge / path length), in the charge's unit per cm.
         keep_fraction: the share of cells the truncated mean keeps.
 
+    A cell without a path length (NaN: imported files that carry none) counts
+    as one unit of path, so that such a track's dN/dx is its clusters per cell
+    and its dE/dx the truncated mean of its cells' charge; its
+    ``path_length_cm`` is NaN.
+
     Returns:
         ``track_id``, ``particle``, ``momentum_gev``, ``n_cells``,
         ``path_length_cm`` (summed), then the columns of ``counts`` and
@@ -265,8 +270,10 @@ def track_table(
         n_cells=("path_length_cm", "size"),
         path_length_cm=("path_length_cm", "sum"),
     )
+    unknown = cells["path_length_cm"].isna().groupby(cells["track_id"], sort=True).any()
+    table.loc[unknown.to_numpy(), "path_length_cm"] = np.nan
     track_id = cells["track_id"].to_numpy()
-    path_cm = cells["path_length_cm"].to_numpy()
+    path_cm = np.nan_to_num(cells["path_length_cm"].to_numpy(np.float64), nan=1.0)
     for name in counts:
         table[name] = track_dndx(track_id, cells[name].to_numpy(), path_cm)
     if charge is not None:
