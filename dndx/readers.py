@@ -87,11 +87,8 @@ LOCATION_KEYS: dict[str, tuple[str, ...]] = {
 }
 
 #: The per-waveform columns a :class:`WaveformSource` may name besides its
-#: waveforms, and what each holds.
-PER_WAVEFORM_KEYS: dict[str, str] = {
-    "track_column": "track ids (integers): the cells of one track share one",
-    "path_column": "path lengths in the cell (cm)",
-}
+#: waveforms: track ids and path lengths in the cell (cm).
+PER_WAVEFORM_KEYS: tuple[str, ...] = ("track_column", "path_column")
 
 _ROOT_TREE_CLASSES = ("TTree", "ROOT::RNTuple")
 _NUMERIC_PRIMITIVES = frozenset(
@@ -437,7 +434,7 @@ def _per_waveform_name(source: WaveformSource, key: str) -> tuple[str, str]:
     name = getattr(source, key)
     if name is None:
         raise ValueError(f"{source.path}: no {key} named")
-    return name, f"the {key.replace('_', ' ')}, {PER_WAVEFORM_KEYS[key]}"
+    return name, f"the {key.replace('_', ' ')}"
 
 
 def _numbers(values: NDArray, path: Path, what: str) -> NDArray:
