@@ -247,15 +247,34 @@ def resolve_source(source: WaveformSource) -> WaveformSource:
         InputError: the file is missing or unreadable, a named location does
             not exist or holds no usable waveforms, or a default is ambiguous;
             a named track or path column is missing, holds no number per
-            waveform, or (track ids) a number that is not whole.
+            waveform, or a track id that is not whole or a path length that
+            is not positive and finite.
     """
     with _open(source) as opened:
         if source.track_column is not None:
             ids = opened.per_waveform("track_column")(0, opened.n_events)
             _track_ids(ids, source.path, source.track_column)
         if source.path_column is not None:
-            opened.per_waveform("path_column")
+            lengths = opened.per_waveform("path_column")(0, opened.n_events)
+            _path_lengths(lengths, source.path, source.path_column)
         return opened.source
+
+
+def _path_lengths(values: NDArray, path: Path, name: str) -> NDArray[np.float64]:
+    """``values`` as float64 path lengths.
+
+    Raises:
+        InputError: a value that is not positive and finite, named with its entry.
+    """
+    lengths = values.astype(np.float64)
+    bad = ~(np.isfinite(lengths) & (lengths > 0))
+    if bad.any():
+        entry = int(np.flatnonzero(bad)[0])
+        raise InputError(
+            f"{path}: path column {name!r} holds {lengths[entry].item()!r} at entry {entry}; "
+            "expected positive path lengths in cm"
+        )
+    return lengths
 
 
 def _track_ids(values: NDArray, path: Path, name: str) -> NDArray[np.int64]:
@@ -333,7 +352,7 @@ def read_chunk(source: WaveformSource, start: int, stop: int) -> WaveformChunk:
             track_id = _track_ids(ids, source.path, source.track_column)
         if source.path_column is not None:
             lengths = opened.per_waveform("path_column")(start, stop)
-            path_cm = lengths.astype(np.float64)
+            path_cm = _path_lengths(lengths, source.path, source.path_column)
         return WaveformChunk(start, opened.read(start, stop), track_id, path_cm)
 
 

@@ -99,6 +99,17 @@ def test_whole_floats_are_track_ids_and_other_floats_are_refused(fmt: str, tmp_p
         resolve_source(source)
 
 
+def test_a_path_length_that_is_not_positive_is_refused(tmp_path: Path) -> None:
+    source = _named(_parquet(tmp_path, TRACKS))
+    lengths = PATHS_CM.copy()
+    lengths[4] = np.nan
+    pq.write_table(pa.table({"adc": list(SAMPLES), "trk": TRACKS, "len_cm": lengths}), source.path)
+    with pytest.raises(
+        InputError, match=rf"{source.path}: path column 'len_cm' holds nan at entry 4"
+    ):
+        resolve_source(source)
+
+
 @pytest.mark.parametrize("fmt", WRITERS)
 def test_a_missing_column_is_named_with_its_file(fmt: str, tmp_path: Path) -> None:
     source = WRITERS[fmt](tmp_path, TRACKS)
