@@ -286,7 +286,7 @@ def _check_settings(
 
 
 def _outputs(out: Path) -> list[Path]:
-    """Every file a run writes: the results, the summary and its figures."""
+    """Every file a run writes: the results, the track table, the summary and its figures."""
     return [out, tracks_path(out), summary_path(out), *figure_paths(out.with_suffix(""))]
 
 
