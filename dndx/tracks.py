@@ -23,6 +23,7 @@ Their path lengths are the files' own truth where the layout carries one
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -235,7 +236,7 @@ def cell_charge(data: WaveformSet, model_rate_ghz: float) -> NDArray[np.float64]
     return np.asarray(summed * norm.noise_sigma / model_rate_ghz, dtype=np.float64)
 
 
-def group_cells(info: pd.DataFrame, n_cells: int) -> pd.DataFrame:
+def group_cells(info: pd.DataFrame, n_cells: int, particles: Sequence[str] = ()) -> pd.DataFrame:
     """Imported waveforms cut into tracks: ``n_cells`` consecutive waveforms of one
     particle at one momentum make a track.
 
@@ -243,28 +244,32 @@ def group_cells(info: pd.DataFrame, n_cells: int) -> pd.DataFrame:
         info: ``(n_waveforms, ...)`` one row per waveform in the split's order,
             with ``particle`` and ``momentum_gev``.
         n_cells: cells per track.
+        particles: the order of the sets' particles (``tracks.particles``), so
+            that pairs are named as for simulated tracks; others follow by name.
 
     Returns:
         One row per cell of a track, in track order: ``row`` (the waveform's
-        row in ``info``), ``track_id`` (from 0, set after set in the order the
-        sets first appear) and ``cell``. The last ``n_cells - 1`` or fewer
-        waveforms of a set make no track, nor do waveforms without a particle
-        or a momentum.
+        row in ``info``), ``track_id`` (from 0, set after set: particle by
+        particle, each by ascending momentum) and ``cell``. The last
+        ``n_cells - 1`` or fewer waveforms of a set make no track, nor do
+        waveforms without a particle or a momentum.
 
-    >>> info = pd.DataFrame({"particle": ["pi", "K", "pi", "K", "pi", "", "pi", "K"],
+    >>> info = pd.DataFrame({"particle": ["K", "pi", "K", "pi", "K", "", "K", "pi"],
     ...                      "momentum_gev": 5.0})
-    >>> group_cells(info, 2).to_dict("list")
-    {'row': [0, 2, 4, 6, 1, 3], 'track_id': [0, 0, 1, 1, 2, 2], 'cell': [0, 1, 0, 1, 0, 1]}
+    >>> group_cells(info, 2, ["pi", "K"]).to_dict("list")
+    {'row': [1, 3, 0, 2, 4, 6], 'track_id': [0, 0, 1, 1, 2, 2], 'cell': [0, 1, 0, 1, 0, 1]}
     """
     known = (info["particle"].astype(str) != "") & info["momentum_gev"].notna()
     rows = np.flatnonzero(known.to_numpy())
-    sets = pd.DataFrame(
+    cells = pd.DataFrame(
         {
-            "particle": info["particle"].to_numpy()[rows],
+            "particle": info["particle"].astype(str).to_numpy()[rows],
             "momentum": info["momentum_gev"].round(6).to_numpy()[rows],
         }
     )
-    set_index = sets.groupby(["particle", "momentum"], sort=False).ngroup().to_numpy()
+    rank = {particle: place for place, particle in enumerate(particles)}
+    cells["rank"] = cells["particle"].map(rank).fillna(len(rank))
+    set_index = cells.groupby(["rank", "particle", "momentum"], sort=True).ngroup().to_numpy()
     order = np.lexsort((rows, set_index))
     rows, set_index = rows[order], set_index[order]
     place = np.arange(len(rows)) - np.searchsorted(set_index, set_index)
@@ -281,22 +286,24 @@ def group_cells(info: pd.DataFrame, n_cells: int) -> pd.DataFrame:
 
 
 def tracks_of_cells(
-    data: WaveformSet, n_cells: int, tracks_per_part: int
+    data: WaveformSet, cfg: TracksConfig
 ) -> tuple[list[WaveformSet], dict[str, int]]:
-    """The tracks of :func:`group_cells` as track sets like :func:`simulate_tracks`'s
-    (``track_id`` and ``cell`` in ``info``), ``tracks_per_part`` tracks a part.
+    """The tracks of :func:`group_cells` (``cfg.n_cells`` cells, sets in the order
+    of ``cfg.particles``) as track sets like :func:`simulate_tracks`'s
+    (``track_id`` and ``cell`` in ``info``), ``cfg.tracks_per_chunk`` tracks a part.
 
     Returns:
         The parts, and what they hold: ``n_tracks``, ``n_waveforms`` (their
         cells), ``n_left_out`` (waveforms of ``data`` in no track) and
         ``n_without_path`` (tracks with a cell whose ``path_length_cm`` is unknown).
     """
-    cells = group_cells(data.info, n_cells)
+    n_cells = cfg.n_cells
+    cells = group_cells(data.info, n_cells, cfg.particles)
     tracks = data.take(cells["row"].to_numpy())
     track_id = cells["track_id"].to_numpy()
     tracks.info["track_id"] = track_id
     tracks.info["cell"] = cells["cell"].to_numpy()
-    per_part = tracks_per_part * n_cells
+    per_part = cfg.tracks_per_chunk * n_cells
     parts = [
         tracks.take(np.arange(start, min(start + per_part, len(tracks))))
         for start in range(0, len(tracks), per_part)

@@ -52,7 +52,7 @@ def group_ingested_tracks(
     if not paths:
         raise InputError(f"{ingested_dir / split}: no ingested waveforms; run the ingest stage")
     ingested = WaveformSet.concatenate([read_waveform_set(p) for p in paths])
-    parts, counts = tracks_of_cells(ingested, tracks.n_cells, tracks.tracks_per_chunk)
+    parts, counts = tracks_of_cells(ingested, tracks)
     if not parts:
         raise InputError(
             f"{ingested_dir / split}: no track of {tracks.n_cells} cells in {len(ingested)} "

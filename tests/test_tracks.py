@@ -243,8 +243,8 @@ def test_imported_files_of_one_particle_each_are_cut_into_tracks_and_separated(
     assert (by_track["particle"].nunique() == 1).all() and (
         by_track["entry"].diff().dropna() == 1
     ).all()
-    # Files in name order, K.root first; the first 50 pion cells of their file.
-    assert by_track["particle"].first().tolist() == ["K"] * 4 + ["pi"] * 5
+    # Sets in the order of tracks.particles; the first 50 pion cells of their file.
+    assert by_track["particle"].first().tolist() == ["pi"] * 5 + ["K"] * 4
     pions = info.loc[info["particle"] == "pi", "n_clusters"]
     assert pions.tolist() == files["test/pi.root"].info["n_clusters"].to_numpy()[:50].tolist()
     assert info["path_length_cm"].isna().all()
@@ -254,5 +254,5 @@ def test_imported_files_of_one_particle_each_are_cut_into_tracks_and_separated(
     evaluation = evaluate_tracks(cells, params.evaluate.dedx_keep_fraction)
     per_cell = evaluation.tracks.set_index("track_id")[TRUTH]
     assert per_cell.tolist() == pytest.approx((by_track["n_clusters"].sum() / 10).tolist())
-    pair = evaluation.pair_table("K", "pi").set_index("method")
+    pair = evaluation.pair_table("pi", "K").set_index("method")
     assert pair.loc[TRUTH, "ratio"] == 1.0 and np.isfinite(pair["separation"]).all()
