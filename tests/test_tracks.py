@@ -12,8 +12,8 @@ import yaml
 
 from dndx.baselines import ClusterTuning, D2Tuning
 from dndx.config import PARAMS_PATH, PARTICLE_MASSES_GEV, load_params, parse_params
-from dndx.dataset import part_paths, read_waveform_set
-from dndx.errors import ConfigError
+from dndx.dataset import part_name, part_paths, read_waveform_set, write_waveform_set
+from dndx.errors import ConfigError, InputError
 from dndx.evaluation import BaselineTuning
 from dndx.labelled_writer import write_labelled_root
 from dndx.physics import cluster_density_per_cm
@@ -30,6 +30,7 @@ from dndx.tracks import (
 )
 from flows.ingest import ingest
 from flows.tracks import tracks
+from tasks.tracks import group_ingested_tracks
 from tests.conftest import tiny_params
 
 PARAMS = load_params()
@@ -256,3 +257,13 @@ def test_imported_files_of_one_particle_each_are_cut_into_tracks_and_separated(
     assert per_cell.tolist() == pytest.approx((by_track["n_clusters"].sum() / 10).tolist())
     pair = evaluation.pair_table("pi", "K").set_index("method")
     assert pair.loc[TRUTH, "ratio"] == 1.0 and np.isfinite(pair["separation"]).all()
+
+
+def test_ingested_waveforms_of_no_particle_make_no_track_and_say_why(tmp_path: Path) -> None:
+    data = _simulate(track_sets(TRACKS, "test")[0], 0, 1)
+    data.info["particle"] = ""
+    write_waveform_set(data, tmp_path / "ingested" / "test" / part_name(0))
+    cfg = dataclasses.replace(TRACKS, n_cells=10)
+    with pytest.raises(InputError, match=r"no track of 10 cells in 20 waveforms.*data\.particles"):
+        group_ingested_tracks.fn(cfg, "test", tmp_path / "ingested", tmp_path / "tracks")
+    assert not (tmp_path / "tracks").exists()
