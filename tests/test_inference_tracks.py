@@ -3,6 +3,7 @@ checked before any work, and summed per track."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,10 +15,14 @@ import pyarrow.parquet as pq
 import pytest
 import uproot
 
+from dndx.config import load_params
 from dndx.errors import DndxError, InputError
+from dndx.inference_store import Chunk
 from dndx.readers import WaveformSource, read_chunk, resolve_source
 from dndx.separation import counted_tracks
+from dndx.simulation import simulate_range
 from flows.infer_plan import plan_inference, resolve_sources
+from tasks.inference import infer_chunk
 
 N_WAVEFORMS = 6
 N_SAMPLES = 20
@@ -165,3 +170,29 @@ def test_tracks_sum_their_counted_cells_only() -> None:
     without_path = counted_tracks(cells.drop(columns="path_cm"))
     assert without_path["dndx_per_cm"].isna().all()
     assert without_path["clusters_per_cell"].tolist() == [8.0, 10.0, 15.0]
+
+
+def test_the_models_rows_carry_their_track_and_path_past_a_skipped_waveform(
+    untrained_pair: Path, tmp_path: Path
+) -> None:
+    cfg = dataclasses.replace(
+        load_params().simulate, n_train=6, block_size=6, chunk_size=6, sampling_rates_ghz=(1.5,)
+    )
+    adc = np.stack(list(simulate_range(cfg, "train", 0, N_WAVEFORMS).adc)).astype(np.float64)
+    adc[2, 10] = np.nan
+    path = tmp_path / "cells.h5"
+    with h5py.File(path, "w") as file:
+        file["adc"] = adc
+        file["trk"] = TRACKS
+        file["len_cm"] = PATHS_CM
+    source = WaveformSource(path, "hdf5", dataset="adc", track_column="trk", path_column="len_cm")
+    chunk = Chunk(resolve_source(source), 1, N_WAVEFORMS, tmp_path / "part.parquet")
+
+    result = infer_chunk.fn(chunk, str(untrained_pair / "bundle"), "auto", 1.5, 15)
+
+    rows = pq.read_table(chunk.path).to_pandas()
+    assert [event for event, _ in result.bad_rows] == [2]
+    kept = [1, 3, 4, 5]
+    assert rows["event"].tolist() == kept
+    assert rows["track"].tolist() == TRACKS[kept].tolist()
+    np.testing.assert_allclose(rows["path_cm"], PATHS_CM[kept])
