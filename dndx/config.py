@@ -528,7 +528,10 @@ class DataConfig:
     ``root``, or ``files`` names one set of globs, split *by file* with
     ``fractions`` (train, validation, test) and ``seed``. ``names``,
     ``time_unit``, ``sampling_rate_unit`` and ``particle`` are the layout's
-    settings; ``chunk_size`` waveforms go to one parallel task and part file.
+    settings; ``particles`` maps globs (relative to ``root``) to the particle
+    of the files they match, for files of one particle each such as the CEPC
+    pion and kaon test files (the first matching glob wins over ``particle``);
+    ``chunk_size`` waveforms go to one parallel task and part file.
     """
 
     source: Literal["simulate", "files"]
@@ -542,6 +545,7 @@ class DataConfig:
     time_unit: Literal["samples", "ns"]
     sampling_rate_unit: Literal["ghz", "ns_per_sample"]
     particle: Annotated[StrictStr, _one_of(("", *PARTICLE_MASSES_GEV))]
+    particles: dict[StrictStr, Particle]
     chunk_size: Annotated[StrictInt, Field(ge=1, le=10_000_000)]
 
     @model_validator(mode="after")

@@ -38,12 +38,14 @@ __all__ = [
     "RESULT_SCHEMA",
     "SATURATION_SAMPLES",
     "STATUSES",
+    "TRACK_FIELDS",
     "PeakModels",
     "candidate_windows",
     "check_sampling_rate",
     "infer_waveforms",
     "infer_waveforms_d2",
     "minimum_length",
+    "result_schema",
     "results_table",
 ]
 
@@ -95,6 +97,22 @@ RESULT_SCHEMA = pa.schema(
         pa.field("polarity", pa.int8(), nullable=False),
     ]
 )
+#: The columns a run on tracks adds to :data:`RESULT_SCHEMA`: each waveform's
+#: track and, where the input gives it, the track's path length in the cell.
+TRACK_FIELDS: dict[str, pa.Field] = {
+    "track": pa.field("track", pa.int64(), nullable=False),
+    "path_cm": pa.field("path_cm", pa.float64(), nullable=False),
+}
+
+
+def result_schema(columns: Sequence[str] = ()) -> pa.Schema:
+    """:data:`RESULT_SCHEMA` with the fields of :data:`TRACK_FIELDS` named in ``columns``.
+
+    >>> result_schema(["track", "n_peaks"]).names[-2:]
+    ['polarity', 'track']
+    """
+    extra = [field for name, field in TRACK_FIELDS.items() if name in columns]
+    return pa.schema([*RESULT_SCHEMA, *extra])
 
 
 class PeakModels(Protocol):
@@ -331,7 +349,8 @@ def _results(
 
 def results_table(results: pd.DataFrame) -> pa.Table:
     """The rows of :func:`infer_waveforms` with ``source_file`` and ``event`` as
-    a table of :data:`RESULT_SCHEMA`.
+    a table of :data:`RESULT_SCHEMA`, with the columns of :data:`TRACK_FIELDS`
+    that ``results`` holds.
 
     >>> frame = pd.DataFrame({"source_file": ["a.h5"], "event": [3], "status": ["ok"],
     ...     "n_peaks": [1],
@@ -340,6 +359,5 @@ def results_table(results: pd.DataFrame) -> pa.Table:
     >>> results_table(frame).column("peak_time_ns").to_pylist()
     [[12.5]]
     """
-    return pa.Table.from_pandas(
-        results.loc[:, RESULT_SCHEMA.names], schema=RESULT_SCHEMA, preserve_index=False
-    )
+    schema = result_schema(list(results.columns))
+    return pa.Table.from_pandas(results.loc[:, schema.names], schema=schema, preserve_index=False)

@@ -43,7 +43,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from dndx.errors import DndxError
-from dndx.inference import RESULT_SCHEMA
+from dndx.inference import RESULT_SCHEMA, TRACK_FIELDS
 from dndx.readers import WaveformSource
 
 __all__ = [
@@ -202,25 +202,27 @@ def written_settings_key(out: Path) -> str | None:
     return key.decode() if key else None
 
 
-def join_chunks(chunks: Sequence[Chunk], path: Path, key: str) -> pd.DataFrame:
-    """Write the chunk parts in order into ``path``, marked with the settings
-    ``key``; return the columns the summary needs, with each row's ``chunk``
-    and ``row`` within it."""
+def join_chunks(
+    chunks: Sequence[Chunk], path: Path, key: str, schema: pa.Schema = RESULT_SCHEMA
+) -> pd.DataFrame:
+    """Write the chunk parts, of ``schema``, in order into ``path``, marked with
+    the settings ``key``; return the columns the summary and the track table
+    need, with each row's ``chunk`` and ``row`` within it."""
     parts = []
-    schema = RESULT_SCHEMA.with_metadata({SETTINGS_KEY_METADATA: key.encode()})
-    with pq.ParquetWriter(path, schema) as writer:
+    marked = schema.with_metadata({SETTINGS_KEY_METADATA: key.encode()})
+    columns = ["status", "n_peaks", "n_clusters", "polarity"]
+    columns += [name for name in TRACK_FIELDS if name in schema.names]
+    with pq.ParquetWriter(path, marked) as writer:
         for index, chunk in enumerate(chunks):
-            table = pq.read_table(chunk.path, schema=RESULT_SCHEMA)
-            writer.write_table(table.replace_schema_metadata(schema.metadata))
-            part = table.select(["status", "n_peaks", "n_clusters", "polarity"]).to_pandas()
+            table = pq.read_table(chunk.path, schema=schema)
+            writer.write_table(table.replace_schema_metadata(marked.metadata))
+            part = table.select(columns).to_pandas()
             part.insert(0, "source_file", str(chunk.source.path))
             part["chunk"] = index
             part["row"] = np.arange(len(part))
             parts.append(part)
     if not parts:
-        empty = pa.Table.from_pylist([], RESULT_SCHEMA).select(
-            ["source_file", "status", "n_peaks", "n_clusters", "polarity"]
-        )
+        empty = pa.Table.from_pylist([], schema).select(["source_file", *columns])
         parts.append(
             empty.to_pandas().assign(chunk=np.zeros(0, np.int64), row=np.zeros(0, np.int64))
         )

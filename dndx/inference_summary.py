@@ -2,7 +2,8 @@
 
 Written beside the results file: the distribution of cluster counts and of
 peaks per waveform, a few example waveforms with their detected peaks marked,
-and every waveform that was skipped and why. The summary holds no timings or
+every waveform that was skipped and why, and for a run on tracks the spread
+of dN/dx over the tracks. The summary holds no timings or
 absolute temporary paths, so re-running the same command writes the same
 summary. Figures are drawn on :class:`matplotlib.figure.Figure` objects, which
 render PNG with Agg and touch no global pyplot state.
@@ -20,6 +21,7 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from dndx.inference import STATUSES
+from dndx.separation import spread
 from dndx.storage import atomic_file
 
 if TYPE_CHECKING:
@@ -32,6 +34,7 @@ __all__ = [
     "choose_examples",
     "figure_paths",
     "summarise",
+    "track_section",
 ]
 
 #: The figures, as suffixes of the results file's stem.
@@ -160,6 +163,7 @@ def summarise(
     stem: Path,
     run: Mapping[str, str],
     warnings: Sequence[str] = (),
+    tracks: pd.DataFrame | None = None,
 ) -> str:
     """Write the summary figures and return the summary's Markdown.
 
@@ -173,6 +177,8 @@ def summarise(
         stem: the figures are written to :func:`figure_paths` of ``stem``.
         run: settings of the run (inputs, models, rate...) listed at the top.
         warnings: listed first, under their own heading.
+        tracks: for a run on tracks, one row per track
+            (:func:`dndx.separation.counted_tracks`), summed up in a section.
 
     Returns:
         The Markdown text; it links the figures by file name, so it belongs in
@@ -244,6 +250,8 @@ def summarise(
         lines.append("")
     lines += [f"![cluster counts]({cluster_png.name})", "", f"![peaks]({peaks_png.name})", ""]
 
+    if tracks is not None:
+        lines += [*track_section(tracks), ""]
     lines += ["## Example waveforms", "", f"![examples]({examples_png.name})", ""]
     lines += _table(
         ["file", "event", "peaks", "clusters", "peak times (ns)"],
@@ -267,6 +275,57 @@ def summarise(
     else:
         lines.append("None.")
     return "\n".join(lines) + "\n"
+
+
+def track_section(tracks: pd.DataFrame) -> list[str]:
+    """Markdown lines on the tracks of a run: how many, and the mean, spread and
+    resolution of dN/dx over those with a counted path (of clusters per cell
+    where the input gives no path).
+
+    Args:
+        tracks: one row per track, as :func:`dndx.separation.counted_tracks`.
+
+    >>> tracks = pd.DataFrame({"n_cells": [3, 3, 2], "n_counted": [3, 2, 0],
+    ...     "dndx_per_cm": [11.0, 13.0, np.nan], "clusters_per_cell": [11.0, 13.0, np.nan]})
+    >>> print("\\n".join(track_section(tracks)))  # doctest: +NORMALIZE_WHITESPACE
+    ## Tracks
+    <BLANKLINE>
+    3 tracks, 8 cells, 5 of them counted; 2 tracks with a counted path.
+    <BLANKLINE>
+    | quantity | tracks | mean | std | std / mean |
+    |---|---|---|---|---|
+    | dN/dx (clusters per cm) | 2 | 12.00 | 1.41 | 0.118 |
+    """
+    with_path = tracks["dndx_per_cm"].notna().to_numpy()
+    if with_path.any() or not tracks["clusters_per_cell"].notna().any():
+        name, values = "dN/dx (clusters per cm)", tracks["dndx_per_cm"]
+        described = f"{int(with_path.sum())} tracks with a counted path"
+    else:
+        name, values = "clusters per counted cell (no path column)", tracks["clusters_per_cell"]
+        described = "no path lengths given (--path-column): clusters per cell instead of dN/dx"
+    lines = [
+        "## Tracks",
+        "",
+        f"{len(tracks)} tracks, {int(tracks['n_cells'].sum())} cells, "
+        f"{int(tracks['n_counted'].sum())} of them counted; {described}.",
+        "",
+    ]
+    finite = values.dropna().to_numpy(np.float64)
+    if len(finite) < 2:
+        return [*lines, f"Too few tracks with a value for a spread: {len(finite)}."]
+    figures = spread(finite)
+    return lines + _table(
+        ["quantity", "tracks", "mean", "std", "std / mean"],
+        [
+            [
+                name,
+                figures.n_tracks,
+                f"{figures.mean:.2f}",
+                f"{figures.sigma:.2f}",
+                f"{figures.resolution:.3f}",
+            ]
+        ],
+    )
 
 
 def _moments(values: NDArray[np.float64]) -> tuple[float, ...]:

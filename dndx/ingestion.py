@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
+from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +24,27 @@ __all__ = ["IngestJob", "labelled_layout", "plan_jobs", "split_files", "summaris
 _SUFFIXES = (".root", ".h5", ".hdf5", ".hdf", ".parquet", ".pq")
 
 
-def labelled_layout(cfg: DataConfig) -> LabelledLayout:
-    """The layout settings of the ``data`` section."""
+def labelled_layout(cfg: DataConfig, relative_path: Path | None = None) -> LabelledLayout:
+    """The layout settings of the ``data`` section, for the file at
+    ``relative_path`` (relative to ``data.root``) where given: its particle is
+    that of the first glob of ``data.particles`` it matches, else ``data.particle``.
+
+    >>> import dataclasses
+    >>> from dndx.config import load_params
+    >>> cfg = dataclasses.replace(load_params().data, particles={"test/*_K_*": "K"})
+    >>> labelled_layout(cfg, Path("test/cepc_K_10GeV.root")).particle
+    'K'
+    >>> labelled_layout(cfg, Path("test/cepc_pi_10GeV.root")).particle
+    ''
+    """
+    particle = cfg.particle
+    if relative_path is not None:
+        matching = (
+            p for glob, p in cfg.particles.items() if fnmatch(relative_path.as_posix(), glob)
+        )
+        particle = next(matching, particle)
     return LabelledLayout(
-        cfg.layout, dict(cfg.names), cfg.time_unit, cfg.sampling_rate_unit, cfg.particle
+        cfg.layout, dict(cfg.names), cfg.time_unit, cfg.sampling_rate_unit, particle
     )
 
 

@@ -53,6 +53,7 @@ from dndx.ragged import Ragged
 
 __all__ = [
     "LOCATION_KEYS",
+    "PER_WAVEFORM_KEYS",
     "WAVEFORM_FORMATS",
     "WaveformChunk",
     "WaveformSource",
@@ -84,6 +85,10 @@ LOCATION_KEYS: dict[str, tuple[str, ...]] = {
     "parquet": ("column",),
     "npz": ("array",),
 }
+
+#: The per-waveform columns a :class:`WaveformSource` may name besides its
+#: waveforms: track ids and path lengths in the cell (cm).
+PER_WAVEFORM_KEYS: tuple[str, ...] = ("track_column", "path_column")
 
 _ROOT_TREE_CLASSES = ("TTree", "ROOT::RNTuple")
 _NUMERIC_PRIMITIVES = frozenset(
@@ -139,6 +144,11 @@ class WaveformSource:
         column: Parquet column of lists of numbers. Default: the only one.
         array: NPZ key of a 2-D numeric array ``(n_waveforms, n_samples)``.
             Default: ``"waveforms"`` if present, else the only 2-D numeric array.
+        track_column: a number per waveform, in the same tree (branch), file
+            (1-D dataset or array) or table (column) as the waveforms: the
+            track the waveform's cell belongs to. Integers, or floats that
+            are whole numbers. Default: none, no tracks.
+        path_column: likewise, the track's path length in the cell, in cm.
 
     >>> WaveformSource("wf.h5", "hdf5", tree="sim")
     Traceback (most recent call last):
@@ -153,6 +163,8 @@ class WaveformSource:
     dataset: str | None = None
     column: str | None = None
     array: str | None = None
+    track_column: str | None = None
+    path_column: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "path", Path(self.path))
@@ -168,6 +180,11 @@ class WaveformSource:
                         f"{self.path}: {key!r} applies to {fmt} files only, "
                         f"this source is {self.format}"
                     )
+        if self.path_column is not None and self.track_column is None:
+            raise InputError(
+                f"{self.path}: a path column ({self.path_column!r}) is only read with a "
+                "track column: name the column of track ids too"
+            )
 
     @classmethod
     def from_path(
@@ -192,31 +209,90 @@ class WaveformChunk:
         first_event: entry index in the file of the first row of ``samples``.
         samples: ``(n_rows, <row length>)`` float64 samples, one row per
             waveform; row ``i`` is entry ``first_event + i`` of the file.
+        track_id: ``(n_rows,)`` int64 track of each row, where the source
+            names a track column.
+        path_cm: ``(n_rows,)`` float64 path length of each row, where the
+            source names a path column.
     """
 
     first_event: int
     samples: Ragged
+    track_id: NDArray[np.int64] | None = None
+    path_cm: NDArray[np.float64] | None = None
 
 
 @dataclass(frozen=True)
 class _OpenSource:
-    """An open file: its resolved location, entry count and readers."""
+    """An open file: its resolved location, entry count and readers.
+
+    ``per_waveform(key)``, ``key`` one of :data:`PER_WAVEFORM_KEYS`, checks
+    that the source's column of that key holds one number per entry beside the
+    waveforms and returns the reader of its entries ``[start, stop)``; it
+    raises :class:`~dndx.errors.InputError` naming the file and the column
+    otherwise.
+    """
 
     source: WaveformSource
     n_events: int
     read: Callable[[int, int], Ragged]
     iterate: Callable[[int], Iterator[Ragged]]
+    per_waveform: Callable[[str], Callable[[int, int], NDArray]]
 
 
 def resolve_source(source: WaveformSource) -> WaveformSource:
-    """``source`` with every location key of its format filled in from the file.
+    """``source`` with every location key of its format filled in from the file,
+    and its track and path columns checked.
 
     Raises:
         InputError: the file is missing or unreadable, a named location does
-            not exist or holds no usable waveforms, or a default is ambiguous.
+            not exist or holds no usable waveforms, or a default is ambiguous;
+            a named track or path column is missing, holds no number per
+            waveform, or a track id that is not whole or a path length that
+            is not positive and finite.
     """
     with _open(source) as opened:
+        if source.track_column is not None:
+            ids = opened.per_waveform("track_column")(0, opened.n_events)
+            _track_ids(ids, source.path, source.track_column)
+        if source.path_column is not None:
+            lengths = opened.per_waveform("path_column")(0, opened.n_events)
+            _path_lengths(lengths, source.path, source.path_column)
         return opened.source
+
+
+def _path_lengths(values: NDArray, path: Path, name: str) -> NDArray[np.float64]:
+    """``values`` as float64 path lengths.
+
+    Raises:
+        InputError: a value that is not positive and finite, named with its entry.
+    """
+    lengths = values.astype(np.float64)
+    bad = ~(np.isfinite(lengths) & (lengths > 0))
+    if bad.any():
+        entry = int(np.flatnonzero(bad)[0])
+        raise InputError(
+            f"{path}: path column {name!r} holds {lengths[entry].item()!r} at entry {entry}; "
+            "expected positive path lengths in cm"
+        )
+    return lengths
+
+
+def _track_ids(values: NDArray, path: Path, name: str) -> NDArray[np.int64]:
+    """``values`` as int64 track ids.
+
+    Raises:
+        InputError: a value that is not a whole number, named with its entry.
+    """
+    if values.dtype.kind in "iu":
+        return values.astype(np.int64)
+    whole = np.isfinite(values) & (values == np.round(values))
+    if not whole.all():
+        entry = int(np.flatnonzero(~whole)[0])
+        raise InputError(
+            f"{path}: track column {name!r} holds {values[entry].item()!r} at entry {entry}; "
+            "expected whole numbers (integer track ids)"
+        )
+    return values.astype(np.int64)
 
 
 def count_waveforms(source: WaveformSource) -> int:
@@ -270,7 +346,14 @@ def read_chunk(source: WaveformSource, start: int, stop: int) -> WaveformChunk:
                 f"{source.path}: entries [{start}, {stop}) requested, "
                 f"the file holds {opened.n_events} entries"
             )
-        return WaveformChunk(start, opened.read(start, stop))
+        track_id = path_cm = None
+        if source.track_column is not None:
+            ids = opened.per_waveform("track_column")(start, stop)
+            track_id = _track_ids(ids, source.path, source.track_column)
+        if source.path_column is not None:
+            lengths = opened.per_waveform("path_column")(start, stop)
+            path_cm = _path_lengths(lengths, source.path, source.path_column)
+        return WaveformChunk(start, opened.read(start, stop), track_id, path_cm)
 
 
 def validate_rows(
@@ -365,6 +448,20 @@ def _entries(start: int, stop: int) -> str:
     return f"entry {start}" if stop == start + 1 else f"entries {start} to {stop - 1}"
 
 
+def _per_waveform_name(source: WaveformSource, key: str) -> tuple[str, str]:
+    """The column ``source`` names for ``key`` and its role in words."""
+    name = getattr(source, key)
+    if name is None:
+        raise ValueError(f"{source.path}: no {key} named")
+    return name, f"the {key.replace('_', ' ')}"
+
+
+def _numbers(values: NDArray, path: Path, what: str) -> NDArray:
+    if values.dtype.kind not in _NUMERIC_KINDS:
+        raise InputError(f"{path}: {what} holds {values.dtype}, expected integers or floats")
+    return values
+
+
 def _iterate_ranges(
     read: Callable[[int, int], Ragged], n_events: int, chunk_size: int
 ) -> Iterator[Ragged]:
@@ -410,6 +507,7 @@ def _open_root(source: WaveformSource, stack: contextlib.ExitStack) -> _OpenSour
         types = {name: str(tree[name].typename) for name in branches}
         usable = [name for name in branches if _is_waveform_form(_root_form(tree, name))]
     described = _listing(f"{name!r} ({types[name]})" for name in branches)
+    in_tree = where
     branch = source.branch
     if branch is None:
         if len(usable) != 1:
@@ -435,11 +533,33 @@ def _open_root(source: WaveformSource, stack: contextlib.ExitStack) -> _OpenSour
             values = np.asarray(ak.flatten(array, axis=1), dtype=np.float64)
         return Ragged.from_lengths(values, lengths)
 
+    def per_waveform(key: str) -> Callable[[int, int], NDArray]:
+        name, role = _per_waveform_name(source, key)
+        if name not in types:
+            raise InputError(
+                f"{path}: {in_tree} has no branch {name!r} ({role}); branches: {described}"
+            )
+        if not _is_number_form(_root_form(tree, name)):
+            raise InputError(
+                f"{path}: branch {name!r} of {in_tree} ({role}) has type {types[name]}, "
+                "expected one number per entry"
+            )
+
+        def read_numbers(start: int, stop: int) -> NDArray:
+            what = f"{_entries(start, stop)} of branch {name!r} of {in_tree}"
+            with _library_errors(path, _unreadable(what)):
+                return np.asarray(
+                    tree[name].array(entry_start=start, entry_stop=stop, library="np")
+                )
+
+        return read_numbers
+
     return _OpenSource(
         replace(source, tree=tree_name, branch=branch),
         n_events,
         read,
         functools.partial(_iterate_ranges, read, n_events),
+        per_waveform,
     )
 
 
@@ -453,6 +573,15 @@ def _root_form(tree: Any, name: str) -> Any:
     # uproot raises for types it cannot describe; those cannot hold numbers.
     except Exception:
         return None
+
+
+def _is_number_form(form: Any) -> bool:
+    """True for a form of one number per entry."""
+    return (
+        isinstance(form, ak.forms.NumpyForm)
+        and form.inner_shape == ()
+        and form.primitive in _NUMERIC_PRIMITIVES
+    )
 
 
 def _is_waveform_form(form: Any) -> bool:
@@ -515,11 +644,34 @@ def _open_hdf5(source: WaveformSource, stack: contextlib.ExitStack) -> _OpenSour
             block = dataset[start:stop]
         return _ragged_from_block(block)
 
+    def per_waveform(key: str) -> Callable[[int, int], NDArray]:
+        column, role = _per_waveform_name(source, key)
+        column = column.strip("/")
+        if column not in datasets:
+            raise InputError(
+                f"{path}: no dataset {column!r} ({role}); datasets in the file: {described}"
+            )
+        numbers = datasets[column]
+        if numbers.shape != (n_events,):
+            raise InputError(
+                f"{path}: dataset {column!r} ({role}) has shape {numbers.shape}, expected "
+                f"({n_events},): one number per waveform of {name!r}"
+            )
+        _numbers(np.zeros(0, numbers.dtype), path, f"dataset {column!r} ({role})")
+
+        def read_numbers(start: int, stop: int) -> NDArray:
+            what = f"{_entries(start, stop)} of dataset {column!r}"
+            with _library_errors(path, _unreadable(what)):
+                return np.asarray(numbers[start:stop])
+
+        return read_numbers
+
     return _OpenSource(
         replace(source, dataset=name),
         n_events,
         read,
         functools.partial(_iterate_ranges, read, n_events),
+        per_waveform,
     )
 
 
@@ -553,15 +705,37 @@ def _open_parquet(source: WaveformSource, stack: contextlib.ExitStack) -> _OpenS
         )
     group_starts = np.concatenate([[0], np.cumsum(group_rows, dtype=np.int64)])
 
-    def read(start: int, stop: int) -> Ragged:
+    def read_rows(name: str, start: int, stop: int) -> pa.Array:
         first = int(np.searchsorted(group_starts, start, side="right")) - 1
         last = int(np.searchsorted(group_starts, stop, side="left"))
-        with _library_errors(path, _unreadable(f"{_entries(start, stop)} of column {column!r}")):
-            if start == stop:
-                return Ragged(np.zeros(0), np.zeros(1, dtype=np.int64))
-            table = file.read_row_groups(list(range(first, last)), columns=[column])
+        with _library_errors(path, _unreadable(f"{_entries(start, stop)} of column {name!r}")):
+            table = file.read_row_groups(list(range(first, last)), columns=[name])
             rows = table.column(0).slice(start - int(group_starts[first]), stop - start)
-            return _ragged_from_arrow(rows.combine_chunks())
+            return rows.combine_chunks()
+
+    def read(start: int, stop: int) -> Ragged:
+        if start == stop:
+            return Ragged(np.zeros(0), np.zeros(1, dtype=np.int64))
+        return _ragged_from_arrow(read_rows(column, start, stop))
+
+    def per_waveform(key: str) -> Callable[[int, int], NDArray]:
+        name, role = _per_waveform_name(source, key)
+        if name not in types:
+            raise InputError(f"{path}: no column {name!r} ({role}); columns: {described}")
+        if not (pa.types.is_integer(types[name]) or pa.types.is_floating(types[name])):
+            raise InputError(
+                f"{path}: column {name!r} ({role}) has type {types[name]}, "
+                "expected one integer or float per row"
+            )
+
+        def read_numbers(start: int, stop: int) -> NDArray:
+            if start == stop:
+                return np.zeros(0, types[name].to_pandas_dtype())
+            # A missing value reads as NaN, which the checks of the values name.
+            rows = read_rows(name, start, stop)
+            return np.asarray(rows.to_numpy(zero_copy_only=False))
+
+        return read_numbers
 
     def iterate(chunk_size: int) -> Iterator[Ragged]:
         batches = file.iter_batches(batch_size=chunk_size, columns=[column])
@@ -582,7 +756,7 @@ def _open_parquet(source: WaveformSource, stack: contextlib.ExitStack) -> _OpenS
             if batch is None:
                 return
 
-    return _OpenSource(replace(source, column=column), n_events, read, iterate)
+    return _OpenSource(replace(source, column=column), n_events, read, iterate, per_waveform)
 
 
 def _is_numeric_list(kind: pa.DataType) -> bool:
@@ -667,8 +841,29 @@ def _open_npz(source: WaveformSource, stack: contextlib.ExitStack) -> _OpenSourc
                 rows = read_rows(member, start, stop)
             yield rows
 
+    def per_waveform(role_key: str) -> Callable[[int, int], NDArray]:
+        name, role = _per_waveform_name(source, role_key)
+        if name not in headers:
+            raise InputError(f"{path}: no array {name!r} ({role}); arrays in the file: {described}")
+        numbers_shape, _, numbers_dtype, _ = headers[name]
+        if numbers_shape != (n_events,):
+            raise InputError(
+                f"{path}: array {name!r} ({role}) has shape {numbers_shape}, expected "
+                f"({n_events},): one number per waveform of {key!r}"
+            )
+        _numbers(np.zeros(0, numbers_dtype), path, f"array {name!r} ({role})")
+
+        def read_numbers(start: int, stop: int) -> NDArray:
+            # One number per waveform: small enough to load whole.
+            with _library_errors(path, _unreadable(f"array {name!r}")):
+                return np.asarray(archive[name][start:stop])
+
+        return read_numbers
+
     if not fortran_order:
-        return _OpenSource(replace(source, array=key), n_events, read_stream, iterate_stream)
+        return _OpenSource(
+            replace(source, array=key), n_events, read_stream, iterate_stream, per_waveform
+        )
     with _library_errors(path, _unreadable(where)):
         array = archive[key]
 
@@ -680,6 +875,7 @@ def _open_npz(source: WaveformSource, stack: contextlib.ExitStack) -> _OpenSourc
         n_events,
         read_array,
         functools.partial(_iterate_ranges, read_array, n_events),
+        per_waveform,
     )
 
 

@@ -323,9 +323,10 @@ def _tracks(tracks: TrackEvaluation) -> str:
     header = ["method", *(f"{m:g} GeV/c" for m in momenta)]
     n_per_set = len(table) // max(n_sets, 1)
     metres = table["path_length_cm"].mean() / 100
+    gas = f"{metres:.2f} m of gas on average" if math.isfinite(metres) else "path unknown"
     intro = (
         f"{len(table)} test tracks, {n_per_set} of each particle at each momentum, of "
-        f"{table['n_cells'].mean():.0f} cells ({metres:.2f} m of gas on average). A track's "
+        f"{table['n_cells'].mean():.0f} cells ({gas}). A track's "
         "dN/dx is the sum of its cells' counts over the sum of their path lengths (the path "
         "from the truth, as a track fit gives it); its dE/dx, the classical reference, is the "
         f"mean of the lowest {100 * tracks.keep_fraction:g} % of its cells' charge per cm. The "
@@ -334,6 +335,13 @@ def _tracks(tracks: TrackEvaluation) -> str:
         "and S / S_Poisson the share of it a method keeps. Errors are statistical, from the "
         "tracks (`dndx.separation`)."
     )
+    n_unknown = int(table["path_length_cm"].isna().sum())
+    if n_unknown:
+        intro += (
+            f" The data give no path length for {n_unknown} of the tracks (imported files "
+            "without one): their dN/dx is clusters per cell and their dE/dx charge per cell, "
+            "in the files' own charge unit where no calibration is known."
+        )
     if tracks.headline_pair is None:
         return intro + "\n\nOne particle only: nothing to separate."
     a, b = tracks.headline_pair

@@ -51,6 +51,7 @@ from numpy.typing import ArrayLike, NDArray
 __all__ = [
     "Estimate",
     "Spread",
+    "counted_tracks",
     "particle_pairs",
     "resolution_table",
     "separation_power",
@@ -244,6 +245,11 @@ def track_table(
             truncated mean of charge / path length), in the charge's unit per cm.
         keep_fraction: the share of cells the truncated mean keeps.
 
+    A cell without a path length (NaN: imported files that carry none) counts
+    as one unit of path, so that such a track's dN/dx is its clusters per cell
+    and its dE/dx the truncated mean of its cells' charge; its
+    ``path_length_cm`` is NaN.
+
     Returns:
         ``track_id``, ``particle``, ``momentum_gev``, ``n_cells``,
         ``path_length_cm`` (summed), then the columns of ``counts`` and
@@ -264,14 +270,68 @@ def track_table(
         n_cells=("path_length_cm", "size"),
         path_length_cm=("path_length_cm", "sum"),
     )
+    unknown = cells["path_length_cm"].isna().groupby(cells["track_id"], sort=True).any()
+    table.loc[unknown.to_numpy(), "path_length_cm"] = np.nan
     track_id = cells["track_id"].to_numpy()
-    path_cm = cells["path_length_cm"].to_numpy()
+    path_cm = np.nan_to_num(cells["path_length_cm"].to_numpy(np.float64), nan=1.0)
     for name in counts:
         table[name] = track_dndx(track_id, cells[name].to_numpy(), path_cm)
     if charge is not None:
         per_cm = cells[charge].to_numpy() / path_cm
         table[charge] = truncated_mean(track_id, per_cm, keep_fraction)
     return table.reset_index()
+
+
+def counted_tracks(cells: pd.DataFrame) -> pd.DataFrame:
+    """One row per track of an inference output, from its one row per waveform.
+
+    A track is a track id within one file. Only counted cells (status ``ok``)
+    enter the sums, so that dN/dx is the count over the path where clusters
+    were counted.
+
+    Args:
+        cells: ``(n_waveforms, ...)`` with ``source_file``, ``track``,
+            ``status``, ``n_clusters`` (NaN where not counted) and, where the
+            input gives path lengths, ``path_cm``.
+
+    Returns:
+        ``source_file``, ``track``, ``n_cells`` (waveforms of the track),
+        ``n_counted`` (of them counted), ``n_clusters`` (summed),
+        ``path_cm`` (summed; NaN without ``path_cm``), ``dndx_per_cm``
+        (``n_clusters / path_cm``, clusters per cm; NaN without a path) and
+        ``clusters_per_cell`` (``n_clusters / n_counted``), in (file, track) order.
+
+    >>> cells = pd.DataFrame({"source_file": "a.root", "track": [7, 7, 7, 2],
+    ...     "status": ["ok", "ok", "saturated", "ok"], "n_clusters": [10.0, 14.0, np.nan, 6.0],
+    ...     "path_cm": [1.0, 1.0, 1.0, 0.5]})
+    >>> counted_tracks(cells)[["track", "n_cells", "n_counted", "path_cm", "dndx_per_cm"]]
+       track  n_cells  n_counted  path_cm  dndx_per_cm
+    0      2        1          1      0.5         12.0
+    1      7        3          2      2.0         12.0
+    """
+    counted = (cells["status"] == "ok").to_numpy()
+    path = cells["path_cm"] if "path_cm" in cells else pd.Series(np.nan, index=cells.index)
+    frame = pd.DataFrame(
+        {
+            "source_file": cells["source_file"].astype(str),
+            "track": cells["track"].astype(np.int64),
+            "n_cells": 1,
+            "n_counted": counted.astype(np.int64),
+            "n_clusters": np.where(counted, cells["n_clusters"].to_numpy(np.float64), 0.0),
+            "path_cm": np.where(counted, path.to_numpy(np.float64), 0.0),
+        }
+    )
+    tracks = frame.groupby(["source_file", "track"], sort=True).sum().reset_index()
+    if "path_cm" not in cells:
+        tracks["path_cm"] = np.nan
+    with np.errstate(divide="ignore", invalid="ignore"):
+        tracks["dndx_per_cm"] = tracks["n_clusters"] / tracks["path_cm"].where(
+            tracks["path_cm"] > 0
+        )
+        tracks["clusters_per_cell"] = tracks["n_clusters"] / tracks["n_counted"].where(
+            tracks["n_counted"] > 0
+        )
+    return tracks
 
 
 def particle_pairs(particles: Sequence[str]) -> list[tuple[str, str]]:

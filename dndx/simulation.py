@@ -68,6 +68,31 @@ class WaveformSet:
     def __len__(self) -> int:
         return len(self.info)
 
+    def take(self, rows: NDArray[np.int64]) -> WaveformSet:
+        """The waveforms ``rows`` (``(n_taken,)`` indices into ``info``), in that order.
+
+        >>> import dataclasses
+        >>> from dndx.config import load_params
+        >>> cfg = dataclasses.replace(load_params().simulate, n_train=4, block_size=4)
+        >>> data = simulate_range(cfg, "train", 0, 4)
+        >>> taken = data.take(np.array([2, 0]))
+        >>> bool(np.array_equal(taken.adc[1], data.adc[0]))
+        True
+        >>> bool(taken.electrons["time_ns"].equals(pd.concat(
+        ...     [data.electrons["time_ns"][data.electron_offsets[i]:data.electron_offsets[i + 1]]
+        ...      for i in (2, 0)], ignore_index=True)))
+        True
+        """
+        by_waveform = Ragged(np.arange(len(self.electrons)), self.electron_offsets).take(rows)
+        electrons = self.electrons.iloc[by_waveform.values].reset_index(drop=True)
+        electrons["waveform"] = by_waveform.row_index()
+        return WaveformSet(
+            info=self.info.iloc[rows].reset_index(drop=True),
+            adc=self.adc.take(rows),
+            electrons=electrons,
+            electron_offsets=by_waveform.offsets,
+        )
+
     @classmethod
     def concatenate(cls, parts: list[WaveformSet]) -> WaveformSet:
         """The waveforms of all ``parts``, in order."""

@@ -6,8 +6,8 @@ in memory, chunk by chunk: candidates and truth labels
 the counter's input (:func:`dndx.encoding.encode_scored_candidates`), the
 cluster counter, the D2 peaks and the time clusterizations tuned on
 validation (:func:`dndx.evaluation.count_clusters`). Each cell also keeps its
-true count, the limit, and its calibrated charge
-(:func:`dndx.tracks.waveform_charge_electrons`) for the dE/dx reference. Then
+true count, the limit, and its charge (:func:`dndx.tracks.cell_charge`:
+calibrated in electrons for simulated cells) for the dE/dx reference. Then
 per track dN/dx and dE/dx, and per particle pair and momentum the separation
 power (:mod:`dndx.separation`).
 """
@@ -40,7 +40,7 @@ from dndx.separation import (
     track_table,
 )
 from dndx.simulation import WaveformSet
-from dndx.tracks import waveform_charge_electrons
+from dndx.tracks import cell_charge
 
 __all__ = [
     "DEDX",
@@ -93,8 +93,8 @@ def count_track_cells(
     Returns:
         One row per cell, in the order of ``data``: ``waveform_id``,
         ``track_id``, ``particle``, ``momentum_gev``, ``path_length_cm``, then one
-        column per name of :data:`TRACK_METHODS`: the counts, and the charge in
-        electrons under ``dedx``.
+        column per name of :data:`TRACK_METHODS`: the counts, and the charge
+        (:func:`dndx.tracks.cell_charge`) under ``dedx``.
     """
     prepared = prepare_waveforms(data, prepare)
     probability = np.asarray(peak_finder(prepared.windows), dtype=np.float64)
@@ -129,7 +129,7 @@ def count_track_cells(
     table[TRUTH] = cells.n_clusters
     for name in COUNTERS:
         table[name] = counts[name]
-    charge = pd.Series(waveform_charge_electrons(data), index=info["waveform_id"].to_numpy())
+    charge = pd.Series(cell_charge(data, rate), index=info["waveform_id"].to_numpy())
     table[DEDX] = charge.loc[cells.waveform_id].to_numpy()
     return table.reset_index()
 

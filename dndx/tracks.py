@@ -11,29 +11,55 @@ Every track is one random stream, from the set's seed (derived from the
 ``tracks`` seed, the particle and the momentum) and the track's index within
 its split, so a set generated whole or track range by track range is the same,
 and adding a particle or a momentum leaves the other sets as they were.
+
+Imported data (``data.source: files``) holds no tracks, but its test files
+each hold one particle at one momentum, like the public CEPC pion and kaon
+files: :func:`group_cells` cuts the waveforms of every particle and momentum
+into tracks of ``n_cells`` consecutive cells, evaluated as the simulated ones.
+Their path lengths are the files' own truth where the layout carries one
+(``path_length_cm``), else unknown (NaN): dN/dx is then clusters per cell.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 from numpy.typing import NDArray
 
 from dndx.config import PARTICLE_MASSES_GEV, Range, SimulationConfig, TracksConfig
 from dndx.physics import pulse_peak_norm
+from dndx.preprocessing import normalise
 from dndx.simulation import WaveformSet, block_rng, simulate_block
 
 __all__ = [
+    "CALIBRATION_COLUMNS",
     "TRACK_SPLITS",
     "TrackSet",
+    "cell_charge",
+    "group_cells",
     "simulate_tracks",
     "track_chunks",
     "track_sets",
     "track_simulation_config",
+    "tracks_of_cells",
     "waveform_charge_electrons",
 ]
+
+#: The per-cell truth that calibrates a cell's charge in electrons
+#: (:func:`waveform_charge_electrons`); imported files do not carry it.
+CALIBRATION_COLUMNS: tuple[str, ...] = (
+    "rise_time_ns",
+    "fall_time_ns",
+    "ion_tail_fraction",
+    "ion_tail_time_ns",
+    "polarity",
+    "baseline_adc",
+    "single_electron_amplitude_adc",
+)
 
 #: The splits of the track sets: validation for choosing, test for reporting.
 TRACK_SPLITS: tuple[str, ...] = ("validation", "test")
@@ -188,3 +214,104 @@ def waveform_charge_electrons(data: WaveformSet) -> NDArray[np.float64]:
         * area_ns
     )
     return np.asarray(signal / per_electron, dtype=np.float64)
+
+
+def cell_charge(data: WaveformSet, model_rate_ghz: float) -> NDArray[np.float64]:
+    """The charge of every cell, ``(n_waveforms,)``, for the dE/dx reference.
+
+    In electrons (:func:`waveform_charge_electrons`) where the truth calibrates
+    every cell (:data:`CALIBRATION_COLUMNS`); otherwise, for imported files,
+    uncalibrated: the baseline-subtracted, polarity-corrected sum of the
+    samples over the window times the sample spacing, in the input's unit
+    times ns (waveforms resampled to ``model_rate_ghz`` first, as counted).
+    dE/dx separation does not depend on the unit, only on the cells sharing one.
+    """
+    info = data.info
+    if all(
+        c in info and np.isfinite(info[c].to_numpy(np.float64)).all() for c in CALIBRATION_COLUMNS
+    ):
+        return waveform_charge_electrons(data)
+    norm = normalise(data.adc, info["sampling_rate_ghz"].to_numpy(), model_rate_ghz)
+    summed = norm.samples.sum(axis=1, dtype=np.float64)
+    return np.asarray(summed * norm.noise_sigma / model_rate_ghz, dtype=np.float64)
+
+
+def group_cells(info: pd.DataFrame, n_cells: int, particles: Sequence[str] = ()) -> pd.DataFrame:
+    """Imported waveforms cut into tracks: ``n_cells`` consecutive waveforms of one
+    particle at one momentum make a track.
+
+    Args:
+        info: ``(n_waveforms, ...)`` one row per waveform in the split's order,
+            with ``particle`` and ``momentum_gev``.
+        n_cells: cells per track.
+        particles: the order of the sets' particles (``tracks.particles``), so
+            that pairs are named as for simulated tracks; others follow by name.
+
+    Returns:
+        One row per cell of a track, in track order: ``row`` (the waveform's
+        row in ``info``), ``track_id`` (from 0, set after set: particle by
+        particle, each by ascending momentum) and ``cell``. The last
+        ``n_cells - 1`` or fewer waveforms of a set make no track, nor do
+        waveforms without a particle or a momentum.
+
+    >>> info = pd.DataFrame({"particle": ["K", "pi", "K", "pi", "K", "", "K", "pi"],
+    ...                      "momentum_gev": 5.0})
+    >>> group_cells(info, 2, ["pi", "K"]).to_dict("list")
+    {'row': [1, 3, 0, 2, 4, 6], 'track_id': [0, 0, 1, 1, 2, 2], 'cell': [0, 1, 0, 1, 0, 1]}
+    """
+    known = (info["particle"].astype(str) != "") & info["momentum_gev"].notna()
+    rows = np.flatnonzero(known.to_numpy())
+    cells = pd.DataFrame(
+        {
+            "particle": info["particle"].astype(str).to_numpy()[rows],
+            "momentum": info["momentum_gev"].round(6).to_numpy()[rows],
+        }
+    )
+    rank = {particle: place for place, particle in enumerate(particles)}
+    cells["rank"] = cells["particle"].map(rank).fillna(len(rank))
+    set_index = cells.groupby(["rank", "particle", "momentum"], sort=True).ngroup().to_numpy()
+    order = np.lexsort((rows, set_index))
+    rows, set_index = rows[order], set_index[order]
+    place = np.arange(len(rows)) - np.searchsorted(set_index, set_index)
+    tracks_in_set = np.bincount(set_index, minlength=int(set_index.max(initial=-1)) + 1) // n_cells
+    kept = place < tracks_in_set[set_index] * n_cells
+    first_track = np.concatenate([[0], np.cumsum(tracks_in_set)[:-1]]).astype(np.int64)
+    return pd.DataFrame(
+        {
+            "row": rows[kept].astype(np.int64),
+            "track_id": first_track[set_index[kept]] + place[kept] // n_cells,
+            "cell": place[kept] % n_cells,
+        }
+    )
+
+
+def tracks_of_cells(
+    data: WaveformSet, cfg: TracksConfig
+) -> tuple[list[WaveformSet], dict[str, int]]:
+    """The tracks of :func:`group_cells` (``cfg.n_cells`` cells, sets in the order
+    of ``cfg.particles``) as track sets like :func:`simulate_tracks`'s
+    (``track_id`` and ``cell`` in ``info``), ``cfg.tracks_per_chunk`` tracks a part.
+
+    Returns:
+        The parts, and what they hold: ``n_tracks``, ``n_waveforms`` (their
+        cells), ``n_left_out`` (waveforms of ``data`` in no track) and
+        ``n_without_path`` (tracks with a cell whose ``path_length_cm`` is unknown).
+    """
+    n_cells = cfg.n_cells
+    cells = group_cells(data.info, n_cells, cfg.particles)
+    tracks = data.take(cells["row"].to_numpy())
+    track_id = cells["track_id"].to_numpy()
+    tracks.info["track_id"] = track_id
+    tracks.info["cell"] = cells["cell"].to_numpy()
+    per_part = cfg.tracks_per_chunk * n_cells
+    parts = [
+        tracks.take(np.arange(start, min(start + per_part, len(tracks))))
+        for start in range(0, len(tracks), per_part)
+    ]
+    without_path = track_id[tracks.info["path_length_cm"].isna().to_numpy()]
+    return parts, {
+        "n_tracks": len(np.unique(track_id)),
+        "n_waveforms": len(tracks),
+        "n_left_out": len(data) - len(tracks),
+        "n_without_path": len(np.unique(without_path)),
+    }

@@ -110,6 +110,8 @@ def _infer(args: argparse.Namespace) -> None:
         args.overwrite,
         args.tracking_uri,
         args.method,
+        args.track_column,
+        args.path_column,
     )
     plan.out.parent.mkdir(parents=True, exist_ok=True)
     with output_lock(plan.out, args.wait, lambda line: print(f"dndx: {line}", file=sys.stderr)):
@@ -139,6 +141,8 @@ def _infer(args: argparse.Namespace) -> None:
         f"{report.n_waveforms} waveforms -> {report.out} ({statuses}; {report.n_skipped} "
         f"skipped) in {report.seconds:.1f} s, {report.waveforms_per_second:.0f} waveforms/s"
     )
+    if report.tracks is not None:
+        print(f"{report.n_tracks} tracks -> {report.tracks}")
     for warning in report.warnings:
         print(f"warning: {warning}")
 
@@ -170,6 +174,8 @@ def _run_infer_flow(args: argparse.Namespace) -> Any:
         wait=args.wait,
         tracking_uri=args.tracking_uri,
         method=args.method,
+        track_column=args.track_column,
+        path_column=args.path_column,
     )
 
 
@@ -228,6 +234,22 @@ def _add_infer(commands: Any) -> None:
     }
     for key in (key for keys in LOCATION_KEYS.values() for key in keys):
         where.add_argument(f"--{key}", help=helps[key])
+    on_tracks = infer.add_argument_group(
+        "tracks (default: none): one more table beside --out, <stem>.tracks.parquet, "
+        "with per track its cells, summed count, summed path and dN/dx"
+    )
+    on_tracks.add_argument(
+        "--track-column",
+        metavar="NAME",
+        help="the branch, dataset, column or array of every input holding each "
+        "waveform's track id (integers)",
+    )
+    on_tracks.add_argument(
+        "--path-column",
+        metavar="NAME",
+        help="likewise, the track's path length in each waveform's cell, in cm, for "
+        "dN/dx in clusters per cm (needs --track-column)",
+    )
     infer.add_argument(
         "--sampling-rate-ghz",
         type=float,

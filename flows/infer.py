@@ -4,7 +4,8 @@
 models before any work (:mod:`flows.infer_plan`), takes the output's lock,
 cuts every file into entry ranges that Dask workers read and process
 themselves, then joins their results in (file, event) order into one Parquet
-file and writes a summary (Markdown and PNG) beside it. The output and its
+file and writes a summary (Markdown and PNG) beside it; on tracks (inputs with
+a track column) also a table of one row per track with its dN/dx. The output and its
 summary appear only once complete; the chunks live in a hidden work directory
 beside the output (:mod:`dndx.inference_store`), so that running the same
 command again after an interruption redoes only the chunks that are missing.
@@ -26,6 +27,8 @@ from typing import Any, cast
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 from prefect import flow, get_run_logger
 from prefect.futures import PrefectFuture, as_completed
 from prefect.task_runners import TaskRunner
@@ -47,8 +50,15 @@ from dndx.inference_store import (
 )
 from dndx.inference_summary import ExampleWaveform, choose_examples, figure_paths, summarise
 from dndx.readers import read_chunk
+from dndx.separation import counted_tracks
 from dndx.storage import atomic_file
-from flows.infer_plan import InferencePlan, check_replaceable, plan_inference, summary_path
+from flows.infer_plan import (
+    InferencePlan,
+    check_replaceable,
+    plan_inference,
+    summary_path,
+    tracks_path,
+)
 from flows.runtime import dask_task_runner
 from tasks.inference import infer_chunk
 
@@ -67,6 +77,8 @@ class InferenceReport:
         seconds: wall time from the first chunk submitted to the summary written.
         statuses: rows of each status.
         warnings: what the summary warns of.
+        tracks: the track table, for a run on tracks.
+        n_tracks: its rows.
     """
 
     out: Path
@@ -76,6 +88,8 @@ class InferenceReport:
     seconds: float
     statuses: dict[str, int] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
+    tracks: Path | None = None
+    n_tracks: int = 0
 
     @property
     def waveforms_per_second(self) -> float:
@@ -104,6 +118,8 @@ def infer(
     wait: bool = False,
     tracking_uri: str | None = None,
     method: str = "lstm",
+    track_column: str | None = None,
+    path_column: str | None = None,
 ) -> InferenceReport:
     """Peaks and cluster counts of every waveform of ``inputs`` into ``out`` (Parquet).
 
@@ -127,6 +143,11 @@ def infer(
             ``MLFLOW_TRACKING_URI`` or the project's.
         method: ``lstm`` (the bundle's models) or ``d2`` (the classical chain
             with the bundle's tuned D2 settings), :data:`dndx.inference.METHODS`.
+        track_column: the column (branch, dataset, array) of every input that
+            holds each waveform's track id; the run then also writes one row
+            per track (:func:`flows.infer_plan.tracks_path`).
+        path_column: the column of path lengths in the cell (cm), summed per
+            track for dN/dx; needs ``track_column``.
 
     Raises:
         InputError: a bad input file, location or model bundle.
@@ -149,6 +170,8 @@ def infer(
         overwrite,
         tracking_uri,
         method,
+        track_column,
+        path_column,
     )
     _log_plan(plan, rate_given=sampling_rate_ghz is not None)
     started = time.perf_counter()
@@ -300,8 +323,9 @@ def _write_outputs(
     staging.mkdir()
     stem = staging / out.stem
     with atomic_file(out) as tmp_out:
-        columns = join_chunks(chunks, tmp_out, plan.key)
+        columns = join_chunks(chunks, tmp_out, plan.key, plan.result_schema)
         examples = _examples(chunks, columns, plan.sampling_rate_ghz)
+        tracks = counted_tracks(columns) if plan.on_tracks else None
         text = summarise(
             columns.drop(columns=["chunk", "row"]),
             examples,
@@ -310,15 +334,31 @@ def _write_outputs(
             stem,
             plan.settings(),
             warnings,
+            tracks,
         )
         staged = [*figure_paths(stem), staging / summary_path(out).name]
         staged[-1].write_text(text)
+        if tracks is not None:
+            staged.insert(0, staging / tracks_path(out).name)
+            pq.write_table(pa.Table.from_pandas(tracks, preserve_index=False), staged[0])
+        else:
+            # A track table of an earlier run that this one replaces would
+            # otherwise sit beside results it does not describe.
+            tracks_path(out).unlink(missing_ok=True)
         for path in staged:
             os.replace(path, out.with_name(path.name))
     counts = columns["status"].value_counts()
     statuses = {status: int(counts[status]) for status in STATUSES if status in counts}
     return InferenceReport(
-        out, summary_path(out), len(columns), len(skipped), 0.0, statuses, warnings
+        out,
+        summary_path(out),
+        len(columns),
+        len(skipped),
+        0.0,
+        statuses,
+        warnings,
+        tracks_path(out) if tracks is not None else None,
+        len(tracks) if tracks is not None else 0,
     )
 
 

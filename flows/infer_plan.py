@@ -7,7 +7,7 @@ imports neither Prefect nor Dask, so the command line runs it before either
 starts and a mistake is reported in about a second.
 
 The output is guarded: ``--out`` that is one of the inputs is refused, and
-existing outputs (the results file or its summary) are replaced only with
+existing outputs (the results file, its track table or its summary) are replaced only with
 ``overwrite``, or when the results file is this same command's own earlier
 result (same inputs, models and settings, recorded in its metadata).
 """
@@ -18,20 +18,23 @@ import math
 import os
 import re
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import cast
 
+import pyarrow as pa
+
 from dndx.bundle import BUNDLE_FILE, ModelBundle
 from dndx.config import SAMPLING_RATES_GHZ
 from dndx.errors import DndxError, InputError
-from dndx.inference import METHODS, check_sampling_rate, minimum_length
+from dndx.inference import METHODS, check_sampling_rate, minimum_length, result_schema
 from dndx.inference_store import settings_key, work_directory, written_settings_key
 from dndx.inference_summary import figure_paths
 from dndx.preprocessing import POLARITIES, Polarity
 from dndx.readers import (
     LOCATION_KEYS,
+    PER_WAVEFORM_KEYS,
     WAVEFORM_FORMATS,
     WaveformSource,
     count_waveforms,
@@ -47,6 +50,7 @@ __all__ = [
     "resolve_bundle",
     "resolve_sources",
     "summary_path",
+    "tracks_path",
 ]
 
 #: The registered champions.
@@ -71,6 +75,15 @@ def summary_path(out: Path) -> Path:
     'runs/results.summary.md'
     """
     return out.with_name(out.stem + ".summary.md")
+
+
+def tracks_path(out: Path) -> Path:
+    """The track table beside ``out``: ``<out stem>.tracks.parquet``.
+
+    >>> tracks_path(Path("runs/results.parquet")).as_posix()
+    'runs/results.tracks.parquet'
+    """
+    return out.with_name(out.stem + ".tracks.parquet")
 
 
 @dataclass(frozen=True)
@@ -121,6 +134,18 @@ class InferencePlan:
         """Entries of every input together."""
         return sum(self.counts)
 
+    @property
+    def on_tracks(self) -> bool:
+        """Whether the inputs name a track column: the run writes a track table."""
+        return self.sources[0].track_column is not None
+
+    @property
+    def result_schema(self) -> pa.Schema:
+        """The schema of the results: with ``track`` and ``path_cm`` where named."""
+        source = self.sources[0]
+        named = {"track": source.track_column, "path_cm": source.path_column}
+        return result_schema([column for column, name in named.items() if name is not None])
+
     def settings(self) -> dict[str, str]:
         """The run's settings as the summary lists them."""
         model_rate = self.bundle.model_sampling_rate_ghz
@@ -134,6 +159,11 @@ class InferencePlan:
             "input sampling rate": f"{self.sampling_rate_ghz:g} GS/s{resampled}",
             "polarity": self.polarity,
             "method": self.method,
+            **{
+                key.replace("_", " "): str(getattr(self.sources[0], key))
+                for key in PER_WAVEFORM_KEYS
+                if getattr(self.sources[0], key) is not None
+            },
             "peak-finder threshold": f"{self.bundle.score_threshold:g}",
             **{f"provenance: {k}": v for k, v in sorted(self.bundle.provenance.items())},
         }
@@ -164,8 +194,15 @@ def plan_inference(
     overwrite: bool = False,
     tracking_uri: str | None = None,
     method: str = METHODS[0],
+    track_column: str | None = None,
+    path_column: str | None = None,
 ) -> InferencePlan:
     """Check every argument, input, the output path and the models; start nothing.
+
+    ``track_column`` names a column (ROOT branch, HDF5 dataset, Parquet column,
+    NPZ array) of track ids beside the waveforms of every input, and
+    ``path_column`` one of path lengths in cm: the run then writes a track
+    table (:func:`tracks_path`). Both are checked in every file here.
 
     Raises:
         DndxError: a bad setting; the output is an input, cannot be written,
@@ -173,13 +210,19 @@ def plan_inference(
         InputError: a missing, unreadable or foreign input or location; bad models.
     """
     _check_settings(polarity, sampling_rate_ghz, workers, chunk_size)
+    if path_column is not None and track_column is None:
+        raise DndxError(
+            f"--path-column {path_column}: path lengths are summed per track; name the "
+            "column of track ids with --track-column too"
+        )
     if method not in METHODS:
         raise DndxError(f"method {method!r}: expected one of {', '.join(METHODS)}")
     if sampling_rate_ghz is not None:
         check_sampling_rate(sampling_rate_ghz, SAMPLING_RATES_GHZ)
     out_path = Path(out)
     _check_out(out_path, inputs)
-    sources = resolve_sources(inputs, fmt, locations or {})
+    per_waveform = {"track_column": track_column, "path_column": path_column}
+    sources = resolve_sources(inputs, fmt, locations or {}, per_waveform)
     counts = tuple(count_waveforms(source) for source in sources)
 
     from tasks.onnx_models import OnnxModels
@@ -243,8 +286,8 @@ def _check_settings(
 
 
 def _outputs(out: Path) -> list[Path]:
-    """Every file a run writes: the results, the summary and its figures."""
-    return [out, summary_path(out), *figure_paths(out.with_suffix(""))]
+    """Every file a run writes: the results, the track table, the summary and its figures."""
+    return [out, tracks_path(out), summary_path(out), *figure_paths(out.with_suffix(""))]
 
 
 def _check_out(out: Path, inputs: Sequence[str]) -> None:
@@ -299,18 +342,24 @@ def _check_existing(out: Path, key: str, overwrite: bool) -> None:
 
 
 def resolve_sources(
-    inputs: Sequence[str], fmt: str | None, locations: dict[str, str | None]
+    inputs: Sequence[str],
+    fmt: str | None,
+    locations: dict[str, str | None],
+    per_waveform: Mapping[str, str | None] | None = None,
 ) -> list[WaveformSource]:
     """Sources of ``inputs`` with every location filled in from the files.
 
     Each location key applies to the inputs of its format (``tree`` and
     ``branch`` to ROOT files, ``dataset`` to HDF5, ``column`` to Parquet,
-    ``array`` to NPZ); a key that applies to none of them is an error.
+    ``array`` to NPZ); a key that applies to none of them is an error. The
+    columns of ``per_waveform`` (keys of
+    :data:`dndx.readers.PER_WAVEFORM_KEYS`) apply to every input.
 
     Raises:
         InputError: no inputs; an unknown format; a file is missing or
-            unreadable; a location is wrong or ambiguous (the message names
-            the file).
+            unreadable; a location is wrong or ambiguous; a per-waveform
+            column is missing or holds no usable numbers (the message names
+            the file and the column).
     """
     if not inputs:
         raise InputError("no input files given")
@@ -341,6 +390,7 @@ def resolve_sources(
                     for key, value in locations.items()
                     if _LOCATION_FORMATS[key] == source.format
                 },
+                **(per_waveform or {}),
             )
         )
         for source in sources

@@ -74,15 +74,19 @@ def ingest(
     with atomic_directory(out_dir) as tmp:
         (tmp / SOURCE_FILE).write_text(f"{cfg.source}\n")
         if cfg.source == "files":
-            files = split_files(cfg, Path(cfg.root))
-            layout = labelled_layout(cfg)
-            entries = {
-                path: count_entries(path, layout) for paths in files.values() for path in paths
+            root = Path(cfg.root)
+            files = split_files(cfg, root)
+            layouts = {
+                path: labelled_layout(cfg, path.relative_to(root))
+                for paths in files.values()
+                for path in paths
             }
+            entries = {path: count_entries(path, layout) for path, layout in layouts.items()}
             jobs = plan_jobs(files, entries, cfg.chunk_size)
             totals = {split: _empty_metrics(files[split]) for split in SPLITS}
             futures = [
-                ingest_chunk.submit(layout, job, params.prepare.window_length, tmp) for job in jobs
+                ingest_chunk.submit(layouts[job.path], job, params.prepare.window_length, tmp)
+                for job in jobs
             ]
             for done, (job, future) in enumerate(zip(jobs, futures, strict=True), 1):
                 _add(totals[job.split], future.result())

@@ -1,4 +1,9 @@
-"""DVC stage ``tracks``: the track sets of every split, chunk by chunk on Dask."""
+"""DVC stage ``tracks``: the track sets of every split, chunk by chunk on Dask.
+
+With ``data.source: simulate`` the simulator makes them; with ``files`` the
+ingested waveforms of each split are cut into tracks of one particle at one
+momentum (:func:`dndx.tracks.group_cells`).
+"""
 
 from __future__ import annotations
 
@@ -11,17 +16,52 @@ from dndx.config import PARAMS_PATH, Params, load_params
 from dndx.storage import atomic_directory
 from dndx.tracks import TRACK_SPLITS, track_chunks
 from flows.runtime import dask_task_runner
-from tasks.tracks import simulate_track_chunk
+from tasks.tracks import group_ingested_tracks, simulate_track_chunk
 
 __all__ = ["main", "tracks"]
 
 OUT_DIR = Path("data/tracks")
+INGESTED_DIR = Path("data/ingested")
 
 
 @flow(name="tracks", log_prints=True)
-def tracks(params: Params, out_dir: Path = OUT_DIR) -> dict[str, int]:
-    """Simulate every track set into ``out_dir/<split>/part-*.parquet``; returns
-    the tracks of each split."""
+def tracks(
+    params: Params, out_dir: Path = OUT_DIR, ingested_dir: Path = INGESTED_DIR
+) -> dict[str, int]:
+    """Every split's tracks into ``out_dir/<split>/part-*.parquet``, simulated or
+    (``data.source: files``) grouped from ``ingested_dir``; returns the tracks
+    of each split."""
+    if params.data.source == "files":
+        return _group_ingested(params, out_dir, ingested_dir)
+    return _simulate(params, out_dir)
+
+
+def _group_ingested(params: Params, out_dir: Path, ingested_dir: Path) -> dict[str, int]:
+    logger = get_run_logger()
+    cfg = params.tracks
+    counts = {}
+    with atomic_directory(out_dir) as tmp:
+        futures = {
+            split: group_ingested_tracks.submit(cfg, split, ingested_dir, tmp)
+            for split in TRACK_SPLITS
+        }
+        for split, future in futures.items():
+            result = future.result()
+            counts[split] = result["n_tracks"]
+            logger.info(
+                "%s: %d tracks of %d cells from the ingested waveforms, %d waveforms left "
+                "out (the rest of a particle and momentum, or no particle or momentum); "
+                "%d tracks without a path length: their dN/dx is clusters per cell",
+                split,
+                result["n_tracks"],
+                cfg.n_cells,
+                result["n_left_out"],
+                result["n_without_path"],
+            )
+    return counts
+
+
+def _simulate(params: Params, out_dir: Path) -> dict[str, int]:
     logger = get_run_logger()
     cfg = params.tracks
     jobs = [

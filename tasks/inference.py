@@ -63,9 +63,12 @@ def infer_chunk(
     """Peaks and cluster counts of the entries of ``chunk`` into its part file.
 
     Unusable waveforms (shorter than ``min_length``, NaN or inf samples) are
-    skipped and reported. ``method`` is a key of :data:`dndx.inference.METHODS`.
+    skipped and reported. Where the source names a track (and a path) column,
+    each row carries its waveform's ``track`` (and ``path_cm``). ``method`` is
+    a key of :data:`dndx.inference.METHODS`.
     """
-    samples = read_chunk(chunk.source, chunk.start, chunk.stop).samples
+    waveforms = read_chunk(chunk.source, chunk.start, chunk.stop)
+    samples = waveforms.samples
     ok, reasons = validate_rows(samples, min_length)
     good = np.flatnonzero(ok)
     if len(good) != len(ok):
@@ -78,6 +81,10 @@ def infer_chunk(
         results = infer_waveforms(samples, sampling_rate_ghz, polarity, models)
     results.insert(0, "event", chunk.start + good.astype(np.int64))
     results.insert(0, "source_file", str(chunk.source.path))
+    if waveforms.track_id is not None:
+        results["track"] = waveforms.track_id[good]
+    if waveforms.path_cm is not None:
+        results["path_cm"] = waveforms.path_cm[good]
     with atomic_file(chunk.path) as tmp:
         pq.write_table(results_table(results), tmp)
     contradicted = results["polarity"] != results["read_polarity"]

@@ -11,10 +11,12 @@ from pathlib import Path
 from prefect import task
 
 from dndx.config import SimulationConfig, TracksConfig
-from dndx.dataset import part_name, write_waveform_set
-from dndx.tracks import TrackSet, simulate_tracks
+from dndx.dataset import part_name, part_paths, read_waveform_set, write_waveform_set
+from dndx.errors import InputError
+from dndx.simulation import WaveformSet
+from dndx.tracks import TrackSet, simulate_tracks, tracks_of_cells
 
-__all__ = ["simulate_track_chunk"]
+__all__ = ["group_ingested_tracks", "simulate_track_chunk"]
 
 
 @task(task_run_name="simulate {split} tracks chunk {index}", retries=2, retry_delay_seconds=1)
@@ -32,3 +34,32 @@ def simulate_track_chunk(
     data = simulate_tracks(simulate, tracks, split, track_set, start, stop)
     write_waveform_set(data, out_dir / split / part_name(index))
     return {"n_tracks": stop - start, "n_waveforms": len(data)}
+
+
+@task(task_run_name="group the ingested {split} waveforms into tracks")
+def group_ingested_tracks(
+    tracks: TracksConfig, split: str, ingested_dir: Path, out_dir: Path
+) -> dict[str, int]:
+    """Cut the ingested waveforms of ``split`` into tracks of ``tracks.n_cells``
+    (:func:`dndx.tracks.tracks_of_cells`), ``tracks_per_chunk`` tracks to a part
+    in ``out_dir/<split>``; returns what the parts hold.
+
+    Raises:
+        InputError: the split has no ingested waveforms, or too few of one
+            particle at one momentum for a track.
+    """
+    paths = part_paths(ingested_dir / split)
+    if not paths:
+        raise InputError(f"{ingested_dir / split}: no ingested waveforms; run the ingest stage")
+    ingested = WaveformSet.concatenate([read_waveform_set(p) for p in paths])
+    parts, counts = tracks_of_cells(ingested, tracks)
+    if not parts:
+        raise InputError(
+            f"{ingested_dir / split}: no track of {tracks.n_cells} cells in {len(ingested)} "
+            "waveforms: every track needs that many waveforms of one particle at one "
+            "momentum; name the particles of the files (data.particle or data.particles) "
+            "or lower tracks.n_cells"
+        )
+    for index, part in enumerate(parts):
+        write_waveform_set(part, out_dir / split / part_name(index))
+    return counts

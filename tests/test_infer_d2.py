@@ -26,11 +26,15 @@ from flows.infer_plan import plan_inference
 N_WAVEFORMS = 60
 RATE_GHZ = 1.2
 SETTINGS = D2Settings(t1_sigma=3.0, t2=1.0, window_ns=1.5, growth_ns_per_sqrt_ns=0.2)
+TRACKS = np.repeat([30, 10, 20], N_WAVEFORMS // 3)
+PATHS_CM = np.linspace(0.6, 1.4, N_WAVEFORMS)
 
 
 @pytest.fixture(scope="module")
 def waveforms(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Ragged]:
-    """60 simulated waveforms at 1.2 GS/s in an HDF5 file, and the same rows."""
+    """60 simulated waveforms at 1.2 GS/s in an HDF5 file, and the same rows; the
+    file also holds their tracks (``track``, 3 of 20 cells) and path lengths
+    (``path_cm``)."""
     cfg = dataclasses.replace(
         load_params().simulate,
         n_train=N_WAVEFORMS,
@@ -42,6 +46,8 @@ def waveforms(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Ragged]:
     path = tmp_path_factory.mktemp("d2") / "waveforms.h5"
     with h5py.File(path, "w") as file:
         file["adc"] = adc.values.reshape(N_WAVEFORMS, -1)
+        file["track"] = TRACKS
+        file["path_cm"] = PATHS_CM
     return path, adc
 
 
@@ -51,26 +57,30 @@ def _bundle_with(untrained_pair: Path, directory: Path, d2: D2Settings | None) -
     return directory
 
 
-def test_d2_method_gives_the_d2_baselines_counts(
+def test_d2_method_gives_the_d2_baselines_counts_and_sums_them_per_track(
     untrained_pair: Path, waveforms: tuple[Path, Ragged], prefect_api: str, tmp_path: Path
 ) -> None:
     path, adc = waveforms
     bundle_dir = _bundle_with(untrained_pair, tmp_path / "bundle", SETTINGS)
     out = tmp_path / "d2.parquet"
 
+    # Chunks of 25 cut through the tracks of 20 cells.
     report = infer(
         [str(path)],
         str(out),
+        dataset="adc",
         sampling_rate_ghz=RATE_GHZ,
         model_uris=[str(bundle_dir)],
         workers=1,
         chunk_size=25,
         method="d2",
+        track_column="track",
+        path_column="path_cm",
     )
 
     results = pd.read_parquet(out)
     assert report.n_waveforms == N_WAVEFORMS
-    assert list(results.columns) == RESULT_SCHEMA.names
+    assert list(results.columns) == [*RESULT_SCHEMA.names, "track", "path_cm"]
     norm = normalise(adc, RATE_GHZ, ModelBundle.load(bundle_dir).model_sampling_rate_ghz)
     peaks = d2_peaks(norm.samples, norm.lengths, SETTINGS.t1_sigma, SETTINGS.t2)
     clusters = time_clusterize(
@@ -83,6 +93,22 @@ def test_d2_method_gives_the_d2_baselines_counts(
     np.testing.assert_array_equal(results["n_peaks"], peaks.lengths)
     np.testing.assert_array_equal(results["n_clusters"][ok], clusters.lengths[ok])
     assert results["n_clusters"][~ok].isna().all()
+
+    np.testing.assert_array_equal(results["track"], TRACKS)
+    np.testing.assert_allclose(results["path_cm"], PATHS_CM)
+    tracks = pd.read_parquet(tmp_path / "d2.tracks.parquet")
+    assert report.tracks == tmp_path / "d2.tracks.parquet"
+    assert tracks["track"].tolist() == [10, 20, 30]
+    assert tracks["n_cells"].tolist() == [20, 20, 20]
+    for row in tracks.itertuples():
+        cells = (row.track == TRACKS) & ok
+        assert row.n_counted == cells.sum() > 0
+        assert row.n_clusters == pytest.approx(clusters.lengths[cells].sum())
+        assert row.path_cm == pytest.approx(PATHS_CM[cells].sum())
+        assert row.dndx_per_cm == pytest.approx(row.n_clusters / row.path_cm)
+    summary = (tmp_path / "d2.summary.md").read_text()
+    assert "3 tracks, 60 cells" in summary
+    assert f"| dN/dx (clusters per cm) | 3 | {tracks['dndx_per_cm'].mean():.2f} |" in summary
 
 
 def test_a_bundle_without_d2_settings_is_refused_before_any_work(

@@ -12,13 +12,14 @@ import yaml
 
 from dndx.baselines import ClusterTuning, D2Tuning
 from dndx.config import PARAMS_PATH, PARTICLE_MASSES_GEV, load_params, parse_params
-from dndx.dataset import part_paths, read_waveform_set
-from dndx.errors import ConfigError
+from dndx.dataset import part_name, part_paths, read_waveform_set, write_waveform_set
+from dndx.errors import ConfigError, InputError
 from dndx.evaluation import BaselineTuning
+from dndx.labelled_writer import write_labelled_root
 from dndx.physics import cluster_density_per_cm
 from dndx.separation import spread, track_dndx
 from dndx.simulation import WaveformSet
-from dndx.track_evaluation import DEDX, TRACK_METHODS, TRUTH, count_track_cells
+from dndx.track_evaluation import DEDX, TRACK_METHODS, TRUTH, count_track_cells, evaluate_tracks
 from dndx.tracks import (
     TRACK_SPLITS,
     TrackSet,
@@ -27,7 +28,9 @@ from dndx.tracks import (
     track_sets,
     waveform_charge_electrons,
 )
+from flows.ingest import ingest
 from flows.tracks import tracks
+from tasks.tracks import group_ingested_tracks
 from tests.conftest import tiny_params
 
 PARAMS = load_params()
@@ -154,10 +157,9 @@ def test_the_tracks_flow_writes_every_chunk_of_every_split(
     assert not list(tmp_path.glob(".tracks*")), "no temporary directory is left behind"
 
 
-def test_every_method_counts_every_cell_of_a_track_chunk() -> None:
+def _count_with_stand_ins(data: WaveformSet) -> pd.DataFrame:
     """Stand-ins for the models: a peak finder that thresholds the window's
     centre, and a counter that counts the detected peaks of its input."""
-    data = _simulate(track_sets(TRACKS, "test")[2], 0, 3)
     before = PARAMS.prepare.window_before
     no_scan = pd.DataFrame()
     tuning = BaselineTuning(
@@ -166,7 +168,7 @@ def test_every_method_counts_every_cell_of_a_track_chunk() -> None:
         d2_clusterization=ClusterTuning(2.0, 0.2, no_scan),
         truth_clusterization=ClusterTuning(2.0, 0.2, no_scan),
     )
-    cells = count_track_cells(
+    return count_track_cells(
         data,
         PARAMS.prepare,
         256,
@@ -176,6 +178,11 @@ def test_every_method_counts_every_cell_of_a_track_chunk() -> None:
         0.5,
         tuning,
     )
+
+
+def test_every_method_counts_every_cell_of_a_track_chunk() -> None:
+    data = _simulate(track_sets(TRACKS, "test")[2], 0, 3)
+    cells = _count_with_stand_ins(data)
     assert list(cells.columns) == [
         "waveform_id",
         "track_id",
@@ -194,3 +201,69 @@ def test_every_method_counts_every_cell_of_a_track_chunk() -> None:
     assert (cells["cnn"] > 0).all() and (cells["d2_clusterization"] > 0).all()
     # Perfect peaks, clusterized, follow the truth from cell to cell.
     assert np.corrcoef(cells["truth_clusterization"], cells[TRUTH])[0, 1] > 0.75
+
+
+def test_imported_files_of_one_particle_each_are_cut_into_tracks_and_separated(
+    tmp_path: Path, prefect_api: str
+) -> None:
+    """CEPC-layout files, one particle at 10 GeV/c each, through the ingest and
+    tracks stages' flows: tracks of consecutive cells of one file, no path
+    length (dN/dx per cell), counted and separated as simulated tracks."""
+    pion, kaon = track_sets(TRACKS, "test")[1], track_sets(TRACKS, "test")[3]
+    # 57 pion and 40 kaon test cells, tracks of 10: 5 + 4 tracks, 7 pions left out.
+    files = {
+        "test/pi.root": _simulate(pion, 0, 3).take(np.arange(57)),
+        "test/K.root": _simulate(kaon, 0, 2),
+        "validation/pi.root": _simulate(pion, 0, 1, "validation"),
+        "validation/K.root": _simulate(kaon, 0, 1, "validation"),
+        "train/pi.root": _simulate(pion, 3, 4),
+    }
+    root = tmp_path / "labelled"
+    for name, data in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        write_labelled_root(data, root / name, "cepc")
+    data = {
+        "source": "files",
+        "root": str(root),
+        "splits": {split: [f"{split}/*.root"] for split in ("train", "validation", "test")},
+        "particles": {"*/pi.root": "pi", "*/K.root": "K"},
+    }
+    params = parse_params(tiny_params(data=data))
+    ingest(params, tmp_path / "ingested", tmp_path / "ingest.json")
+
+    counts = tracks(params, tmp_path / "tracks", tmp_path / "ingested")
+
+    assert counts == {"validation": 4, "test": 9}
+    test = WaveformSet.concatenate(
+        [read_waveform_set(p) for p in part_paths(tmp_path / "tracks" / "test")]
+    )
+    info = test.info
+    assert len(info) == 90
+    by_track = info.groupby("track_id")
+    assert (by_track.size() == 10).all()
+    assert (by_track["particle"].nunique() == 1).all() and (
+        by_track["entry"].diff().dropna() == 1
+    ).all()
+    # Sets in the order of tracks.particles; the first 50 pion cells of their file.
+    assert by_track["particle"].first().tolist() == ["pi"] * 5 + ["K"] * 4
+    pions = info.loc[info["particle"] == "pi", "n_clusters"]
+    assert pions.tolist() == files["test/pi.root"].info["n_clusters"].to_numpy()[:50].tolist()
+    assert info["path_length_cm"].isna().all()
+
+    cells = _count_with_stand_ins(test)
+    assert np.isfinite(cells[DEDX]).all() and (cells[DEDX] > 0).all()
+    evaluation = evaluate_tracks(cells, params.evaluate.dedx_keep_fraction)
+    per_cell = evaluation.tracks.set_index("track_id")[TRUTH]
+    assert per_cell.tolist() == pytest.approx((by_track["n_clusters"].sum() / 10).tolist())
+    pair = evaluation.pair_table("pi", "K").set_index("method")
+    assert pair.loc[TRUTH, "ratio"] == 1.0 and np.isfinite(pair["separation"]).all()
+
+
+def test_ingested_waveforms_of_no_particle_make_no_track_and_say_why(tmp_path: Path) -> None:
+    data = _simulate(track_sets(TRACKS, "test")[0], 0, 1)
+    data.info["particle"] = ""
+    write_waveform_set(data, tmp_path / "ingested" / "test" / part_name(0))
+    cfg = dataclasses.replace(TRACKS, n_cells=10)
+    with pytest.raises(InputError, match=r"no track of 10 cells in 20 waveforms.*data\.particles"):
+        group_ingested_tracks.fn(cfg, "test", tmp_path / "ingested", tmp_path / "tracks")
+    assert not (tmp_path / "tracks").exists()
