@@ -28,9 +28,12 @@ run: setup
 serve: setup
 	$(BIN)/dndx serve
 
-# Style and types first: CI (.ci/run) calls this target alone.
+# Style and types first: CI (.ci/run) calls this target alone. The tests run in one
+# process per core (pytest-xdist), a module to a process (the tests that share a
+# session-built project share a module), the modules marked `pipeline` first.
 test: lint
-	$(BIN)/python -m pytest -m "not slow"
+	$(BIN)/python -m pytest -m "not slow" -n auto --maxprocesses 4 --dist loadfile \
+		--no-loadscope-reorder
 
 test-slow: setup
 	$(BIN)/python -m pytest -m slow

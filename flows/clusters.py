@@ -43,7 +43,9 @@ def worker_thread_env(threads: int = 1) -> dict[str, str]:
         "OPENBLAS_NUM_THREADS": count,
         "MKL_NUM_THREADS": count,
         "TF_NUM_INTRAOP_THREADS": count,
-        "TF_NUM_INTEROP_THREADS": "1",
+        # Two, not one: with a single inter-op thread a Keras predict was seen to hang
+        # for good in a worker (every thread waiting), as TensorFlow warns blocking ops may.
+        "TF_NUM_INTEROP_THREADS": "2",
         "TF_CPP_MIN_LOG_LEVEL": "2",
         "DASK_LOGGING__DISTRIBUTED": "warning",
     }

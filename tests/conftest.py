@@ -16,6 +16,16 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# Under pytest-xdist every worker process runs its own temporary Prefect server; each
+# keeps its database in a home of its own, so that two servers never share one SQLite
+# file. Set before any module of the suite imports Prefect.
+if "PYTEST_XDIST_WORKER" in os.environ:
+    _home = (
+        Path(os.environ.get("PREFECT_HOME", ROOT / ".prefect")) / os.environ["PYTEST_XDIST_WORKER"]
+    )
+    _home.mkdir(parents=True, exist_ok=True)
+    os.environ["PREFECT_HOME"] = str(_home)
 TINY_PARAMS = ROOT / "tests" / "data" / "params-tiny.yaml"
 PROJECT_FILES = (
     "dndx",
@@ -91,6 +101,13 @@ def dvc(repo: Path, *args: str) -> str:
     return result.stdout + result.stderr
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Modules marked ``pipeline`` first: `make test` hands modules to its processes in
+    this order (``--no-loadscope-reorder``), so the longest start first and the rest of
+    the suite fills the other cores beside them."""
+    items.sort(key=lambda item: item.get_closest_marker("pipeline") is None)
+
+
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     """A fresh git + DVC repository holding the project's code and tiny params."""
@@ -117,8 +134,9 @@ class TrainedProject:
 @pytest.fixture(scope="session")
 def trained_project(tmp_path_factory: pytest.TempPathFactory, prefect_api: str) -> TrainedProject:
     """One tiny pipeline, simulate to demo, trained once per session through real DVC,
-    Prefect, Dask and MLflow. Tests read it; a test that changes it works on a copy
-    (:func:`copy_project`) or restores what it changed."""
+    Prefect, Dask and MLflow. Its tests live in one module (tests/test_pipeline.py), so
+    that `make test` (one module per xdist worker) builds it once. Tests read it; a test
+    that changes it works on a copy (:func:`copy_project`) or restores what it changed."""
     repo = make_project(tmp_path_factory.mktemp("trained") / "project")
     return TrainedProject(repo, dvc(repo, "repro"))
 
@@ -133,11 +151,15 @@ def prefect_api() -> Iterator[str]:
     """One temporary Prefect server for the flows of the session, its own and its
     subprocesses'; stopped while pytest still owns the output streams, so that the
     server's farewell is not logged to a closed stream at exit."""
+    from prefect.logging.handlers import APILogWorker
     from prefect.server.api.server import SubprocessASGIServer
 
     from flows.runtime import ensure_prefect_api
 
     yield ensure_prefect_api()
+    # Send the logs still queued while the server listens: sent at exit, they would
+    # end the run with "Error logging to API".
+    APILogWorker.drain_all(timeout=30)
     SubprocessASGIServer().stop()
 
 

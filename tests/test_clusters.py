@@ -57,8 +57,9 @@ def test_htcondor_job_script_requests_the_configured_resources() -> None:
     assert 'Requirements = (OpSysAndVer =?= "AlmaLinux9")' in lines
     assert '+JobFlavour = "workday"' in lines
     assert f"export PREFECT_API_URL={API_URL}" in script
-    for name in ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
+    for name in ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS"):
         assert f"export {name}=1" in script
+    assert "export TF_NUM_INTEROP_THREADS=2" in script
     assert f"cd {WORKDIR}" in script
     assert "/opt/dndx/bin/python -m distributed.cli.dask_worker tcp://10.0.0.1:8786" in script
     assert "--nthreads 1" in script and "--nworkers 8" in script

@@ -11,10 +11,7 @@ from typing import Any
 import awkward as ak
 import h5py
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
-import uproot
 
 from dndx.config import load_params
 from dndx.errors import InputError
@@ -23,74 +20,22 @@ from dndx.labelled_writer import write_labelled
 from dndx.preparation import prepare_waveforms
 from dndx.simulation import simulate_range
 from flows.cli import main
+from tests.labelled_files import (
+    MIN_SAMPLES,
+    N_SAMPLES,
+    PEAKS,
+    RATE_GHZ,
+    cepc_branches,
+    write_hdf5,
+    write_parquet,
+    write_tree,
+)
 
-N_SAMPLES = 300
-RATE_GHZ = 1.5
-MIN_SAMPLES = 15
-# Per waveform: (peak sample, tag); tag 0 is a background entry on a pulse too.
-PEAKS: list[list[tuple[int, int]]] = [
-    [(40, 1), (80, 2), (150, 1), (220, 0)],
-    [(60, 1), (61, 2), (200, 1), (260, 1)],
-    [(30, 1)],
-    [(100, 1), (130, 2), (170, 2), (250, 1)],
-]
-
-
-def _pulse_train(rng: np.random.Generator, peaks: list[tuple[int, int]]) -> np.ndarray:
-    t = np.arange(N_SAMPLES, dtype=float)
-    wave = 500.0 + rng.normal(0.0, 2.0, N_SAMPLES)
-    for at, _ in peaks:
-        wave -= 80.0 * np.exp(-0.5 * ((t - at) / 1.5) ** 2)
-    return wave.astype(np.float32)
-
-
-def _cepc_branches(peaks: list[list[tuple[int, int]]] = PEAKS, **changes: Any) -> dict:
-    rng = np.random.default_rng(3)
-    branches: dict[str, Any] = {
-        "wf_i": ak.Array([_pulse_train(rng, p) for p in peaks]),
-        "sampling_rate": np.full(len(peaks), RATE_GHZ),
-        "ncls": np.array([sum(tag == 1 for _, tag in p) for p in peaks], dtype=np.int32),
-        "mom": np.full(len(peaks), 12.5),
-        "time": ak.Array([[float(at) for at, _ in p] for p in peaks]),
-        "tag": ak.Array([[tag for _, tag in p] for p in peaks]),
-    }
-    branches.update(changes)
-    return branches
-
-
-def _write_tree(path: Path, branches: dict, tree: str = "sim") -> Path:
-    types = {k: v.type if isinstance(v, ak.Array) else v.dtype for k, v in branches.items()}
-    with uproot.recreate(path) as file:
-        file.mktree(tree, types)
-        file[tree].extend(branches)
-    return path
-
-
-def _write_hdf5(path: Path, branches: dict, group: str | None = "sim") -> Path:
-    """One dataset per branch: numbers 1-D, lists 2-D when of one length, else
-    variable-length; in ``group``, or at the file root when ``None``."""
-    with h5py.File(path, "w") as file:
-        where = file.create_group(group) if group else file
-        for name, values in branches.items():
-            if not isinstance(values, ak.Array):
-                where.create_dataset(name, data=values)
-                continue
-            rows = [np.asarray(row) for row in ak.to_list(values)]
-            dtype = np.asarray(ak.flatten(values)).dtype
-            if len({len(row) for row in rows}) == 1:
-                where.create_dataset(name, data=np.stack(rows).astype(dtype))
-            else:
-                column = np.empty(len(rows), dtype=object)
-                column[:] = [row.astype(dtype) for row in rows]
-                where.create_dataset(name, data=column, dtype=h5py.vlen_dtype(dtype))
-    return path
-
-
-_WRITERS = {"root": _write_tree, "hdf5": _write_hdf5}
+_WRITERS = {"root": write_tree, "hdf5": write_hdf5}
 
 
 def test_cepc_file_reads_tagged_peaks_as_truth(tmp_path: Path) -> None:
-    path = _write_tree(tmp_path / "signal_pi_12.5_0.root", _cepc_branches())
+    path = write_tree(tmp_path / "signal_pi_12.5_0.root", cepc_branches())
     chunk = read_labelled(path, LabelledLayout("cepc", particle="pi"), 0, 4, MIN_SAMPLES)
     data = chunk.data
     assert chunk.skipped == []
@@ -108,7 +53,7 @@ def test_cepc_file_reads_tagged_peaks_as_truth(tmp_path: Path) -> None:
 
 
 def test_cepc_candidates_on_tagged_peaks_are_signal(tmp_path: Path) -> None:
-    path = _write_tree(tmp_path / "sim.root", _cepc_branches())
+    path = write_tree(tmp_path / "sim.root", cepc_branches())
     prepare = load_params().prepare
     chunk = prepare_waveforms(
         read_labelled(path, LabelledLayout("cepc"), 0, 4, MIN_SAMPLES).data, prepare
@@ -155,7 +100,7 @@ BAD_WAVEFORMS = [
 def test_one_bad_waveform_is_skipped_with_its_entry(
     tmp_path: Path, change: dict, entry: int, reason: str, fmt: str
 ) -> None:
-    branches = _cepc_branches()
+    branches = cepc_branches()
     if "wf_i" in change:
         rows = [np.asarray(r) for r in ak.to_list(branches["wf_i"])]
         if change["wf_i"] is None:
@@ -176,10 +121,10 @@ def test_one_bad_waveform_is_skipped_with_its_entry(
 
 
 BAD_FILES = [
-    ("missing branch", lambda p: _write_tree(p, _drop(_cepc_branches(), "tag")), "names.tag"),
-    ("wrong tree", lambda p: _write_tree(p, _cepc_branches(), "events"), "names.tree"),
+    ("missing branch", lambda p: write_tree(p, _drop(cepc_branches(), "tag")), "names.tag"),
+    ("wrong tree", lambda p: write_tree(p, cepc_branches(), "events"), "names.tree"),
     ("time unit", lambda p: p, "time_unit"),
-    ("truncated", lambda p: _truncate(_write_tree(p, _cepc_branches())), "truncated"),
+    ("truncated", lambda p: _truncate(write_tree(p, cepc_branches())), "truncated"),
     ("not a file", lambda p: p.with_name("missing.root"), "no such file"),
 ]
 
@@ -197,7 +142,7 @@ def _truncate(path: Path) -> Path:
     ("make", "named"), [case[1:] for case in BAD_FILES], ids=[case[0] for case in BAD_FILES]
 )
 def test_bad_file_names_file_and_setting(tmp_path: Path, make: Any, named: str) -> None:
-    path = _write_tree(tmp_path / "input.root", _cepc_branches())
+    path = write_tree(tmp_path / "input.root", cepc_branches())
     path = make(path)
     layout = LabelledLayout("cepc", time_unit="ns" if named == "time_unit" else "samples")
     with pytest.raises(InputError) as error:
@@ -206,26 +151,16 @@ def test_bad_file_names_file_and_setting(tmp_path: Path, make: Any, named: str) 
     assert named in str(error.value)
 
 
-def _write_parquet(path: Path, branches: dict) -> Path:
-    """One column per branch, in row groups of 3 entries, so a chunk spans two."""
-    columns = {
-        name: pa.array(ak.to_list(v) if isinstance(v, ak.Array) else v)
-        for name, v in branches.items()
-    }
-    pq.write_table(pa.table(columns), path, row_group_size=3)
-    return path
-
-
 OTHER_FORMATS = [
-    ("hdf5, 2-D waveforms in group sim", lambda p, b: _write_hdf5(p.with_suffix(".h5"), b), 0),
+    ("hdf5, 2-D waveforms in group sim", lambda p, b: write_hdf5(p.with_suffix(".h5"), b), 0),
     (
         "hdf5, variable-length waveforms at the root",
-        lambda p, b: _write_hdf5(p.with_suffix(".h5"), b, None),
+        lambda p, b: write_hdf5(p.with_suffix(".h5"), b, None),
         10,
     ),
     (
         "parquet, row groups of 3",
-        lambda p, b: _write_parquet(p.with_suffix(".parquet"), b),
+        lambda p, b: write_parquet(p.with_suffix(".parquet"), b),
         10,
     ),
 ]
@@ -237,7 +172,7 @@ OTHER_FORMATS = [
     ids=[case[0] for case in OTHER_FORMATS],
 )
 def test_cepc_file_in_other_formats_reads_as_root(tmp_path: Path, write: Any, shorter: int) -> None:
-    branches = _cepc_branches()
+    branches = cepc_branches()
     rows = ak.to_list(branches["wf_i"])
     # Every other waveform ``shorter`` samples shorter: waveforms of several lengths.
     branches["wf_i"] = ak.Array(
@@ -246,7 +181,7 @@ def test_cepc_file_in_other_formats_reads_as_root(tmp_path: Path, write: Any, sh
     layout = LabelledLayout("cepc", particle="pi")
     other = write(tmp_path / "a", branches)
     from_other = read_labelled(other, layout, 1, 4, MIN_SAMPLES)
-    from_root = read_labelled(_write_tree(tmp_path / "a.root", branches), layout, 1, 4, MIN_SAMPLES)
+    from_root = read_labelled(write_tree(tmp_path / "a.root", branches), layout, 1, 4, MIN_SAMPLES)
     assert from_other.skipped == []
     assert from_other.tag_counts.tolist() == from_root.tag_counts.tolist() == [0, 6, 3]
     assert from_other.data.electrons.equals(from_root.data.electrons)
@@ -256,8 +191,8 @@ def test_cepc_file_in_other_formats_reads_as_root(tmp_path: Path, write: Any, sh
 
 
 def _string_tags(path: Path) -> Path:
-    branches = _cepc_branches()
-    _write_hdf5(path, _drop(branches, "tag"))
+    branches = cepc_branches()
+    write_hdf5(path, _drop(branches, "tag"))
     with h5py.File(path, "a") as file:
         file["sim"].create_dataset("tag", data=np.array([b"a", b"b", b"c", b"d"]))
     return path
@@ -266,21 +201,21 @@ def _string_tags(path: Path) -> Path:
 BAD_HDF5 = [
     (
         "missing dataset",
-        lambda p: _write_hdf5(p, _drop(_cepc_branches(), "tag")),
+        lambda p: write_hdf5(p, _drop(cepc_branches(), "tag")),
         "no dataset 'tag' in group 'sim' for 'tag' (layout cepc; rename it with names.tag)",
     ),
     (
         "no group named like the tree",
-        lambda p: _write_hdf5(p, _cepc_branches(), "events"),
+        lambda p: write_hdf5(p, cepc_branches(), "events"),
         "no dataset 'wf_i' at the file root (no group 'sim', names.tree)",
     ),
     (
         "datasets of different lengths",
-        lambda p: _write_hdf5(p, _cepc_branches(mom=np.full(3, 12.5))),
+        lambda p: write_hdf5(p, cepc_branches(mom=np.full(3, 12.5))),
         "dataset 'mom' in group 'sim' holds 3 entries, 'wf_i' 4",
     ),
     ("strings", _string_tags, "dataset 'tag' in group 'sim' holds |S1 of shape (4,)"),
-    ("truncated", lambda p: _truncate(_write_hdf5(p, _cepc_branches())), "not a readable HDF5"),
+    ("truncated", lambda p: _truncate(write_hdf5(p, cepc_branches())), "not a readable HDF5"),
 ]
 
 
@@ -321,19 +256,19 @@ def test_written_layouts_label_as_the_simulator(tmp_path: Path, layout: str, suf
 def test_data_check_reports_and_fails_on_a_problem(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    good = _write_tree(tmp_path / "good.root", _cepc_branches())
+    good = write_tree(tmp_path / "good.root", cepc_branches())
     assert main(["data", "check", str(good), "--layout", "cepc", "--particle", "K"]) == 0
     out = capsys.readouterr().out
     assert "4 waveforms (4 usable)" in out
     assert "tags 0/1/2: 1/8/4" in out
     assert "particles K" in out
     assert "mean ncls 2.00" in out
-    bad = _write_tree(tmp_path / "bad.root", _drop(_cepc_branches(), "ncls"))
+    bad = write_tree(tmp_path / "bad.root", _drop(cepc_branches(), "ncls"))
     assert main(["data", "check", str(good), str(bad), "--layout", "cepc"]) == 2
     captured = capsys.readouterr()
     assert "first problem" in captured.out
     assert "names.n_clusters" in captured.out
-    renamed = _write_tree(tmp_path / "renamed.root", _cepc_branches())
+    renamed = write_tree(tmp_path / "renamed.root", cepc_branches())
     summary = summarise_file(renamed, LabelledLayout("cepc", {"n_clusters": "mom"}), MIN_SAMPLES)
     assert "check names.n_clusters" in summary.problem
 

@@ -1,8 +1,12 @@
-"""The data stages end to end: real DVC running real Prefect flows on a real Dask cluster."""
+"""The data stages end to end: real DVC running real Prefect flows on a real Dask cluster,
+and their outputs through a DVC remote. Every test here reads the session's one trained
+project, which is why they share a module: `make test` sends a module to one worker."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +17,8 @@ import yaml
 from dndx.dataset import part_paths, read_candidates
 from flows.pipeline import pipeline
 from tests.conftest import TrainedProject, copy_project, dvc
+
+pytestmark = pytest.mark.pipeline
 
 STAGES = (
     "simulate",
@@ -149,3 +155,34 @@ def test_bad_params_stop_the_stage_before_any_work(project: Path) -> None:
     assert result.returncode != 0
     assert "simulate.noise_fraction = [0.1, 2.0]: should be [low, high] within" in result.stderr
     assert not (project / "data").exists()
+
+
+def _digests(directory: Path) -> dict[str, str]:
+    """SHA-256 of every file DVC tracks below ``directory`` (not git's .gitignore)."""
+    return {
+        str(path.relative_to(directory)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(directory.rglob("*"))
+        if path.is_file() and path.name != ".gitignore"
+    }
+
+
+def test_push_then_pull_into_an_empty_checkout_restores_the_data_byte_for_byte(
+    trained_project: TrainedProject, tmp_path: Path
+) -> None:
+    project = copy_project(trained_project, tmp_path)
+    outputs = {"ingest": "data/ingested", "simulate": "data/simulated", "prepare": "data/prepared"}
+    before = {stage: _digests(project / out) for stage, out in outputs.items()}
+    assert all(before.values())
+
+    remote = tmp_path / "remote"
+    dvc(project, "remote", "add", "-d", "storage", str(remote))
+    dvc(project, "push", *outputs)
+    assert any(remote.rglob("*")), "nothing was pushed"
+
+    shutil.rmtree(project / "data")
+    shutil.rmtree(project / ".dvc" / "cache")
+    dvc(project, "pull", *outputs)
+
+    assert {stage: _digests(project / out) for stage, out in outputs.items()} == before
+    assert "up to date" in dvc(project, "status", *outputs)
+    assert "in sync" in dvc(project, "status", "--cloud", *outputs)

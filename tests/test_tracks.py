@@ -15,7 +15,7 @@ from dndx.config import PARAMS_PATH, PARTICLE_MASSES_GEV, load_params, parse_par
 from dndx.dataset import part_name, part_paths, read_waveform_set, write_waveform_set
 from dndx.errors import ConfigError, InputError
 from dndx.evaluation import BaselineTuning
-from dndx.labelled_writer import write_labelled_root
+from dndx.labelled_writer import write_labelled
 from dndx.physics import cluster_density_per_cm
 from dndx.separation import spread, track_dndx
 from dndx.simulation import WaveformSet
@@ -221,7 +221,7 @@ def test_imported_files_of_one_particle_each_are_cut_into_tracks_and_separated(
     root = tmp_path / "labelled"
     for name, data in files.items():
         (root / name).parent.mkdir(parents=True, exist_ok=True)
-        write_labelled_root(data, root / name, "cepc")
+        write_labelled(data, root / name, "cepc")
     data = {
         "source": "files",
         "root": str(root),
