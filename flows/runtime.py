@@ -166,6 +166,9 @@ def dask_task_runner(cfg: DaskConfig, tasks_at_once: int | None = None) -> TaskR
         return cast(TaskRunner[Any], runner)
     distributed = logging.getLogger("distributed")
     distributed.setLevel(max(distributed.getEffectiveLevel(), logging.WARNING))
+    # A worker configures its logging as it imports Dask, before the worker environment
+    # applies: its level has to be inherited (unless the caller chose one).
+    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
     return cast(TaskRunner[Any], DaskTaskRunner(**local_cluster_kwargs(cfg, tasks_at_once)))
 
 
