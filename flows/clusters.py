@@ -47,7 +47,6 @@ def worker_thread_env(threads: int = 1) -> dict[str, str]:
         # for good in a worker (every thread waiting), as TensorFlow warns blocking ops may.
         "TF_NUM_INTEROP_THREADS": "2",
         "TF_CPP_MIN_LOG_LEVEL": "2",
-        "DASK_LOGGING__DISTRIBUTED": "warning",
     }
 
 

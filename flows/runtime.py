@@ -119,14 +119,19 @@ def quiet_prefect_console() -> None:
 
 
 def worker_environment(prefect_api_url: str | None = None) -> dict[str, str]:
-    """What a Dask worker's environment needs: the Prefect API (default: the
-    configured one) and one thread for TensorFlow and BLAS.
+    """What a batch or remote Dask worker's environment needs before it starts: the
+    Prefect API (default: the configured one), one thread for TensorFlow and BLAS,
+    and Dask's logs at warnings.
 
     >>> worker_environment("http://10.0.0.5:4200/api")["PREFECT_API_URL"]
     'http://10.0.0.5:4200/api'
     """
     url = configured_prefect_api() if prefect_api_url is None else prefect_api_url
-    return {**({"PREFECT_API_URL": url} if url else {}), **worker_thread_env()}
+    return {
+        **({"PREFECT_API_URL": url} if url else {}),
+        **worker_thread_env(),
+        "DASK_LOGGING__DISTRIBUTED": "warning",
+    }
 
 
 def dask_config_from_environment(cfg: DaskConfig) -> DaskConfig:
@@ -184,8 +189,7 @@ def local_cluster_kwargs(cfg: DaskConfig, tasks_at_once: int | None = None) -> d
     from dask.utils import format_bytes, parse_bytes
 
     n_workers = min(cfg.n_workers, tasks_at_once or cfg.n_workers)
-    cores_each = cfg.n_workers * cfg.threads_per_worker // n_workers
-    share = cfg.n_workers // n_workers
+    share = cfg.n_workers // n_workers  # workers' worth of cores and memory each
     return {
         "cluster_class": "distributed.LocalCluster",
         "cluster_kwargs": {
@@ -194,7 +198,7 @@ def local_cluster_kwargs(cfg: DaskConfig, tasks_at_once: int | None = None) -> d
             "processes": True,
             "memory_limit": format_bytes(parse_bytes(cfg.memory_limit) * share),
             # Set in each worker process before TensorFlow or BLAS start.
-            "env": worker_thread_env(cores_each),
+            "env": worker_thread_env(share * cfg.threads_per_worker),
             "dashboard_address": ":0",  # any free port: several clusters may run at once
         },
     }
