@@ -432,11 +432,14 @@ _SCALAR_KINDS = frozenset(
 )
 
 
-def _scalars(path: Path, arrays: Mapping[str, ak.Array], role: str, name: str) -> NDArray:
+def _scalars(
+    path: Path, layout: LabelledLayout, arrays: Mapping[str, ak.Array], role: str
+) -> NDArray:
     values = np.asarray(arrays[role])
     if values.ndim != 1:
         raise InputError(
-            f"{path}: branch {name!r} ({role}) holds lists, expected one number per entry"
+            f"{path}: branch {layout.name(role)!r} ({role}) holds lists, "
+            "expected one number per entry"
         )
     return values
 
@@ -449,7 +452,7 @@ def _base_info(
 ) -> pd.DataFrame:
     n = len(by_role["waveform"])
     rates = _rates_ghz(
-        _scalars(path, by_role, "sampling_rate", layout.name("sampling_rate")).astype(np.float64),
+        _scalars(path, layout, by_role, "sampling_rate").astype(np.float64),
         layout,
     )
     info = pd.DataFrame(
@@ -457,22 +460,16 @@ def _base_info(
             "waveform_id": np.arange(start, start + n, dtype=np.int64),
             "source_file": str(path),
             "entry": np.arange(start, start + n, dtype=np.int64),
-            "n_clusters": _scalars(path, by_role, "n_clusters", layout.name("n_clusters")).astype(
-                np.int64
-            ),
+            "n_clusters": _scalars(path, layout, by_role, "n_clusters").astype(np.int64),
             "sampling_rate_ghz": rates,
         }
     )
     if "momentum" in by_role:
-        info["momentum_gev"] = _scalars(path, by_role, "momentum", layout.name("momentum")).astype(
-            np.float64
-        )
+        info["momentum_gev"] = _scalars(path, layout, by_role, "momentum").astype(np.float64)
     else:
         info["momentum_gev"] = np.nan
     if "particle" in by_role:
-        codes = np.abs(
-            _scalars(path, by_role, "particle", layout.name("particle")).astype(np.int64)
-        )
+        codes = np.abs(_scalars(path, layout, by_role, "particle").astype(np.int64))
         info["particle"] = [_PARTICLES_OF_CODES.get(int(code), "") for code in codes]
     else:
         info["particle"] = layout.particle

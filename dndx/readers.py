@@ -462,6 +462,19 @@ def _numbers(values: NDArray, path: Path, what: str) -> NDArray:
     return values
 
 
+def _check_one_per_waveform(
+    path: Path, what: str, shape: tuple[int, ...], dtype: np.dtype, n_events: int, of: str
+) -> None:
+    """A per-waveform column (``what``) holds one number for each of the ``n_events``
+    waveforms of ``of``."""
+    if shape != (n_events,):
+        raise InputError(
+            f"{path}: {what} has shape {shape}, expected ({n_events},): "
+            f"one number per waveform of {of!r}"
+        )
+    _numbers(np.zeros(0, dtype), path, what)
+
+
 def _iterate_ranges(
     read: Callable[[int, int], Ragged], n_events: int, chunk_size: int
 ) -> Iterator[Ragged]:
@@ -652,12 +665,9 @@ def _open_hdf5(source: WaveformSource, stack: contextlib.ExitStack) -> _OpenSour
                 f"{path}: no dataset {column!r} ({role}); datasets in the file: {described}"
             )
         numbers = datasets[column]
-        if numbers.shape != (n_events,):
-            raise InputError(
-                f"{path}: dataset {column!r} ({role}) has shape {numbers.shape}, expected "
-                f"({n_events},): one number per waveform of {name!r}"
-            )
-        _numbers(np.zeros(0, numbers.dtype), path, f"dataset {column!r} ({role})")
+        _check_one_per_waveform(
+            path, f"dataset {column!r} ({role})", numbers.shape, numbers.dtype, n_events, name
+        )
 
         def read_numbers(start: int, stop: int) -> NDArray:
             what = f"{_entries(start, stop)} of dataset {column!r}"
@@ -846,12 +856,9 @@ def _open_npz(source: WaveformSource, stack: contextlib.ExitStack) -> _OpenSourc
         if name not in headers:
             raise InputError(f"{path}: no array {name!r} ({role}); arrays in the file: {described}")
         numbers_shape, _, numbers_dtype, _ = headers[name]
-        if numbers_shape != (n_events,):
-            raise InputError(
-                f"{path}: array {name!r} ({role}) has shape {numbers_shape}, expected "
-                f"({n_events},): one number per waveform of {key!r}"
-            )
-        _numbers(np.zeros(0, numbers_dtype), path, f"array {name!r} ({role})")
+        _check_one_per_waveform(
+            path, f"array {name!r} ({role})", numbers_shape, numbers_dtype, n_events, key
+        )
 
         def read_numbers(start: int, stop: int) -> NDArray:
             # One number per waveform: small enough to load whole.
