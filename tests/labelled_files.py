@@ -17,7 +17,6 @@ import yaml
 
 N_SAMPLES = 300
 RATE_GHZ = 1.5
-MIN_SAMPLES = 15
 # Per waveform: (peak sample, tag); tag 0 is a background entry on a pulse too.
 PEAKS: list[list[tuple[int, int]]] = [
     [(40, 1), (80, 2), (150, 1), (220, 0)],

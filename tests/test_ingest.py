@@ -32,6 +32,12 @@ from tests.labelled_files import (
 pytestmark = pytest.mark.pipeline
 
 N_FILES = 5
+#: The ``data.splits`` of three files signal_0.root to signal_2.root.
+ONE_FILE_PER_SPLIT = {
+    "train": ["signal_0.root"],
+    "validation": ["signal_1.root"],
+    "test": ["signal_2.root"],
+}
 
 
 def _dvc(repo: Path, *args: str, ok: bool = True) -> str:
@@ -162,15 +168,7 @@ def test_bad_input_stops_ingest_naming_it(
     root = project / "data/labelled"
     _cepc_files(root, 3)
     spoil(root)
-    use_files(
-        project,
-        files=[],
-        splits={
-            "train": ["signal_0.root"],
-            "validation": ["signal_1.root"],
-            "test": ["signal_2.root"],
-        },
-    )
+    use_files(project, files=[], splits=ONE_FILE_PER_SPLIT)
     log = _dvc(project, "repro", "ingest", ok=False)
     assert named in log
     assert not (project / "data/ingested").exists()
@@ -179,15 +177,7 @@ def test_bad_input_stops_ingest_naming_it(
 
 def test_one_bad_waveform_is_skipped_and_counted(project: Path, prefect_api: str) -> None:
     _one_bad_waveform(project / "data/labelled")
-    use_files(
-        project,
-        files=[],
-        splits={
-            "train": ["signal_0.root"],
-            "validation": ["signal_1.root"],
-            "test": ["signal_2.root"],
-        },
-    )
+    use_files(project, files=[], splits=ONE_FILE_PER_SPLIT)
     _dvc(project, "repro", "ingest")
     metrics = json.loads((project / "metrics/ingest.json").read_text())
     assert metrics["validation"]["n_skipped"] == 1

@@ -21,7 +21,6 @@ from dndx.preparation import prepare_waveforms
 from dndx.simulation import simulate_range
 from flows.cli import main
 from tests.labelled_files import (
-    MIN_SAMPLES,
     N_SAMPLES,
     PEAKS,
     RATE_GHZ,
@@ -32,6 +31,9 @@ from tests.labelled_files import (
 )
 
 _WRITERS = {"root": write_tree, "hdf5": write_hdf5}
+
+#: Waveforms shorter than one candidate window (15 samples) are skipped.
+MIN_SAMPLES = 15
 
 
 def test_cepc_file_reads_tagged_peaks_as_truth(tmp_path: Path) -> None:
