@@ -107,15 +107,16 @@ def _own_session_server() -> Any:
 
 
 def quiet_prefect_console() -> None:
-    """Keep Prefect's console handler to critical messages, and Dask's logs to
-    errors, in this process and in every process it starts from now on (Dask
-    workers), tracebacks of failures included: the caller reports progress and
-    failures in its own words."""
+    """Keep Prefect's console handler and Dask's logs to critical messages, in this
+    process and in every process it starts from now on (Dask workers), tracebacks
+    of failures included: the caller reports progress and failures in its own
+    words."""
     os.environ["PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL"] = "CRITICAL"
-    # Workers warn of the tasks a failure cancels; a nanny, of a worker that
-    # Ctrl-C left busy.
-    os.environ["DASK_LOGGING__DISTRIBUTED"] = "error"
-    logging.getLogger("distributed").setLevel(logging.ERROR)
+    # Workers warn of the tasks a failure cancels; a nanny, of a worker that Ctrl-C
+    # left busy; and a worker whose scheduler Ctrl-C stopped first logs its failed
+    # heartbeat as an error, with a traceback.
+    os.environ["DASK_LOGGING__DISTRIBUTED"] = "critical"
+    logging.getLogger("distributed").setLevel(logging.CRITICAL)
 
 
 def worker_environment(prefect_api_url: str | None = None) -> dict[str, str]:
