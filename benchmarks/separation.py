@@ -6,14 +6,14 @@ at each of ``--momenta`` (the ``tracks`` section's cells; the test split's
 streams, so the evaluation's tracks are the first of them), counts every cell
 with every method of the evaluation (the registered pair through ONNX Runtime,
 the baselines with the settings the last evaluation tuned) and splits each
-method's share of the Poisson separation into two factors:
+counting method's share of the Poisson separation into two factors:
 
-    S_m / S_Poisson = (relative difference kept) × (resolution ratio)
+    S_m / S_Poisson = (difference kept) × (spread ratio)
 
-with the relative difference ``(μ_a − μ_b) / ((μ_a + μ_b) / 2)`` of the method
-over the truth's, and the resolution ratio the truth's mean σ/μ over the
-method's. A counter that shrinks its counts toward a mean loses the first; one
-that is noisy loses the second.
+the difference of the pair's mean dN/dx (clusters per cm, the truth's unit) over the
+truth's, and the truth's mean spread σ over the method's. A counter that shrinks
+its counts toward a mean keeps less of the difference; a noisy one has the larger
+spread. (dE/dx has another unit: no factors.)
 
 Needs a finished ``make run`` (``data/bundle``, ``metrics/evaluate.json``) in the
 working directory; writes ``benchmarks/results/separation.json``.
@@ -89,28 +89,26 @@ def count_tracks(
 
 
 def decompose(tracks: pd.DataFrame, a: str, b: str, methods: list[str]) -> pd.DataFrame:
-    """Per momentum and method: the relative difference of the pair's mean dN/dx
-    and the mean resolution σ/μ, each as a share of the truth's (see the module)."""
+    """Per momentum and counting method (``methods``, the truth among them): the
+    difference of the pair's mean dN/dx and their mean spread, each as a share of
+    the truth's (see the module); their product is the method's S / S_Poisson."""
     rows = []
     for momentum, group in tracks.groupby("momentum_gev"):
         for method in methods:
             values = {p: group.loc[group["particle"] == p, method] for p in (a, b)}
-            mean = {p: float(v.mean()) for p, v in values.items()}
-            spread = {p: float(v.std(ddof=1)) for p, v in values.items()}
             rows.append(
                 {
                     "momentum_gev": float(momentum),
                     "method": method,
-                    "relative_difference": (mean[a] - mean[b]) / ((mean[a] + mean[b]) / 2),
-                    "resolution": (spread[a] / mean[a] + spread[b] / mean[b]) / 2,
+                    "difference": abs(float(values[a].mean() - values[b].mean())),
+                    "spread": float(values[a].std(ddof=1) + values[b].std(ddof=1)) / 2,
                 }
             )
     table = pd.DataFrame(rows)
     truth = table[table["method"] == TRUTH].set_index("momentum_gev")
-    table["difference_kept"] = table["relative_difference"] / table["momentum_gev"].map(
-        truth["relative_difference"]
-    )
-    table["resolution_ratio"] = table["momentum_gev"].map(truth["resolution"]) / table["resolution"]
+    momentum = table["momentum_gev"]
+    table["difference_kept"] = table["difference"] / momentum.map(truth["difference"])
+    table["spread_ratio"] = momentum.map(truth["spread"]) / table["spread"]
     return table
 
 
@@ -155,17 +153,19 @@ def main() -> None:
     )
     a, b = args.pair
     separation = evaluation.pair_table(a, b)
-    factors = decompose(evaluation.tracks, a, b, list(TRACK_METHODS))
-    table = separation.merge(factors, on=["momentum_gev", "method"])
+    factors = decompose(evaluation.tracks, a, b, list(TRACK_METHODS[:-1]))
+    table = separation.merge(factors, on=["momentum_gev", "method"], how="left")
     for momentum, group in table.groupby("momentum_gev"):
         print(f"\n{a}/{b} at {momentum:g} GeV/c, {args.tracks} tracks each:")
-        print(f"{'method':<40} {'S':>12} {'S/S_Poisson':>14} {'diff kept':>10} {'res ratio':>10}")
+        print(
+            f"{'method':<40} {'S':>12} {'S/S_Poisson':>14} {'diff kept':>10} {'spread ratio':>12}"
+        )
         for row in group.itertuples():
             print(
                 f"{LABELS.get(str(row.method), str(row.method)):<40} "
                 f"{row.separation:6.2f} ± {row.separation_error:4.2f} "
                 f"{row.ratio:7.3f} ± {row.ratio_error:5.3f} "
-                f"{row.difference_kept:10.3f} {row.resolution_ratio:10.3f}"
+                f"{row.difference_kept:10.3f} {row.spread_ratio:12.3f}"
             )
     result = {
         "bundle": str(BUNDLE),
