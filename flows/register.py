@@ -219,9 +219,11 @@ def _separation_report(separation: dict[str, Any]) -> str:
     """The figure compared first, of both pairs, as a Markdown paragraph and table."""
     pair = "/".join(separation["pair"])
     momenta = ", ".join(f"{m:g}" for m in separation["momenta_gev"])
-    where = f"{pair} on the validation tracks at {momenta} GeV/c"
     if not separation["new"]:
-        return f"Separation power not measured: the validation tracks hold no {where}.\n\n"
+        return (
+            f"Separation power not measured: the validation tracks hold no {pair} at "
+            f"{momenta} GeV/c.\n\n"
+        )
 
     def figure(scores: dict[str, float] | None) -> str:
         if not scores:
@@ -229,8 +231,9 @@ def _separation_report(separation: dict[str, Any]) -> str:
         return f"{scores['separation_ratio']:.4f} ± {scores['separation_ratio_error']:.4f}"
 
     return (
-        f"Compared first, through ONNX Runtime: S / S_Poisson of {where} (mean over the "
-        "momenta; the new pair must keep at least the champion's):\n\n"
+        f"Compared first, through ONNX Runtime: S / S_Poisson of {pair} on the validation "
+        f"tracks at {momenta} GeV/c, the mean over the momenta; the new pair must keep at "
+        "least the champion's:\n\n"
         "| figure | new pair | champion before |\n|---|--:|--:|\n"
         f"| separation_ratio | {figure(separation['new'])} | "
         f"{figure(separation['champion_before'])} |\n\n"
