@@ -122,7 +122,9 @@ def _fit(
     xv, yv = validation
     loss = keras.losses.get(model.loss)
     history: list[dict[str, float]] = []
-    shown = list(dict.fromkeys([training.early_stopping_metric, training.selection[0]]))
+    # The stopping metric and the first selection metric an epoch computes (the
+    # counter's separation is measured once, on the final model).
+    shown = list(dict.fromkeys([training.early_stopping_metric, *training.selection]))
 
     class EpochEnd(keras.callbacks.Callback):
         started = 0.0
@@ -145,7 +147,9 @@ def _fit(
                 label,
                 epoch + 1,
                 training.epochs,
-                ", ".join(f"{name} {logs[name]:.4f}" for name in shown if name in logs),
+                ", ".join(
+                    f"{name} {logs[name]:.4f}" for name in [n for n in shown if n in logs][:2]
+                ),
                 seconds,
             )
             if not math.isfinite(logs.get("loss", 0.0)):
