@@ -48,6 +48,7 @@ __all__ = [
     "SAMPLING_RATES_GHZ",
     "ClusterCounterModelConfig",
     "CounterInputConfig",
+    "CounterTrainingConfig",
     "DaskConfig",
     "DataConfig",
     "EvaluateConfig",
@@ -95,6 +96,7 @@ METRIC_GOALS: dict[str, str] = {
     "val_abs_relative_bias": "min",
     "val_abs_slope_error": "min",
     "val_mae": "min",
+    "val_separation_ratio": "max",
 }
 
 _MODEL = ConfigDict(extra="forbid", allow_inf_nan=False)
@@ -369,6 +371,21 @@ class TrainingConfig:
 
 
 @dataclass(frozen=True, config=_MODEL)
+class CounterTrainingConfig(TrainingConfig):
+    """The counter's training, and the validation tracks it is judged on.
+
+    ``val_separation_ratio`` (:func:`dndx.separation.mean_separation_ratio`) is
+    S / S_Poisson of ``separation_pair`` on the validation tracks, averaged over
+    ``separation_momenta_gev``; the ``encode`` stage encodes those tracks alone.
+    """
+
+    separation_pair: Annotated[tuple[Particle, Particle], Distinct]
+    separation_momenta_gev: Annotated[
+        tuple[Annotated[StrictFloat, Field(ge=0.01, le=1e4)], ...], NonEmpty, Distinct
+    ]
+
+
+@dataclass(frozen=True, config=_MODEL)
 class CounterInputConfig:
     """The cluster counter's input encoding (see ``dndx.encoding``)."""
 
@@ -580,7 +597,7 @@ class Params:
     train_peak_finder: TrainingConfig
     counter_input: CounterInputConfig
     cluster_counter: ClusterCounterModelConfig
-    train_cluster_counter: TrainingConfig
+    train_cluster_counter: CounterTrainingConfig
     evaluate: EvaluateConfig
     register: RegisterConfig
     mlflow: MlflowConfig
@@ -616,6 +633,29 @@ class Params:
                     raise ValueError(f"{where}{_problem(detail, type(model))}") from None
             space[name] = tuple(checked)
         return dataclasses.replace(training, scan=dataclasses.replace(training.scan, space=space))
+
+    @model_validator(mode="after")
+    def _separation_tracks_exist(self) -> Params:
+        # Imported files bring their own particles and momenta: nothing to check here.
+        if self.data.source != "simulate":
+            return self
+        training, tracks = self.train_cluster_counter, self.tracks
+        missing_particles = [p for p in training.separation_pair if p not in tracks.particles]
+        if missing_particles:
+            raise ValueError(
+                f"train_cluster_counter.separation_pair = {list(training.separation_pair)}: "
+                f"{missing_particles} not in tracks.particles {list(tracks.particles)}"
+            )
+        missing_momenta = [
+            m for m in training.separation_momenta_gev if m not in tracks.momenta_gev
+        ]
+        if missing_momenta:
+            raise ValueError(
+                "train_cluster_counter.separation_momenta_gev = "
+                f"{list(training.separation_momenta_gev)}: {missing_momenta} not in "
+                f"tracks.momenta_gev {list(tracks.momenta_gev)}"
+            )
+        return self
 
 
 def _key_path(loc: Sequence[int | str]) -> str:
@@ -673,14 +713,20 @@ def parse_params(mapping: Any, source: str | Path = "params.yaml") -> Params:
     return _validate(Params, mapping, source, ())
 
 
+def _line(detail: ErrorDetails, cls: type, loc: tuple[str, ...]) -> str:
+    """One problem of a file: the key path, then what is wrong with it."""
+    where = _key_path((*loc, *detail["loc"]))
+    if not where and detail["type"] == "value_error":
+        # A check across sections names its keys itself.
+        return _problem(detail, cls).removeprefix(": ")
+    return f"{where or 'top level'}{_problem(detail, cls)}"
+
+
 def _validate(cls: type[T], mapping: Any, source: str | Path, loc: tuple[str, ...]) -> T:
     try:
         return TypeAdapter(cls).validate_python(mapping)
     except ValidationError as error:
-        lines = [
-            f"{_key_path((*loc, *detail['loc'])) or 'top level'}{_problem(detail, cls)}"
-            for detail in error.errors(include_url=False)
-        ]
+        lines = [_line(detail, cls, loc) for detail in error.errors(include_url=False)]
         if len(lines) == 1:
             raise ConfigError(f"{source}: {lines[0]}") from None
         raise ConfigError(

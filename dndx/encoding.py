@@ -35,6 +35,7 @@ from dndx.ragged import Ragged
 __all__ = [
     "COUNTER_INPUT_FILE",
     "N_CHANNELS",
+    "VALIDATION_TRACKS_DIR",
     "CounterInput",
     "encode_scored_candidates",
     "samples_per_bin",
@@ -44,6 +45,11 @@ N_CHANNELS = 4
 #: A split's encodings in ``data/counter_inputs/<split>``: arrays ``x``
 #: ``(n_waveforms, n_bins, N_CHANNELS)``, ``waveform_id`` and ``n_clusters``.
 COUNTER_INPUT_FILE = "encoded.npz"
+#: The validation tracks' cells the counter is chosen on, in
+#: ``data/counter_inputs/<VALIDATION_TRACKS_DIR>/<COUNTER_INPUT_FILE>``: the arrays
+#: of a split plus ``track_id``, ``particle``, ``momentum_gev`` and
+#: ``path_length_cm``, all ``(n_cells,)``.
+VALIDATION_TRACKS_DIR = "tracks_validation"
 
 
 @dataclass(frozen=True, eq=False)

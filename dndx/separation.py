@@ -52,8 +52,10 @@ __all__ = [
     "Estimate",
     "Spread",
     "counted_tracks",
+    "mean_separation_ratio",
     "particle_pairs",
     "resolution_table",
+    "selection_rows",
     "separation_power",
     "separation_ratio",
     "separation_table",
@@ -427,3 +429,69 @@ def separation_table(
                 )
                 rows.append((method, a, b, momentum, s.value, s.error, r.value, r.error))
     return pd.DataFrame(rows, columns=list(_SEPARATION_COLUMNS))
+
+
+def selection_rows(
+    particle: ArrayLike,
+    momentum_gev: ArrayLike,
+    pair: tuple[str, str],
+    momenta_gev: Sequence[float],
+) -> NDArray[np.int64]:
+    """The cells, ``(n_selected,)`` rows of ``particle`` and ``momentum_gev`` (both
+    ``(n_cells,)``), of the two particles of ``pair`` at one of ``momenta_gev``.
+
+    >>> selection_rows(["pi", "K", "mu", "K"], [5.0, 10.0, 5.0, 2.0], ("pi", "K"), [5.0, 10.0])
+    array([0, 1])
+    """
+    momentum = np.asarray(momentum_gev, dtype=np.float64)
+    chosen = np.isin(np.asarray(particle).astype(str), pair) & np.isclose(
+        momentum[:, None], np.asarray(momenta_gev, dtype=np.float64)[None, :]
+    ).any(axis=1)
+    return np.flatnonzero(chosen)
+
+
+def mean_separation_ratio(
+    cells: pd.DataFrame,
+    method: str,
+    reference: str,
+    pair: tuple[str, str],
+    momenta_gev: Sequence[float],
+) -> Estimate:
+    """S / S_reference of ``pair`` averaged over ``momenta_gev``: the figure a
+    counter is chosen and promoted on.
+
+    Args:
+        cells: one row per cell (as :func:`track_table` takes them) with the
+            count columns ``method`` and ``reference``.
+        method: the counts judged.
+        reference: the counts of the limit, the truth.
+        pair: the two particles.
+        momenta_gev: the momenta averaged over; one where either particle has
+            fewer than 2 tracks is left out.
+
+    Returns:
+        The mean ratio and its uncertainty (the momenta's track sets are
+        independent); NaN for both where no momentum is measured.
+
+    >>> cells = pd.DataFrame({"track_id": np.repeat(np.arange(8), 2),
+    ...     "particle": np.repeat(["pi"] * 4 + ["K"] * 4, 2), "momentum_gev": 10.0,
+    ...     "path_length_cm": 1.0, "truth": np.repeat([9, 11, 9, 11, 5, 7, 5, 7], 2),
+    ...     "half": np.repeat([9, 11, 9, 11, 7, 9, 7, 9], 2)})
+    >>> r = mean_separation_ratio(cells, "half", "truth", ("pi", "K"), [10.0, 20.0])
+    >>> round(r.value, 4), round(r.error, 4)
+    (0.5, 0.1021)
+    """
+    tracks = track_table(cells, [method, reference])
+    tracks = tracks.iloc[
+        selection_rows(tracks["particle"], tracks["momentum_gev"], pair, momenta_gev)
+    ]
+    n_tracks = tracks.groupby(["momentum_gev", "particle"]).size().unstack(fill_value=0)
+    enough = (n_tracks.reindex(columns=list(pair), fill_value=0) >= 2).all(axis=1)
+    chosen = tracks[tracks["momentum_gev"].isin(n_tracks.index[enough])]
+    if chosen.empty:
+        return Estimate(math.nan, math.nan)
+    ratios = separation_table(chosen, [method], reference, [pair])
+    return Estimate(
+        float(ratios["ratio"].mean()),
+        math.sqrt(float((ratios["ratio_error"] ** 2).sum())) / len(ratios),
+    )

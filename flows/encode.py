@@ -1,5 +1,7 @@
 """DVC stage ``encode``: the chosen peak finder scores every prepared candidate and
-the peaks it detects are encoded as the cluster counter's input, chunk by chunk."""
+the peaks it detects are encoded as the cluster counter's input, chunk by chunk;
+so are the cells of the validation tracks the counter is chosen on (the
+``separation_pair`` at the ``separation_momenta_gev`` of ``train_cluster_counter``)."""
 
 from __future__ import annotations
 
@@ -10,15 +12,17 @@ from prefect import flow, get_run_logger
 
 from dndx.config import Params, load_params
 from dndx.dataset import part_paths
+from dndx.encoding import VALIDATION_TRACKS_DIR
 from dndx.simulation import SPLITS
 from dndx.storage import atomic_directory
 from flows.runtime import dask_task_runner, project_root
-from tasks.encoding import encode_chunk, merge_split, read_score_threshold
+from tasks.encoding import encode_chunk, encode_track_chunk, merge_split, read_score_threshold
 
 __all__ = ["INPUTS_DIR", "PEAK_FINDER_SELECTION", "encode", "main"]
 
 SIMULATED_DIR = Path("data/simulated")
 PREPARED_DIR = Path("data/prepared")
+TRACKS_DIR = Path("data/tracks")
 PEAK_FINDER_DIR = Path("data/models/peak_finder")
 INPUTS_DIR = Path("data/counter_inputs")
 #: The selection of the peak finder that made the inputs, kept beside them.
@@ -27,7 +31,8 @@ PEAK_FINDER_SELECTION = "peak_finder_selection.json"
 
 @flow(name="encode", log_prints=True)
 def encode(params: Params, root: Path) -> dict[str, int]:
-    """Score and encode every split; returns the waveforms per split."""
+    """Score and encode every split and the validation tracks' chosen cells;
+    returns the waveforms (cells) of each."""
     logger = get_run_logger()
     selection = root / PEAK_FINDER_DIR / "selection.json"
     threshold = read_score_threshold(selection)
@@ -36,7 +41,16 @@ def encode(params: Params, root: Path) -> dict[str, int]:
         for split in SPLITS
         for index, path in enumerate(part_paths(root / SIMULATED_DIR / split))
     ]
+    training = params.train_cluster_counter
     with atomic_directory(root / INPUTS_DIR) as tmp:
+        track_futures = [
+            encode_track_chunk.submit(
+                index, path, training.separation_pair, training.separation_momenta_gev,
+                root / PEAK_FINDER_DIR / "model.keras", threshold,
+                params.prepare, params.counter_input, params.simulate.window_ns, tmp,
+            )
+            for index, path in enumerate(part_paths(root / TRACKS_DIR / "validation"))
+        ]  # fmt: skip
         futures = [
             encode_chunk.submit(
                 split, index, path, root / PREPARED_DIR / split / "candidates" / path.name,
@@ -52,6 +66,20 @@ def encode(params: Params, root: Path) -> dict[str, int]:
                 done, len(jobs), split, index, result["n_detected"],
             )  # fmt: skip
         n_waveforms = {split: merge_split(tmp / split) for split in SPLITS}
+        chosen = f"{'/'.join(training.separation_pair)} at " + ", ".join(
+            f"{m:g}" for m in training.separation_momenta_gev
+        )
+        if sum(future.result()["n_waveforms"] for future in track_futures):
+            n_waveforms[VALIDATION_TRACKS_DIR] = merge_split(tmp / VALIDATION_TRACKS_DIR)
+            logger.info(
+                "encode: %d cells of the validation tracks of %s GeV/c",
+                n_waveforms[VALIDATION_TRACKS_DIR], chosen,
+            )  # fmt: skip
+        else:
+            logger.warning(
+                "encode: no validation track of %s GeV/c: the counter's "
+                "val_separation_ratio cannot be measured", chosen,
+            )  # fmt: skip
         shutil.copy(selection, tmp / PEAK_FINDER_SELECTION)
     return n_waveforms
 

@@ -2,9 +2,11 @@
 Keras, register both models in MLflow and promote them with aliases.
 
 The new pair and the current champion pair are both run through the inference
-path (ONNX Runtime) on the same test waveforms; the new pair becomes
-``champion`` only if it is at least as good on every compared figure, and
-``challenger`` otherwise. ``reports/registry.md`` says which, and why.
+path (ONNX Runtime) on the same validation tracks and test waveforms; the new
+pair becomes ``champion`` only if it keeps at least as much of the Poisson
+separation power and is then at least as good on every compared test figure,
+and ``challenger`` otherwise (:func:`tasks.registry.decide`).
+``reports/registry.md`` says which, and why.
 """
 
 from __future__ import annotations
@@ -31,9 +33,11 @@ from tasks.registry import (
     RegistryInputs,
     champion_bundle,
     load_test_set,
+    load_validation_tracks,
     promote,
     register_bundle,
     score_bundle,
+    score_separation,
 )
 from tasks.tracking import configure_mlflow, lineage_tags
 
@@ -42,6 +46,7 @@ __all__ = ["BUNDLE_DIR", "main", "register"]
 MODELS_DIR = Path("data/models")
 SIMULATED_DIR = Path("data/simulated")
 PREPARED_DIR = Path("data/prepared")
+VALIDATION_TRACKS_DIR = Path("data/tracks/validation")
 BUNDLE_DIR = Path("data/bundle")
 CACHE_DIR = Path("data/registry-cache")
 SUMMARY_PATH = Path("metrics/register.json")
@@ -140,11 +145,16 @@ def register(params: Params, root: Path) -> dict[str, Any]:
     champion_scores = (
         score_bundle(champion_dir, test.waveforms, test.truth, params) if champion_dir else None
     )
+    training = params.train_cluster_counter
+    tracks = load_validation_tracks(root / VALIDATION_TRACKS_DIR, training)
+    new_separation = score_separation(bundle_dir, tracks, training)
+    champion_separation = score_separation(champion_dir, tracks, training) if champion_dir else None
 
     tags = {
         **ModelBundle.load(bundle_dir).provenance,
         "onnx_opset": str(params.register.opset),
         **{f"onnx_parity.{k}": f"{v:.3g}" for k, v in parity.items()},
+        **{f"val_{k}": f"{v:.4g}" for k, v in new_separation.items()},
     }
     versions = register_bundle(
         bundle_dir,
@@ -156,7 +166,11 @@ def register(params: Params, root: Path) -> dict[str, Any]:
         new_scores,
         tags,
     )
-    decision = promote(versions, new_scores, champion_scores)
+    decision = promote(
+        versions,
+        {**new_separation, **new_scores},
+        None if champion_scores is None else {**(champion_separation or {}), **champion_scores},
+    )
     logger.info("registered %s as %s: %s", versions, decision["alias"], decision["reason"])
     summary = {
         "versions": versions,
@@ -164,6 +178,12 @@ def register(params: Params, root: Path) -> dict[str, Any]:
         "reason": decision["reason"],
         "test": new_scores,
         "champion_before": champion_scores,
+        "separation": {
+            "pair": list(training.separation_pair),
+            "momenta_gev": list(training.separation_momenta_gev),
+            "new": new_separation,
+            "champion_before": champion_separation,
+        },
         "onnx_parity": parity,
         "int8": quantized,
     }
@@ -186,11 +206,37 @@ def _report(summary: dict[str, Any]) -> str:
         "# Model registry\n\n"
         f"Registered {versions} as **{summary['alias']}**.\n\n"
         f"Why: {summary['reason']}.\n\n"
-        "Both pairs run through ONNX Runtime on the same test waveforms:\n\n"
+        + _separation_report(summary["separation"])
+        + "Then both pairs run through ONNX Runtime on the same test waveforms:\n\n"
         "| figure | new pair | champion before |\n|---|--:|--:|\n" + "\n".join(rows) + "\n\n"
         f"ONNX parity with Keras (max abs difference): {summary['onnx_parity']}\n\n"
         f"int8 pair ({'kept in the bundle as int8/' if summary['int8']['passed'] else 'not kept'}):"
         f" {summary['int8']['reason']}.\n"
+    )
+
+
+def _separation_report(separation: dict[str, Any]) -> str:
+    """The figure compared first, of both pairs, as a Markdown paragraph and table."""
+    pair = "/".join(separation["pair"])
+    momenta = ", ".join(f"{m:g}" for m in separation["momenta_gev"])
+    if not separation["new"]:
+        return (
+            f"Separation power not measured: the validation tracks hold no {pair} at "
+            f"{momenta} GeV/c.\n\n"
+        )
+
+    def figure(scores: dict[str, float] | None) -> str:
+        if not scores:
+            return "–"
+        return f"{scores['separation_ratio']:.4f} ± {scores['separation_ratio_error']:.4f}"
+
+    return (
+        f"Compared first, through ONNX Runtime: S / S_Poisson of {pair} on the validation "
+        f"tracks at {momenta} GeV/c, the mean over the momenta; the new pair must keep at "
+        "least the champion's:\n\n"
+        "| figure | new pair | champion before |\n|---|--:|--:|\n"
+        f"| separation_ratio | {figure(separation['new'])} | "
+        f"{figure(separation['champion_before'])} |\n\n"
     )
 
 

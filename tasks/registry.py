@@ -7,6 +7,18 @@ run artifacts, the whole ONNX bundle (both graphs and ``bundle.json``), plus
 tags linking it to its scan run, data version, git commit and parameters.
 Promotion uses the aliases ``champion`` and ``challenger``; a pair is promoted
 together, because the counter was trained on its own peak finder's output.
+
+The promotion rule (:func:`decide`), both pairs run through ONNX Runtime:
+
+1. separation first: S / S_Poisson of ``train_cluster_counter.separation_pair``
+   on the validation tracks, averaged over ``separation_momenta_gev``
+   (:func:`score_separation`). A new pair that keeps less of the Poisson
+   separation power than the champion stays ``challenger``;
+2. then the test figures of :data:`COMPARED`: the new pair becomes ``champion``
+   only if it is at least as good on each.
+
+Where the validation tracks hold none of the chosen particles and momenta
+(imported files of other ones), step 1 is skipped and says so.
 """
 
 from __future__ import annotations
@@ -27,13 +39,21 @@ from mlflow.tracking import MlflowClient
 from numpy.typing import NDArray
 
 from dndx.bundle import BUNDLE_FILE, COUNTER_FILE, PEAK_FINDER_FILE, ModelBundle
-from dndx.config import PARAMS_PATH, PROJECT_ROOT, MlflowConfig, Params, load_params
-from dndx.dataset import read_candidates, read_prepared_waveforms, read_waveform_set
+from dndx.config import (
+    PARAMS_PATH,
+    PROJECT_ROOT,
+    CounterTrainingConfig,
+    MlflowConfig,
+    Params,
+    load_params,
+)
+from dndx.dataset import part_paths, read_candidates, read_prepared_waveforms, read_waveform_set
 from dndx.encoding import COUNTER_INPUT_FILE
 from dndx.errors import InputError
 from dndx.evaluation import evaluate_counting, evaluate_peaks
 from dndx.inference import infer_waveforms
 from dndx.ragged import Ragged
+from dndx.separation import mean_separation_ratio, selection_rows
 from dndx.simulation import WaveformSet
 from tasks.onnx_models import OnnxModels
 from tasks.tracking import set_tracking_uri, tracking_uri
@@ -45,12 +65,15 @@ __all__ = [
     "PEAK_FINDER_NAME",
     "RegistryInputs",
     "champion_bundle",
+    "decide",
     "fetch_bundle",
     "load_test_set",
+    "load_validation_tracks",
     "promote",
     "register_bundle",
     "registry_uri",
     "score_bundle",
+    "score_separation",
 ]
 
 PEAK_FINDER_NAME = "peak-finder"
@@ -59,8 +82,21 @@ CHAMPION = "champion"
 CHALLENGER = "challenger"
 BUNDLE_ARTIFACTS = "bundle"
 
-#: The figures a pair is compared on, and which way is better.
+#: The test figures a pair is compared on after the separation, and which way is better.
 COMPARED = {"peak_efficiency_x_purity": "max", "rms_over_sqrt_n": "min"}
+#: The figure compared first: S / S_Poisson on the validation tracks (larger is better).
+SEPARATION = "separation_ratio"
+
+
+def _infer(models: OnnxModels, waveforms: WaveformSet) -> pd.DataFrame:
+    """:func:`dndx.inference.infer_waveforms` of waveforms of any rates, in their order."""
+    rates = waveforms.info["sampling_rate_ghz"].to_numpy()
+    results = []
+    for rate in np.unique(rates):
+        rows = np.flatnonzero(rates == rate)
+        found = infer_waveforms(waveforms.adc.take(rows), float(rate), "auto", models)
+        results.append(found.assign(row=rows))
+    return pd.concat(results).sort_values("row")
 
 
 def score_bundle(
@@ -68,14 +104,7 @@ def score_bundle(
 ) -> dict[str, float]:
     """Run a bundle through the inference path (ONNX Runtime) on the test waveforms
     and score it against the truth: peak efficiency x purity and counting figures."""
-    models = OnnxModels.load(bundle_dir)
-    rates = test.info["sampling_rate_ghz"].to_numpy()
-    results = []
-    for rate in np.unique(rates):
-        rows = np.flatnonzero(rates == rate)
-        found = infer_waveforms(test.adc.take(rows), float(rate), "auto", models)
-        results.append(found.assign(row=rows))
-    found = pd.concat(results).sort_values("row")
+    found = _infer(OnnxModels.load(bundle_dir), test)
     rate = params.prepare.model_sampling_rate_ghz
     detected = Ragged.from_rows([np.asarray(t) * rate for t in found["peak_time_ns"]], np.float64)
     expected = Ragged.from_rows(
@@ -107,6 +136,45 @@ def score_bundle(
         "relative_bias": counting.scores["relative_bias"],
         "linearity_slope": counting.scores["linearity_slope"],
     }
+
+
+def load_validation_tracks(tracks_dir: Path, training: CounterTrainingConfig) -> WaveformSet | None:
+    """The cells of the validation tracks in ``tracks_dir`` of the particles and
+    momenta the counter is judged on (``separation_pair``, ``separation_momenta_gev``),
+    or None where there are none."""
+    chosen = []
+    for path in part_paths(tracks_dir):
+        cells = read_waveform_set(path)
+        rows = selection_rows(
+            cells.info["particle"],
+            cells.info["momentum_gev"],
+            training.separation_pair,
+            training.separation_momenta_gev,
+        )
+        if len(rows):
+            chosen.append(cells.take(rows))
+    return WaveformSet.concatenate(chosen) if chosen else None
+
+
+def score_separation(
+    bundle_dir: Path, tracks: WaveformSet | None, training: CounterTrainingConfig
+) -> dict[str, float]:
+    """S / S_Poisson of a bundle (ONNX Runtime) on ``tracks``
+    (:func:`load_validation_tracks`), averaged over the separation momenta, with its
+    uncertainty: ``separation_ratio`` and ``separation_ratio_error``; empty where
+    nothing is measured."""
+    if tracks is None:
+        return {}
+    found = _infer(OnnxModels.load(bundle_dir), tracks)
+    cells = tracks.info[["track_id", "particle", "momentum_gev", "path_length_cm"]].assign(
+        truth=tracks.info["n_clusters"].to_numpy(), counted=found["counter_output"].to_numpy()
+    )
+    ratio = mean_separation_ratio(
+        cells, "counted", "truth", training.separation_pair, training.separation_momenta_gev
+    )
+    if not np.isfinite(ratio.value):
+        return {}
+    return {SEPARATION: ratio.value, f"{SEPARATION}_error": ratio.error}
 
 
 @dataclass(frozen=True, eq=False)
@@ -200,26 +268,48 @@ def _champion_version(client: MlflowClient, name: str) -> str | None:
         return None
 
 
+def decide(new: dict[str, float], champion: dict[str, float] | None) -> tuple[str, str]:
+    """The alias of a new pair against the champion pair's figures, and why: the
+    separation first (:data:`SEPARATION`, where both were measured), then every
+    test figure of :data:`COMPARED`.
+
+    >>> decide({"separation_ratio": 0.80, "peak_efficiency_x_purity": 0.9,
+    ...         "rms_over_sqrt_n": 0.5}, {"separation_ratio": 0.82,
+    ...         "peak_efficiency_x_purity": 0.8, "rms_over_sqrt_n": 0.7})[0]
+    'challenger'
+    """
+    if champion is None:
+        return CHAMPION, "no champion yet: the first registered pair becomes champion"
+
+    def verdict(key: str, ok: bool) -> str:
+        return (
+            f"{key} {new[key]:.4f} vs champion {champion[key]:.4f} "
+            f"({'at least as good' if ok else 'worse'})"
+        )
+
+    if SEPARATION in new and SEPARATION in champion:
+        if new[SEPARATION] < champion[SEPARATION]:
+            return CHALLENGER, verdict(SEPARATION, False) + ": the separation decides first"
+        verdicts = [verdict(SEPARATION, True)]
+    else:
+        verdicts = [
+            f"{SEPARATION} not measured on both pairs (no validation tracks of the "
+            "chosen particles and momenta)"
+        ]
+    better_or_equal = {
+        key: new[key] >= champion[key] if goal == "max" else new[key] <= champion[key]
+        for key, goal in COMPARED.items()
+    }
+    verdicts += [verdict(key, ok) for key, ok in better_or_equal.items()]
+    return CHAMPION if all(better_or_equal.values()) else CHALLENGER, "; ".join(verdicts)
+
+
 def promote(
     versions: dict[str, str], new: dict[str, float], champion: dict[str, float] | None
 ) -> dict[str, Any]:
-    """Give the new pair the ``champion`` alias if it is at least as good as the
-    current champion pair on every compared figure, else ``challenger``; says why."""
-    better_or_equal = {
-        key: champion is None
-        or (new[key] >= champion[key] if goal == "max" else new[key] <= champion[key])
-        for key, goal in COMPARED.items()
-    }
-    alias = CHAMPION if all(better_or_equal.values()) else CHALLENGER
-    if champion is None:
-        reason = "no champion yet: the first registered pair becomes champion"
-    else:
-        verdicts = [
-            f"{key} {new[key]:.4f} vs champion {champion[key]:.4f} "
-            f"({'at least as good' if ok else 'worse'})"
-            for key, ok in better_or_equal.items()
-        ]
-        reason = "; ".join(verdicts)
+    """Give the new pair the alias :func:`decide` chooses against the current
+    champion pair's figures; says why."""
+    alias, reason = decide(new, champion)
     client = MlflowClient()
     for name, version in versions.items():
         client.set_registered_model_alias(name, alias, version)

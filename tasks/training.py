@@ -23,9 +23,14 @@ import numpy as np
 import pandas as pd
 from prefect import get_run_logger, task
 
-from dndx.config import ClusterCounterModelConfig, PeakFinderModelConfig, TrainingConfig
+from dndx.config import (
+    ClusterCounterModelConfig,
+    CounterTrainingConfig,
+    PeakFinderModelConfig,
+    TrainingConfig,
+)
 from dndx.dataset import read_candidates, read_prepared_waveforms
-from dndx.encoding import COUNTER_INPUT_FILE
+from dndx.encoding import COUNTER_INPUT_FILE, VALIDATION_TRACKS_DIR
 from dndx.metrics import best_threshold, binary_scores, counting_metrics, roc_auc, roc_curve
 from dndx.plots import (
     plot_linearity,
@@ -34,6 +39,7 @@ from dndx.plots import (
     plot_training_curves,
 )
 from dndx.scan import COST_COLUMNS
+from dndx.separation import mean_separation_ratio
 from dndx.storage import atomic_file
 from tasks.resources import measure_resources
 
@@ -116,7 +122,9 @@ def _fit(
     xv, yv = validation
     loss = keras.losses.get(model.loss)
     history: list[dict[str, float]] = []
-    shown = list(dict.fromkeys([training.early_stopping_metric, training.selection[0]]))
+    # The stopping metric and the first selection metric an epoch computes (the
+    # counter's separation is measured once, on the final model).
+    shown = list(dict.fromkeys([training.early_stopping_metric, *training.selection]))
 
     class EpochEnd(keras.callbacks.Callback):
         started = 0.0
@@ -139,7 +147,9 @@ def _fit(
                 label,
                 epoch + 1,
                 training.epochs,
-                ", ".join(f"{name} {logs.get(name, math.nan):.4f}" for name in shown),
+                ", ".join(
+                    f"{name} {logs[name]:.4f}" for name in [n for n in shown if n in logs][:2]
+                ),
                 seconds,
             )
             if not math.isfinite(logs.get("loss", 0.0)):
@@ -284,7 +294,7 @@ def _peak_finder_scores(scores: np.ndarray, labels: np.ndarray) -> dict[str, flo
 def _counter_trial(
     spec: TrialSpec,
     model_cfg: ClusterCounterModelConfig,
-    training: TrainingConfig,
+    training: CounterTrainingConfig,
     data_dir: Path,
     trial_dir: Path,
     logger: TrialLogger,
@@ -306,6 +316,7 @@ def _counter_trial(
     metrics = {
         "val_loss": min(h["val_loss"] for h in history),
         **_counting_scores(predicted, yv),
+        **_separation_scores(model, data_dir / VALIDATION_TRACKS_DIR, training),
         "epochs_trained": len(history),
         "n_train_waveforms": len(y),
         "n_parameters": model.count_params(),
@@ -314,6 +325,29 @@ def _counter_trial(
     model.save(trial_dir / "model.keras")
     plot_linearity(yv, {"cnn": predicted}, trial_dir / "counts.png")
     return {"metrics": metrics, "inference_time": inference_time, "history": history}
+
+
+def _separation_scores(
+    model: Any, tracks_dir: Path, training: CounterTrainingConfig
+) -> dict[str, float]:
+    """``val_separation_ratio`` (and its ``_error``): what the counter keeps of the
+    Poisson separation power on the encoded validation tracks; nothing where the
+    encode stage found none of the chosen particles and momenta."""
+    path = tracks_dir / COUNTER_INPUT_FILE
+    if not path.is_file():
+        return {}
+    with np.load(path) as data:
+        cells = pd.DataFrame(
+            {key: data[key] for key in ("track_id", "particle", "momentum_gev", "path_length_cm")}
+        )
+        cells["truth"] = data["n_clusters"]
+        cells["cnn"] = _predict(model, data["x"])
+    ratio = mean_separation_ratio(
+        cells, "cnn", "truth", training.separation_pair, training.separation_momenta_gev
+    )
+    if not math.isfinite(ratio.value):
+        return {}
+    return {"val_separation_ratio": ratio.value, "val_separation_ratio_error": ratio.error}
 
 
 def _counting_scores(predicted: np.ndarray, truth: np.ndarray) -> dict[str, float]:

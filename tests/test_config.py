@@ -171,12 +171,45 @@ def test_wrong_types_name_key_value_and_allowed(path: str, value: Any, message: 
             {"filter": [[8]]},
             "train_cluster_counter: scan.space.filter: not a key of cluster_counter; keys are",
         ),
+        (
+            "train_cluster_counter.separation_pair",
+            ["pi", "pi"],
+            "train_cluster_counter.separation_pair = ['pi', 'pi']: should list each value once",
+        ),
+        (
+            "train_cluster_counter.separation_pair",
+            ["pi", "d"],
+            "train_cluster_counter.separation_pair[1] = 'd': should be one of ['e', 'mu'",
+        ),
+        (
+            "train_cluster_counter.separation_momenta_gev",
+            [],
+            "train_cluster_counter.separation_momenta_gev = []: should be a non-empty list",
+        ),
+        (
+            "train_cluster_counter.separation_momenta_gev",
+            [10.0, 12.5],
+            "my-params.yaml: train_cluster_counter.separation_momenta_gev = [10.0, 12.5]: "
+            "[12.5] not in tracks.momenta_gev [2.0, 5.0,",
+        ),
     ],
 )
 def test_values_out_of_range_name_key_value_and_allowed(
     path: str, value: Any, message: str
 ) -> None:
     assert message in _error(_edited(path, value))
+
+
+def test_the_separation_pair_must_be_among_the_simulated_tracks_not_the_imported() -> None:
+    mapping = _edited("train_cluster_counter.separation_pair", ["pi", "p"])
+    mapping["tracks"]["particles"] = ["pi", "K"]
+    assert _error(mapping) == (
+        "my-params.yaml: train_cluster_counter.separation_pair = ['pi', 'p']: ['p'] not in "
+        "tracks.particles ['pi', 'K']"
+    )
+    # Imported files bring the tracks' particles and momenta: nothing to compare with.
+    mapping["data"].update(source="files", files=["*.root"])
+    assert parse_params(mapping).train_cluster_counter.separation_pair == ("pi", "p")
 
 
 def test_missing_keys_are_named_one_line_each() -> None:

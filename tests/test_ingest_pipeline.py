@@ -35,6 +35,10 @@ def test_full_pipeline_on_cepc_files(project: Path, prefect_api: str) -> None:
     assert 0.0 < evaluation["peak.lstm.efficiency_x_purity"] <= 1.0
     registry = json.loads((project / "metrics/register.json").read_text())
     assert registry["alias"] == "champion"
+    # Pions at 12.5 GeV/c alone: no pair to separate, the counter is chosen and
+    # registered on the per-waveform figures, and the report says so.
+    assert registry["separation"]["new"] == {}
+    assert "Separation power not measured" in (project / "reports/registry.md").read_text()
     provenance = json.loads((project / "data/bundle/bundle.json").read_text())["provenance"]
     assert provenance["data_source"] == "files:data/labelled"
     lock = yaml.safe_load((project / "dvc.lock").read_text())["stages"]

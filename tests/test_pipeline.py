@@ -11,8 +11,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
+from mlflow.tracking import MlflowClient
 
 from dndx.dataset import part_paths, read_candidates
 from flows.pipeline import pipeline
@@ -65,6 +67,22 @@ def test_dvc_repro_runs_every_stage_then_nothing(trained_project: TrainedProject
     for model in ("peak_finder", "cluster_counter"):
         assert (project / f"data/models/{model}/model.keras").exists()
         assert (project / f"reports/scan_{model}.md").exists()
+    # The counter's trials were judged first on the validation tracks of the pair.
+    training = params["train_cluster_counter"]
+    with np.load(project / "data/counter_inputs/tracks_validation/encoded.npz") as cells:
+        assert set(cells["particle"]) == set(training["separation_pair"])
+        assert set(cells["momentum_gev"]) == set(training["separation_momenta_gev"])
+        n_tracks = 2 * len(training["separation_momenta_gev"]) * tracks["n_validation"]
+        assert len(cells["x"]) == len(cells["track_id"]) == n_tracks * tracks["n_cells"]
+    client = MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
+    trials = client.search_runs(
+        [client.get_experiment_by_name("dndx").experiment_id],
+        "params.model = 'cluster_counter' and tags.status = 'finished'",
+    )
+    assert trials and all(0.0 < t.data.metrics["val_separation_ratio"] < 2.0 for t in trials)
+    scan = (project / "reports/scan_cluster_counter.md").read_text()
+    assert "ranked by val_separation_ratio, val_rms_over_sqrt_n" in scan
+    assert "| val_separation_ratio |" in scan
     evaluation = json.loads((project / "metrics/evaluate.json").read_text())
     assert "counting.cnn.rms_over_sqrt_n" in evaluation
     separation = json.loads((project / "metrics/separation.json").read_text())
@@ -73,7 +91,19 @@ def test_dvc_repro_runs_every_stage_then_nothing(trained_project: TrainedProject
     )
     assert separation["separation"]["pi_K"]["10GeV"]["truth"]["ratio"] == 1.0
     assert (project / "reports/evaluation.md").exists()
-    assert json.loads((project / "metrics/register.json").read_text())["alias"] == "champion"
+    registry = json.loads((project / "metrics/register.json").read_text())
+    assert registry["alias"] == "champion"
+    separation = registry["separation"]
+    assert separation["pair"] == training["separation_pair"]
+    # The registry's ONNX Runtime figure is the kept trial's Keras figure.
+    kept = json.loads((project / "metrics/train_cluster_counter.json").read_text())
+    assert separation["new"]["separation_ratio"] == pytest.approx(
+        kept["val_separation_ratio"], rel=1e-4
+    )
+    assert separation["new"]["separation_ratio_error"] > 0.0
+    assert separation["champion_before"] is None
+    report = (project / "reports/registry.md").read_text()
+    assert f"| separation_ratio | {separation['new']['separation_ratio']:.4f} ± " in report
     demo = json.loads((project / "metrics/demo.json").read_text())
     assert demo["n_waveforms"] == params["register"]["demo_waveforms"]
     assert (project / "data/demo/results.summary.md").exists()
@@ -93,6 +123,13 @@ def test_dvc_repro_runs_every_stage_then_nothing(trained_project: TrainedProject
         # A parameter of the CNN: its scan, never the encoding before it (the stages
         # after it follow once its outputs change).
         ("cluster_counter", "learning_rate", {"train_cluster_counter"}),
+        # The momenta the counter is judged at: the tracks encoded for it, its scan and
+        # the promotion, which measure there.
+        (
+            "train_cluster_counter",
+            "separation_momenta_gev",
+            {"encode", "train_cluster_counter", "register"},
+        ),
     ],
 )
 def test_a_parameter_makes_stale_only_the_stage_that_reads_it(

@@ -16,6 +16,7 @@ from tasks.registry import (
     CHAMPION,
     COUNTER_NAME,
     PEAK_FINDER_NAME,
+    decide,
     fetch_bundle,
     promote,
 )
@@ -74,3 +75,27 @@ def test_fetching_an_unknown_alias_names_it(untrained_pair: Path, local_registry
             local_registry / "cache",
             mlflow.get_tracking_uri(),
         )
+
+
+@pytest.mark.parametrize(
+    ("separation", "efficiency", "alias", "reason"),
+    [
+        # Less separation loses whatever the test figures, and nothing else is compared.
+        (0.79, 0.90, CHALLENGER, "separation_ratio 0.7900 vs champion 0.8000 (worse): the"),
+        # As much separation: then every test figure, as before.
+        (0.80, 0.70, CHALLENGER, "peak_efficiency_x_purity 0.7000 vs champion 0.7500 (worse)"),
+        (0.81, 0.75, CHAMPION, "separation_ratio 0.8100 vs champion 0.8000 (at least as good)"),
+        # Not measured (no validation tracks of the pair): the test figures alone.
+        (None, 0.76, CHAMPION, "separation_ratio not measured on both pairs"),
+    ],
+)
+def test_promotion_compares_the_separation_first(
+    separation: float | None, efficiency: float, alias: str, reason: str
+) -> None:
+    champion = {"separation_ratio": 0.80, "peak_efficiency_x_purity": 0.75, "rms_over_sqrt_n": 0.7}
+    new = {"peak_efficiency_x_purity": efficiency, "rms_over_sqrt_n": 0.6}
+    if separation is not None:
+        new["separation_ratio"] = separation
+    decided, why = decide(new, champion)
+    assert (decided, reason in why) == (alias, True)
+    assert ("rms_over_sqrt_n" in why) == (separation != 0.79)

@@ -10,8 +10,10 @@ import pandas as pd
 import pytest
 
 from dndx.separation import (
+    mean_separation_ratio,
     particle_pairs,
     resolution_table,
+    selection_rows,
     separation_power,
     separation_ratio,
     separation_table,
@@ -227,3 +229,35 @@ def test_track_metrics_nest_for_dvc_and_end_the_run_summary(
     assert lines[2].split()[:4] == ["true", "count", "(Poisson", "limit)"]
     assert lines[2].endswith("(1.00)")
     assert len(lines) == 2 + len(TRACK_METHODS)
+
+
+def test_the_selection_ratio_averages_the_chosen_momenta_where_both_particles_have_tracks() -> None:
+    # The method keeps half of the truth's difference at 5 GeV/c and all of it at 10;
+    # 20 GeV/c is not chosen, and at 30 GeV/c the kaon has a single track.
+    truth = {"pi": [9.0, 11.0, 9.0, 11.0], "K": [5.0, 7.0, 5.0, 7.0]}
+    method = {5.0: {"pi": [9.0, 11.0, 9.0, 11.0], "K": [7.0, 9.0, 7.0, 9.0]}, 10.0: truth}
+    method[20.0] = method[5.0]
+    rows = []
+    for momentum, counts in method.items():
+        for particle in ("pi", "K"):
+            for track, (n, n_true) in enumerate(
+                zip(counts[particle], truth[particle], strict=True)
+            ):
+                rows.append((particle, momentum, track, n, n_true))
+    rows += [("pi", 30.0, 0, 9.0, 9.0), ("pi", 30.0, 1, 11.0, 11.0), ("K", 30.0, 0, 5.0, 5.0)]
+    cells = pd.DataFrame(rows, columns=["particle", "momentum_gev", "track", "counts", "truth"])
+    cells["track_id"] = cells.groupby(["particle", "momentum_gev", "track"]).ngroup()
+    cells["path_length_cm"] = 1.0
+    assert selection_rows(
+        cells["particle"], cells["momentum_gev"], ("pi", "K"), [30.0]
+    ).tolist() == [24, 25, 26]
+
+    ratio = mean_separation_ratio(cells, "counts", "truth", ("pi", "K"), [5.0, 10.0, 30.0])
+    at_5_gev = separation_table(
+        track_table(cells[cells["momentum_gev"] == 5.0], ["counts", "truth"]),
+        ["counts"], "truth", [("pi", "K")],
+    )  # fmt: skip
+    assert ratio.value == pytest.approx((0.5 + 1.0) / 2)
+    assert ratio.error == pytest.approx(at_5_gev["ratio_error"].iloc[0] / 2)
+    unmeasured = mean_separation_ratio(cells, "counts", "truth", ("pi", "K"), [30.0, 50.0])
+    assert math.isnan(unmeasured.value) and math.isnan(unmeasured.error)
