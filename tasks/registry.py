@@ -10,12 +10,13 @@ together, because the counter was trained on its own peak finder's output.
 
 The promotion rule (:func:`decide`), both pairs run through ONNX Runtime:
 
-1. separation first: S / S_Poisson of ``train_cluster_counter.separation_pair``
+1. separation decides: S / S_Poisson of ``train_cluster_counter.separation_pair``
    on the validation tracks, averaged over ``separation_momenta_gev``
-   (:func:`score_separation`). A new pair that keeps less of the Poisson
-   separation power than the champion stays ``challenger``;
-2. then the test figures of :data:`COMPARED`: the new pair becomes ``champion``
-   only if it is at least as good on each.
+   (:func:`score_separation`). The new pair becomes ``champion`` if it keeps at
+   least as much of the Poisson separation power as the champion, else
+   ``challenger``; the test figures of :data:`COMPARED` are reported beside it;
+2. without a separation figure for both pairs, the test figures decide: the new
+   pair becomes ``champion`` only if it is at least as good on each.
 
 Where the validation tracks hold none of the chosen particles and momenta
 (imported files of other ones), step 1 is skipped and says so.
@@ -270,13 +271,17 @@ def _champion_version(client: MlflowClient, name: str) -> str | None:
 
 def decide(new: dict[str, float], champion: dict[str, float] | None) -> tuple[str, str]:
     """The alias of a new pair against the champion pair's figures, and why: the
-    separation first (:data:`SEPARATION`, where both were measured), then every
-    test figure of :data:`COMPARED`.
+    separation (:data:`SEPARATION`) where both were measured, else every test
+    figure of :data:`COMPARED`; the reason names every figure either way.
 
     >>> decide({"separation_ratio": 0.80, "peak_efficiency_x_purity": 0.9,
     ...         "rms_over_sqrt_n": 0.5}, {"separation_ratio": 0.82,
     ...         "peak_efficiency_x_purity": 0.8, "rms_over_sqrt_n": 0.7})[0]
     'challenger'
+    >>> decide({"separation_ratio": 0.84, "peak_efficiency_x_purity": 0.8,
+    ...         "rms_over_sqrt_n": 0.72}, {"separation_ratio": 0.82,
+    ...         "peak_efficiency_x_purity": 0.8, "rms_over_sqrt_n": 0.7})[0]
+    'champion'
     """
     if champion is None:
         return CHAMPION, "no champion yet: the first registered pair becomes champion"
@@ -287,21 +292,25 @@ def decide(new: dict[str, float], champion: dict[str, float] | None) -> tuple[st
             f"({'at least as good' if ok else 'worse'})"
         )
 
-    if SEPARATION in new and SEPARATION in champion:
-        if new[SEPARATION] < champion[SEPARATION]:
-            return CHALLENGER, verdict(SEPARATION, False) + ": the separation decides first"
-        verdicts = [verdict(SEPARATION, True)]
-    else:
-        verdicts = [
-            f"{SEPARATION} not measured on both pairs (no validation tracks of the "
-            "chosen particles and momenta)"
-        ]
     better_or_equal = {
         key: new[key] >= champion[key] if goal == "max" else new[key] <= champion[key]
         for key, goal in COMPARED.items()
     }
-    verdicts += [verdict(key, ok) for key, ok in better_or_equal.items()]
-    return CHAMPION if all(better_or_equal.values()) else CHALLENGER, "; ".join(verdicts)
+    figures = [verdict(key, ok) for key, ok in better_or_equal.items()]
+    if SEPARATION in new and SEPARATION in champion:
+        kept = new[SEPARATION] >= champion[SEPARATION]
+        return (
+            CHAMPION if kept else CHALLENGER,
+            "; ".join([verdict(SEPARATION, kept) + ": the separation decides", *figures]),
+        )
+    not_measured = (
+        f"{SEPARATION} not measured on both pairs (no validation tracks of the "
+        "chosen particles and momenta): the test figures decide"
+    )
+    return (
+        CHAMPION if all(better_or_equal.values()) else CHALLENGER,
+        "; ".join([not_measured, *figures]),
+    )
 
 
 def promote(

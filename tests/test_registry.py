@@ -80,16 +80,17 @@ def test_fetching_an_unknown_alias_names_it(untrained_pair: Path, local_registry
 @pytest.mark.parametrize(
     ("separation", "efficiency", "alias", "reason"),
     [
-        # Less separation loses whatever the test figures, and nothing else is compared.
+        # Less separation loses whatever the test figures.
         (0.79, 0.90, CHALLENGER, "separation_ratio 0.7900 vs champion 0.8000 (worse): the"),
-        # As much separation: then every test figure, as before.
-        (0.80, 0.70, CHALLENGER, "peak_efficiency_x_purity 0.7000 vs champion 0.7500 (worse)"),
+        # As much separation wins even with a worse test figure, which the reason names.
+        (0.80, 0.70, CHAMPION, "peak_efficiency_x_purity 0.7000 vs champion 0.7500 (worse)"),
         (0.81, 0.75, CHAMPION, "separation_ratio 0.8100 vs champion 0.8000 (at least as good)"),
-        # Not measured (no validation tracks of the pair): the test figures alone.
+        # Not measured (no validation tracks of the pair): the test figures decide.
         (None, 0.76, CHAMPION, "separation_ratio not measured on both pairs"),
+        (None, 0.74, CHALLENGER, "peak_efficiency_x_purity 0.7400 vs champion 0.7500 (worse)"),
     ],
 )
-def test_promotion_compares_the_separation_first(
+def test_promotion_is_decided_by_the_separation_where_both_pairs_have_it(
     separation: float | None, efficiency: float, alias: str, reason: str
 ) -> None:
     champion = {"separation_ratio": 0.80, "peak_efficiency_x_purity": 0.75, "rms_over_sqrt_n": 0.7}
@@ -98,4 +99,4 @@ def test_promotion_compares_the_separation_first(
         new["separation_ratio"] = separation
     decided, why = decide(new, champion)
     assert (decided, reason in why) == (alias, True)
-    assert ("rms_over_sqrt_n" in why) == (separation != 0.79)
+    assert "rms_over_sqrt_n 0.6000 vs champion 0.7000 (at least as good)" in why
