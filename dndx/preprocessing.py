@@ -226,7 +226,7 @@ def _merged_median(
         np.where(taken <= k, right(k - taken), -np.inf),
     )
     if n % 2:
-        return 0.5 * (lower + lower)
+        return lower
     upper = np.minimum(
         np.where(taken < n_left, left(taken), np.inf),
         np.where(k + 1 - taken < n_right, right(k + 1 - taken), np.inf),
@@ -293,7 +293,7 @@ def _quiet_step_rms(
     n_quiet = _search(lambda i: at(i) > clip, np.zeros(n_rows, np.int64), np.full(n_rows, n))
     largest = np.where(n_quiet > 0, ordered[np.arange(n_rows), n_quiet - 1], -1)
     quiet = np.where(step_size <= largest[:, None], step, 0).astype(np.float64)
-    # Sums of squared integers are exact in float64, in any order.
+    # On ADC counts the squares are integers, whose float64 sums are exact in any order.
     mean_square = np.sum(quiet**2, axis=1) / divisor**2 / np.maximum(n_quiet, 1)
     # A Gaussian truncated at 3 sigma keeps 0.9866 of its RMS.
     sigma = np.sqrt(mean_square / 2) / 0.9866
