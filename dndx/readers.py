@@ -905,13 +905,20 @@ def _open_npz(source: WaveformSource, stack: contextlib.ExitStack) -> _OpenSourc
             raise InputError(f"{path}: {_entries(start, stop)} of {where} are cut off")
         return _ragged_from_block(np.frombuffer(data, dtype=dtype).reshape(stop - start, n_samples))
 
+    # The member stays open at the row after the last one read, so that
+    # consecutive ranges (read_ahead's blocks) decompress the file once.
+    stream: dict[str, Any] = {"member": None, "row": 0}
+
     def read_stream(start: int, stop: int) -> Ragged:
-        with (
-            _library_errors(path, _unreadable(f"{_entries(start, stop)} of {where}")),
-            members.open(f"{key}.npy") as member,
-        ):
-            _skip(member, header_size + start * row_bytes)
-            return read_rows(member, start, stop)
+        with _library_errors(path, _unreadable(f"{_entries(start, stop)} of {where}")):
+            if stream["member"] is None or start < stream["row"]:
+                stream["member"] = stack.enter_context(members.open(f"{key}.npy"))
+                stream["row"] = 0
+                _skip(stream["member"], header_size)
+            _skip(stream["member"], (start - stream["row"]) * row_bytes)
+            rows = read_rows(stream["member"], start, stop)
+            stream["row"] = stop
+            return rows
 
     def iterate_stream(chunk_size: int) -> Iterator[Ragged]:
         with _library_errors(path, _unreadable(where)):
