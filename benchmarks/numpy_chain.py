@@ -3,13 +3,15 @@
 Baseline and noise, resampling, candidates, windows and encoding, each timed
 alone (best of ``--repeats``) on the same simulated waveforms at 1.2 GS/s (2,400
 samples a waveform, resampled to the models' 1.5 GS/s), as ``dndx infer`` runs
-them in one chunk. The peak finder's outputs are stand-ins (the encoding's
-work does not depend on them). The target is 20,000 waveforms/s per stage.
+them in one chunk: float64 samples, as the readers give them. The peak
+finder's outputs are stand-ins (the encoding's work does not depend on them).
+The target is 20,000 waveforms/s per stage.
 
     python -m benchmarks.numpy_chain [--waveforms 2000]
 
-Writes ``benchmarks/results/numpy_chain.json``; the load average beside the
-figures says how busy the machine was.
+Writes ``benchmarks/results/numpy_chain.json``. The figures are per CPU second
+of this process (``time.process_time``, one thread), so other sessions' load
+changes them little; the load average beside them says how busy the machine was.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ os.environ.update({"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM
 import argparse
 import dataclasses
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -88,7 +91,7 @@ def main() -> None:
     load_before = os.getloadavg()
     per_s = {}
     for name, run in stages.items():
-        seconds = best_seconds(run, repeats=args.repeats, warm_up=True)
+        seconds = best_seconds(run, repeats=args.repeats, warm_up=True, clock=time.process_time)
         per_s[name] = round(n / seconds)
         print(f"{name}: {per_s[name]:,} waveforms/s", flush=True)
     chain = (
@@ -104,6 +107,7 @@ def main() -> None:
         "candidates_per_waveform": round(len(candidates.values) / n, 1),
         "min_curvature_sigma": prep.min_curvature_sigma,
         "target_waveforms_per_s_per_stage": TARGET_PER_S,
+        "clock": "process CPU time, one thread",
         "waveforms_per_s": per_s,
         "chain_waveforms_per_s": round(1 / sum(1 / per_s[name] for name in chain)),
         "load_average_before_after": [load_before[0], os.getloadavg()[0]],

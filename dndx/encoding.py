@@ -112,32 +112,64 @@ def encode_scored_candidates(
     rows = candidates.row_index()
     probability = np.asarray(probability, dtype=np.float64)
     detected = probability >= score_threshold
-    height = smoothed_at(samples, rows, candidates.values).astype(np.float64)
+    height = smoothed_at(samples, rows, candidates.values)
     unit = _typical_height(rows[detected], height[detected], n_waveforms)
     bins = (candidates.values / samples_per_bin).astype(np.int64)
     inside = bins < n_bins
     flat = rows * n_bins + bins
-    size = n_waveforms * n_bins
     keep = detected & inside
-    flat_out = np.zeros((size, N_CHANNELS), dtype=np.float64)
-    flat_out[:, 0] = np.bincount(flat[keep], minlength=size)
-    flat_out[:, 1] = np.bincount(
-        flat[keep], weights=height[keep] / unit[rows[keep]], minlength=size
-    )
-    flat_out[:, 2] = np.bincount(flat[inside], weights=probability[inside], minlength=size)
+    flat_out = np.zeros((n_waveforms * n_bins, N_CHANNELS), dtype=np.float32)
+    _sum_by_bin(flat[keep], np.ones(np.count_nonzero(keep)), flat_out[:, 0])
+    _sum_by_bin(flat[keep], height[keep] / unit[rows[keep]], flat_out[:, 1])
+    _sum_by_bin(flat[inside], probability[inside], flat_out[:, 2])
     out = flat_out.reshape(n_waveforms, n_bins, N_CHANNELS)
     out[:, :, 3] = _bin_means(samples, lengths, n_bins, samples_per_bin) / unit[:, None]
-    return CounterInput(out.astype(np.float32), detected)
+    return CounterInput(out, detected)
+
+
+def _sum_by_bin(
+    flat: NDArray[np.int64], weights: NDArray[np.floating], out: NDArray[np.float32]
+) -> None:
+    """``out[b]``: the sum of the ``weights`` at ``flat == b``, in their order, as
+    :func:`numpy.bincount` adds them; other entries of ``out`` are left as they are.
+
+    Candidates come sorted, so each bin's are one run: summing the runs touches
+    the few filled bins only, where a bincount writes every bin of the chunk.
+
+    >>> out = np.zeros(5, np.float32)
+    >>> _sum_by_bin(np.array([1, 1, 3]), np.array([0.5, 0.25, 2.0]), out)
+    >>> out.tolist()
+    [0.0, 0.75, 0.0, 2.0, 0.0]
+    """
+    if not len(flat):
+        return
+    if (np.diff(flat) < 0).any():
+        order = np.argsort(flat, kind="stable")
+        flat, weights = flat[order], weights[order]
+    first = np.flatnonzero(np.diff(flat, prepend=-1))
+    out[flat[first]] = np.add.reduceat(weights, first)
 
 
 def _typical_height(
-    rows: NDArray[np.int64], height: NDArray[np.float64], n_waveforms: int
+    rows: NDArray[np.int64], height: NDArray[np.float32], n_waveforms: int
 ) -> NDArray[np.float64]:
-    """Median detected height per waveform; 1 where a waveform has no detection."""
+    """Median detected height per waveform; 1 where a waveform has no detection.
+
+    >>> _typical_height(np.array([0, 0, 2]), np.array([3, -1, 5], np.float32), 3).tolist()
+    [1.0, 1.0, 5.0]
+    """
     unit = np.ones(n_waveforms)
     if len(rows):
-        order = np.lexsort((height, rows))
-        sorted_rows, sorted_height = rows[order], height[order]
+        # A float32's bits, the sign bit flipped (all bits for a negative),
+        # ascend with its value: row and height sort as one integer, at the
+        # speed of one sort rather than a lexsort.
+        bits = np.asarray(height, dtype=np.float32).view(np.uint32)
+        key = np.where(bits >> 31 == 1, ~bits, bits | 0x80000000).astype(np.uint64)
+        key = np.sort(key | (rows.astype(np.uint64) << np.uint64(32)))
+        sorted_rows = (key >> np.uint64(32)).astype(np.int64)
+        low = key.astype(np.uint32)
+        sorted_bits = np.where(low >> 31 == 1, low & 0x7FFFFFFF, ~low)
+        sorted_height = sorted_bits.view(np.float32).astype(np.float64)
         starts = np.searchsorted(sorted_rows, np.arange(n_waveforms), side="left")
         stops = np.searchsorted(sorted_rows, np.arange(n_waveforms), side="right")
         has = stops > starts
@@ -150,13 +182,26 @@ def _typical_height(
 def _bin_means(
     samples: NDArray[np.float32], lengths: NDArray[np.int64], n_bins: int, samples_per_bin: float
 ) -> NDArray[np.float64]:
-    """``(n_waveforms, n_bins)`` mean of the valid samples in each bin (0 where none)."""
+    """``(n_waveforms, n_bins)`` mean of the valid samples in each bin (0 where none).
+
+    Rows are zero after their length (:class:`dndx.preprocessing.Normalised`), so
+    each bin is summed whole, as one run of columns, and divided by its valid samples.
+
+    >>> x = np.array([[1, 2, 3, 4, 5, 0], [1, 1, 1, 1, 1, 1]], np.float32)
+    >>> _bin_means(x, np.array([5, 6]), 3, 2.0).tolist()
+    [[1.5, 3.5, 5.0], [1.0, 1.0, 1.0]]
+    """
     n_waveforms, n_samples = samples.shape
-    column = np.arange(n_samples)
-    bins = (column / samples_per_bin).astype(np.int64)
-    valid = (column[None, :] < lengths[:, None]) & (bins[None, :] < n_bins)
-    flat = (np.arange(n_waveforms)[:, None] * n_bins + bins[None, :])[valid]
-    size = n_waveforms * n_bins
-    total = np.bincount(flat, weights=samples[valid], minlength=size)
-    count = np.bincount(flat, minlength=size)
-    return (total / np.maximum(count, 1)).reshape(n_waveforms, n_bins)
+    bins = (np.arange(n_samples) / samples_per_bin).astype(np.int64)
+    n_columns = int(np.searchsorted(bins, n_bins))
+    starts = np.searchsorted(bins[:n_columns], np.arange(n_bins + 1))
+    width = np.diff(starts)
+    total = np.zeros((n_waveforms, n_bins))
+    # The k-th sample of every bin at once, k = 0, 1, ...: each bin's sum in
+    # sample order, as a running sum gives it.
+    for k in range(int(width.max(initial=0))):
+        column = samples.take(np.minimum(starts[:-1] + k, n_columns - 1), axis=1)
+        total += column if (k < width).all() else np.where(k < width, column, 0)
+    if (lengths >= n_columns).all():
+        return total / np.maximum(width, 1)
+    return total / np.maximum(np.clip(lengths[:, None] - starts[None, :-1], 0, width), 1)

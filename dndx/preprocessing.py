@@ -8,6 +8,7 @@ The same code prepares training data and runs at inference.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, get_args
 
@@ -31,6 +32,7 @@ POLARITIES: tuple[Polarity, ...] = get_args(Polarity)
 
 _MAD_TO_SIGMA = 1.4826
 _CLIP_SIGMA = 3.0
+_BLOCK_ROWS = 256
 
 
 @dataclass(frozen=True, eq=False)
@@ -63,7 +65,7 @@ class Normalised:
 
 
 def estimate_baseline_noise(
-    samples: NDArray[np.floating],
+    samples: NDArray[np.number],
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Robust baseline and white-noise sigma of each row of ``(n_rows, n_samples)``.
 
@@ -81,35 +83,75 @@ def estimate_baseline_noise(
     >>> bool(abs(b[0] - 100) < 0.2 and abs(s[0] - 2) < 0.1)
     True
     """
-    x = np.asarray(samples, dtype=np.float64)
-    rows = np.arange(x.shape[0])
-    # Medians are read off sorted rows: on ADC samples, full of ties, a row
-    # sort is faster than np.median's selection, and it gives the same numbers.
-    ordered, divisor = _sort_rows(x)
-    first = _sorted_median(ordered, divisor)
-    deviation = x - first[:, None]
-    distance = np.abs(deviation)
-    spread = _robust_sigma(distance, x)
-    # The quiet samples are one contiguous run of the sorted row.
-    quiet = distance <= _CLIP_SIGMA * spread[:, None]
-    below = np.count_nonzero(~quiet & (deviation < 0), axis=1)
-    n_quiet = np.count_nonzero(quiet, axis=1)
-    baseline = 0.5 * (
-        ordered[rows, below + (n_quiet - 1) // 2] / divisor
-        + ordered[rows, below + n_quiet // 2] / divisor
-    )
+    x = np.asarray(samples)
+    levels = [_robust_levels(x[block])[:2] for block in _row_blocks(len(x))]
+    return np.concatenate([b for b, _ in levels]), np.concatenate([s for _, s in levels])
 
-    step = np.diff(x, axis=1)
-    step_size = np.abs(step)
-    step_spread = _robust_sigma(step_size, step)
-    quiet_step = step_size <= _CLIP_SIGMA * step_spread[:, None]
-    mean_square = np.sum(np.where(quiet_step, step**2, 0.0), axis=1) / np.maximum(
-        np.count_nonzero(quiet_step, axis=1), 1
-    )
-    # A Gaussian truncated at 3 sigma keeps 0.9866 of its RMS.
-    sigma = np.sqrt(mean_square / 2) / 0.9866
-    sigma = np.where(sigma > 0, sigma, 1.0)
-    return baseline, sigma
+
+def _row_blocks(n_rows: int) -> list[slice]:
+    """Consecutive blocks of at most :data:`_BLOCK_ROWS` of ``n_rows`` rows, at least one.
+
+    Whole chunks of waveforms make temporaries of tens of megabytes, which
+    every step writes to memory and reads back; a block's temporaries stay in the cache.
+
+    >>> _row_blocks(600), _row_blocks(0)
+    ([slice(0, 256, None), slice(256, 512, None), slice(512, 600, None)], [slice(0, 0, None)])
+    """
+    return [
+        slice(start, min(start + _BLOCK_ROWS, n_rows))
+        for start in range(0, max(n_rows, 1), _BLOCK_ROWS)
+    ]
+
+
+def _robust_levels(
+    x: NDArray[np.number],
+) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
+    """:func:`estimate_baseline_noise` of ``(n_rows, n_samples)`` with each row's
+    lowest and highest sample, all ``(n_rows,)`` float64.
+
+    Each row and its step sizes are sorted once; every median, MAD and clipped
+    count is then read off the sorted rows by binary searches, where sorting
+    the distances from the median would take a second sort of every row. ADC
+    samples (integers) are sorted doubled, as int16, which numpy sorts by
+    radix, ten times faster than floats, to the same numbers.
+    """
+    doubled = _doubled(x)
+    if doubled is None:
+        values = x.astype(np.float64)
+        ordered, divisor = np.sort(values, axis=1), 1.0
+        step = np.diff(values, axis=1)
+        step_size = np.abs(step)
+        ordered_steps = np.sort(step_size, axis=1)
+    else:
+        ordered, divisor = np.sort(doubled, axis=1, kind="stable"), 2.0
+        span = int(ordered[:, -1].max(initial=0)) - int(ordered[:, 0].min(initial=0))
+        step = np.subtract(
+            doubled[:, 1:], doubled[:, :-1], dtype=np.int16 if span < 2**15 else np.int32
+        )
+        step_size = np.abs(step)
+        ordered_steps = np.sort(step_size, axis=1, kind="stable")
+    baseline = _clipped_median(ordered, divisor, x)
+    sigma = _quiet_step_rms(step, step_size, ordered_steps, divisor, x)
+    return baseline, sigma, ordered[:, 0] / divisor, ordered[:, -1] / divisor
+
+
+def _doubled(values: NDArray[np.number]) -> NDArray[np.int16] | None:
+    """``2 * values`` as int16 where that is exact: samples on the half-integer
+    grid within +-16383; None for any other values.
+
+    >>> _doubled(np.array([[3.5, -1.0, 2.0]])).tolist()
+    [[7, -2, 4]]
+    >>> _doubled(np.array([[0.25, 0.0]])) is None, _doubled(np.array([[20000]])) is None
+    (True, True)
+    """
+    if values.dtype.kind in "iu":
+        if values.size and (values.min() < -(2**14) or values.max() >= 2**14):
+            return None
+        return np.multiply(values, 2, dtype=np.int16, casting="unsafe")
+    doubled = 2 * values
+    with np.errstate(invalid="ignore"):
+        small = doubled.astype(np.int16)
+    return small if np.array_equal(small, doubled) else None
 
 
 def _sorted_median(ordered: NDArray[np.number], divisor: float) -> NDArray[np.float64]:
@@ -119,40 +161,154 @@ def _sorted_median(ordered: NDArray[np.number], divisor: float) -> NDArray[np.fl
     return 0.5 * (lower + ordered[:, n // 2].astype(np.float64) / divisor)
 
 
-def _sort_rows(values: NDArray[np.float64]) -> tuple[NDArray[np.number], float]:
-    """Each row of ``(n_rows, n)`` sorted ascending, as ``ordered / divisor``.
+def _reader(
+    ordered: NDArray[np.number], divisor: float
+) -> Callable[[NDArray[np.int64]], NDArray[np.float64]]:
+    """``at(index)``: ``(n_rows,)`` element ``index[i]`` of row ``i`` of
+    ``ordered / divisor``, ``(n_rows, n)``. An index past either end of its row
+    reads some other element: where the searches ask for one, they ignore it."""
+    n_rows, n = ordered.shape
+    flat = np.ascontiguousarray(ordered).reshape(-1)
+    starts = np.arange(n_rows) * n
 
-    ADC samples are integers, their distances from a median integers or
-    halves: twice them fits 16 bits, where numpy sorts by radix, ten times
-    faster than a float sort, to the same numbers. Other values sort as floats.
-    Only the few values read off the sorted rows are divided.
+    def at(index: NDArray[np.int64]) -> NDArray[np.float64]:
+        return flat.take(starts + index, mode="clip") / divisor
 
-    >>> ordered, divisor = _sort_rows(np.array([[3.5, -1.0, 2.0], [0.25, 0.0, 1.0]]))
-    >>> (ordered / divisor).tolist(), divisor
-    ([[-1.0, 2.0, 3.5], [0.0, 0.25, 1.0]], 1.0)
-    >>> ordered, divisor = _sort_rows(np.array([[3.5, -1.0, 2.0]]))
-    >>> ordered.tolist(), divisor
-    ([[-2, 4, 7]], 2.0)
+    return at
+
+
+def _search(
+    holds: Callable[[NDArray[np.int64]], NDArray[np.bool_]],
+    low: NDArray[np.int64],
+    high: NDArray[np.int64],
+) -> NDArray[np.int64]:
+    """Per row, the first index in ``[low, high)`` where ``holds``, ``high`` where
+    it never does; ``holds(index)`` is ``(n_rows,)`` and, along each row, False
+    then True. One binary search for all rows at once.
+
+    >>> rows = np.array([[1, 3, 5, 7], [2, 2, 2, 9]])
+    >>> _search(lambda i: rows[[0, 1], np.minimum(i, 3)] > 4, np.zeros(2, int), np.full(2, 4))
+    array([2, 3])
     """
-    doubled = 2 * values
-    with np.errstate(invalid="ignore"):
-        small = doubled.astype(np.int16)
-    if not np.array_equal(small, doubled):
-        return np.sort(values, axis=1), 1.0
-    small.sort(axis=1, kind="stable")
-    return small, 2.0
+    low, high = np.array(low, dtype=np.int64), np.array(high, dtype=np.int64)
+    open_ = low < high
+    while open_.any():
+        middle = (low + high) // 2
+        true = holds(middle)
+        high = np.where(open_ & true, middle, high)
+        low = np.where(open_ & ~true, middle + 1, low)
+        open_ = low < high
+    return low
 
 
-def _robust_sigma(
-    absolute: NDArray[np.float64], values: NDArray[np.float64]
+def _merged_median(
+    left: Callable[[NDArray[np.int64]], NDArray[np.float64]],
+    n_left: NDArray[np.int64],
+    right: Callable[[NDArray[np.int64]], NDArray[np.float64]],
+    n: int,
 ) -> NDArray[np.float64]:
-    """Gaussian sigma from the MAD of each row, ``absolute = |values - centre|``;
-    the plain standard deviation of ``values`` where the MAD is 0."""
-    sigma = _MAD_TO_SIGMA * _sorted_median(*_sort_rows(absolute))
-    flat = sigma <= 0
+    """The median of each row's ``n`` values, given as two ascending runs:
+    ``left(i)``, ``i < n_left``, and ``right(j)``, ``j < n - n_left``, all ``(n_rows,)``.
+
+    The ``k + 1`` smallest values are the first ``t`` of ``left`` and the first
+    ``k + 1 - t`` of ``right`` for the first ``t`` at which ``left(t) >= right(k - t)``:
+    a binary search, where a merge or a sort would touch every value.
+    """
+    n_right = n - n_left
+    k = (n - 1) // 2
+    taken = _search(
+        lambda t: left(t) >= right(k - t),
+        np.maximum(k + 1 - n_right, 0),
+        np.minimum(k + 1, n_left),
+    )
+    lower = np.maximum(
+        np.where(taken > 0, left(taken - 1), -np.inf),
+        np.where(taken <= k, right(k - taken), -np.inf),
+    )
+    if n % 2:
+        return lower
+    upper = np.minimum(
+        np.where(taken < n_left, left(taken), np.inf),
+        np.where(k + 1 - taken < n_right, right(k + 1 - taken), np.inf),
+    )
+    return 0.5 * (lower + upper)
+
+
+def _clipped_median(
+    ordered: NDArray[np.number], divisor: float, x: NDArray[np.number]
+) -> NDArray[np.float64]:
+    """The median of each row's samples within 3 sigma of its median, sigma
+    from their MAD (the standard deviation where the MAD is 0).
+
+    Args:
+        ordered: ``(n_rows, n)`` the rows of ``x`` sorted, times ``divisor``.
+        divisor: the scale of ``ordered``.
+        x: ``(n_rows, n)`` the rows.
+    """
+    n_rows, n = ordered.shape
+    at = _reader(ordered, divisor)
+    first = _sorted_median(ordered, divisor)
+    n_below = _search(lambda i: at(i) >= first, np.zeros(n_rows, np.int64), np.full(n_rows, n))
+
+    # Distances from the first median ascend away from it on either side.
+    def below(i: NDArray[np.int64]) -> NDArray[np.float64]:
+        return first - at(n_below - 1 - i)
+
+    def above(i: NDArray[np.int64]) -> NDArray[np.float64]:
+        return at(n_below + i) - first
+
+    spread = _MAD_TO_SIGMA * _merged_median(below, n_below, above, n)
+    _std_where_flat(spread, x)
+    clip = _CLIP_SIGMA * spread
+    quiet_below = _search(lambda i: below(i) > clip, np.zeros(n_rows, np.int64), n_below)
+    quiet_above = _search(lambda i: above(i) > clip, np.zeros(n_rows, np.int64), n - n_below)
+    # The quiet samples are one contiguous run of the sorted row.
+    start = n_below - quiet_below
+    n_quiet = quiet_below + quiet_above
+    return 0.5 * (at(start + (n_quiet - 1) // 2) + at(start + n_quiet // 2))
+
+
+def _quiet_step_rms(
+    step: NDArray[np.number],
+    step_size: NDArray[np.number],
+    ordered: NDArray[np.number],
+    divisor: float,
+    x: NDArray[np.number],
+) -> NDArray[np.float64]:
+    """The white-noise sigma of each row from its steps: their RMS within 3
+    sigma of 0, sigma from their MAD, over sqrt(2).
+
+    Args:
+        step: ``(n_rows, n - 1)`` the differences of the rows of ``x``, times ``divisor``.
+        step_size: ``abs(step)``.
+        ordered: ``step_size`` sorted along each row.
+        divisor: the scale of ``step``.
+        x: ``(n_rows, n)`` the rows.
+    """
+    n_rows, n = ordered.shape
+    spread = _MAD_TO_SIGMA * _sorted_median(ordered, divisor)
+    _std_where_flat(spread, x, of_steps=True)
+    at = _reader(ordered, divisor)
+    clip = _CLIP_SIGMA * spread
+    n_quiet = _search(lambda i: at(i) > clip, np.zeros(n_rows, np.int64), np.full(n_rows, n))
+    largest = np.where(n_quiet > 0, ordered[np.arange(n_rows), n_quiet - 1], -1)
+    quiet = np.where(step_size <= largest[:, None], step, 0).astype(np.float64)
+    # On ADC counts the squares are integers, whose float64 sums are exact in any order.
+    mean_square = np.sum(quiet**2, axis=1) / divisor**2 / np.maximum(n_quiet, 1)
+    # A Gaussian truncated at 3 sigma keeps 0.9866 of its RMS.
+    sigma = np.sqrt(mean_square / 2) / 0.9866
+    return np.where(sigma > 0, sigma, 1.0)
+
+
+def _std_where_flat(
+    spread: NDArray[np.float64], x: NDArray[np.number], of_steps: bool = False
+) -> None:
+    """Replace, in place, a spread of 0 (a MAD of 0: mostly equal values) by the
+    standard deviation of the row of ``x``, or of its steps."""
+    flat = spread <= 0
     if flat.any():
-        sigma[flat] = np.std(values[flat], axis=1)
-    return sigma
+        rows = x[flat].astype(np.float64)
+        spread[flat] = np.std(np.diff(rows, axis=1) if of_steps else rows, axis=1)
 
 
 def _gather_rows(samples: Ragged, rows: NDArray[np.int64], length: int) -> NDArray:
@@ -181,16 +337,25 @@ def resample_linear(
     >>> resample_linear(np.array([[0.0, 1.0, 2.0, 3.0]]), 1.0, 2.0).round(2).tolist()
     [[0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.0]]
     """
-    x = np.asarray(samples, dtype=np.float32)
+    x = np.asarray(samples)
     if rate_in_ghz == rate_out_ghz:
-        return x
-    n_in = x.shape[1]
+        return x.astype(np.float32, copy=False)
+    n_rows, n_in = x.shape
     n_out = round(n_in * rate_out_ghz / rate_in_ghz)
     position = np.arange(n_out) * (rate_in_ghz / rate_out_ghz)
     left = np.minimum(np.floor(position).astype(np.int64), n_in - 1)
     right = np.minimum(left + 1, n_in - 1)
     frac = (position - left).astype(np.float32)
-    return x[:, left] * (1 - frac) + x[:, right] * frac
+    out = np.empty((n_rows, n_out), dtype=np.float32)
+    for block in _row_blocks(n_rows):
+        rows = x[block].astype(np.float32, copy=False)
+        part = np.take(rows, left, axis=1)
+        part *= 1 - frac
+        later = np.take(rows, right, axis=1)
+        later *= frac
+        part += later
+        out[block] = part
+    return out
 
 
 def normalise(
@@ -221,18 +386,20 @@ def normalise(
     # Rows of one length and rate are processed together.
     keys = np.stack([lengths_in, rates]).T if n else np.zeros((0, 2))
     for length, rate in np.unique(keys, axis=0):
-        rows = np.flatnonzero((lengths_in == length) & (rates == rate))
-        raw = _gather_rows(samples, rows, int(length)).astype(np.float64)
-        base, sigma = estimate_baseline_noise(raw)
-        centred = raw - base[:, None]
-        read_sign = np.where(centred.max(axis=1) >= -centred.min(axis=1), 1, -1)
-        if polarity == "auto":
-            sign = read_sign
-        else:
-            sign = np.full(len(rows), 1 if polarity == "positive" else -1)
-        scaled = centred * (sign / sigma)[:, None]
-        signal = resample_linear(scaled, float(rate), model_rate_ghz)
-        out[rows, : signal.shape[1]] = signal
-        baseline[rows], noise_sigma[rows], signs[rows] = base, sigma, sign
-        read_signs[rows] = read_sign
+        group = np.flatnonzero((lengths_in == length) & (rates == rate))
+        for block in _row_blocks(len(group)):
+            rows = group[block]
+            raw = _gather_rows(samples, rows, int(length))
+            base, sigma, lowest, highest = _robust_levels(raw)
+            read_sign = np.where(highest - base >= -(lowest - base), 1, -1)
+            if polarity == "auto":
+                sign = read_sign
+            else:
+                sign = np.full(len(rows), 1 if polarity == "positive" else -1)
+            scaled = np.subtract(raw, base[:, None], dtype=np.float64)
+            scaled *= (sign / sigma)[:, None]
+            signal = resample_linear(scaled, float(rate), model_rate_ghz)
+            out[rows, : signal.shape[1]] = signal
+            baseline[rows], noise_sigma[rows], signs[rows] = base, sigma, sign
+            read_signs[rows] = read_sign
     return Normalised(out, out_lengths, baseline, noise_sigma, signs, read_signs, model_rate_ghz)

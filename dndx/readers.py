@@ -33,8 +33,10 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import queue
+import threading
 import zipfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any, cast
@@ -60,6 +62,7 @@ __all__ = [
     "count_waveforms",
     "detect_format",
     "iter_chunks",
+    "read_ahead",
     "read_chunk",
     "resolve_source",
     "validate_rows",
@@ -341,19 +344,88 @@ def read_chunk(source: WaveformSource, start: int, stop: int) -> WaveformChunk:
             ``[0, n_waveforms]``; or the entries cannot be read.
     """
     with _open(source) as opened:
-        if not 0 <= start <= stop <= opened.n_events:
-            raise InputError(
-                f"{source.path}: entries [{start}, {stop}) requested, "
-                f"the file holds {opened.n_events} entries"
-            )
-        track_id = path_cm = None
-        if source.track_column is not None:
-            ids = opened.per_waveform("track_column")(start, stop)
-            track_id = _track_ids(ids, source.path, source.track_column)
-        if source.path_column is not None:
-            lengths = opened.per_waveform("path_column")(start, stop)
-            path_cm = _path_lengths(lengths, source.path, source.path_column)
-        return WaveformChunk(start, opened.read(start, stop), track_id, path_cm)
+        _check_range(opened, start, stop)
+        return _read_range(opened, start, stop)
+
+
+def read_ahead(
+    source: WaveformSource, start: int, stop: int, block_size: int
+) -> Generator[WaveformChunk, None, None]:
+    """Entries ``[start, stop)`` of ``source`` as consecutive blocks of at most
+    ``block_size``, each read in a thread while the caller works on the one before.
+
+    Reading overlaps compute, and memory holds two blocks at most: the
+    caller's and the next. The file is opened once, in the thread, and closed
+    when the last block is read or the caller closes the generator.
+
+    Raises:
+        ValueError: ``block_size`` < 1 (raised at the call).
+        InputError: as :func:`read_chunk`, raised where the caller takes the
+            block that could not be read.
+    """
+    if block_size < 1:
+        raise ValueError(f"block_size must be at least 1, got {block_size}")
+    return _read_ahead(source, start, stop, block_size)
+
+
+_DONE = object()
+
+
+def _read_ahead(
+    source: WaveformSource, start: int, stop: int, block_size: int
+) -> Generator[WaveformChunk, None, None]:
+    blocks: queue.SimpleQueue[Any] = queue.SimpleQueue()
+    # The reader may start a block once the caller has taken the one before.
+    may_read = threading.Semaphore(1)
+    closed = threading.Event()
+
+    def read() -> None:
+        try:
+            with _open(source) as opened:
+                _check_range(opened, start, stop)
+                for first in range(start, stop, block_size):
+                    may_read.acquire()
+                    if closed.is_set():
+                        return
+                    blocks.put(_read_range(opened, first, min(first + block_size, stop)))
+            blocks.put(_DONE)
+        except BaseException as error:
+            # Raised in the caller, where it takes the block that failed.
+            blocks.put(error)
+
+    reader = threading.Thread(target=read, name=f"read {source.path.name}", daemon=True)
+    reader.start()
+    try:
+        while (block := blocks.get()) is not _DONE:
+            if isinstance(block, BaseException):
+                raise block
+            may_read.release()
+            yield block
+    finally:
+        closed.set()
+        may_read.release()
+        reader.join()
+
+
+def _check_range(opened: _OpenSource, start: int, stop: int) -> None:
+    if not 0 <= start <= stop <= opened.n_events:
+        raise InputError(
+            f"{opened.source.path}: entries [{start}, {stop}) requested, "
+            f"the file holds {opened.n_events} entries"
+        )
+
+
+def _read_range(opened: _OpenSource, start: int, stop: int) -> WaveformChunk:
+    """Entries ``[start, stop)`` of an open file, with their track and path columns."""
+    source = opened.source
+    track_id = path_cm = None
+    if source.track_column is not None:
+        ids = opened.per_waveform("track_column")(start, stop)
+        track_id = _track_ids(ids, source.path, source.track_column)
+    if source.path_column is not None:
+        lengths = opened.per_waveform("path_column")(start, stop)
+        path_cm = _path_lengths(lengths, source.path, source.path_column)
+    return WaveformChunk(start, opened.read(start, stop), track_id, path_cm)
 
 
 def validate_rows(
@@ -833,13 +905,20 @@ def _open_npz(source: WaveformSource, stack: contextlib.ExitStack) -> _OpenSourc
             raise InputError(f"{path}: {_entries(start, stop)} of {where} are cut off")
         return _ragged_from_block(np.frombuffer(data, dtype=dtype).reshape(stop - start, n_samples))
 
+    # The member stays open at the row after the last one read, so that
+    # consecutive ranges (read_ahead's blocks) decompress the file once.
+    stream: dict[str, Any] = {"member": None, "row": 0}
+
     def read_stream(start: int, stop: int) -> Ragged:
-        with (
-            _library_errors(path, _unreadable(f"{_entries(start, stop)} of {where}")),
-            members.open(f"{key}.npy") as member,
-        ):
-            _skip(member, header_size + start * row_bytes)
-            return read_rows(member, start, stop)
+        with _library_errors(path, _unreadable(f"{_entries(start, stop)} of {where}")):
+            if stream["member"] is None or start < stream["row"]:
+                stream["member"] = stack.enter_context(members.open(f"{key}.npy"))
+                stream["row"] = 0
+                _skip(stream["member"], header_size)
+            _skip(stream["member"], (start - stream["row"]) * row_bytes)
+            rows = read_rows(stream["member"], start, stop)
+            stream["row"] = stop
+            return rows
 
     def iterate_stream(chunk_size: int) -> Iterator[Ragged]:
         with _library_errors(path, _unreadable(where)):

@@ -218,6 +218,18 @@ def test_a_chunk_of_bad_waveforms_only_writes_an_empty_table(
     assert table.num_rows == 0 and table.schema.equals(RESULT_SCHEMA)
 
 
+def test_a_chunk_read_in_blocks_gives_the_results_of_one_block(
+    bundle_dir: Path, adc: np.ndarray, tmp_path: Path
+) -> None:
+    source = WaveformSource.from_path(_write_inputs(tmp_path, adc)["parquet"])
+    whole = Chunk(source, 3, N_WAVEFORMS, tmp_path / "whole.parquet")
+    blocks = dataclasses.replace(whole, path=tmp_path / "blocks.parquet")
+    expected = infer_chunk.fn(whole, str(bundle_dir), "auto", RATE_GHZ, 15, read_block=100)
+    assert infer_chunk.fn(blocks, str(bundle_dir), "auto", RATE_GHZ, 15, read_block=7) == expected
+    assert expected.bad_rows == ((NAN_EVENT, expected.bad_rows[0][1]), (EMPTY_EVENT, "length 0"))
+    assert pq.read_table(blocks.path).equals(pq.read_table(whole.path))
+
+
 def _by_file(table: pd.DataFrame, path: Path) -> pd.DataFrame:
     return table[table["source_file"] == str(path)].set_index("event")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from dndx.readers import (
     count_waveforms,
     detect_format,
     iter_chunks,
+    read_ahead,
     read_chunk,
     resolve_source,
     validate_rows,
@@ -217,6 +219,38 @@ def test_read_chunk_rejects_ranges_outside_the_file(
     source, _ = WRITERS[kind](tmp_path)
     with _raises(source.path, f"entries [{start}, {stop})", f"holds {N_WAVEFORMS} entries"):
         read_chunk(source, start, stop)
+
+
+@pytest.mark.parametrize("kind", ["root-sim-jagged", "hdf5", "parquet-list", "npz-compressed"])
+def test_read_ahead_gives_the_range_in_blocks_as_read_chunk_reads_them(
+    tmp_path: Path, kind: str
+) -> None:
+    source, _ = WRITERS[kind](tmp_path)
+    blocks = list(read_ahead(source, 1, N_WAVEFORMS, 5))
+    assert [block.first_event for block in blocks] == [1, 6, 11]
+    for block, stop in zip(blocks, [6, 11, N_WAVEFORMS], strict=True):
+        _assert_same_chunk(block, read_chunk(source, block.first_event, stop))
+    with _raises(source.path, "entries [0, 13)", f"holds {N_WAVEFORMS} entries"):
+        list(read_ahead(source, 0, N_WAVEFORMS + 1, 5))
+    with pytest.raises(ValueError, match="block_size"):
+        read_ahead(source, 0, N_WAVEFORMS, 0)
+
+
+def test_read_ahead_stops_reading_when_the_caller_stops(tmp_path: Path) -> None:
+    source, _ = _write_hdf5(tmp_path)
+    blocks = read_ahead(source, 0, N_WAVEFORMS, 2)
+    assert next(blocks).first_event == 0
+    blocks.close()
+    assert not [t for t in threading.enumerate() if t.name == f"read {source.path.name}"]
+
+
+def test_read_ahead_raises_the_damaged_block_where_it_is_taken(tmp_path: Path) -> None:
+    source, _ = _write_big_root(tmp_path)
+    data = source.path.read_bytes()
+    source.path.write_bytes(data[: len(data) // 2])
+    with _raises(source.path, "truncated or damaged"):
+        for _ in read_ahead(source, 0, 300, 64):
+            pass
 
 
 def test_chunk_size_must_be_positive(tmp_path: Path) -> None:
