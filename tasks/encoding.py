@@ -13,7 +13,12 @@ from prefect import task
 
 from dndx.config import CounterInputConfig, PrepareConfig
 from dndx.dataset import part_name, read_waveform_set
-from dndx.encoding import COUNTER_INPUT_FILE, encode_scored_candidates, samples_per_bin
+from dndx.encoding import (
+    COUNTER_INPUT_FILE,
+    clusters_per_bin,
+    encode_scored_candidates,
+    samples_per_bin,
+)
 from dndx.errors import InputError
 from dndx.preprocessing import normalise
 from dndx.ragged import Ragged
@@ -77,6 +82,7 @@ def encode_chunk(
     )[:, 0]
     rate = prepare.model_sampling_rate_ghz
     n_bins = counter_input.n_bins
+    bin_width = samples_per_bin(window_ns, rate, n_bins)
     counter = encode_scored_candidates(
         norm.samples,
         norm.lengths,
@@ -84,7 +90,7 @@ def encode_chunk(
         probability,
         score_threshold,
         n_bins,
-        samples_per_bin(window_ns, rate, n_bins),
+        bin_width,
     )
     scores = table[["waveform_id", "sample", "label"]].assign(
         probability=probability, detected=counter.detected
@@ -99,6 +105,7 @@ def encode_chunk(
             x=counter.encoded,
             waveform_id=waveform_ids,
             n_clusters=data.info["n_clusters"].to_numpy(),
+            clusters_per_bin=clusters_per_bin(data, rate, n_bins, bin_width),
         )
     return {"n_waveforms": len(waveform_ids), "n_detected": int(counter.detected.sum())}
 
@@ -119,6 +126,7 @@ def merge_split(split_dir: Path) -> int:
         x=merged["x"],
         waveform_id=merged["waveform_id"],
         n_clusters=merged["n_clusters"],
+        clusters_per_bin=merged["clusters_per_bin"],
     )
     for path in [*scores, *encoded]:
         path.unlink()
