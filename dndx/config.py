@@ -26,6 +26,7 @@ from pydantic import (
     AfterValidator,
     ConfigDict,
     Field,
+    StrictBool,
     StrictFloat,
     StrictInt,
     StrictStr,
@@ -48,6 +49,7 @@ __all__ = [
     "SAMPLING_RATES_GHZ",
     "ClusterCounterModelConfig",
     "CounterInputConfig",
+    "CounterTrainingConfig",
     "DaskConfig",
     "DataConfig",
     "EvaluateConfig",
@@ -317,6 +319,9 @@ class ClusterCounterModelConfig:
     dropout: Annotated[StrictFloat, Field(ge=0.0, le=0.9)]
     optimizer: Optimizer
     learning_rate: Annotated[StrictFloat, Field(ge=1e-6, le=1.0)]
+    #: ``total`` regresses the count; ``per_bin`` predicts non-negative clusters per
+    #: coarse time bin and sums them (``models.cluster_counter``).
+    output: Literal["total", "per_bin"]
 
 
 def _frozen(value: Any) -> Any:
@@ -366,6 +371,19 @@ class TrainingConfig:
     cost_tolerance: Annotated[StrictFloat, Field(ge=0.0, le=1.0)]
     learning_rate_schedule: Literal["constant", "cosine"]
     scan: ScanConfig
+
+
+@dataclass(frozen=True, config=_MODEL)
+class CounterTrainingConfig(TrainingConfig):
+    """How each cluster-counter trial trains (:class:`TrainingConfig`), and what
+    it does against the shrinkage of the count toward the training mean."""
+
+    #: Examples weighted by the inverse frequency of their true count
+    #: (``dndx.counter_training.flat_count_weights``).
+    target_weighting: Literal["none", "flat"]
+    #: Fold a linear map fitted on validation into the model, so that the count's
+    #: linearity slope is 1 and its bias 0 (``dndx.counter_training``).
+    calibrate: StrictBool
 
 
 @dataclass(frozen=True, config=_MODEL)
@@ -580,7 +598,7 @@ class Params:
     train_peak_finder: TrainingConfig
     counter_input: CounterInputConfig
     cluster_counter: ClusterCounterModelConfig
-    train_cluster_counter: TrainingConfig
+    train_cluster_counter: CounterTrainingConfig
     evaluate: EvaluateConfig
     register: RegisterConfig
     mlflow: MlflowConfig
