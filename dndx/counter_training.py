@@ -12,8 +12,11 @@ below 1). Three remedies live here:
   counter that predicts clusters per bin and sums them
   (``cluster_counter.output: per_bin``);
 * :func:`fit_calibration`: the linear map of a trained counter's output that
-  makes its validation slope 1 and its bias 0. Being affine, it leaves the
-  separation power S of two particles unchanged (:mod:`dndx.separation`).
+  makes its validation slope 1 and its bias 0. Its scale leaves the separation
+  power S of two particles (:mod:`dndx.separation`) unchanged; its offset,
+  added in every cell, adds ``offset * cells / path`` to a track's dN/dx,
+  which differs between tracks of different path per cell, so S moves a
+  little (``benchmarks/counter_variants.py`` measures by how much).
 """
 
 from __future__ import annotations

@@ -38,6 +38,8 @@ __all__ = [
 COUNT_OUTPUT = "n_clusters"
 #: The per-bin counter's second, training-only output: ``(n_waveforms, n_coarse_bins)``.
 PER_BIN_OUTPUT = "clusters_per_bin"
+#: Bias of the per-bin unit at initialisation: softplus(-2.25) = 0.1 clusters a bin.
+PER_BIN_START_BIAS = -2.25
 
 
 @keras.saving.register_keras_serializable(package="dndx")
@@ -106,6 +108,10 @@ def build_cluster_counter(
             1,
             activation="softplus",
             kernel_initializer=keras.initializers.GlorotUniform(seed=next_seed()),
+            # Starting at softplus(0) = 0.69 clusters in every bin, the sum would be
+            # several times any count, and the first steps' gradients would kill the
+            # ReLUs below; this bias starts each bin at about 0.1.
+            bias_initializer=keras.initializers.Constant(PER_BIN_START_BIAS),
             name="clusters_per_step",
         )(x)
         per_bin = keras.layers.Reshape((length,), name=PER_BIN_OUTPUT)(per_step)

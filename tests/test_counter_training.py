@@ -10,7 +10,7 @@ import pytest
 from dndx.counter_training import coarsen_bins, fit_calibration, flat_count_weights
 from dndx.encoding import clusters_per_bin
 from dndx.metrics import counting_metrics
-from dndx.separation import separation_table
+from dndx.separation import separation_table, track_table
 from dndx.simulation import WaveformSet
 
 
@@ -51,25 +51,35 @@ def test_calibration_refuses_a_flat_output() -> None:
         fit_calibration(np.full(50, 20.0), np.arange(5.0, 55.0))
 
 
-def test_separation_power_is_unchanged_by_an_affine_map_of_the_counts() -> None:
+def test_a_calibrations_scale_keeps_separation_and_its_offset_moves_it() -> None:
     rng = np.random.default_rng(3)
-    tracks = pd.DataFrame(
+    n_tracks, n_cells = 40, 50
+    cells = pd.DataFrame(
         {
-            "track_id": np.arange(60),
-            "particle": np.repeat(["pi", "K"], 30),
+            "track_id": np.repeat(np.arange(n_tracks), n_cells),
+            "particle": np.repeat(["pi", "K"], n_tracks * n_cells // 2),
             "momentum_gev": 10.0,
-            "truth": rng.normal(np.repeat([14.0, 12.0], 30), 0.4),
+            "path_length_cm": rng.uniform(0.8, 1.6, n_tracks * n_cells),
         }
     )
-    tracks["shrunk"] = 0.8 * tracks["truth"] + 3.0 + rng.normal(0.0, 0.2, 60)
-    tracks["calibrated"] = fit_calibration(tracks["shrunk"], tracks["truth"]).apply(
-        tracks["shrunk"]
+    density = np.where(cells["particle"] == "pi", 14.0, 12.0)
+    cells["truth"] = rng.poisson(density * cells["path_length_cm"])
+    cells["shrunk"] = 0.8 * cells["truth"] + rng.normal(0.0, 1.0, len(cells))
+    cells["scaled"] = 1.25 * cells["shrunk"]
+    cells["offset"] = cells["shrunk"] - 4.0
+
+    table = separation_table(
+        track_table(cells, ["truth", "shrunk", "scaled", "offset"]),
+        ["shrunk", "scaled", "offset"],
+        "truth",
+        [("pi", "K")],
     )
 
-    table = separation_table(tracks, ["shrunk", "calibrated"], "truth", [("pi", "K")])
-
     separation = table.set_index("method")["separation"]
-    assert separation["calibrated"] == pytest.approx(separation["shrunk"], rel=1e-12)
+    assert separation["scaled"] == pytest.approx(separation["shrunk"], rel=1e-12)
+    # The offset adds 4 / (mean path per cell) to each track's dN/dx: a different
+    # amount on every track.
+    assert separation["offset"] != pytest.approx(separation["shrunk"], rel=1e-3)
 
 
 def test_coarse_bins_keep_each_rows_total() -> None:
