@@ -45,6 +45,7 @@ from dndx.labels import expected_peaks
 from dndx.metrics import counting_metrics
 from dndx.preparation import peak_delay_ns
 from dndx.ragged import Ragged
+from dndx.separation import separation_table, track_table
 from dndx.track_evaluation import TRUTH, count_track_cells, evaluate_tracks
 
 RESULTS = Path(__file__).parent / "results"
@@ -290,6 +291,14 @@ def report(params: Params, root: Path, work: Path) -> dict[str, Any]:
         split: evaluate_tracks(cells[split], keep, counts=[TRUTH]).pair_table(*PAIR)
         for split in TRACK_SPLITS
     }
+    # Against the baseline on the same tracks, the common fluctuations cancel.
+    against_baseline = {
+        split: separation_table(
+            track_table(cells[split], list(rows)), list(rows), "baseline", [PAIR]
+        )
+        for split in TRACK_SPLITS
+        if "baseline" in rows
+    }
     momenta = sorted(cells["test"]["momentum_gev"].unique().tolist())
     methods = [*rows, *REFERENCES]
     result = {
@@ -322,6 +331,16 @@ def report(params: Params, root: Path, work: Path) -> dict[str, Any]:
                 for method in methods
             }
             for split in TRACK_SPLITS
+        },
+        "ratio_to_baseline": {
+            split: {
+                method: {
+                    f"{row.momentum_gev:g}": {"ratio": row.ratio, "ratio_error": row.ratio_error}
+                    for row in table[table["method"] == method].itertuples()
+                }
+                for method in rows
+            }
+            for split, table in against_baseline.items()
         },
     }
     return result
@@ -367,6 +386,22 @@ def markdown(result: dict[str, Any]) -> str:
         for method, by_momentum in result["separation"][split].items():
             cells = [
                 f"{by_momentum[p]['ratio']:.2f} ± {by_momentum[p]['ratio_error']:.2f}"
+                if p in by_momentum
+                else "–"
+                for p in momenta
+            ]
+            lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    for split, by_method in result["ratio_to_baseline"].items():
+        lines += [
+            "",
+            f"## S / S_baseline, π / K, {split} tracks (paired: common fluctuations cancel)",
+            "",
+            "| variant | " + " | ".join(f"{p} GeV/c" for p in momenta) + " |",
+            "|:--|" + "--:|" * len(momenta),
+        ]
+        for method, by_momentum in by_method.items():
+            cells = [
+                f"{by_momentum[p]['ratio']:.3f} ± {by_momentum[p]['ratio_error']:.3f}"
                 if p in by_momentum
                 else "–"
                 for p in momenta
