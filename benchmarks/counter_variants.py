@@ -359,7 +359,8 @@ def markdown(result: dict[str, Any]) -> str:
         f"π / K on {result['n_tracks']['test']} test and {result['n_tracks']['validation']} "
         "validation tracks; per-waveform figures on the test split. Same data, seed and "
         "epochs for every variant; calibrated = the same model with the linear map fitted "
-        "on validation (S is invariant under it).",
+        "on validation, applied to every cell (its offset, summed over a track's cells, "
+        "moves S: only a map of the track's dN/dx would leave S unchanged).",
         "",
         "## Per waveform (test)",
         "",
