@@ -21,7 +21,8 @@ variant's output once trained: a rerun trains only what is missing.
     python -m benchmarks.counter_variants --root /tmp/variants24 --epochs 24 \
         --baseline-from-run --variants per_bin --results counter_variants-24-epochs
 
-Writes ``benchmarks/results/counter_variants.json`` and ``counter_variants.md``.
+Writes ``benchmarks/results/<results>.json`` and ``<results>.md`` (``--results``,
+default ``counter_variants``).
 """
 
 from __future__ import annotations
