@@ -26,6 +26,7 @@ from pydantic import (
     AfterValidator,
     ConfigDict,
     Field,
+    StrictBool,
     StrictFloat,
     StrictInt,
     StrictStr,
@@ -319,6 +320,9 @@ class ClusterCounterModelConfig:
     dropout: Annotated[StrictFloat, Field(ge=0.0, le=0.9)]
     optimizer: Optimizer
     learning_rate: Annotated[StrictFloat, Field(ge=1e-6, le=1.0)]
+    #: ``total`` regresses the count; ``per_bin`` predicts non-negative clusters per
+    #: coarse time bin and sums them (``models.cluster_counter``).
+    output: Literal["total", "per_bin"]
 
 
 def _frozen(value: Any) -> Any:
@@ -372,7 +376,9 @@ class TrainingConfig:
 
 @dataclass(frozen=True, config=_MODEL)
 class CounterTrainingConfig(TrainingConfig):
-    """The counter's training, and the validation tracks it is judged on.
+    """The counter's training (:class:`TrainingConfig`), the validation tracks it is
+    judged on, and what it does against the shrinkage of the count toward the
+    training mean.
 
     ``val_separation_ratio`` (:func:`dndx.separation.mean_separation_ratio`) is
     S / S_Poisson of ``separation_pair`` on the validation tracks, averaged over
@@ -383,6 +389,12 @@ class CounterTrainingConfig(TrainingConfig):
     separation_momenta_gev: Annotated[
         tuple[Annotated[StrictFloat, Field(ge=0.01, le=1e4)], ...], NonEmpty, Distinct
     ]
+    #: Examples weighted by the inverse frequency of their true count
+    #: (``dndx.counter_training.flat_count_weights``).
+    target_weighting: Literal["none", "flat"]
+    #: Fold a linear map fitted on validation into the model, so that the count's
+    #: linearity slope is 1 and its bias 0 (``dndx.counter_training``).
+    calibrate: StrictBool
 
 
 @dataclass(frozen=True, config=_MODEL)

@@ -30,20 +30,24 @@ import numpy as np
 from numpy.typing import NDArray
 
 from dndx.candidates import smoothed_at
+from dndx.preparation import peak_delay_ns
 from dndx.ragged import Ragged
+from dndx.simulation import WaveformSet
 
 __all__ = [
     "COUNTER_INPUT_FILE",
     "N_CHANNELS",
     "VALIDATION_TRACKS_DIR",
     "CounterInput",
+    "clusters_per_bin",
     "encode_scored_candidates",
     "samples_per_bin",
 ]
 
 N_CHANNELS = 4
 #: A split's encodings in ``data/counter_inputs/<split>``: arrays ``x``
-#: ``(n_waveforms, n_bins, N_CHANNELS)``, ``waveform_id`` and ``n_clusters``.
+#: ``(n_waveforms, n_bins, N_CHANNELS)``, ``waveform_id``, ``n_clusters`` and
+#: ``clusters_per_bin`` ``(n_waveforms, n_bins)`` (:func:`clusters_per_bin`).
 COUNTER_INPUT_FILE = "encoded.npz"
 #: The validation tracks' cells the counter is chosen on, in
 #: ``data/counter_inputs/<VALIDATION_TRACKS_DIR>/<COUNTER_INPUT_FILE>``: the arrays
@@ -148,6 +152,39 @@ def _sum_by_bin(
         flat, weights = flat[order], weights[order]
     first = np.flatnonzero(np.diff(flat, prepend=-1))
     out[flat[first]] = np.add.reduceat(weights, first)
+
+
+def clusters_per_bin(
+    data: WaveformSet, model_sampling_rate_ghz: float, n_bins: int, samples_per_bin: float
+) -> NDArray[np.uint16]:
+    """The true primary clusters of each waveform in the bins of its counter input.
+
+    A cluster is placed where its primary electron's pulse peaks (arrival plus
+    :func:`dndx.preparation.peak_delay_ns`), binned like the candidates of
+    :func:`encode_scored_candidates`; a cluster past the last bin counts in it,
+    so that each row sums to the waveform's primary electrons, its ``n_clusters``.
+
+    Returns:
+        ``(n_waveforms, n_bins)`` cluster counts.
+
+    >>> import dataclasses
+    >>> from dndx.config import load_params
+    >>> cfg = dataclasses.replace(load_params().simulate, n_train=4, block_size=4)
+    >>> from dndx.simulation import simulate_range
+    >>> data = simulate_range(cfg, "train", 0, 4)
+    >>> per_bin = clusters_per_bin(data, 1.5, 1024, samples_per_bin(2000.0, 1.5, 1024))
+    >>> per_bin.shape, bool((per_bin.sum(axis=1) == data.info["n_clusters"]).all())
+    ((4, 1024), True)
+    """
+    electrons = data.electrons
+    primary = electrons["primary"].to_numpy()
+    rows = electrons["waveform"].to_numpy()[primary]
+    peak_ns = electrons["time_ns"].to_numpy()[primary] + peak_delay_ns(data.info)[rows]
+    bins = np.clip(
+        (peak_ns * model_sampling_rate_ghz / samples_per_bin).astype(np.int64), 0, n_bins - 1
+    )
+    counts = np.bincount(rows * n_bins + bins, minlength=len(data) * n_bins)
+    return counts.reshape(len(data), n_bins).astype(np.uint16)
 
 
 def _typical_height(

@@ -21,7 +21,7 @@ from dndx.preprocessing import normalise
 from dndx.ragged import Ragged
 from dndx.simulation import WaveformSet
 
-__all__ = ["WAVEFORM_TRUTH_COLUMNS", "PreparedChunk", "prepare_waveforms"]
+__all__ = ["WAVEFORM_TRUTH_COLUMNS", "PreparedChunk", "peak_delay_ns", "prepare_waveforms"]
 
 #: Per-waveform truth carried into the prepared data, for targets and binned metrics.
 WAVEFORM_TRUTH_COLUMNS: tuple[str, ...] = (
@@ -78,17 +78,11 @@ def prepare_waveforms(data: WaveformSet, cfg: PrepareConfig) -> PreparedChunk:
 
     electrons = data.electrons
     electron_times = Ragged(electrons["time_ns"].to_numpy(), data.electron_offsets)
-    # Labelled files give peak times, not arrivals: their info says the delay is 0.
-    delay_ns = (
-        info["peak_delay_ns"].to_numpy()
-        if "peak_delay_ns" in info
-        else pulse_peak_delay_ns(info["rise_time_ns"].to_numpy(), info["fall_time_ns"].to_numpy())
-    )
     expected = expected_peaks(
         electron_times,
         electrons["amplitude_adc"].to_numpy(),
         electrons["primary"].to_numpy(),
-        delay_ns,
+        peak_delay_ns(info),
         cfg.resolving_time_ns,
         window_ns=norm.lengths / rate,
     )
@@ -131,6 +125,16 @@ def prepare_waveforms(data: WaveformSet, cfg: PrepareConfig) -> PreparedChunk:
     waveforms["expected_drift_time_ns"] = _split(drift_ns.astype(np.float32), expected.time_ns)
     waveforms["expected_n_primary"] = _split(expected.n_primary.astype(np.int16), expected.time_ns)
     return PreparedChunk(candidate_table, windows.astype(np.float32), waveforms)
+
+
+def peak_delay_ns(info: pd.DataFrame) -> NDArray[np.float64]:
+    """``(n_waveforms,)`` time from an electron's arrival to its pulse's maximum.
+
+    Labelled files give peak times, not arrivals: their ``info`` says the delay is 0.
+    """
+    if "peak_delay_ns" in info:
+        return info["peak_delay_ns"].to_numpy(dtype=np.float64)
+    return pulse_peak_delay_ns(info["rise_time_ns"].to_numpy(), info["fall_time_ns"].to_numpy())
 
 
 def _split(values: NDArray, like: Ragged) -> list[NDArray]:

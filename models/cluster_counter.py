@@ -5,6 +5,14 @@ The network reads the found peaks of one waveform, binned in time into
 primary clusters. The count is extensive, it grows with the number of peaks,
 so the convolutional features are pooled both by their mean (the shape of the
 peak train) and by their sum over time (its size), which a mean alone loses.
+
+With ``output: per_bin`` the network instead predicts, at every time step
+left after pooling (a coarse time bin), a non-negative number of clusters
+from that step's features, and the count is their sum: a count built from
+local evidence, with no global regression to pull it toward the training
+mean. Such a model trains on two outputs, the count and the clusters per
+coarse bin; :func:`serving_counter` keeps the count alone, the one output
+that the export, the registry and ``dndx infer`` read.
 """
 
 from __future__ import annotations
@@ -17,7 +25,21 @@ from dndx.config import ClusterCounterModelConfig
 from models.blocks import dense_head, optimizer
 from models.seeds import seed_stream
 
-__all__ = ["SumPooling1D", "build_cluster_counter"]
+__all__ = [
+    "COUNT_OUTPUT",
+    "PER_BIN_OUTPUT",
+    "SumPooling1D",
+    "build_cluster_counter",
+    "fold_calibration",
+    "serving_counter",
+]
+
+#: The counter's output: clusters per waveform, ``(n_waveforms, 1)``.
+COUNT_OUTPUT = "n_clusters"
+#: The per-bin counter's second, training-only output: ``(n_waveforms, n_coarse_bins)``.
+PER_BIN_OUTPUT = "clusters_per_bin"
+#: Bias of the per-bin unit at initialisation: softplus(-2.25) = 0.1 clusters a bin.
+PER_BIN_START_BIAS = -2.25
 
 
 @keras.saving.register_keras_serializable(package="dndx")
@@ -43,20 +65,25 @@ def build_cluster_counter(
     """Build and compile the cluster counter.
 
     One ``Conv1D`` block per entry of ``cfg.filters``, each followed by max
-    pooling while the pooled length stays at least ``cfg.pool_size``; then the
-    mean and the sum over time, concatenated; then dense layers each followed
-    by dropout; then one linear unit.
+    pooling while the pooled length stays at least ``cfg.pool_size``. Then,
+    for ``cfg.output`` ``total``: the mean and the sum over time, concatenated;
+    dense layers each followed by dropout; one linear unit. For ``per_bin``:
+    the same dense layers at every time step, one softplus unit per step (the
+    clusters in that coarse bin), and their sum through a fixed all-ones
+    ``Dense`` (so that :func:`fold_calibration` treats both alike).
 
     Args:
-        cfg: topology and optimiser.
+        cfg: topology, output and optimiser.
         n_bins: time bins per waveform.
         n_channels: features per bin.
         seed: source of the per-layer initialiser and dropout seeds.
 
     Returns:
         A compiled model named ``cluster_counter`` mapping the input ``peaks``,
-        ``(n_waveforms, n_bins, n_channels)`` float32, to the output
-        ``n_clusters``, ``(n_waveforms, 1)``.
+        ``(n_waveforms, n_bins, n_channels)`` float32, to :data:`COUNT_OUTPUT`,
+        ``(n_waveforms, 1)``, trained on the mean squared error; for ``per_bin``
+        also to :data:`PER_BIN_OUTPUT`, ``(n_waveforms, n_coarse_bins)``, whose
+        squared errors are summed over the bins.
     """
     next_seed = seed_stream(seed)
 
@@ -75,6 +102,30 @@ def build_cluster_counter(
         if cfg.pool_size > 1 and length // cfg.pool_size >= cfg.pool_size:
             x = keras.layers.MaxPooling1D(cfg.pool_size, name=f"pool_{i}")(x)
             length //= cfg.pool_size
+    if cfg.output == "per_bin":
+        x = dense_head(x, cfg.dense_units, cfg.activation, cfg.dropout, next_seed)
+        per_step = keras.layers.Dense(
+            1,
+            activation="softplus",
+            kernel_initializer=keras.initializers.GlorotUniform(seed=next_seed()),
+            # Starting at softplus(0) = 0.69 clusters in every bin, the sum would be
+            # several times any count, and the first steps' gradients would kill the
+            # ReLUs below; this bias starts each bin at about 0.1.
+            bias_initializer=keras.initializers.Constant(PER_BIN_START_BIAS),
+            name="clusters_per_step",
+        )(x)
+        per_bin = keras.layers.Reshape((length,), name=PER_BIN_OUTPUT)(per_step)
+        n_clusters = keras.layers.Dense(
+            1, kernel_initializer="ones", trainable=False, name=COUNT_OUTPUT
+        )(per_bin)
+        model = keras.Model(peaks, [n_clusters, per_bin], name="cluster_counter")
+        model.compile(
+            optimizer=optimizer(cfg.optimizer, cfg.learning_rate),
+            loss={COUNT_OUTPUT: "mse", PER_BIN_OUTPUT: "mse"},
+            # Keras' mse averages over the bins: weighted by their number, it sums.
+            loss_weights={COUNT_OUTPUT: 1.0, PER_BIN_OUTPUT: float(length)},
+        )
+        return model
     x = keras.layers.Concatenate(name="pooled")(
         [
             keras.layers.GlobalAveragePooling1D(name="mean_over_time")(x),
@@ -85,7 +136,7 @@ def build_cluster_counter(
     n_clusters = keras.layers.Dense(
         1,
         kernel_initializer=keras.initializers.GlorotUniform(seed=next_seed()),
-        name="n_clusters",
+        name=COUNT_OUTPUT,
     )(x)
 
     model = keras.Model(peaks, n_clusters, name="cluster_counter")
@@ -95,3 +146,21 @@ def build_cluster_counter(
         metrics=[keras.metrics.MeanAbsoluteError(name="mae")],
     )
     return model
+
+
+def serving_counter(model: keras.Model) -> keras.Model:
+    """The counter as it is saved and served: ``model`` with its count output
+    alone (the same layers and weights)."""
+    if len(model.outputs) == 1:
+        return model
+    count = model.get_layer(COUNT_OUTPUT).output
+    return keras.Model(model.inputs[0], count, name=model.name)
+
+
+def fold_calibration(model: keras.Model, scale: float, offset: float) -> None:
+    """Make ``model``'s count ``scale * count + offset`` by rescaling its last
+    ``Dense`` layer, :data:`COUNT_OUTPUT`, in place: the export and every
+    consumer then read the calibrated count at no cost."""
+    layer = model.get_layer(COUNT_OUTPUT)
+    kernel, bias = layer.get_weights()
+    layer.set_weights([kernel * scale, bias * scale + offset])

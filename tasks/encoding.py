@@ -20,6 +20,7 @@ from dndx.encoding import (
     COUNTER_INPUT_FILE,
     VALIDATION_TRACKS_DIR,
     CounterInput,
+    clusters_per_bin,
     encode_scored_candidates,
     samples_per_bin,
 )
@@ -84,6 +85,7 @@ def _score_and_encode(
     )[:, 0]
     rate = prepare.model_sampling_rate_ghz
     n_bins = counter_input.n_bins
+    bin_width = samples_per_bin(window_ns, rate, n_bins)
     counter = encode_scored_candidates(
         norm.samples,
         norm.lengths,
@@ -91,7 +93,7 @@ def _score_and_encode(
         probability,
         score_threshold,
         n_bins,
-        samples_per_bin(window_ns, rate, n_bins),
+        bin_width,
     )
     return counter, probability
 
@@ -133,6 +135,12 @@ def encode_chunk(
             x=counter.encoded,
             waveform_id=data.info["waveform_id"].to_numpy(),
             n_clusters=data.info["n_clusters"].to_numpy(),
+            clusters_per_bin=clusters_per_bin(
+                data,
+                prepare.model_sampling_rate_ghz,
+                counter_input.n_bins,
+                samples_per_bin(window_ns, prepare.model_sampling_rate_ghz, counter_input.n_bins),
+            ),
         )
     return {"n_waveforms": len(data), "n_detected": int(counter.detected.sum())}
 

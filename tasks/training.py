@@ -29,8 +29,15 @@ from dndx.config import (
     PeakFinderModelConfig,
     TrainingConfig,
 )
+from dndx.counter_training import (
+    Calibration,
+    coarsen_bins,
+    fit_calibration,
+    flat_count_weights,
+)
 from dndx.dataset import read_candidates, read_prepared_waveforms
 from dndx.encoding import COUNTER_INPUT_FILE, VALIDATION_TRACKS_DIR
+from dndx.errors import InputError
 from dndx.metrics import best_threshold, binary_scores, counting_metrics, roc_auc, roc_curve
 from dndx.plots import (
     plot_linearity,
@@ -43,7 +50,7 @@ from dndx.separation import mean_separation_ratio
 from dndx.storage import atomic_file
 from tasks.resources import measure_resources
 
-__all__ = ["TrialSpec", "run_trial"]
+__all__ = ["CounterData", "TrialSpec", "calibrate_counter", "run_trial", "train_counter"]
 
 #: Examples per step when a trial predicts its validation split: inference alone
 #: runs faster per example in large batches, whatever the training batch.
@@ -86,11 +93,38 @@ def _load_windows(split_dir: str, limit: int, seed: int) -> tuple[np.ndarray, np
     return windows[:, :, None], labels
 
 
+@dataclasses.dataclass(frozen=True, eq=False)
+class CounterData:
+    """What the cluster counter trains or is scored on.
+
+    Attributes:
+        x: ``(n, n_bins, channels)`` float32 counter inputs.
+        n_clusters: ``(n,)`` float32 true cluster counts.
+        clusters_per_bin: ``(n, n_bins)`` true clusters per input bin
+            (:func:`dndx.encoding.clusters_per_bin`); None where not needed.
+    """
+
+    x: np.ndarray
+    n_clusters: np.ndarray
+    clusters_per_bin: np.ndarray | None = None
+
+
 @functools.lru_cache(maxsize=4)
-def _load_encoded(split_dir: str, limit: int) -> tuple[np.ndarray, np.ndarray]:
-    """Counter inputs ``(n, n_bins, 4)`` and true cluster counts ``(n,)`` of a split."""
-    with np.load(Path(split_dir) / COUNTER_INPUT_FILE) as data:
-        return data["x"][:limit], data["n_clusters"][:limit].astype(np.float32)
+def _load_encoded(split_dir: str, limit: int, per_bin: bool) -> CounterData:
+    """The first ``limit`` waveforms of a split's counter inputs, with their
+    clusters per bin when ``per_bin``."""
+    path = Path(split_dir) / COUNTER_INPUT_FILE
+    with np.load(path) as data:
+        if per_bin and "clusters_per_bin" not in data:
+            raise InputError(
+                f"{path}: no array 'clusters_per_bin', which cluster_counter.output "
+                "per_bin trains on; rerun the encode stage"
+            )
+        return CounterData(
+            data["x"][:limit],
+            data["n_clusters"][:limit].astype(np.float32),
+            data["clusters_per_bin"][:limit] if per_bin else None,
+        )
 
 
 def _seed(training: TrainingConfig, spec: TrialSpec) -> int:
@@ -100,16 +134,21 @@ def _seed(training: TrainingConfig, spec: TrialSpec) -> int:
 def _fit(
     model: Any,
     x: np.ndarray,
-    y: np.ndarray,
+    y: np.ndarray | list[np.ndarray],
     training: TrainingConfig,
     validation: tuple[np.ndarray, np.ndarray],
     score: Callable[[np.ndarray, np.ndarray], dict[str, float]],
     label: str,
     logger: TrialLogger,
+    sample_weight: np.ndarray | list[np.ndarray] | None = None,
 ) -> list[dict[str, float]]:
     """Train with early stopping, logging a line per epoch; returns the per-epoch
     history: the training logs, ``val_loss``, the metrics ``score`` computes from
     the validation predictions ``(n,)`` and truth ``(n,)``, and ``epoch_time_s``.
+
+    ``y`` and ``sample_weight`` hold one array per output of ``model``; the
+    validation figures, ``val_loss`` included (unweighted), are those of its
+    first output.
 
     The validation split is predicted once per epoch, here, and every validation
     metric comes from those predictions: Keras' own validation pass would predict
@@ -120,7 +159,9 @@ def _fit(
     from dndx.config import METRIC_GOALS
 
     xv, yv = validation
-    loss = keras.losses.get(model.loss)
+    loss = keras.losses.get(
+        model.loss[model.output_names[0]] if isinstance(model.loss, dict) else model.loss
+    )
     history: list[dict[str, float]] = []
     # The stopping metric and the first selection metric an epoch computes (the
     # counter's separation is measured once, on the final model).
@@ -171,6 +212,7 @@ def _fit(
     model.fit(
         x,
         y,
+        sample_weight=sample_weight,
         batch_size=training.batch_size,
         epochs=training.epochs,
         callbacks=callbacks,
@@ -193,9 +235,11 @@ def _cosine_learning_rate(start: float, epochs: int, epoch: int, _current: float
 
 
 def _predict(model: Any, x: np.ndarray) -> np.ndarray:
-    """The model's single output for each example of ``x``: ``(n,)``."""
+    """The model's (first) output for each example of ``x``: ``(n,)``."""
     batch = PREDICT_BATCH[model.name]
-    return np.asarray(model.predict(x, batch_size=batch, verbose=0))[:, 0]
+    outputs = model.predict(x, batch_size=batch, verbose=0)
+    first = outputs[0] if isinstance(outputs, list) else outputs
+    return np.asarray(first)[:, 0]
 
 
 def _inference_cost(
@@ -291,6 +335,59 @@ def _peak_finder_scores(scores: np.ndarray, labels: np.ndarray) -> dict[str, flo
     }
 
 
+def train_counter(
+    model_cfg: ClusterCounterModelConfig,
+    training: CounterTrainingConfig,
+    seed: int,
+    train: CounterData,
+    validation: CounterData,
+    label: str,
+    logger: TrialLogger,
+) -> tuple[Any, list[dict[str, float]]]:
+    """Build and train one cluster counter as ``model_cfg`` and ``training`` say
+    (``output``, ``target_weighting``; not ``calibrate``: :func:`calibrate_counter`).
+
+    Returns:
+        The model as it is saved and served
+        (:func:`models.cluster_counter.serving_counter`), and the history of
+        :func:`_fit`.
+    """
+    import keras
+
+    from models import build_cluster_counter
+    from models.cluster_counter import serving_counter
+
+    keras.utils.set_random_seed(seed)
+    model = build_cluster_counter(
+        model_cfg, n_bins=train.x.shape[1], n_channels=train.x.shape[2], seed=seed
+    )
+    weight = flat_count_weights(train.n_clusters) if training.target_weighting == "flat" else None
+    y: np.ndarray | list[np.ndarray] = train.n_clusters
+    sample_weight: np.ndarray | list[np.ndarray] | None = weight
+    if len(model.outputs) > 1:
+        if train.clusters_per_bin is None:
+            raise ValueError("a per-bin counter trains on clusters_per_bin")
+        n_coarse = int(model.outputs[1].shape[1])
+        y = [train.n_clusters, coarsen_bins(train.clusters_per_bin, n_coarse)]
+        sample_weight = None if weight is None else [weight, weight]
+    validation_pair = (validation.x, validation.n_clusters)
+    history = _fit(
+        model, train.x, y, training, validation_pair, _counting_scores, label, logger,
+        sample_weight,
+    )  # fmt: skip
+    return serving_counter(model), history
+
+
+def calibrate_counter(model: Any, validation: CounterData) -> Calibration:
+    """Fit :func:`dndx.counter_training.fit_calibration` on ``validation`` and fold
+    it into ``model`` (:func:`models.cluster_counter.fold_calibration`)."""
+    from models.cluster_counter import fold_calibration
+
+    calibration = fit_calibration(_predict(model, validation.x), validation.n_clusters)
+    fold_calibration(model, calibration.scale, calibration.offset)
+    return calibration
+
+
 def _counter_trial(
     spec: TrialSpec,
     model_cfg: ClusterCounterModelConfig,
@@ -299,18 +396,18 @@ def _counter_trial(
     trial_dir: Path,
     logger: TrialLogger,
 ) -> dict[str, Any]:
-    import keras
-
-    from models import build_cluster_counter
-
-    x, y = _load_encoded(str(data_dir / "train"), training.max_train_examples)
-    xv, yv = _load_encoded(str(data_dir / "validation"), training.max_validation_examples)
     cfg = dataclasses.replace(model_cfg, **spec.hyperparameters)
-    seed = _seed(training, spec)
-    keras.utils.set_random_seed(seed)
-    model = build_cluster_counter(cfg, n_bins=x.shape[1], n_channels=x.shape[2], seed=seed)
+    per_bin = cfg.output == "per_bin"
+    train = _load_encoded(str(data_dir / "train"), training.max_train_examples, per_bin)
+    validation = _load_encoded(
+        str(data_dir / "validation"), training.max_validation_examples, per_bin
+    )
     label = f"cluster_counter {spec.name}"
-    history = _fit(model, x, y, training, (xv, yv), _counting_scores, label, logger)
+    model, history = train_counter(
+        cfg, training, _seed(training, spec), train, validation, label, logger
+    )
+    calibration = calibrate_counter(model, validation) if training.calibrate else None
+    xv, yv = validation.x, validation.n_clusters
     predicted = _predict(model, xv)
     cost, inference_time = _inference_cost(model, xv, 1.0, trial_dir)
     metrics = {
@@ -318,10 +415,12 @@ def _counter_trial(
         **_counting_scores(predicted, yv),
         **_separation_scores(model, data_dir / VALIDATION_TRACKS_DIR, training),
         "epochs_trained": len(history),
-        "n_train_waveforms": len(y),
+        "n_train_waveforms": len(train.n_clusters),
         "n_parameters": model.count_params(),
         **cost,
     }
+    if calibration is not None:
+        metrics.update(calibration_scale=calibration.scale, calibration_offset=calibration.offset)
     model.save(trial_dir / "model.keras")
     plot_linearity(yv, {"cnn": predicted}, trial_dir / "counts.png")
     return {"metrics": metrics, "inference_time": inference_time, "history": history}

@@ -116,6 +116,13 @@ def test_unknown_keys_are_named(path: str, value: Any, message: str) -> None:
         ("simulate.momentum_gev", 5, "simulate.momentum_gev = 5: should be [low, high]"),
         ("prepare", [1], "prepare = [1]: should be a mapping of keys"),
         ("dask.mode", "cloud", "dask.mode = 'cloud': should be 'local', 'address'"),
+        ("cluster_counter.output", "bins", "output = 'bins': should be 'total' or 'per_bin'"),
+        (
+            "train_cluster_counter.target_weighting",
+            "inverse",
+            "target_weighting = 'inverse': should be 'none' or 'flat'",
+        ),
+        ("train_cluster_counter.calibrate", "yes", "calibrate = 'yes': should be a valid boolean"),
     ],
 )
 def test_wrong_types_name_key_value_and_allowed(path: str, value: Any, message: str) -> None:

@@ -79,10 +79,13 @@ def test_training_and_inference_encode_the_same_waveforms(
     )
     with np.load(tmp_path / "test" / "encoded-part-00000.npz") as trained:
         training_x, training_ids = trained["x"], trained["waveform_id"]
+        per_bin = trained["clusters_per_bin"]
     scores = pd.read_parquet(tmp_path / "test" / f"scores-{part_name(0)}")
 
     data = read_waveform_set(simulated)
     assert training_ids.tolist() == data.info["waveform_id"].tolist()
+    assert per_bin.shape == (len(training_ids), n_bins)
+    np.testing.assert_array_equal(per_bin.sum(axis=1), data.info["n_clusters"])
     rates = data.info["sampling_rate_ghz"].to_numpy()
     for input_rate in np.unique(rates):
         rows = np.flatnonzero(rates == input_rate)

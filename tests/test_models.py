@@ -12,10 +12,11 @@ import onnx
 import onnxruntime
 import pytest
 
-from dndx.config import load_params
+from dndx.config import ClusterCounterModelConfig, load_params
+from dndx.counter_training import coarsen_bins
 from dndx.errors import DndxError
 from models import build_cluster_counter, build_peak_finder
-from models.cluster_counter import SumPooling1D
+from models.cluster_counter import SumPooling1D, fold_calibration, serving_counter
 from models.export import export_onnx, onnx_parity
 
 WINDOW_LENGTH = 15
@@ -34,6 +35,7 @@ TINY_CLUSTER_COUNTER = dataclasses.replace(
     dropout=0.0,
     learning_rate=3e-3,
 )
+TINY_PER_BIN_COUNTER = dataclasses.replace(TINY_CLUSTER_COUNTER, output="per_bin")
 
 
 def lstm_parameters(n_inputs: int, units: int) -> int:
@@ -143,6 +145,43 @@ def test_cluster_counter_shape_and_parameter_count(
     assert counts.shape == (3, 1)
 
 
+def test_per_bin_counter_sums_its_non_negative_bins_and_trains_on_both() -> None:
+    peaks, counts = binned_peaks(8)
+    per_bin_truth = coarsen_bins(peaks[:, :, 0].astype(np.int64), N_BINS // 4)  # two pools of 2
+    model = build_cluster_counter(TINY_PER_BIN_COUNTER, n_bins=N_BINS, n_channels=N_CHANNELS)
+    summing = model.get_layer("n_clusters").get_weights()
+    weight = np.linspace(0.5, 1.5, len(peaks))
+    for _ in range(3):
+        model.train_on_batch(peaks, [counts, per_bin_truth], sample_weight=[weight, weight])
+
+    predicted, per_bin = model.predict(peaks, verbose=0)
+
+    assert model.output_names == ["n_clusters", "clusters_per_bin"]
+    assert predicted.shape == (8, 1)
+    assert per_bin.shape == per_bin_truth.shape
+    assert np.all(per_bin >= 0)
+    np.testing.assert_allclose(predicted[:, 0], per_bin.sum(axis=1), rtol=1e-5)
+    for before, after in zip(summing, model.get_layer("n_clusters").get_weights(), strict=True):
+        np.testing.assert_array_equal(before, after)
+    serving = serving_counter(model)
+    assert serving.output_names == ["n_clusters"]
+    np.testing.assert_array_equal(serving.predict(peaks, verbose=0), predicted)
+    assert serving_counter(serving) is serving
+
+
+@pytest.mark.parametrize(
+    "cfg", [TINY_CLUSTER_COUNTER, TINY_PER_BIN_COUNTER], ids=["total", "per_bin"]
+)
+def test_a_folded_calibration_maps_the_count(cfg: ClusterCounterModelConfig) -> None:
+    peaks, _ = binned_peaks(4)
+    model = serving_counter(build_cluster_counter(cfg, n_bins=N_BINS, n_channels=N_CHANNELS))
+    before = model.predict(peaks, verbose=0)
+
+    fold_calibration(model, 1.25, -5.0)
+
+    np.testing.assert_allclose(model.predict(peaks, verbose=0), 1.25 * before - 5.0, rtol=1e-5)
+
+
 def test_sum_pooling_sums_over_time() -> None:
     values = np.arange(24, dtype=np.float32).reshape(2, 4, 3)
     np.testing.assert_allclose(keras.ops.convert_to_numpy(SumPooling1D()(values)), values.sum(1))
@@ -176,18 +215,24 @@ def test_cluster_counter_overfits_one_batch() -> None:
     assert final_mse < initial_mse / 10
 
 
-@pytest.fixture(params=["peak_finder", "cluster_counter"])
+@pytest.fixture(params=["peak_finder", "cluster_counter", "per_bin_counter"])
 def trained_model(request: pytest.FixtureRequest) -> tuple[keras.Model, np.ndarray]:
-    """A model after a few training steps, and inputs ``(n_examples, ...)`` for it."""
+    """A model after a few training steps, as it is saved and served, and inputs
+    ``(n_examples, ...)`` for it."""
+    targets: np.ndarray | list[np.ndarray]
     if request.param == "peak_finder":
         inputs, targets = peak_windows(16)
         model = build_peak_finder(TINY_PEAK_FINDER, window_length=WINDOW_LENGTH)
-    else:
+    elif request.param == "cluster_counter":
         inputs, targets = binned_peaks(16)
         model = build_cluster_counter(TINY_CLUSTER_COUNTER, n_bins=N_BINS, n_channels=N_CHANNELS)
+    else:
+        inputs, counts = binned_peaks(16)
+        targets = [counts, coarsen_bins(inputs[:, :, 0].astype(np.int64), N_BINS // 4)]
+        model = build_cluster_counter(TINY_PER_BIN_COUNTER, n_bins=N_BINS, n_channels=N_CHANNELS)
     for _ in range(3):
         model.train_on_batch(inputs, targets)
-    return model, inputs
+    return serving_counter(model) if request.param == "per_bin_counter" else model, inputs
 
 
 def test_onnx_export_is_checked_named_and_agrees(
