@@ -1,18 +1,20 @@
 """How far can the candidates' pre-selection go at no loss? The recall-safe
-curvature threshold on validation, and what it keeps and loses on test.
+window-spread threshold on validation, and what it keeps and loses on test.
 
 The registered peak finder (``data/bundle``) scores every prepared candidate of
-validation and test; the threshold is the least curvature of a validation
-candidate it accepts, less ``--margin``. On test the script counts the windows
-the threshold spares the peak finder and the accepted candidates, and the true
-accepted peaks, it would lose. Set ``prepare.min_curvature_sigma`` in
-``params.yaml`` to the threshold to use it (the prepared data must be made
-without pre-selection for the measurement: it is 0 by default).
+validation and test; the threshold is the least spread
+(:func:`dndx.preselection.window_spread`) of a validation window it accepts,
+less ``--margin``. On test the script counts the windows the threshold spares
+the peak finder and the accepted candidates, and the true accepted peaks, it
+would lose; the curvature, the pre-selection tried before, is measured the same
+way beside it. ``prepare.min_window_std_sigma`` in ``params.yaml`` takes the
+threshold; the prepared data must be made without pre-selection for the
+measurement (both ``min_*_sigma`` at 0).
 
-Needs ``make run``'s ``data/prepared`` and ``data/bundle``; writes
-``benchmarks/results/preselect.json``.
+Needs ``make run``'s ``data/prepared`` and ``data/bundle`` (``--data`` names
+another ``data`` directory); writes ``benchmarks/results/preselect.json``.
 
-    python -m benchmarks.preselect [--margin 0.1]
+    python -m benchmarks.preselect [--margin 0.1] [--data DIR]
 """
 
 from __future__ import annotations
@@ -24,14 +26,13 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from dndx.candidates import candidate_curvature, recall_safe_curvature
-from dndx.dataset import read_candidates
+from dndx.candidates import candidate_curvature
+from dndx.dataset import read_candidates, read_prepared_waveforms
+from dndx.preselection import recall_safe_threshold, window_spread
 from dndx.ragged import Ragged
 from tasks.onnx_models import OnnxModels
 
 RESULTS = Path(__file__).parent / "results" / "preselect.json"
-PREPARED = Path("data/prepared")
-BUNDLE = Path("data/bundle")
 
 
 def window_curvature(windows: NDArray[np.float32], window_before: int) -> NDArray[np.float32]:
@@ -41,34 +42,54 @@ def window_curvature(windows: NDArray[np.float32], window_before: int) -> NDArra
     return candidate_curvature(windows, centres)
 
 
+def measure(
+    feature: dict[str, NDArray[np.float32]],
+    accepted: dict[str, NDArray[np.bool_]],
+    true: NDArray[np.bool_],
+    margin: float,
+) -> dict[str, float | int]:
+    """The threshold on validation and what it keeps and loses on test."""
+    threshold = recall_safe_threshold(feature["validation"], accepted["validation"], margin)
+    kept = feature["test"] >= threshold
+    test_accepted = accepted["test"]
+    return {
+        "threshold": threshold,
+        "validation_least_accepted": float(feature["validation"][accepted["validation"]].min()),
+        "test_windows_kept_fraction": float(kept.mean()),
+        "test_accepted_lost": int((test_accepted & ~kept).sum()),
+        "test_true_accepted_lost": int((test_accepted & true & ~kept).sum()),
+        "test_true_lost": int((true & ~kept).sum()),
+    }
+
+
 def main() -> None:
-    """Choose the threshold on validation and measure it on test."""
+    """Choose the thresholds on validation and measure them on test."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--margin", type=float, default=0.1)
+    parser.add_argument("--data", type=Path, default=Path("data"))
     args = parser.parse_args()
-    models = OnnxModels.load(BUNDLE)
+    models = OnnxModels.load(args.data / "bundle")
     bundle = models.bundle
-    scored = {}
+    spread, curvature, accepted = {}, {}, {}
     for split in ("validation", "test"):
-        table, windows = read_candidates(PREPARED / split)
-        accepted = models.peak_probability(windows) >= bundle.score_threshold
-        curvature = window_curvature(windows, bundle.window_before)
-        scored[split] = (curvature, accepted, table["label"].to_numpy() == 1)
-    curvature, accepted, _ = scored["validation"]
-    threshold = recall_safe_curvature(curvature, accepted, args.margin)
-    curvature, accepted, true = scored["test"]
-    kept = curvature >= threshold
+        table, windows = read_candidates(args.data / "prepared" / split)
+        accepted[split] = models.peak_probability(windows) >= bundle.score_threshold
+        spread[split] = window_spread(windows)
+        curvature[split] = window_curvature(windows, bundle.window_before)
+        if split == "test":
+            true = table["label"].to_numpy() == 1
+            n_waveforms = len(read_prepared_waveforms(args.data / "prepared" / split))
     result = {
+        "bundle_min_window_std_sigma": bundle.min_window_std_sigma,
         "bundle_min_curvature_sigma": bundle.min_curvature_sigma,
         "margin": args.margin,
-        "min_curvature_sigma": threshold,
-        "test_windows": len(kept),
-        "test_windows_kept_fraction": float(kept.mean()),
-        "test_accepted": int(accepted.sum()),
-        "test_accepted_lost": int((accepted & ~kept).sum()),
-        "test_true_accepted_lost": int((accepted & true & ~kept).sum()),
-        "test_true_lost": int((true & ~kept).sum()),
+        "test_waveforms": n_waveforms,
+        "test_windows": len(true),
+        "test_windows_per_waveform": len(true) / n_waveforms,
+        "test_accepted": int(accepted["test"].sum()),
         "test_true": int(true.sum()),
+        "window_spread": measure(spread, accepted, true, args.margin),
+        "curvature": measure(curvature, accepted, true, args.margin),
     }
     print(json.dumps(result, indent=2), flush=True)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

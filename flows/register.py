@@ -98,6 +98,7 @@ def export_pair(params: Params, root: Path, test: RegistryInputs) -> dict[str, f
             "cluster_counter_trial_run_id": counter_selection["trial_run_id"],
         },
         d2=d2,
+        min_window_std_sigma=params.prepare.min_window_std_sigma,
     )
     metadata = {k: str(v) for k, v in dataclasses.asdict(bundle).items() if k != "provenance"}
     with atomic_directory(root / BUNDLE_DIR) as tmp:
