@@ -47,7 +47,7 @@ def test_the_int8_pair_is_kept_and_registered_only_within_the_tolerance(
     verdict = quantize_if_outcomes_hold(bundle_dir, waveforms, truth, float_scores, params)
 
     moved = max(abs(verdict["differences"][name]) for name in OUTCOME_FIGURES)
-    # int8 arithmetic moves the untrained counter's output, so a zero tolerance fails.
+    # int8 arithmetic moves the untrained peak finder's decisions, so a zero tolerance fails.
     assert verdict["passed"] == (moved <= tolerance)
     assert verdict["passed"] == (tolerance > 0)
     kept = bundle_dir / QUANTIZED_SUBDIR
