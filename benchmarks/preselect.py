@@ -1,17 +1,17 @@
 """How far can the candidates' pre-selection go at no loss? The recall-safe
 window-spread threshold on validation, and what it keeps and loses on test.
 
-The registered peak finder (``data/bundle``) scores every prepared candidate of
-validation and test; the threshold is the least spread
+The registered peak finder (``data/bundle``) scores every candidate of the
+simulated validation and test waveforms, found as ``prepare`` finds them but
+without any pre-selection; the threshold is the least spread
 (:func:`dndx.preselection.window_spread`) of a validation window it accepts,
 less ``--margin``. On test the script counts the windows the threshold spares
 the peak finder and the accepted candidates, and the true accepted peaks, it
 would lose; the curvature, the pre-selection tried before, is measured the same
 way beside it. ``prepare.min_window_std_sigma`` in ``params.yaml`` takes the
-threshold; the prepared data must be made without pre-selection for the
-measurement (both ``min_*_sigma`` at 0).
+threshold.
 
-Needs ``make run``'s ``data/prepared`` and ``data/bundle`` (``--data`` names
+Needs ``make run``'s ``data/simulated`` and ``data/bundle`` (``--data`` names
 another ``data`` directory); writes ``benchmarks/results/preselect.json``.
 
     python -m benchmarks.preselect [--margin 0.1] [--data DIR]
@@ -20,14 +20,18 @@ another ``data`` directory); writes ``benchmarks/results/preselect.json``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from numpy.typing import NDArray
 
 from dndx.candidates import candidate_curvature
-from dndx.dataset import read_candidates, read_prepared_waveforms
+from dndx.config import load_params
+from dndx.dataset import part_paths, read_waveform_set
+from dndx.preparation import PreparedChunk, prepare_waveforms
 from dndx.preselection import recall_safe_threshold, window_spread
 from dndx.ragged import Ragged
 from tasks.onnx_models import OnnxModels
@@ -40,6 +44,20 @@ def window_curvature(windows: NDArray[np.float32], window_before: int) -> NDArra
     (the window holds the five samples around the candidate it needs)."""
     centres = Ragged.from_lengths(np.full(len(windows), window_before), np.ones(len(windows)))
     return candidate_curvature(windows, centres)
+
+
+def prepare_every_candidate(simulated_dir: Path) -> PreparedChunk:
+    """The candidates, windows and labels of every waveform in ``simulated_dir``,
+    as ``prepare`` makes them with the pre-selection off."""
+    prepare = dataclasses.replace(
+        load_params().prepare, min_curvature_sigma=0.0, min_window_std_sigma=0.0
+    )
+    chunks = [prepare_waveforms(read_waveform_set(p), prepare) for p in part_paths(simulated_dir)]
+    return PreparedChunk(
+        pd.concat([c.candidates for c in chunks], ignore_index=True),
+        np.concatenate([c.windows for c in chunks]),
+        pd.concat([c.waveforms for c in chunks], ignore_index=True),
+    )
 
 
 def measure(
@@ -72,13 +90,14 @@ def main() -> None:
     bundle = models.bundle
     spread, curvature, accepted = {}, {}, {}
     for split in ("validation", "test"):
-        table, windows = read_candidates(args.data / "prepared" / split)
+        prepared = prepare_every_candidate(args.data / "simulated" / split)
+        windows = prepared.windows
         accepted[split] = models.peak_probability(windows) >= bundle.score_threshold
         spread[split] = window_spread(windows)
         curvature[split] = window_curvature(windows, bundle.window_before)
         if split == "test":
-            true = table["label"].to_numpy() == 1
-            n_waveforms = len(read_prepared_waveforms(args.data / "prepared" / split))
+            true = prepared.candidates["label"].to_numpy() == 1
+            n_waveforms = len(prepared.waveforms)
     result = {
         "bundle_min_window_std_sigma": bundle.min_window_std_sigma,
         "bundle_min_curvature_sigma": bundle.min_curvature_sigma,
