@@ -7,7 +7,8 @@ samples a waveform, resampled to the models' 1.5 GS/s):
 
 1. **The inference flow** (``flows.infer.infer``: Prefect, a Dask LocalCluster
    of 2 single-threaded workers, ONNX Runtime), timed from the call to the
-   written Parquet file and summary, cluster start-up included.
+   written Parquet file and summary, cluster start-up included: the float
+   pair, the ``fast`` pair and the D2 baseline.
 2. **Steady state, four ways, same harness**: 2 worker processes, one thread
    each, each reading its own chunks from the file, running the chain and
    writing a Parquet file per chunk; models loaded and warmed up before the
@@ -17,17 +18,19 @@ samples a waveform, resampled to the models' 1.5 GS/s):
    baseline (``dndx infer --method d2``'s chain,
    :func:`dndx.inference.infer_waveforms_d2`, with the bundle's tuned
    settings). The ONNX chain also runs as its variants: the int8 pair
-   (:func:`tasks.quantization.quantize_bundle`) and the float pair behind the
-   recall-safe candidate pre-selection (the threshold chosen on simulated
-   validation waveforms with :func:`dndx.candidates.recall_safe_curvature`).
+   (:func:`tasks.quantization.quantize_bundle`), the float pair behind the
+   recall-safe candidate pre-selection (the window-spread threshold chosen on
+   simulated validation waveforms with
+   :func:`dndx.preselection.recall_safe_threshold`), and both together, the
+   ``fast`` pair a default ``make run`` registers when it passes its gate.
    Ratios are reported, each variant's test figures
    (:func:`tasks.registry.score_bundle` on simulated test waveforms) beside
    its speed.
 3. **Peak memory** of the whole process tree (flow process, Dask workers,
    Prefect server), sampled every 50 ms, for N and 10 x N waveforms.
 4. **Where one core's time goes**: each stage of the ONNX chain per 1000
-   waveforms, and each model alone in ONNX Runtime and in Keras on the same
-   windows and encodings.
+   waveforms, for the float and the ``fast`` pair, and each model alone in ONNX
+   Runtime and in Keras on the same windows and encodings.
 
 Other sessions' work on the same machine slows every figure: the load
 average at the start and the end is recorded beside them.
@@ -75,9 +78,7 @@ import psutil  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
 from benchmarks.machine import best_seconds, cpu_model  # noqa: E402
-from benchmarks.preselect import window_curvature  # noqa: E402
 from dndx.bundle import D2Settings, ModelBundle  # noqa: E402
-from dndx.candidates import recall_safe_curvature  # noqa: E402
 from dndx.config import (  # noqa: E402
     load_params,
 )
@@ -89,6 +90,7 @@ from dndx.inference import (  # noqa: E402
 )
 from dndx.preparation import prepare_waveforms  # noqa: E402
 from dndx.preprocessing import normalise  # noqa: E402
+from dndx.preselection import recall_safe_threshold, window_spread  # noqa: E402
 from dndx.readers import WaveformSource, read_chunk, validate_rows  # noqa: E402
 from dndx.simulation import simulate_range  # noqa: E402
 from tasks.onnx_models import OnnxModels  # noqa: E402
@@ -106,7 +108,7 @@ CHUNK_SIZE = 2000
 UNTUNED_D2 = D2Settings(t1_sigma=3.0, t2=1.0, window_ns=1.5, growth_ns_per_sqrt_ns=0.2)
 #: Simulated waveforms that choose the pre-selection and score every variant.
 QUALITY_WAVEFORMS = 2000
-#: Below the least curvature of an accepted validation candidate, for unseen ones.
+#: Below the least window spread of an accepted validation candidate, for unseen ones.
 PRESELECTION_MARGIN = 0.1
 
 
@@ -130,7 +132,9 @@ def build_models(directory: Path) -> str:
     directory.mkdir(parents=True, exist_ok=True)
     if TRAINED_BUNDLE.is_dir() and all(p.exists() for p in TRAINED_KERAS.values()):
         for path in TRAINED_BUNDLE.iterdir():
-            shutil.copy(path, directory / path.name)
+            # The int8 pair kept inside the bundle is made afresh as a variant.
+            if path.is_file():
+                shutil.copy(path, directory / path.name)
         for name, path in TRAINED_KERAS.items():
             shutil.copy(path, directory / name)
         chosen = TRAINED_KERAS["peak_finder.keras"].parent / "selection.json"
@@ -356,30 +360,35 @@ def _simulated(split: str) -> tuple[Any, pd.DataFrame, Any]:
         chunk_size=QUALITY_WAVEFORMS,
     )
     data = simulate_range(sim, split, 0, QUALITY_WAVEFORMS)
-    every = dataclasses.replace(params.prepare, min_curvature_sigma=0.0)
+    every = dataclasses.replace(params.prepare, min_curvature_sigma=0.0, min_window_std_sigma=0.0)
     prepared = prepare_waveforms(data, every)
     return data, prepared.waveforms, prepared
 
 
 def make_variants(model_dir: Path, scratch: Path) -> dict[str, Any]:
-    """The float bundle, its int8 pair and the float pair behind the recall-safe
-    pre-selection chosen on simulated validation waveforms; where each lives."""
+    """The float bundle without pre-selection, its int8 pair, the float pair behind
+    the recall-safe pre-selection chosen on simulated validation waveforms, and
+    the int8 pair behind it (``fast``); where each lives."""
+    every = dataclasses.replace(
+        ModelBundle.load(model_dir), min_curvature_sigma=0.0, min_window_std_sigma=0.0
+    )
+    every.save(model_dir)
     models = OnnxModels.load(model_dir)
     _, _, prepared = _simulated("validation")
     accepted = models.peak_probability(prepared.windows) >= models.bundle.score_threshold
-    curvature = window_curvature(prepared.windows, models.bundle.window_before)
-    threshold = recall_safe_curvature(curvature, accepted, PRESELECTION_MARGIN)
-    preselected = scratch / "preselected"
-    shutil.copytree(model_dir, preselected)
-    dataclasses.replace(models.bundle, min_curvature_sigma=threshold).save(preselected)
+    spread = window_spread(prepared.windows)
+    threshold = recall_safe_threshold(spread, accepted, PRESELECTION_MARGIN)
+    int8 = quantize_bundle(model_dir, scratch / "int8")
+    dirs = {"float": model_dir, "int8": int8}
+    for name, source in (("preselected", model_dir), ("fast", int8)):
+        dirs[name] = Path(shutil.copytree(source, scratch / name))
+        bundle = ModelBundle.load(source)
+        dataclasses.replace(bundle, min_window_std_sigma=threshold).save(dirs[name])
     return {
-        "dirs": {
-            "float": model_dir,
-            "int8": quantize_bundle(model_dir, scratch / "int8"),
-            "preselected": preselected,
-        },
-        "min_curvature_sigma": threshold,
-        "validation_windows_kept": float((curvature >= threshold).mean()),
+        "dirs": dirs,
+        "min_window_std_sigma": threshold,
+        "validation_windows_kept": float((spread >= threshold).mean()),
+        "validation_accepted_dropped": int((accepted & (spread < threshold)).sum()),
     }
 
 
@@ -476,10 +485,16 @@ def measure(n_waveforms: int, scratch: Path, quick: bool) -> dict[str, Any]:
     quality = _timed("variant quality", lambda: variant_quality(variants["dirs"]))
     small, large = scratch / "small.h5", scratch / "large.h5"
     _timed("simulate N", lambda: write_waveforms(small, n_waveforms))
+    fast_dir = variants["dirs"]["fast"]
     with concurrent.futures.ProcessPoolExecutor(1, multiprocessing.get_context("spawn")) as pool:
         stages = _timed("stages", pool.submit(stage_breakdown, small, model_dir, not quick).result)
+        fast_stages = _timed(
+            "stages fast", pool.submit(stage_breakdown, small, fast_dir, False).result
+        )
     runs = {"onnx": ("onnx", model_dir), "d2": ("d2", model_dir)}
-    runs |= {f"onnx-{name}": ("onnx", variants["dirs"][name]) for name in ("int8", "preselected")}
+    runs |= {
+        f"onnx-{name}": ("onnx", variants["dirs"][name]) for name in ("int8", "preselected", "fast")
+    }
     if not quick:
         runs |= {kind: (kind, model_dir) for kind in ("keras", "keras-batch-32")}
     rates = {}
@@ -488,11 +503,15 @@ def measure(n_waveforms: int, scratch: Path, quick: bool) -> dict[str, Any]:
         rates[label] = round(rate)
     ensure_prefect_api()
     flows = {
-        method: _timed(
-            f"flow N {method}",
-            partial(run_flow, small, scratch / "out" / f"{method}.parquet", model_dir, method),
+        label: _timed(
+            f"flow N {label}",
+            partial(run_flow, small, scratch / "out" / f"{label}.parquet", directory, method),
         )
-        for method in ("lstm", "d2")
+        for label, method, directory in (
+            ("lstm", "lstm", model_dir),
+            ("fast", "lstm", fast_dir),
+            ("d2", "d2", model_dir),
+        )
     }
     result: dict[str, Any] = {
         "models": origin,
@@ -502,6 +521,7 @@ def measure(n_waveforms: int, scratch: Path, quick: bool) -> dict[str, Any]:
         "workers": WORKERS,
         "chunk_size": CHUNK_SIZE,
         "one_core_stages": stages,
+        "one_core_stages_fast": fast_stages,
         "steady_state_waveforms_per_second": rates,
         "ratio_onnx_over_d2": round(rates["onnx"] / rates["d2"], 3),
         "ratio_d2_time_over_onnx_time": round(rates["d2"] / rates["onnx"], 2),
@@ -513,12 +533,14 @@ def measure(n_waveforms: int, scratch: Path, quick: bool) -> dict[str, Any]:
             for name in variants["dirs"]
         },
         "preselection": {
-            "min_curvature_sigma": variants["min_curvature_sigma"],
+            "min_window_std_sigma": variants["min_window_std_sigma"],
             "validation_windows_kept": round(variants["validation_windows_kept"], 3),
+            "validation_accepted_dropped": variants["validation_accepted_dropped"],
             "margin": PRESELECTION_MARGIN,
         },
-        "flow_end_to_end": {"N": flows["lstm"], "N_d2": flows["d2"]},
+        "flow_end_to_end": {"N": flows["lstm"], "N_fast": flows["fast"], "N_d2": flows["d2"]},
         "flow_time_lstm_over_d2": round(flows["lstm"]["wall_s"] / flows["d2"]["wall_s"], 2),
+        "flow_time_fast_over_d2": round(flows["fast"]["wall_s"] / flows["d2"]["wall_s"], 2),
     }
     if not quick:
         _timed("simulate 10 N", lambda: write_waveforms(large, 10 * n_waveforms))

@@ -1,37 +1,42 @@
 """How far can the candidates' pre-selection go at no loss? The recall-safe
-curvature threshold on validation, and what it keeps and loses on test.
+window-spread threshold on validation, and what it keeps and loses on test.
 
-The registered peak finder (``data/bundle``) scores every prepared candidate of
-validation and test; the threshold is the least curvature of a validation
-candidate it accepts, less ``--margin``. On test the script counts the windows
-the threshold spares the peak finder and the accepted candidates, and the true
-accepted peaks, it would lose. Set ``prepare.min_curvature_sigma`` in
-``params.yaml`` to the threshold to use it (the prepared data must be made
-without pre-selection for the measurement: it is 0 by default).
+The registered peak finder (``data/bundle``) scores every candidate of the
+simulated validation and test waveforms, found as ``prepare`` finds them but
+without any pre-selection; the threshold is the least spread
+(:func:`dndx.preselection.window_spread`) of a validation window it accepts,
+less ``--margin``. On test the script counts the windows the threshold spares
+the peak finder and the accepted candidates, and the true accepted peaks, it
+would lose; the curvature, the pre-selection tried before, is measured the same
+way beside it. ``prepare.min_window_std_sigma`` in ``params.yaml`` takes the
+threshold.
 
-Needs ``make run``'s ``data/prepared`` and ``data/bundle``; writes
-``benchmarks/results/preselect.json``.
+Needs ``make run``'s ``data/simulated`` and ``data/bundle`` (``--data`` names
+another ``data`` directory); writes ``benchmarks/results/preselect.json``.
 
-    python -m benchmarks.preselect [--margin 0.1]
+    python -m benchmarks.preselect [--margin 0.1] [--data DIR]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from numpy.typing import NDArray
 
-from dndx.candidates import candidate_curvature, recall_safe_curvature
-from dndx.dataset import read_candidates
+from dndx.candidates import candidate_curvature
+from dndx.config import load_params
+from dndx.dataset import part_paths, read_waveform_set
+from dndx.preparation import PreparedChunk, prepare_waveforms
+from dndx.preselection import recall_safe_threshold, window_spread
 from dndx.ragged import Ragged
 from tasks.onnx_models import OnnxModels
 
 RESULTS = Path(__file__).parent / "results" / "preselect.json"
-PREPARED = Path("data/prepared")
-BUNDLE = Path("data/bundle")
 
 
 def window_curvature(windows: NDArray[np.float32], window_before: int) -> NDArray[np.float32]:
@@ -41,34 +46,69 @@ def window_curvature(windows: NDArray[np.float32], window_before: int) -> NDArra
     return candidate_curvature(windows, centres)
 
 
+def prepare_every_candidate(simulated_dir: Path) -> PreparedChunk:
+    """The candidates, windows and labels of every waveform in ``simulated_dir``,
+    as ``prepare`` makes them with the pre-selection off."""
+    prepare = dataclasses.replace(
+        load_params().prepare, min_curvature_sigma=0.0, min_window_std_sigma=0.0
+    )
+    chunks = [prepare_waveforms(read_waveform_set(p), prepare) for p in part_paths(simulated_dir)]
+    return PreparedChunk(
+        pd.concat([c.candidates for c in chunks], ignore_index=True),
+        np.concatenate([c.windows for c in chunks]),
+        pd.concat([c.waveforms for c in chunks], ignore_index=True),
+    )
+
+
+def measure(
+    feature: dict[str, NDArray[np.float32]],
+    accepted: dict[str, NDArray[np.bool_]],
+    true: NDArray[np.bool_],
+    margin: float,
+) -> dict[str, float | int]:
+    """The threshold on validation and what it keeps and loses on test."""
+    threshold = recall_safe_threshold(feature["validation"], accepted["validation"], margin)
+    kept = feature["test"] >= threshold
+    test_accepted = accepted["test"]
+    return {
+        "threshold": threshold,
+        "validation_least_accepted": float(feature["validation"][accepted["validation"]].min()),
+        "test_windows_kept_fraction": float(kept.mean()),
+        "test_accepted_lost": int((test_accepted & ~kept).sum()),
+        "test_true_accepted_lost": int((test_accepted & true & ~kept).sum()),
+        "test_true_lost": int((true & ~kept).sum()),
+    }
+
+
 def main() -> None:
-    """Choose the threshold on validation and measure it on test."""
+    """Choose the thresholds on validation and measure them on test."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--margin", type=float, default=0.1)
+    parser.add_argument("--data", type=Path, default=Path("data"))
     args = parser.parse_args()
-    models = OnnxModels.load(BUNDLE)
+    models = OnnxModels.load(args.data / "bundle")
     bundle = models.bundle
-    scored = {}
+    spread, curvature, accepted = {}, {}, {}
     for split in ("validation", "test"):
-        table, windows = read_candidates(PREPARED / split)
-        accepted = models.peak_probability(windows) >= bundle.score_threshold
-        curvature = window_curvature(windows, bundle.window_before)
-        scored[split] = (curvature, accepted, table["label"].to_numpy() == 1)
-    curvature, accepted, _ = scored["validation"]
-    threshold = recall_safe_curvature(curvature, accepted, args.margin)
-    curvature, accepted, true = scored["test"]
-    kept = curvature >= threshold
+        prepared = prepare_every_candidate(args.data / "simulated" / split)
+        windows = prepared.windows
+        accepted[split] = models.peak_probability(windows) >= bundle.score_threshold
+        spread[split] = window_spread(windows)
+        curvature[split] = window_curvature(windows, bundle.window_before)
+        if split == "test":
+            true = prepared.candidates["label"].to_numpy() == 1
+            n_waveforms = len(prepared.waveforms)
     result = {
+        "bundle_min_window_std_sigma": bundle.min_window_std_sigma,
         "bundle_min_curvature_sigma": bundle.min_curvature_sigma,
         "margin": args.margin,
-        "min_curvature_sigma": threshold,
-        "test_windows": len(kept),
-        "test_windows_kept_fraction": float(kept.mean()),
-        "test_accepted": int(accepted.sum()),
-        "test_accepted_lost": int((accepted & ~kept).sum()),
-        "test_true_accepted_lost": int((accepted & true & ~kept).sum()),
-        "test_true_lost": int((true & ~kept).sum()),
+        "test_waveforms": n_waveforms,
+        "test_windows": len(true),
+        "test_windows_per_waveform": len(true) / n_waveforms,
+        "test_accepted": int(accepted["test"].sum()),
         "test_true": int(true.sum()),
+        "window_spread": measure(spread, accepted, true, args.margin),
+        "curvature": measure(curvature, accepted, true, args.margin),
     }
     print(json.dumps(result, indent=2), flush=True)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

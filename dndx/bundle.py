@@ -80,6 +80,9 @@ class ModelBundle:
         provenance: free-form lineage (scan run, data hash, git commit...).
         d2: the D2 baseline's tuned settings, for ``dndx infer --method d2``;
             None where the bundle was registered without an evaluation.
+        min_window_std_sigma: the candidates' pre-selection on their window's
+            spread (:func:`dndx.preselection.select_candidates`), as in training;
+            0 for bundles written before it existed, trained on every candidate.
     """
 
     model_sampling_rate_ghz: float
@@ -92,6 +95,7 @@ class ModelBundle:
     samples_per_bin: float
     provenance: dict[str, str] = field(default_factory=dict)
     d2: D2Settings | None = None
+    min_window_std_sigma: float = 0.0
 
     @property
     def window_length(self) -> int:
@@ -119,7 +123,7 @@ class ModelBundle:
         names = {f.name for f in dataclasses.fields(cls)}
         # Bundles written before the pre-selection existed were trained on every candidate.
         raw.setdefault("min_curvature_sigma", 0.0)
-        missing = sorted(names - set(raw) - {"provenance", "d2"})
+        missing = sorted(names - set(raw) - {"provenance", "d2", "min_window_std_sigma"})
         if missing:
             raise InputError(f"{path}: missing field(s) {missing}")
         for onnx_file in (PEAK_FINDER_FILE, COUNTER_FILE):

@@ -6,13 +6,12 @@ waveform, above a low threshold. Every isolated pulse has one at its top;
 a pulse riding on the tail of another shows one at its shoulder even where
 there is no local maximum, which plain maxima would miss.
 
-A candidate's curvature (minus that second difference, in noise units) is
-also what pre-selects it: noise wiggles on a pulse's tail pass the height
-threshold but bend little, and the peak finder rejects them anyway. Dropping
-candidates below a curvature threshold set on validation so that no candidate
-the peak finder accepts is lost (:func:`recall_safe_curvature`) spares the
-peak finder most of its windows. Training, evaluation and inference all find
-candidates here, so the pre-selection is the same everywhere.
+A candidate's curvature (minus that second difference, in noise units) can
+also pre-select it (``min_curvature_sigma``); on the simulated waveforms the
+peak finder accepts candidates of every curvature down to 0, so the recall-safe
+cut is the window's spread instead (:mod:`dndx.preselection`). Training,
+evaluation and inference all find candidates here, so the pre-selection is the
+same everywhere.
 """
 
 from __future__ import annotations
@@ -26,7 +25,6 @@ __all__ = [
     "candidate_curvature",
     "extract_windows",
     "find_candidates",
-    "recall_safe_curvature",
     "smooth",
     "smoothed_at",
 ]
@@ -148,32 +146,3 @@ def candidate_curvature(samples: NDArray[np.float32], candidates: Ragged) -> NDA
         - 2 * smoothed_at(samples, rows, columns)
     )
     return -d2
-
-
-def recall_safe_curvature(
-    curvature: NDArray[np.floating], accepted: NDArray[np.bool_], margin: float
-) -> float:
-    """The pre-selection threshold that keeps every accepted candidate, with a margin.
-
-    Args:
-        curvature: ``(n_candidates,)`` of validation candidates found without
-            pre-selection (:func:`candidate_curvature`).
-        accepted: ``(n_candidates,)`` True where the peak finder calls the
-            candidate a peak at its working point.
-        margin: fraction below the least curved accepted candidate, in [0, 1),
-            for candidates the validation set did not show.
-
-    Returns:
-        ``(1 - margin)`` times the smallest curvature of an accepted candidate,
-        0 (no pre-selection) where nothing was accepted.
-
-    >>> recall_safe_curvature(np.array([0.1, 2.0, 0.5, 4.0]),
-    ...                       np.array([False, True, False, True]), 0.25)
-    1.5
-    """
-    if not 0 <= margin < 1:
-        raise ValueError(f"margin = {margin}: expected a fraction in [0, 1)")
-    kept = np.asarray(curvature, dtype=np.float64)[np.asarray(accepted, dtype=bool)]
-    if not len(kept):
-        return 0.0
-    return float(max(kept.min(), 0.0) * (1 - margin))

@@ -280,6 +280,9 @@ class PrepareConfig:
     candidate_threshold_sigma: Annotated[StrictFloat, Field(ge=0.0, le=20.0)]
     #: The candidates' pre-selection (:func:`dndx.candidates.find_candidates`); 0 keeps all.
     min_curvature_sigma: Annotated[StrictFloat, Field(ge=0.0, le=20.0)]
+    #: The candidates' pre-selection on their window's spread
+    #: (:func:`dndx.preselection.select_candidates`); 0 keeps all.
+    min_window_std_sigma: Annotated[StrictFloat, Field(ge=0.0, le=20.0)]
     window_before: Annotated[StrictInt, Field(ge=0, le=50)]
     window_after: Annotated[StrictInt, Field(ge=0, le=50)]
     match_tolerance_samples: Annotated[StrictInt, Field(ge=0, le=20)]

@@ -30,6 +30,7 @@ from dndx.candidates import extract_windows, find_candidates
 from dndx.encoding import encode_scored_candidates
 from dndx.errors import DndxError
 from dndx.preprocessing import Normalised, Polarity, normalise
+from dndx.preselection import select_candidates
 from dndx.ragged import Ragged
 
 __all__ = [
@@ -234,7 +235,11 @@ def candidate_windows(
         bundle.window_after,
         bundle.min_curvature_sigma,
     )
-    windows = extract_windows(norm.samples, candidates, bundle.window_before, bundle.window_after)
+    candidates, windows = select_candidates(
+        candidates,
+        extract_windows(norm.samples, candidates, bundle.window_before, bundle.window_after),
+        bundle.min_window_std_sigma,
+    )
     return norm, candidates, np.ascontiguousarray(windows, dtype=np.float32)
 
 

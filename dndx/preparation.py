@@ -18,6 +18,7 @@ from dndx.config import PrepareConfig
 from dndx.labels import expected_peaks, match_peaks
 from dndx.physics import pulse_peak_delay_ns
 from dndx.preprocessing import normalise
+from dndx.preselection import select_candidates
 from dndx.ragged import Ragged
 from dndx.simulation import WaveformSet
 
@@ -74,7 +75,11 @@ def prepare_waveforms(data: WaveformSet, cfg: PrepareConfig) -> PreparedChunk:
         cfg.window_after,
         cfg.min_curvature_sigma,
     )
-    windows = extract_windows(norm.samples, candidates, cfg.window_before, cfg.window_after)
+    candidates, windows = select_candidates(
+        candidates,
+        extract_windows(norm.samples, candidates, cfg.window_before, cfg.window_after),
+        cfg.min_window_std_sigma,
+    )
 
     electrons = data.electrons
     electron_times = Ragged(electrons["time_ns"].to_numpy(), data.electron_offsets)

@@ -23,6 +23,7 @@ from dndx.evaluation import BaselineTuning
 from flows.runtime import dask_task_runner, ensure_prefect_api
 from tasks.encoding import read_score_threshold
 from tasks.evaluation import (
+    check_test_preselection,
     draw_plots,
     load_split,
     predict_counts,
@@ -88,6 +89,9 @@ def evaluate(
         data_dir / "models/cluster_counter/model.keras",
         data_dir / "counter_inputs/test" / COUNTER_INPUT_FILE,
     )
+    preselection = check_test_preselection.submit(
+        params.prepare, data_dir, data_dir / "models/peak_finder/model.keras", threshold
+    )
     tuning = tune_on_validation(validation.result(), tolerance, cfg)
     evaluation = score_test(test.result(), tuning, cnn.result(), threshold, tolerance, cfg)
     cells = count_tracks.with_options(task_runner=dask_task_runner(params.dask))(
@@ -95,8 +99,10 @@ def evaluate(
     )
     tracks = score_tracks(cells, cfg.dedx_keep_fraction)
     plots = draw_plots(evaluation, test.result(), tracks, plots_dir)
-    write_report(evaluation, tracks, plots, report_path)
-    metrics = write_metrics(evaluation, tracks, metrics_path, separation_path)
+    write_report(evaluation, tracks, preselection.result(), plots, report_path)
+    metrics = write_metrics(
+        evaluation, tracks, preselection.result(), metrics_path, separation_path
+    )
     for check in (*evaluation.targets, *tracks.targets):
         logger.info(
             "target %-28s %s: %.4f %s %g",

@@ -3,9 +3,12 @@ Keras, register both models in MLflow and promote them with aliases.
 
 The new pair and the current champion pair are both run through the inference
 path (ONNX Runtime) on the same validation tracks and test waveforms; the new
-pair becomes ``champion`` only if it keeps at least as much of the Poisson
-separation power and is then at least as good on every compared test figure,
-and ``challenger`` otherwise (:func:`tasks.registry.decide`).
+pair becomes ``champion`` if it keeps at least as much of the Poisson
+separation power (where both have that figure; else it must be at least as good
+on every compared test figure), and ``challenger`` otherwise
+(:func:`tasks.registry.decide`). The int8 pair made from it is registered
+beside it, under an alias of its own, only if it passes its gate on the same
+test waveforms.
 ``reports/registry.md`` says which, and why.
 """
 
@@ -26,7 +29,7 @@ from dndx.storage import atomic_directory, atomic_file
 from flows.encode import INPUTS_DIR
 from flows.evaluate import METRICS_PATH as EVALUATION_PATH
 from flows.runtime import ensure_prefect_api, project_root
-from tasks.quantization import quantize_if_outcomes_hold
+from tasks.quantization import quantize_if_outcomes_hold, register_quantized_pair
 from tasks.registry import (
     COUNTER_NAME,
     PEAK_FINDER_NAME,
@@ -103,6 +106,7 @@ def export_pair(params: Params, root: Path, test: RegistryInputs) -> dict[str, f
             "cluster_counter_trial_run_id": counter_selection["trial_run_id"],
         },
         d2=d2,
+        min_window_std_sigma=params.prepare.min_window_std_sigma,
     )
     metadata = {k: str(v) for k, v in dataclasses.asdict(bundle).items() if k != "provenance"}
     with atomic_directory(root / BUNDLE_DIR) as tmp:
@@ -156,22 +160,20 @@ def register(params: Params, root: Path) -> dict[str, Any]:
         **{f"onnx_parity.{k}": f"{v:.3g}" for k, v in parity.items()},
         **{f"val_{k}": f"{v:.4g}" for k, v in new_separation.items()},
     }
-    versions = register_bundle(
-        bundle_dir,
-        {
-            PEAK_FINDER_NAME: root / MODELS_DIR / "peak_finder/model.keras",
-            COUNTER_NAME: root / MODELS_DIR / "cluster_counter/model.keras",
-        },
-        {PEAK_FINDER_NAME: test.windows[:5], COUNTER_NAME: test.encoded[:2]},
-        new_scores,
-        tags,
-    )
+    keras_files = {
+        PEAK_FINDER_NAME: root / MODELS_DIR / "peak_finder/model.keras",
+        COUNTER_NAME: root / MODELS_DIR / "cluster_counter/model.keras",
+    }
+    examples = {PEAK_FINDER_NAME: test.windows[:5], COUNTER_NAME: test.encoded[:2]}
+    versions = register_bundle(bundle_dir, keras_files, examples, new_scores, tags)
     decision = promote(
         versions,
         {**new_separation, **new_scores},
         None if champion_scores is None else {**(champion_separation or {}), **champion_scores},
     )
     logger.info("registered %s as %s: %s", versions, decision["alias"], decision["reason"])
+    fast = register_quantized_pair(quantized, bundle_dir, keras_files, examples, tags, decision)
+    logger.info("int8 pair registered: %s", fast)
     summary = {
         "versions": versions,
         "alias": decision["alias"],
@@ -185,7 +187,7 @@ def register(params: Params, root: Path) -> dict[str, Any]:
             "champion_before": champion_separation,
         },
         "onnx_parity": parity,
-        "int8": quantized,
+        "int8": {**quantized, "registered": fast},
     }
     with atomic_file(root / SUMMARY_PATH) as tmp:
         tmp.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
@@ -207,11 +209,10 @@ def _report(summary: dict[str, Any]) -> str:
         f"Registered {versions} as **{summary['alias']}**.\n\n"
         f"Why: {summary['reason']}.\n\n"
         + _separation_report(summary["separation"])
-        + "Then both pairs run through ONNX Runtime on the same test waveforms:\n\n"
+        + "Both pairs run through ONNX Runtime on the same test waveforms:\n\n"
         "| figure | new pair | champion before |\n|---|--:|--:|\n" + "\n".join(rows) + "\n\n"
         f"ONNX parity with Keras (max abs difference): {summary['onnx_parity']}\n\n"
-        f"int8 pair ({'kept in the bundle as int8/' if summary['int8']['passed'] else 'not kept'}):"
-        f" {summary['int8']['reason']}.\n"
+        f"int8 pair ({_int8_outcome(summary['int8'])}): {summary['int8']['reason']}.\n"
     )
 
 
@@ -231,13 +232,30 @@ def _separation_report(separation: dict[str, Any]) -> str:
         return f"{scores['separation_ratio']:.4f} ± {scores['separation_ratio_error']:.4f}"
 
     return (
-        f"Compared first, through ONNX Runtime: S / S_Poisson of {pair} on the validation "
-        f"tracks at {momenta} GeV/c, the mean over the momenta; the new pair must keep at "
-        "least the champion's:\n\n"
+        f"What decides, through ONNX Runtime: S / S_Poisson of {pair} on the validation "
+        f"tracks at {momenta} GeV/c, the mean over the momenta; the new pair becomes "
+        "champion if it keeps at least the champion's:\n\n"
         "| figure | new pair | champion before |\n|---|--:|--:|\n"
         f"| separation_ratio | {figure(separation['new'])} | "
         f"{figure(separation['champion_before'])} |\n\n"
     )
+
+
+def _int8_outcome(int8: dict[str, Any]) -> str:
+    """Where the int8 pair went.
+
+    >>> print(_int8_outcome({"passed": True, "registered": {"alias": "fast",
+    ...     "versions": {"peak-finder": "4", "cluster-counter": "4"}}}))
+    kept in the bundle as int8/, registered as `peak-finder` version 4,
+    `cluster-counter` version 4 under **fast**
+    >>> _int8_outcome({"passed": False, "registered": {"alias": None, "versions": {}}})
+    'not kept, not registered'
+    """
+    if not int8["passed"]:
+        return "not kept, not registered"
+    registered = int8["registered"]
+    versions = ", ".join(f"`{n}` version {v}" for n, v in registered["versions"].items())
+    return f"kept in the bundle as int8/, registered as {versions} under **{registered['alias']}**"
 
 
 def main(params_path: str | Path = PARAMS_PATH) -> None:

@@ -7,7 +7,9 @@ Inputs (the contract of the training and encode stages):
 * ``counter_inputs/<split>/scores.parquet``: the peak finder's score and
   decision for every prepared candidate;
 * ``counter_inputs/test/encoded.npz``: the CNN's input ``x`` and ``waveform_id``;
-* ``simulated/<split>`` and ``prepared/<split>``: waveforms and truth.
+* ``simulated/<split>`` and ``prepared/<split>``: waveforms and truth;
+* ``models/peak_finder/model.keras``: the chosen LSTM, to score the test
+  candidates the pre-selection drops.
 
 The tasks run in the flow's process (no Dask): they pass arrays, so none of
 them caches on its inputs.
@@ -15,6 +17,7 @@ them caches on its inputs.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Mapping
@@ -47,12 +50,15 @@ from dndx.plots import (
     plot_score_distributions,
     plot_separation,
 )
+from dndx.preparation import prepare_waveforms
+from dndx.preselection import PreselectionCheck, check_preselection, window_spread
 from dndx.ragged import Ragged
 from dndx.report import pair_name, render_report
 from dndx.storage import atomic_directory, atomic_file
 from dndx.track_evaluation import SEPARATION_TARGETS, TrackEvaluation
 
 __all__ = [
+    "check_test_preselection",
     "draw_plots",
     "load_split",
     "predict_counts",
@@ -113,6 +119,41 @@ def predict_counts(model_path: Path, encoded_path: Path) -> tuple[NDArray[Any], 
     model = load_model(model_path)
     n_rec = model.predict(x, batch_size=256, verbose=0)[:, 0]
     return waveform_id, n_rec.astype(np.float64)
+
+
+@task(task_run_name="measure what the pre-selection drops on test", cache_policy=NO_CACHE)
+def check_test_preselection(
+    prepare: PrepareConfig, data_dir: Path, model_path: Path, score_threshold: float
+) -> PreselectionCheck:
+    """The test candidates found without the window-spread cut; the ones it drops
+    scored by the chosen peak finder (:func:`dndx.preselection.check_preselection`)."""
+    every = dataclasses.replace(prepare, min_window_std_sigma=0.0)
+    dropped, labels, dropped_windows = [], [], []
+    for path in part_paths(data_dir / "simulated" / "test"):
+        prepared = prepare_waveforms(read_waveform_set(path), every)
+        cut = window_spread(prepared.windows) < prepare.min_window_std_sigma
+        dropped.append(cut)
+        labels.append(prepared.candidates["label"].to_numpy())
+        dropped_windows.append(prepared.windows[cut])
+    if not dropped:
+        raise InputError(f"{data_dir / 'simulated' / 'test'}: no simulated waveforms found")
+    windows = np.concatenate(dropped_windows)
+    probability = np.zeros(0)
+    if len(windows):
+        if not Path(model_path).is_file():
+            raise InputError(f"{model_path}: no peak finder; run train_peak_finder first")
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        from models.saving import load_model_once
+
+        peak_finder = load_model_once(str(model_path))
+        probability = peak_finder.predict(windows[:, :, None], batch_size=8192, verbose=0)[:, 0]
+    return check_preselection(
+        np.concatenate(dropped),
+        np.concatenate(labels),
+        probability,
+        score_threshold,
+        prepare.min_window_std_sigma,
+    )
 
 
 @task(task_run_name="tune the baselines on validation", cache_policy=NO_CACHE)
@@ -206,6 +247,7 @@ def draw_plots(
 def write_report(
     evaluation: Evaluation,
     tracks: TrackEvaluation,
+    preselection: PreselectionCheck,
     plots: Mapping[str, Path],
     report_path: Path,
 ) -> Path:
@@ -215,7 +257,7 @@ def write_report(
         for title, path in plots.items()
     }
     with atomic_file(report_path) as tmp:
-        tmp.write_text(render_report(evaluation, tracks, relative))
+        tmp.write_text(render_report(evaluation, tracks, preselection, relative))
     return report_path
 
 
@@ -223,12 +265,13 @@ def write_report(
 def write_metrics(
     evaluation: Evaluation,
     tracks: TrackEvaluation,
+    preselection: PreselectionCheck,
     metrics_path: Path,
     separation_path: Path,
 ) -> dict[str, Any]:
-    """The flat metrics of the waveforms and the nested ones of the tracks as JSON
-    (DVC metrics files); returns the former."""
-    metrics = evaluation.to_metrics()
+    """The flat metrics of the waveforms (with what the pre-selection drops) and
+    the nested ones of the tracks as JSON (DVC metrics files); returns the former."""
+    metrics = {**evaluation.to_metrics(), **preselection.to_metrics()}
     for path, figures in ((metrics_path, metrics), (separation_path, tracks.to_metrics())):
         with atomic_file(path) as tmp:
             tmp.write_text(json.dumps(figures, indent=2, sort_keys=True) + "\n")

@@ -1,21 +1,30 @@
-"""Int8 dynamic quantization of a bundle's two graphs with ONNX Runtime.
+"""Int8 dynamic quantization of a bundle's peak finder with ONNX Runtime.
 
-The weights of the LSTM's and the CNN's matrix products become int8 and the
-activations are quantized on the fly; the graphs' inputs, outputs and
-``bundle.json`` stay those of the float bundle, so the quantized bundle runs
-through every inference path unchanged. Whether it may be used is decided on
-outcomes (:func:`dndx.parity.outcome_parity`), never on raw outputs.
+The weights of the LSTM's matrix products become int8 and the activations are
+quantized on the fly: on one CPU core it runs about 1.35x faster. The cluster
+counter stays float: ONNX Runtime runs its int8 convolutions about 3.6x slower
+than the float ones (``benchmarks/infer.py``), so quantizing it would cost time
+and precision both. The graphs' inputs, outputs and ``bundle.json`` stay those
+of the float bundle, so the quantized bundle runs through every inference path
+unchanged. Whether it may be used is decided on
+outcomes (:func:`dndx.parity.outcome_parity`), never on raw outputs. A pair
+that passes is registered as new versions of the same registered models under
+an alias of its own (:data:`FAST`), so ``models:/peak-finder@fast`` and
+``models:/cluster-counter@fast`` fetch it like any registered pair.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
+from mlflow.tracking import MlflowClient
 from onnxruntime.quantization import QuantType, quantize_dynamic
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -25,21 +34,35 @@ from dndx.config import Params
 from dndx.parity import outcome_parity
 from dndx.simulation import WaveformSet
 from dndx.storage import atomic_directory
-from tasks.registry import score_bundle
+from tasks.registry import CHAMPION, register_bundle, score_bundle
 
-__all__ = ["ARITHMETIC", "QUANTIZED_SUBDIR", "quantize_bundle", "quantize_if_outcomes_hold"]
+__all__ = [
+    "ARITHMETIC",
+    "FAST",
+    "FAST_CHALLENGER",
+    "QUANTIZED_SUBDIR",
+    "quantize_bundle",
+    "quantize_if_outcomes_hold",
+    "register_quantized_pair",
+]
 
 #: What the quantized bundle's provenance says of its arithmetic.
-ARITHMETIC = "int8 dynamic quantization (onnxruntime.quantization.quantize_dynamic)"
+ARITHMETIC = (
+    "peak finder: int8 dynamic quantization (onnxruntime.quantization.quantize_dynamic); "
+    "cluster counter: float"
+)
 
 
 def quantize_bundle(float_dir: str | Path, quantized_dir: str | Path) -> Path:
-    """Write the int8 version of the bundle ``float_dir`` to ``quantized_dir``, atomically."""
+    """Write the bundle ``float_dir`` with its peak finder in int8 to ``quantized_dir``,
+    atomically; the cluster counter is copied as it is."""
     source = Path(float_dir)
     bundle = ModelBundle.load(source)
     with atomic_directory(quantized_dir) as tmp:
-        for name in (PEAK_FINDER_FILE, COUNTER_FILE):
-            quantize_dynamic(source / name, tmp / name, weight_type=QuantType.QInt8)
+        quantize_dynamic(
+            source / PEAK_FINDER_FILE, tmp / PEAK_FINDER_FILE, weight_type=QuantType.QInt8
+        )
+        shutil.copy(source / COUNTER_FILE, tmp / COUNTER_FILE)
         provenance = {**bundle.provenance, "arithmetic": ARITHMETIC, "float_bundle": str(source)}
         dataclasses.replace(bundle, provenance=provenance).save(tmp)
     return Path(quantized_dir)
@@ -48,6 +71,10 @@ def quantize_bundle(float_dir: str | Path, quantized_dir: str | Path) -> Path:
 #: Where a quantized pair that passed the gate lives: inside the float bundle,
 #: so the registry stores and serves it with the float pair it was made from.
 QUANTIZED_SUBDIR = "int8"
+#: The registry alias of the int8 pair of the champion pair.
+FAST = "fast"
+#: The alias of the int8 pair of a float pair promoted to challenger only.
+FAST_CHALLENGER = "fast-challenger"
 
 
 @task(task_run_name="quantize the pair and gate it on outcomes", cache_policy=NO_CACHE)
@@ -63,7 +90,8 @@ def quantize_if_outcomes_hold(
     passes within ``register.quantized_tolerance``.
 
     Returns:
-        ``passed``, ``reason``, the quantized pair's ``scores`` and ``differences``.
+        ``passed``, ``reason``, ``tolerance``, the quantized pair's ``scores`` and
+        ``differences``.
     """
     with tempfile.TemporaryDirectory(prefix=".int8-", dir=bundle_dir.parent) as scratch:
         candidate = quantize_bundle(bundle_dir, Path(scratch) / QUANTIZED_SUBDIR)
@@ -74,6 +102,58 @@ def quantize_if_outcomes_hold(
     return {
         "passed": verdict.passed,
         "reason": verdict.reason,
+        "tolerance": params.register.quantized_tolerance,
         "scores": scores,
         "differences": verdict.differences,
     }
+
+
+def register_quantized_pair(
+    verdict: dict[str, Any],
+    bundle_dir: Path,
+    keras_files: dict[str, Path],
+    examples: dict[str, np.ndarray],
+    tags: dict[str, str],
+    float_promotion: dict[str, Any],
+) -> dict[str, Any]:
+    """Register the int8 pair that :func:`quantize_if_outcomes_hold` kept in
+    ``bundle_dir/int8`` as new versions of the float pair's registered models,
+    tagged with the gate's figures, under :data:`FAST` where the float pair
+    became champion, :data:`FAST_CHALLENGER` where it became challenger.
+
+    A pair that failed the gate is not registered, and the alias it would have
+    taken is removed: it named the int8 pair of an earlier float pair.
+
+    Args:
+        verdict: what :func:`quantize_if_outcomes_hold` returned.
+        bundle_dir: the float bundle.
+        keras_files, examples: the float pair's Keras originals and input
+            examples, by registered name (:func:`tasks.registry.register_bundle`).
+        tags: the float pair's lineage tags.
+        float_promotion: what :func:`tasks.registry.promote` returned for the float pair.
+
+    Returns:
+        ``alias`` and the registered ``versions`` by name (None and empty where
+        the gate failed).
+    """
+    alias = FAST if float_promotion["alias"] == CHAMPION else FAST_CHALLENGER
+    float_versions = float_promotion["versions"]
+    if not verdict["passed"]:
+        client = MlflowClient()
+        for name in float_versions:
+            client.delete_registered_model_alias(name, alias)
+        return {"alias": None, "versions": {}}
+    gate = {
+        "arithmetic": ARITHMETIC,
+        "int8_gate": verdict["reason"],
+        "int8_gate.tolerance": f"{verdict['tolerance']:g}",
+        **{f"int8_gate.{k}": f"{v:+.4g}" for k, v in verdict["differences"].items()},
+        "float_versions": ", ".join(f"{n} {v}" for n, v in float_versions.items()),
+    }
+    versions = register_bundle(
+        bundle_dir / QUANTIZED_SUBDIR, keras_files, examples, verdict["scores"], {**tags, **gate}
+    )
+    client = MlflowClient()
+    for name, version in versions.items():
+        client.set_registered_model_alias(name, alias, version)
+    return {"alias": alias, "versions": versions}

@@ -8,10 +8,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dndx.candidates import candidate_curvature, find_candidates, recall_safe_curvature
 from dndx.config import parse_params
 from dndx.preparation import prepare_waveforms
-from dndx.preprocessing import normalise
+from dndx.preselection import check_preselection, recall_safe_threshold, window_spread
 from dndx.simulation import simulate_range
 from tasks.onnx_models import OnnxModels
 from tests.conftest import tiny_params
@@ -19,33 +18,40 @@ from tests.conftest import tiny_params
 
 def test_preselection_keeps_every_true_peak_the_peak_finder_accepts(untrained_pair: Path) -> None:
     params = parse_params(tiny_params())
-    every = dataclasses.replace(params.prepare, min_curvature_sigma=0.0)
-    data = simulate_range(params.simulate, "validation", 0, params.simulate.n_validation)
-    full = prepare_waveforms(data, every)
-    probability = OnnxModels.load(untrained_pair / "bundle").peak_probability(full.windows)
+    every = dataclasses.replace(params.prepare, min_window_std_sigma=0.0)
+    models = OnnxModels.load(untrained_pair / "bundle")
+    validation = simulate_range(params.simulate, "validation", 0, params.simulate.n_validation)
+    full = prepare_waveforms(validation, every)
     # The untrained model's upper half stands in for a trained model's peaks.
-    accepted = (full.candidates["label"].to_numpy() == 1) & (probability >= np.median(probability))
-    norm = normalise(
-        data.adc, data.info["sampling_rate_ghz"].to_numpy(), every.model_sampling_rate_ghz
-    )
-    candidates = find_candidates(
-        norm.samples,
-        norm.lengths,
-        every.candidate_threshold_sigma,
-        every.window_before,
-        every.window_after,
-        0.0,
-    )
-    threshold = recall_safe_curvature(candidate_curvature(norm.samples, candidates), accepted, 0.0)
+    working_point = float(np.median(models.peak_probability(full.windows)))
 
-    selected = prepare_waveforms(data, dataclasses.replace(every, min_curvature_sigma=threshold))
+    def accepted(windows: np.ndarray, label: np.ndarray) -> np.ndarray:
+        return (label == 1) & (models.peak_probability(windows) >= working_point)
+
+    chosen = accepted(full.windows, full.candidates["label"].to_numpy())
+    threshold = recall_safe_threshold(window_spread(full.windows), chosen, 0.1)
+    selected = prepare_waveforms(
+        validation, dataclasses.replace(every, min_window_std_sigma=threshold)
+    )
 
     key = ["waveform_id", "sample"]
     kept = full.candidates.reset_index().merge(selected.candidates[key], on=key)
-    assert accepted.any()
-    assert accepted[kept["index"]].sum() == accepted.sum()
+    assert chosen.any()
+    assert chosen[kept["index"]].sum() == chosen.sum()
     assert 0 < len(selected.candidates) < len(full.candidates)
     np.testing.assert_array_equal(selected.windows, full.windows[kept["index"]])
     pd.testing.assert_series_equal(
         selected.candidates["label"], kept["label"], check_names=False, check_index=False
     )
+
+    # On waveforms it was not chosen on, the evaluation's check counts what it drops.
+    test = prepare_waveforms(
+        simulate_range(params.simulate, "test", 0, params.simulate.n_test), every
+    )
+    dropped = window_spread(test.windows) < threshold
+    label = test.candidates["label"].to_numpy()
+    probability = models.peak_probability(test.windows)
+    check = check_preselection(dropped, label, probability[dropped], working_point, threshold)
+    assert check.n_dropped == dropped.sum() > 0
+    assert check.n_dropped_accepted == (probability[dropped] >= working_point).sum()
+    assert check.n_dropped_signal == ((label == 1) & dropped).sum()

@@ -55,6 +55,7 @@ def test_training_and_inference_encode_the_same_waveforms(
         model_sampling_rate_ghz=rate,
         candidate_threshold_sigma=params.prepare.candidate_threshold_sigma,
         min_curvature_sigma=params.prepare.min_curvature_sigma,
+        min_window_std_sigma=params.prepare.min_window_std_sigma,
         window_before=params.prepare.window_before,
         window_after=params.prepare.window_after,
         score_threshold=0.0,

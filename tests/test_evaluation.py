@@ -398,6 +398,12 @@ def test_evaluate_flow_writes_metrics_report_and_plots(tmp_path: Path, prefect_a
 
     # The candidate scores are those of the written decisions.
     scores = pd.read_parquet(data_dir / "counter_inputs/test/scores.parquet")
+    # The pre-selection's check finds the test candidates anew: the ones it keeps
+    # are the prepared ones, the ones it drops are scored.
+    assert metrics["preselection.min_window_std_sigma"] == PARAMS.prepare.min_window_std_sigma
+    assert metrics["preselection.candidates"] - metrics["preselection.dropped"] == len(scores)
+    assert 0 <= metrics["preselection.dropped_accepted"] <= metrics["preselection.dropped"]
+    assert metrics["preselection.dropped_signal"] < metrics["preselection.signal"]
     expected = binary_scores(scores["label"], scores["detected"].astype(float), 0.5)
     assert metrics["candidate.lstm.precision"] == pytest.approx(expected["precision"])
     assert metrics["candidate.lstm.recall"] == pytest.approx(expected["recall"])
@@ -415,6 +421,7 @@ def test_evaluate_flow_writes_metrics_report_and_plots(tmp_path: Path, prefect_a
     assert "expected peaks → time clusterization (perfect peak finding)" in report
     assert metrics["tuning.truth_clusterization.window_ns"] in PARAMS.evaluate.window_grid_ns
     assert "## Targets" in report
+    assert f"{metrics['preselection.dropped']} of {metrics['preselection.candidates']}" in report
     # Every per-waveform target, and the two track-level ones.
     assert report.count("✅") + report.count("❌") == metrics["targets.n_total"] + 2
     assert "## Peak finding per drift-time bin" in report
