@@ -378,7 +378,7 @@ def make_variants(model_dir: Path, scratch: Path) -> dict[str, Any]:
     accepted = models.peak_probability(prepared.windows) >= models.bundle.score_threshold
     spread = window_spread(prepared.windows)
     threshold = recall_safe_threshold(spread, accepted, PRESELECTION_MARGIN)
-    int8 = quantize_bundle(model_dir, scratch / "int8")
+    int8 = quantize_bundle(model_dir, scratch / "int8", prepared.windows)
     dirs = {"float": model_dir, "int8": int8}
     for name, source in (("preselected", model_dir), ("fast", int8)):
         dirs[name] = Path(shutil.copytree(source, scratch / name))

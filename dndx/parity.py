@@ -13,7 +13,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-__all__ = ["OUTCOME_FIGURES", "OutcomeParity", "outcome_parity"]
+import numpy as np
+from numpy.typing import NDArray
+
+__all__ = ["OUTCOME_FIGURES", "OutcomeParity", "matching_threshold", "outcome_parity"]
 
 #: The figures compared, as :func:`tasks.registry.score_bundle` names them.
 OUTCOME_FIGURES: tuple[str, ...] = (
@@ -65,3 +68,26 @@ def outcome_parity(
     else:
         reason = f"every figure within {tolerance:g} of the float pair"
     return OutcomeParity(not moved, reason, differences)
+
+
+def matching_threshold(
+    reference: NDArray[np.floating], reference_threshold: float, candidate: NDArray[np.floating]
+) -> float:
+    """The working point at which a cheaper peak finder accepts as many windows as
+    the float one at its own: ``candidate``'s scores of the same ``(n_windows,)``
+    validation windows as ``reference``'s.
+
+    Quantization shifts the scores a little everywhere; the counter was trained
+    on the float peak finder's decisions, so the cheaper one keeps their number
+    rather than the float threshold's value.
+
+    >>> reference = np.array([0.125, 0.375, 0.625, 0.75, 0.875])
+    >>> float(matching_threshold(reference, 0.5, reference - 0.125))
+    0.5
+    >>> float(matching_threshold(reference, 0.95, reference))
+    inf
+    """
+    n_accepted = int(np.count_nonzero(reference >= reference_threshold))
+    if n_accepted == 0:
+        return float("inf")
+    return float(np.sort(candidate)[len(candidate) - n_accepted])

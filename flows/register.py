@@ -24,6 +24,7 @@ from prefect.cache_policies import NO_CACHE
 
 from dndx.bundle import COUNTER_FILE, PEAK_FINDER_FILE, D2Settings, ModelBundle
 from dndx.config import PARAMS_PATH, Params, load_params
+from dndx.dataset import read_candidates
 from dndx.encoding import samples_per_bin
 from dndx.storage import atomic_directory, atomic_file
 from flows.encode import INPUTS_DIR
@@ -139,8 +140,9 @@ def register(params: Params, root: Path) -> dict[str, Any]:
 
     bundle_dir = root / BUNDLE_DIR
     new_scores = score_bundle(bundle_dir, test.waveforms, test.truth, params)
+    _, validation_windows = read_candidates(root / PREPARED_DIR / "validation")
     quantized = quantize_if_outcomes_hold(
-        bundle_dir, test.waveforms, test.truth, new_scores, params
+        bundle_dir, validation_windows, test.waveforms, test.truth, new_scores, params
     )
     logger.info(
         "int8 pair %s: %s", "kept" if quantized["passed"] else "refused", quantized["reason"]

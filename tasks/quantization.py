@@ -25,15 +25,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from mlflow.tracking import MlflowClient
+from numpy.typing import NDArray
 from onnxruntime.quantization import QuantType, quantize_dynamic
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from dndx.bundle import COUNTER_FILE, PEAK_FINDER_FILE, ModelBundle
+from dndx.bundle import COUNTER_FILE, PEAK_FINDER_FILE
 from dndx.config import Params
-from dndx.parity import outcome_parity
+from dndx.parity import matching_threshold, outcome_parity
 from dndx.simulation import WaveformSet
 from dndx.storage import atomic_directory
+from tasks.onnx_models import OnnxModels
 from tasks.registry import CHAMPION, register_bundle, score_bundle
 
 __all__ = [
@@ -53,18 +55,35 @@ ARITHMETIC = (
 )
 
 
-def quantize_bundle(float_dir: str | Path, quantized_dir: str | Path) -> Path:
+def quantize_bundle(
+    float_dir: str | Path, quantized_dir: str | Path, validation_windows: NDArray[np.float32]
+) -> Path:
     """Write the bundle ``float_dir`` with its peak finder in int8 to ``quantized_dir``,
-    atomically; the cluster counter is copied as it is."""
+    atomically; the cluster counter is copied as it is. The int8 peak finder's
+    working point accepts as many of ``validation_windows`` (``(n_windows,
+    window_length)``) as the float one does at its own
+    (:func:`dndx.parity.matching_threshold`)."""
     source = Path(float_dir)
-    bundle = ModelBundle.load(source)
+    float_models = OnnxModels.load(source)
+    bundle = float_models.bundle
     with atomic_directory(quantized_dir) as tmp:
         quantize_dynamic(
             source / PEAK_FINDER_FILE, tmp / PEAK_FINDER_FILE, weight_type=QuantType.QInt8
         )
         shutil.copy(source / COUNTER_FILE, tmp / COUNTER_FILE)
-        provenance = {**bundle.provenance, "arithmetic": ARITHMETIC, "float_bundle": str(source)}
-        dataclasses.replace(bundle, provenance=provenance).save(tmp)
+        bundle.save(tmp)
+        threshold = matching_threshold(
+            float_models.peak_probability(validation_windows),
+            bundle.score_threshold,
+            OnnxModels.load(tmp).peak_probability(validation_windows),
+        )
+        provenance = {
+            **bundle.provenance,
+            "arithmetic": ARITHMETIC,
+            "float_bundle": str(source),
+            "float_score_threshold": f"{bundle.score_threshold:.6g}",
+        }
+        dataclasses.replace(bundle, score_threshold=threshold, provenance=provenance).save(tmp)
     return Path(quantized_dir)
 
 
@@ -80,12 +99,14 @@ FAST_CHALLENGER = "fast-challenger"
 @task(task_run_name="quantize the pair and gate it on outcomes", cache_policy=NO_CACHE)
 def quantize_if_outcomes_hold(
     bundle_dir: Path,
+    validation_windows: NDArray[np.float32],
     waveforms: WaveformSet,
     truth: pd.DataFrame,
     float_scores: dict[str, float],
     params: Params,
 ) -> dict[str, Any]:
-    """Quantize the bundle, score it like the float pair on the same test waveforms,
+    """Quantize the bundle (its working point set on ``validation_windows``:
+    :func:`quantize_bundle`), score it like the float pair on the same test waveforms,
     and keep it as ``bundle_dir/int8`` only if :func:`dndx.parity.outcome_parity`
     passes within ``register.quantized_tolerance``.
 
@@ -94,7 +115,9 @@ def quantize_if_outcomes_hold(
         ``differences``.
     """
     with tempfile.TemporaryDirectory(prefix=".int8-", dir=bundle_dir.parent) as scratch:
-        candidate = quantize_bundle(bundle_dir, Path(scratch) / QUANTIZED_SUBDIR)
+        candidate = quantize_bundle(
+            bundle_dir, Path(scratch) / QUANTIZED_SUBDIR, validation_windows
+        )
         scores = score_bundle(candidate, waveforms, truth, params)
         verdict = outcome_parity(float_scores, scores, params.register.quantized_tolerance)
         if verdict.passed:

@@ -27,7 +27,7 @@ def test_an_lstm_peak_finder_costs_its_gates_at_every_step_then_its_dense_head()
 def test_a_cnn_counter_costs_each_kernel_at_every_output_position_then_its_dense_head() -> None:
     cfg = ClusterCounterModelConfig(
         filters=(2, 3), kernel_size=3, pool_size=2, dense_units=(5,), activation="relu",
-        dropout=0.1, optimizer="adam", learning_rate=0.001,
+        dropout=0.1, optimizer="adam", learning_rate=0.001, output="total",
     )  # fmt: skip
     model = build_cluster_counter(cfg, n_bins=16, n_channels=4)
     # 'same' padding keeps the length; pooling halves it (16 -> 8 -> 4); pooling, the

@@ -12,7 +12,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from dndx.config import parse_params
-from dndx.dataset import read_prepared_waveforms, read_waveform_set
+from dndx.dataset import read_candidates, read_prepared_waveforms, read_waveform_set
 from dndx.parity import OUTCOME_FIGURES
 from tasks.onnx_models import OnnxModels
 from tasks.quantization import (
@@ -44,7 +44,10 @@ def test_the_int8_pair_is_kept_and_registered_only_within_the_tolerance(
     truth = read_prepared_waveforms(prepared_data / "data/prepared/test")
     float_scores = score_bundle(bundle_dir, waveforms, truth, params)
 
-    verdict = quantize_if_outcomes_hold(bundle_dir, waveforms, truth, float_scores, params)
+    _, validation_windows = read_candidates(prepared_data / "data/prepared/validation")
+    verdict = quantize_if_outcomes_hold(
+        bundle_dir, validation_windows, waveforms, truth, float_scores, params
+    )
 
     moved = max(abs(verdict["differences"][name]) for name in OUTCOME_FIGURES)
     # int8 arithmetic moves the untrained peak finder's decisions, so a zero tolerance fails.
@@ -54,7 +57,16 @@ def test_the_int8_pair_is_kept_and_registered_only_within_the_tolerance(
     assert kept.is_dir() == verdict["passed"]
     assert [p.name for p in work.iterdir()] == ["bundle"]
     if verdict["passed"]:
-        assert OnnxModels.load(kept).bundle.provenance["arithmetic"] == ARITHMETIC
+        int8 = OnnxModels.load(kept)
+        assert int8.bundle.provenance["arithmetic"] == ARITHMETIC
+        # Its working point accepts as many validation windows as the float one's.
+        float_pair = OnnxModels.load(bundle_dir)
+        accepted = {
+            models.bundle.score_threshold: models.peak_probability(validation_windows)
+            >= models.bundle.score_threshold
+            for models in (float_pair, int8)
+        }
+        assert len({int(a.sum()) for a in accepted.values()}) == 1
         assert score_bundle(kept, waveforms, truth, params) == verdict["scores"]
 
     rng = np.random.default_rng(5)
