@@ -79,27 +79,6 @@ WORK_DIR = Path("data/counter_variants")
 logger = logging.getLogger("counter_variants")
 
 
-def _tuning(root: Path) -> BaselineTuning:
-    """The baselines' settings the run's evaluate stage chose on validation."""
-    from dndx.baselines import ClusterTuning, D2Tuning
-
-    metrics = json.loads((root / "metrics/evaluate.json").read_text())
-
-    def cluster(name: str) -> ClusterTuning:
-        return ClusterTuning(
-            metrics[f"tuning.{name}.window_ns"],
-            metrics[f"tuning.{name}.growth_ns_per_sqrt_ns"],
-            pd.DataFrame(),
-        )
-
-    return BaselineTuning(
-        d2=D2Tuning(metrics["tuning.d2.t1_sigma"], metrics["tuning.d2.t2"], pd.DataFrame()),
-        lstm_clusterization=cluster("lstm_clusterization"),
-        d2_clusterization=cluster("d2_clusterization"),
-        truth_clusterization=cluster("truth_clusterization"),
-    )
-
-
 def count_cells(params: Params, root: Path, split: str, work: Path) -> None:
     """Count the π and K cells of a track split with the run's peak finder and the
     classical methods, keeping the counter inputs: ``work/tracks-<split>.{parquet,npz}``."""
@@ -107,7 +86,7 @@ def count_cells(params: Params, root: Path, split: str, work: Path) -> None:
 
     peak_finder = load_model(root / "data/models/peak_finder/model.keras")
     selection = json.loads((root / "data/models/peak_finder/selection.json").read_text())
-    tuning = _tuning(root)
+    tuning = BaselineTuning.from_metrics(json.loads((root / "metrics/evaluate.json").read_text()))
     tables, inputs = [], []
 
     def probability(windows: NDArray[np.float32]) -> NDArray[np.float32]:
@@ -273,18 +252,7 @@ def _separation(cells: pd.DataFrame, counts: list[str], keep_fraction: float) ->
     truth's, and ``spread``, the mean π and K resolution sigma over the truth's
     (S / S_Poisson = contrast / spread)."""
     evaluation = evaluate_tracks(cells, keep_fraction, counts=[TRUTH, *counts])
-    table = evaluation.pair_table(*PAIR)
-    spreads = evaluation.resolution.set_index(["method", "particle", "momentum_gev"])
-
-    def factor(row: Any, column: str) -> float:
-        a, b = (spreads.loc[(row.method, p, row.momentum_gev), column] for p in PAIR)
-        ta, tb = (spreads.loc[(TRUTH, p, row.momentum_gev), column] for p in PAIR)
-        return float(abs(a - b) / abs(ta - tb) if column == "mean" else (a + b) / (ta + tb))
-
-    table = table.assign(
-        contrast=[factor(row, "mean") for row in table.itertuples()],
-        spread=[factor(row, "sigma") for row in table.itertuples()],
-    )
+    table = evaluation.pair_factors(*PAIR)
     return table[table["method"].isin(counts)]
 
 

@@ -6,14 +6,14 @@ at each of ``--momenta`` (the ``tracks`` section's cells; the test split's
 streams, so the evaluation's tracks are the first of them), counts every cell
 with every method of the evaluation (the registered pair through ONNX Runtime,
 the baselines with the settings the last evaluation tuned) and splits each
-counting method's share of the Poisson separation into two factors:
+counting method's share of the Poisson separation into two factors
+(:meth:`dndx.track_evaluation.TrackEvaluation.pair_factors`):
 
-    S_m / S_Poisson = (difference kept) × (spread ratio)
+    S_m / S_Poisson = contrast / spread
 
-the difference of the pair's mean dN/dx (clusters per cm, the truth's unit) over the
-truth's, and the truth's mean spread σ over the method's. A counter that shrinks
-its counts toward a mean keeps less of the difference; a noisy one has the larger
-spread. (dE/dx has another unit: no factors.)
+the difference of the pair's mean dN/dx over the truth's, and the pair's summed σ
+over the truth's. A counter that shrinks its counts toward a mean loses contrast;
+a noisy one has the larger spread. (dE/dx has another unit: no factors.)
 
 Needs a finished ``make run`` (``data/bundle``, ``metrics/evaluate.json``) in the
 working directory; writes ``benchmarks/results/separation.json``.
@@ -29,16 +29,14 @@ import json
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
 from benchmarks.machine import cpu_model
-from dndx.baselines import ClusterTuning, D2Tuning
 from dndx.config import Params, load_params
 from dndx.evaluation import BaselineTuning
 from dndx.plots import LABELS
-from dndx.track_evaluation import TRACK_METHODS, TRUTH, count_track_cells, evaluate_tracks
+from dndx.track_evaluation import count_track_cells, evaluate_tracks
 from dndx.tracks import TrackSet, simulate_tracks
 from tasks.onnx_models import OnnxModels
 
@@ -46,27 +44,6 @@ RESULTS = Path(__file__).parent / "results" / "separation.json"
 BUNDLE = Path("data/bundle")
 EVALUATION_METRICS = Path("metrics/evaluate.json")
 TRACKS_PER_TASK = 10
-
-
-def tuning_from_metrics(metrics: dict[str, Any]) -> BaselineTuning:
-    """The baselines' settings as the last evaluation chose them on validation
-    (their scans are not kept in the metrics: empty here)."""
-
-    def cluster(name: str) -> ClusterTuning:
-        return ClusterTuning(
-            float(metrics[f"tuning.{name}.window_ns"]),
-            float(metrics[f"tuning.{name}.growth_ns_per_sqrt_ns"]),
-            pd.DataFrame(),
-        )
-
-    return BaselineTuning(
-        d2=D2Tuning(
-            float(metrics["tuning.d2.t1_sigma"]), float(metrics["tuning.d2.t2"]), pd.DataFrame()
-        ),
-        lstm_clusterization=cluster("lstm_clusterization"),
-        d2_clusterization=cluster("d2_clusterization"),
-        truth_clusterization=cluster("truth_clusterization"),
-    )
 
 
 def count_tracks(
@@ -88,30 +65,6 @@ def count_tracks(
     )
 
 
-def decompose(tracks: pd.DataFrame, a: str, b: str, methods: list[str]) -> pd.DataFrame:
-    """Per momentum and counting method (``methods``, the truth among them): the
-    difference of the pair's mean dN/dx and their mean spread, each as a share of
-    the truth's (see the module); their product is the method's S / S_Poisson."""
-    rows = []
-    for momentum, group in tracks.groupby("momentum_gev"):
-        for method in methods:
-            values = {p: group.loc[group["particle"] == p, method] for p in (a, b)}
-            rows.append(
-                {
-                    "momentum_gev": float(momentum),
-                    "method": method,
-                    "difference": abs(float(values[a].mean() - values[b].mean())),
-                    "spread": float(values[a].std(ddof=1) + values[b].std(ddof=1)) / 2,
-                }
-            )
-    table = pd.DataFrame(rows)
-    truth = table[table["method"] == TRUTH].set_index("momentum_gev")
-    momentum = table["momentum_gev"]
-    table["difference_kept"] = table["difference"] / momentum.map(truth["difference"])
-    table["spread_ratio"] = momentum.map(truth["spread"]) / table["spread"]
-    return table
-
-
 def main() -> None:
     """Count the tracks, then print and write the separation and its factors."""
     parser = argparse.ArgumentParser(description=__doc__)
@@ -128,7 +81,7 @@ def main() -> None:
         n_test=args.tracks,
     )
     params = dataclasses.replace(params, tracks=tracks_cfg)
-    tuning = tuning_from_metrics(json.loads(EVALUATION_METRICS.read_text()))
+    tuning = BaselineTuning.from_metrics(json.loads(EVALUATION_METRICS.read_text()))
     sets = [
         TrackSet(index, particle, momentum, args.tracks)
         for index, (particle, momentum) in enumerate(
@@ -152,20 +105,20 @@ def main() -> None:
         pd.concat(cells, ignore_index=True), params.evaluate.dedx_keep_fraction
     )
     a, b = args.pair
-    separation = evaluation.pair_table(a, b)
-    factors = decompose(evaluation.tracks, a, b, list(TRACK_METHODS[:-1]))
-    table = separation.merge(factors, on=["momentum_gev", "method"], how="left")
+    table = evaluation.pair_table(a, b).merge(
+        evaluation.pair_factors(a, b)[["momentum_gev", "method", "contrast", "spread"]],
+        on=["momentum_gev", "method"],
+        how="left",
+    )
     for momentum, group in table.groupby("momentum_gev"):
         print(f"\n{a}/{b} at {momentum:g} GeV/c, {args.tracks} tracks each:")
-        print(
-            f"{'method':<40} {'S':>12} {'S/S_Poisson':>14} {'diff kept':>10} {'spread ratio':>12}"
-        )
+        print(f"{'method':<40} {'S':>12} {'S/S_Poisson':>14} {'contrast':>10} {'spread':>8}")
         for row in group.itertuples():
             print(
                 f"{LABELS.get(str(row.method), str(row.method)):<40} "
                 f"{row.separation:6.2f} ± {row.separation_error:4.2f} "
                 f"{row.ratio:7.3f} ± {row.ratio_error:5.3f} "
-                f"{row.difference_kept:10.3f} {row.spread_ratio:12.3f}"
+                f"{row.contrast:10.3f} {row.spread:8.3f}"
             )
     result = {
         "bundle": str(BUNDLE),

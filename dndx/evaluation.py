@@ -530,6 +530,33 @@ class BaselineTuning:
     d2_clusterization: ClusterTuning
     truth_clusterization: ClusterTuning
 
+    @classmethod
+    def from_metrics(cls, metrics: Mapping[str, Any]) -> BaselineTuning:
+        """The choices back from an evaluation's flat metrics (``tuning.*``, as
+        :meth:`Evaluation.to_metrics` writes them); the scans are not kept there,
+        so theirs are empty.
+
+        >>> metrics = {"tuning.d2.t1_sigma": 3.0, "tuning.d2.t2": 1.25}
+        >>> for name in CLUSTERIZATIONS:
+        ...     metrics.update({f"tuning.{name}.window_ns": 0.5,
+        ...                     f"tuning.{name}.growth_ns_per_sqrt_ns": 0.1})
+        >>> tuning = BaselineTuning.from_metrics(metrics)
+        >>> tuning.d2.t2, tuning.truth_clusterization.window_ns
+        (1.25, 0.5)
+        """
+
+        def chosen(name: str) -> ClusterTuning:
+            return ClusterTuning(
+                float(metrics[f"tuning.{name}.window_ns"]),
+                float(metrics[f"tuning.{name}.growth_ns_per_sqrt_ns"]),
+                pd.DataFrame(),
+            )
+
+        d2 = D2Tuning(
+            float(metrics["tuning.d2.t1_sigma"]), float(metrics["tuning.d2.t2"]), pd.DataFrame()
+        )
+        return cls(d2, *(chosen(name) for name in CLUSTERIZATIONS))
+
 
 def tune_baselines(
     validation: SplitInputs, tolerance_samples: float, cfg: EvaluateConfig

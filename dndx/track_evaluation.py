@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -200,6 +201,33 @@ class TrackEvaluation:
         """The rows of :attr:`separation` of one pair."""
         rows = self.separation
         return rows[(rows["particle_a"] == particle_a) & (rows["particle_b"] == particle_b)]
+
+    def pair_factors(self, particle_a: str, particle_b: str) -> pd.DataFrame:
+        """:meth:`pair_table` of the count methods, with the two factors of each
+        one's S / S_Poisson = ``contrast`` / ``spread``: ``contrast``, the pair's
+        difference of mean dN/dx over the reference's, and ``spread``, the pair's
+        summed σ over the reference's. A counter that shrinks its counts toward a
+        mean loses contrast; a noisy one has the larger spread. (The charge
+        measure has another unit: left out.)"""
+        spreads = self.resolution.set_index(["method", "particle", "momentum_gev"])
+
+        def factor(row: Any, column: str) -> float:
+            a, b = (
+                spreads.loc[(row.method, p, row.momentum_gev), column]
+                for p in (particle_a, particle_b)
+            )
+            ta, tb = (
+                spreads.loc[(self.reference, p, row.momentum_gev), column]
+                for p in (particle_a, particle_b)
+            )
+            return float(abs(a - b) / abs(ta - tb) if column == "mean" else (a + b) / (ta + tb))
+
+        table = self.pair_table(particle_a, particle_b)
+        table = table[table["method"].isin(self.methods[:-1])]
+        return table.assign(
+            contrast=[factor(row, "mean") for row in table.itertuples()],
+            spread=[factor(row, "sigma") for row in table.itertuples()],
+        )
 
     def to_metrics(self) -> dict[str, object]:
         """Nested, JSON-ready figures for the DVC metrics file (DVC joins the levels

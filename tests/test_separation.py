@@ -261,3 +261,28 @@ def test_the_selection_ratio_averages_the_chosen_momenta_where_both_particles_ha
     assert ratio.error == pytest.approx(at_5_gev["ratio_error"].iloc[0] / 2)
     unmeasured = mean_separation_ratio(cells, "counts", "truth", ("pi", "K"), [30.0, 50.0])
     assert math.isnan(unmeasured.value) and math.isnan(unmeasured.error)
+
+
+def test_an_affine_count_keeps_its_scale_of_contrast_and_spread_and_all_the_separation() -> None:
+    # Per cell 0.5 * truth + 3 over unit paths: every track's dN/dx is the same affine
+    # map of the truth's, so both factors are 0.5 and their quotient, S / S_Poisson, 1.
+    rng = np.random.default_rng(3)
+    cells = pd.DataFrame(
+        {
+            "track_id": np.repeat(np.arange(40), 50),
+            "particle": np.repeat(["pi", "K"], 1000),
+            "momentum_gev": 10.0,
+            "path_length_cm": 1.0,
+        }
+    )
+    cells[TRUTH] = rng.poisson(np.repeat([14.0, 12.0], 1000))
+    cells["cnn"] = 0.5 * cells[TRUTH] + 3.0
+    cells["dedx"] = cells[TRUTH] * rng.gamma(1.5, 1.0, 2000)
+
+    factors = evaluate_tracks(cells, 0.7, counts=[TRUTH, "cnn"]).pair_factors("pi", "K")
+
+    by_method = factors.set_index("method")
+    assert list(by_method.index) == [TRUTH, "cnn"]
+    assert by_method.loc["cnn", ["contrast", "spread"]].tolist() == pytest.approx([0.5, 0.5])
+    assert by_method.loc["cnn", "ratio"] == pytest.approx(1.0)
+    assert by_method.loc[TRUTH, ["contrast", "spread"]].tolist() == pytest.approx([1.0, 1.0])
