@@ -298,9 +298,12 @@ def _add_infer(commands: Any) -> None:
 
 
 def _serve(args: argparse.Namespace) -> None:
-    from flows.serve import serve
+    from flows.serve import serve, stop_stale
 
-    serve(Path("."), args.host, args.port)
+    if args.stop:
+        stop_stale(Path("."))
+    else:
+        serve(Path("."), args.host, args.port)
 
 
 def _add_serve(commands: Any) -> None:
@@ -309,10 +312,17 @@ def _add_serve(commands: Any) -> None:
         help="a local Prefect server, the dndx work pool and deployments, and a worker",
         description="Start a Prefect server on loopback (unless one answers there), create "
         "the process work pool 'dndx', register the deployments of infra/prefect.yaml and "
-        "run a worker for the pool until Ctrl-C. Run it from the repository root.",
+        "run a worker for the pool until Ctrl-C, which stops the worker, its flow runs "
+        "(marked Cancelled) and the server; Ctrl-C again kills them at once. Run it from the "
+        "repository root.",
     )
     serve.add_argument("--host", default="127.0.0.1", help="server host (default: %(default)s)")
     serve.add_argument("--port", type=int, default=4200, help="server port (default: %(default)s)")
+    serve.add_argument(
+        "--stop",
+        action="store_true",
+        help="stop what an earlier `dndx serve` here left running (.prefect/serve.json)",
+    )
     serve.set_defaults(handler=_serve)
 
 
