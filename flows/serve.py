@@ -369,6 +369,9 @@ def serve(repo_dir: Path = Path("."), host: str = "127.0.0.1", port: int = 4200)
                 wait_for_api(api_url, server=server)
             ensure_work_pool(env, repo_dir)
             registered = re.findall(r"Deployment '([^']+)' successfully", deploy(env, repo_dir))
+            worker = start_worker(env, repo_dir)
+            record["worker"] = _entry(worker)
+            _write_record(pid_file, record)
             print(
                 f"""
 Prefect UI:   http://{host}:{port}
@@ -378,13 +381,10 @@ Run them from the UI, or from another terminal:
   prefect deployment run 'pipeline/dndx-pipeline'
   prefect deployment run 'infer/dndx-infer' \\
       -p inputs='["/path/to/waveforms.root"]' -p out=/path/to/results.parquet
-Starting a worker for the pool '{WORK_POOL}'; Ctrl-C stops it, its flow runs and the server.
+A worker for the pool '{WORK_POOL}' runs here; Ctrl-C stops it, its flow runs and the server.
 """,
                 flush=True,
             )
-            worker = start_worker(env, repo_dir)
-            record["worker"] = _entry(worker)
-            _write_record(pid_file, record)
             code = worker.wait()
             raise DndxError(f"the worker for the pool '{WORK_POOL}' exited by itself ({code})")
         except KeyboardInterrupt:
