@@ -80,7 +80,7 @@ def measure(
     starts = range(0, n_waveforms, READ_BLOCK)
 
     def run(chunk: Chunk) -> None:
-        infer_chunk.fn(chunk, bundle, "auto", RATE_GHZ, 15)
+        infer_chunk.fn(chunk, bundle, "auto", RATE_GHZ)
 
     def read_only() -> None:
         for start in starts:

@@ -16,7 +16,7 @@ benchmark runs the Keras originals through it). This module imports no runtime.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import numpy as np
@@ -32,17 +32,20 @@ from dndx.errors import DndxError
 from dndx.preprocessing import Normalised, Polarity, normalise
 from dndx.preselection import select_candidates
 from dndx.ragged import Ragged
+from dndx.readers import validate_rows
 
 __all__ = [
     "METHODS",
     "RESULT_COLUMNS",
     "RESULT_SCHEMA",
     "SATURATION_SAMPLES",
+    "SKIPPED",
     "STATUSES",
     "TRACK_FIELDS",
     "PeakModels",
     "candidate_windows",
     "check_sampling_rate",
+    "infer_rows",
     "infer_waveforms",
     "infer_waveforms_d2",
     "minimum_length",
@@ -58,7 +61,12 @@ STATUSES: dict[str, str] = {
     "saturated": "the signal sits at its extreme for several samples: clipped by the ADC",
     "truncated": "longer than the counter's window: peaks found over the whole "
     "waveform, clusters not counted",
+    "polarity_contradicted": "the given --polarity contradicts the row (its larger "
+    "excursion from the baseline is on the other side): not counted",
 }
+#: The status of a row that was not processed (empty, too short, NaN or inf
+#: samples): its ``reason`` column says which; every other column is null.
+SKIPPED = "skipped"
 #: What finds the peaks and counts the clusters: the bundle's two models, or
 #: the classical chain (D2 peaks and time clusterization, with the bundle's
 #: tuned settings) on the same normalised waveforms.
@@ -82,20 +90,22 @@ RESULT_COLUMNS: tuple[str, ...] = (
     "read_polarity",
 )
 
-#: The inference output file: one row per waveform, the input's ``source_file``
-#: and ``event`` (entry index in that file) first.
+#: The inference output file: one row per input entry, the input's
+#: ``source_file`` and ``event`` (entry index in that file) first; ``reason``
+#: says why a :data:`SKIPPED` row was not processed, and its results are null.
 RESULT_SCHEMA = pa.schema(
     [
         pa.field("source_file", pa.string(), nullable=False),
         pa.field("event", pa.int64(), nullable=False),
         pa.field("status", pa.string(), nullable=False),
-        pa.field("n_peaks", pa.int32(), nullable=False),
-        pa.field("peak_time_ns", pa.list_(pa.float32()), nullable=False),
+        pa.field("reason", pa.string(), nullable=True),
+        pa.field("n_peaks", pa.int32(), nullable=True),
+        pa.field("peak_time_ns", pa.list_(pa.float32()), nullable=True),
         pa.field("n_clusters", pa.float32(), nullable=True),
-        pa.field("n_candidates", pa.int32(), nullable=False),
-        pa.field("baseline", pa.float64(), nullable=False),
-        pa.field("noise_sigma", pa.float64(), nullable=False),
-        pa.field("polarity", pa.int8(), nullable=False),
+        pa.field("n_candidates", pa.int32(), nullable=True),
+        pa.field("baseline", pa.float64(), nullable=True),
+        pa.field("noise_sigma", pa.float64(), nullable=True),
+        pa.field("polarity", pa.int8(), nullable=True),
     ]
 )
 #: The columns a run on tracks adds to :data:`RESULT_SCHEMA`: each waveform's
@@ -203,19 +213,33 @@ def _saturated(samples: Ragged, polarity: NDArray[np.int8]) -> NDArray[np.bool_]
     return np.bincount(rows[first[full]], minlength=len(samples)) > 0
 
 
-def _statuses(
-    samples: Ragged, norm: Normalised, n_peaks: NDArray[np.int64], window_samples: float
-) -> NDArray[np.object_]:
-    """``(n_rows,)`` the :data:`STATUSES` key of each row, the first that applies
-    of flat (``no_signal``), ``saturated``, no peak (``no_signal``), ``truncated``."""
+def _flat(samples: Ragged) -> NDArray[np.bool_]:
+    """``(n_rows,)`` True where a row holds one value throughout.
+
+    >>> _flat(Ragged.from_lengths(np.array([3.0, 3.0, 1.0, 2.0]), [2, 2])).tolist()
+    [True, False]
+    """
     starts = samples.offsets[:-1]
-    flat = np.maximum.reduceat(samples.values, starts) == np.minimum.reduceat(
+    return np.maximum.reduceat(samples.values, starts) == np.minimum.reduceat(
         samples.values, starts
     )
+
+
+def _statuses(
+    samples: Ragged,
+    norm: Normalised,
+    n_peaks: NDArray[np.int64],
+    window_samples: float,
+    flat: NDArray[np.bool_],
+) -> NDArray[np.object_]:
+    """``(n_rows,)`` the :data:`STATUSES` key of each row, the first that applies
+    of flat (``no_signal``), polarity contradicted, ``saturated``, no peak
+    (``no_signal``), ``truncated``."""
     status = np.full(len(samples), "ok", dtype=object)
     status[norm.lengths > window_samples] = "truncated"
     status[n_peaks == 0] = "no_signal"
     status[_saturated(samples, norm.polarity)] = "saturated"
+    status[norm.polarity != norm.read_polarity] = "polarity_contradicted"
     status[flat] = "no_signal"
     return status
 
@@ -335,7 +359,10 @@ def _results(
     model rate and its cluster count (``(n_waveforms,)``, valid for ``ok`` rows)."""
     n_peaks = peaks.lengths
     peak_time_ns = (peaks.values / bundle.model_sampling_rate_ghz).astype(np.float32)
-    status = _statuses(samples, norm, n_peaks, bundle.n_bins * bundle.samples_per_bin)
+    flat = _flat(samples)
+    status = _statuses(samples, norm, n_peaks, bundle.n_bins * bundle.samples_per_bin, flat)
+    # A flat row has no noise and no sign: say so rather than report the
+    # normalisation's stand-ins as if measured.
     return pd.DataFrame(
         {
             "status": status,
@@ -345,11 +372,57 @@ def _results(
             "counter_output": n_clusters,
             "n_candidates": n_candidates.astype(np.int32),
             "baseline": norm.baseline,
-            "noise_sigma": norm.noise_sigma,
-            "polarity": norm.polarity,
-            "read_polarity": norm.read_polarity,
+            "noise_sigma": np.where(flat, 0.0, norm.noise_sigma),
+            "polarity": np.where(flat, 0, norm.polarity).astype(np.int8),
+            "read_polarity": np.where(flat, 0, norm.read_polarity).astype(np.int8),
         }
     )
+
+
+def infer_rows(
+    samples: Ragged,
+    sampling_rate_ghz: NDArray[np.float64],
+    infer: Callable[[Ragged, float], pd.DataFrame],
+    min_length: Callable[[float], int],
+) -> pd.DataFrame:
+    """:func:`infer_waveforms` (or its like, ``infer``) on every row at its own
+    rate, with a row for every input row, in input order.
+
+    Rows of one rate go to ``infer`` together. Rows that cannot be processed
+    (:func:`dndx.readers.validate_rows`, with ``min_length`` of their rate)
+    keep their place with status :data:`SKIPPED`, their ``reason``, and null
+    results; the rows ``infer`` returns have no ``reason``.
+
+    Args:
+        samples: ``(n_rows, <row length>)`` raw samples.
+        sampling_rate_ghz: ``(n_rows,)`` each row's rate.
+        infer: the chain on rows of one rate.
+        min_length: the fewest samples a usable row holds at a rate.
+
+    Returns:
+        ``(n_rows, ...)`` the columns of :func:`infer_waveforms` and ``reason``;
+        ``n_peaks``, ``n_candidates``, ``polarity`` and ``read_polarity`` as
+        pandas' nullable integers.
+    """
+    parts = []
+    reasons: dict[int, str] = {}
+    for rate in np.unique(sampling_rate_ghz):
+        rows = np.flatnonzero(sampling_rate_ghz == rate)
+        group = samples.take(rows) if len(rows) != len(samples) else samples
+        ok, bad = validate_rows(group, min_length(float(rate)))
+        reasons.update((int(rows[row]), reason) for row, reason in bad)
+        good = np.flatnonzero(ok)
+        part = infer(group.take(good) if len(good) != len(group) else group, float(rate))
+        parts.append(part.set_axis(rows[good]))
+    results = pd.concat(parts) if parts else _empty_results()
+    skipped = pd.DataFrame(
+        {"status": SKIPPED, "reason": list(reasons.values())},
+        index=np.fromiter(reasons, np.int64, len(reasons)),
+    )
+    whole = pd.concat([results, skipped]) if len(skipped) else results.assign(reason=None)
+    whole = whole.sort_index().reset_index(drop=True)
+    nullable = {"n_peaks": "Int32", "n_candidates": "Int32", "polarity": "Int8"}
+    return whole.astype({**nullable, "read_polarity": "Int8"})
 
 
 def results_table(results: pd.DataFrame) -> pa.Table:

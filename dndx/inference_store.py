@@ -51,6 +51,7 @@ __all__ = [
     "Chunk",
     "ChunkResult",
     "OutputBusyError",
+    "check_free",
     "file_key",
     "finished_result",
     "join_chunks",
@@ -248,6 +249,56 @@ def _holder(lock: Path) -> str:
     )
 
 
+def _busy(lock: Path) -> OutputBusyError:
+    return OutputBusyError(
+        f"{lock.parent / lock.name.removeprefix('.').removesuffix('.lock')}: "
+        f"{_holder(lock)} is writing this output; wait for it to finish, pass --wait "
+        "to queue behind it, or choose another --out"
+    )
+
+
+def check_free(out: Path) -> None:
+    """Refuse at once an output whose lock a live run holds: a check before
+    the slow preparations of a run, which :func:`output_lock` repeats.
+
+    Raises:
+        OutputBusyError: as :func:`output_lock` without ``wait``.
+    """
+    lock = lock_path(out)
+    if lock.absolute() in _held:
+        return
+    try:
+        fd = os.open(lock, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError as error:
+        if error.errno in (errno.EAGAIN, errno.EACCES):
+            raise _busy(lock) from None
+        raise
+    finally:
+        os.close(fd)
+
+
+def _stale_holder(fd: int) -> str | None:
+    """The pid a lock file names, when that process is gone from this host."""
+    try:
+        raw = json.loads(os.pread(fd, 4096, 0) or b"null")
+        pid, host = int(raw["pid"]), raw["host"]
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+    if host != socket.gethostname() or pid == os.getpid():
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return f"pid {pid}, {raw.get('command', 'a run')}"
+    except PermissionError:
+        return None
+    return None
+
+
 def _acquire(lock: Path, wait: bool, on_wait: Callable[[str], None]) -> int:
     """An open descriptor of ``lock`` holding its exclusive lock."""
     waited = False
@@ -262,11 +313,7 @@ def _acquire(lock: Path, wait: bool, on_wait: Callable[[str], None]) -> int:
             holder = _holder(lock)
             if not wait:
                 os.close(fd)
-                raise OutputBusyError(
-                    f"{lock.parent / lock.name.removeprefix('.').removesuffix('.lock')}: "
-                    f"{holder} is writing this output; wait for it to finish, pass --wait "
-                    "to queue behind it, or choose another --out"
-                ) from None
+                raise _busy(lock) from None
             if not waited:
                 on_wait(f"waiting for {holder} to finish writing this output")
                 waited = True
@@ -293,7 +340,8 @@ def output_lock(
     Args:
         out: the output file; its directory must exist.
         wait: wait for a live run that holds the lock instead of refusing.
-        on_wait: told once, in words, whom this run waits for.
+        on_wait: told once, in words, whom this run waits for; and of a lock
+            left by a process that is gone, which is cleared.
 
     Raises:
         OutputBusyError: another live process holds the lock and ``wait`` is False.
@@ -304,6 +352,10 @@ def output_lock(
         _held[lock] = (fd, depth + 1)
     else:
         fd = _acquire(lock, wait, on_wait)
+        if stale := _stale_holder(fd):
+            on_wait(
+                f"cleared the lock of {lock.parent / lock.name}, left by a run that died ({stale})"
+            )
         holder = {
             "pid": os.getpid(),
             "host": socket.gethostname(),

@@ -199,10 +199,12 @@ def summarise(
         lines += ["## Warnings", "", *(f"- {warning}" for warning in warnings), ""]
     lines += _table(["setting", "value"], list(run.items()))
     n_positive = int((results["polarity"] > 0).sum())
+    n_negative = int((results["polarity"] < 0).sum())
     lines += [
         "",
         f"{len(results)} waveforms processed, {len(skipped)} skipped. Polarity: "
-        f"{n_positive} positive, {len(results) - n_positive} negative.",
+        f"{n_positive} positive, {n_negative} negative, "
+        f"{len(results) - n_positive - n_negative} none (flat).",
         "",
         "## Status",
         "",

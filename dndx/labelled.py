@@ -44,9 +44,14 @@ one to one, the same rule as for simulated data, and the counter's target is
 
 Problems of a whole file (missing branch, unreadable, a unit setting the
 data contradicts) raise :class:`~dndx.errors.InputError` naming the file, the
-entry and the setting; problems of one waveform (NaN samples, too short, a
-``time``/``tag`` length mismatch, a tag outside {0, 1, 2}, a peak outside the
-waveform) skip that waveform, with the reason, in :attr:`LabelledChunk.skipped`.
+entry and the setting. So does a label no waveform can have, naming the
+file, entry, branch and value: a NaN, negative or fractional count, a count
+other than the peaks tagged 1, a NaN or infinite peak time, height or
+amplitude, a peak time outside the waveform; ``data check`` and ``ingest``
+refuse the file rather than train on it. Problems of one waveform's samples
+or structure (NaN samples, too short, a ``time``/``tag`` length mismatch, a
+tag outside {0, 1, 2}) skip that waveform, with the reason, in
+:attr:`LabelledChunk.skipped`.
 """
 
 from __future__ import annotations
@@ -68,7 +73,14 @@ from numpy.typing import NDArray
 from dndx.config import PARTICLE_MASSES_GEV
 from dndx.errors import InputError
 from dndx.ragged import Ragged
-from dndx.readers import _entries, _library_errors, _unreadable, detect_format, validate_rows
+from dndx.readers import (
+    _entries,
+    _library_errors,
+    _unreadable,
+    detect_format,
+    missing_file,
+    validate_rows,
+)
 from dndx.simulation import WaveformSet
 
 __all__ = [
@@ -130,8 +142,6 @@ _PULSE_SEARCH_SAMPLES = (-2, 2)
 # would be most of the cost of reading it).
 _PULSE_CHECK_WAVEFORMS = 256
 _BETTER_READING = 1.5
-# Above this fraction of waveforms with ncls != primary tags, the names are wrong.
-_MAX_NCLS_MISMATCH_FRACTION = 0.5
 _RATE_RANGE_GHZ = (0.05, 50.0)
 
 
@@ -225,7 +235,7 @@ class _Table:
 @contextlib.contextmanager
 def _open_table(path: Path, layout: LabelledLayout) -> Iterator[_Table]:
     if not path.exists():
-        raise InputError(f"{path}: no such file")
+        raise missing_file(path)
     fmt = detect_format(path)
     if fmt == "root":
         with _library_errors(
@@ -444,6 +454,37 @@ def _scalars(
     return values
 
 
+def _impossible(
+    path: Path, layout: LabelledLayout, role: str, entry: int, value: Any, expected: str
+) -> InputError:
+    """The error of a label no waveform can have: the file, entry, branch and value."""
+    return InputError(
+        f"{path}: entry {entry}: {layout.name(role)!r} ({role}) holds {value!r}; "
+        f"expected {expected} (check the file, or names.{role})"
+    )
+
+
+def _counts(
+    path: Path, layout: LabelledLayout, arrays: Mapping[str, ak.Array], start: int
+) -> NDArray[np.int64]:
+    """The ``n_clusters`` of each entry, checked: a count is a whole number, at least 0.
+
+    Raises:
+        InputError: a NaN, negative or fractional count, naming its entry.
+    """
+    values = _scalars(path, layout, arrays, "n_clusters")
+    if values.dtype.kind == "f":
+        impossible = ~(np.isfinite(values) & (values == np.round(values))) | (values < 0)
+    else:
+        impossible = values < 0
+    if impossible.any():
+        row = int(np.flatnonzero(impossible)[0])
+        raise _impossible(
+            path, layout, "n_clusters", start + row, values[row].item(), "a whole number >= 0"
+        )
+    return values.astype(np.int64)
+
+
 def _base_info(
     path: Path,
     layout: LabelledLayout,
@@ -460,7 +501,7 @@ def _base_info(
             "waveform_id": np.arange(start, start + n, dtype=np.int64),
             "source_file": str(path),
             "entry": np.arange(start, start + n, dtype=np.int64),
-            "n_clusters": _scalars(path, layout, by_role, "n_clusters").astype(np.int64),
+            "n_clusters": _counts(path, layout, by_role, start),
             "sampling_rate_ghz": rates,
         }
     )
@@ -517,23 +558,26 @@ def _from_cepc(
     times, tags = _blank(times, mismatch), _blank(tags, mismatch)
     heights = _blank(heights, mismatch) if heights is not None else None
     peak_rows = times.row_index()
-    bad_tag = ~np.isin(tags.values, _TAGS)
-    bad_time = ~np.isfinite(times.values)
-    for flags, describe in (
-        (
-            bad_tag,
-            lambda i: (
-                f"tag {int(tags.values[i])} at peak {i - times.offsets[peak_rows[i]]}, "
-                "expected 0, 1 or 2"
-            ),
-        ),
-        (bad_time, lambda i: f"{layout.name('time')!r} holds NaN or inf"),
-    ):
-        flagged = np.flatnonzero(flags & ok[peak_rows])
-        rows_hit, first_flag = np.unique(peak_rows[flagged], return_index=True)
-        for row, index in zip(rows_hit.tolist(), flagged[first_flag].tolist(), strict=True):
-            problems[row] = describe(index)
-        ok[rows_hit] = False
+    lists = [("time", times)] + ([("height", heights)] if heights is not None else [])
+    for role, values in lists:
+        not_finite = np.flatnonzero(~np.isfinite(values.values) & ok[peak_rows])
+        if len(not_finite):
+            raise _impossible(
+                path,
+                layout,
+                role,
+                start + int(peak_rows[not_finite[0]]),
+                values.values[not_finite[0]].item(),
+                "finite numbers",
+            )
+    flagged = np.flatnonzero(~np.isin(tags.values, _TAGS) & ok[peak_rows])
+    rows_hit, first_flag = np.unique(peak_rows[flagged], return_index=True)
+    for row, index in zip(rows_hit.tolist(), flagged[first_flag].tolist(), strict=True):
+        problems[row] = (
+            f"tag {int(tags.values[index])} at peak {index - times.offsets[row]}, "
+            "expected 0, 1 or 2"
+        )
+    ok[rows_hit] = False
 
     time_samples_values = (
         times.values if layout.time_unit == "samples" else times.values * rates[times.row_index()]
@@ -551,21 +595,31 @@ def _from_cepc(
             f"{int(judged.sum())} waveforms when read with time_unit {layout.time_unit!r} "
             f"and sampling_rate_unit {layout.sampling_rate_unit!r}; check time_unit"
         )
-    for row in np.flatnonzero(outside_rows & ok):
-        problems[int(row)] = "a peak time lies outside the waveform"
-    ok &= ~outside_rows
+    if (outside_rows & ok).any():
+        peak = int(np.flatnonzero(outside & ok[times.row_index()])[0])
+        row = int(times.row_index()[peak])
+        raise _impossible(
+            path,
+            layout,
+            "time",
+            start + row,
+            times.values[peak].item(),
+            f"a peak time inside the waveform's {samples.lengths[row]} samples "
+            f"(time_unit {layout.time_unit!r})",
+        )
 
     _check_on_pulses(path, layout, samples, times, rates, tags, ok, start)
     primary_tags = np.bincount(times.row_index()[tags.values == 1], minlength=n)
     n_clusters = info["n_clusters"].to_numpy()
     wrong = ok & (primary_tags != n_clusters)
-    if ok.sum() and wrong.sum() > _MAX_NCLS_MISMATCH_FRACTION * ok.sum():
+    if wrong.any():
         first = int(np.flatnonzero(wrong)[0])
         raise InputError(
-            f"{path}: entry {start + first}: {layout.name('n_clusters')!r} is "
-            f"{n_clusters[first]} but {int(primary_tags[first])} peaks have tag 1, "
-            f"in {int(wrong.sum())} of "
-            f"{int(ok.sum())} waveforms; check names.n_clusters and names.tag"
+            f"{path}: entry {start + first}: {layout.name('n_clusters')!r} (n_clusters) holds "
+            f"{n_clusters[first]} but {int(primary_tags[first])} peaks have tag 1 in "
+            f"{layout.name('tag')!r}, in {int(wrong.sum())} of "
+            f"{int(ok.sum())} waveforms; the counts must match the tags (check "
+            "names.n_clusters and names.tag)"
         )
 
     keep = np.flatnonzero(ok)
@@ -713,10 +767,17 @@ def _from_dndx(
     ok &= ~mismatch
     times, clusters = _blank(times, mismatch), _blank(clusters, mismatch)
     primary, amplitude = _blank(primary, mismatch), _blank(amplitude, mismatch)
-    finite = np.bincount(times.row_index()[~np.isfinite(times.values)], minlength=len(info)) == 0
-    for row in np.flatnonzero(~finite & ok):
-        problems[int(row)] = f"{layout.name('time')!r} holds NaN or inf"
-    ok &= finite
+    for role, values in (("time", times), ("amplitude", amplitude)):
+        not_finite = np.flatnonzero(~np.isfinite(values.values) & ok[values.row_index()])
+        if len(not_finite):
+            raise _impossible(
+                path,
+                layout,
+                role,
+                start + int(values.row_index()[not_finite[0]]),
+                values.values[not_finite[0]].item(),
+                "finite numbers",
+            )
     if "rise_time_ns" not in info:
         info["peak_delay_ns"] = 0.0
     keep = np.flatnonzero(ok)

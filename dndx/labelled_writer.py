@@ -31,7 +31,7 @@ from dndx.readers import detect_format
 from dndx.simulation import WaveformSet
 from dndx.storage import atomic_file
 
-__all__ = ["LABELLED_WRITE_FORMATS", "write_labelled"]
+__all__ = ["LABELLED_WRITE_FORMATS", "labelled_format", "write_labelled"]
 
 #: The formats :func:`write_labelled` writes, chosen by the file's suffix.
 LABELLED_WRITE_FORMATS: tuple[str, ...] = ("root", "hdf5")
@@ -112,18 +112,31 @@ def _write_hdf5(path: Path, tree: str, branches: dict[str, Ragged | np.ndarray])
                 group.create_dataset(name, data=rows, dtype=h5py.vlen_dtype(values.values.dtype))
 
 
-def write_labelled(data: WaveformSet, path: str | Path, layout: str) -> None:
-    """Write ``data`` in ``layout`` (``cepc`` or ``dndx``) as a ROOT or HDF5 file,
-    by the suffix of ``path``, atomically.
+def labelled_format(path: str | Path) -> str:
+    """The format :func:`write_labelled` writes ``path`` in, by its suffix.
 
     Raises:
         InputError: the suffix names a format not in :data:`LABELLED_WRITE_FORMATS`.
+
+    >>> labelled_format("example.h5")
+    'hdf5'
     """
     fmt = detect_format(path)
     if fmt not in LABELLED_WRITE_FORMATS:
         raise InputError(
             f"{path}: labelled files are written as ROOT (.root) or HDF5 (.h5, .hdf5), not {fmt}"
         )
+    return fmt
+
+
+def write_labelled(data: WaveformSet, path: str | Path, layout: str) -> None:
+    """Write ``data`` in ``layout`` (``cepc`` or ``dndx``) as a ROOT or HDF5 file,
+    by the suffix of ``path``, atomically.
+
+    Raises:
+        InputError: as :func:`labelled_format`.
+    """
+    fmt = labelled_format(path)
     branches = _branches(data, layout)
     tree = DEFAULT_NAMES[layout]["tree"]
     with atomic_file(path) as tmp:

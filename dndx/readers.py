@@ -56,15 +56,19 @@ from dndx.ragged import Ragged
 __all__ = [
     "LOCATION_KEYS",
     "PER_WAVEFORM_KEYS",
+    "RATE_COLUMN_NAMES",
     "WAVEFORM_FORMATS",
     "WaveformChunk",
     "WaveformSource",
     "count_waveforms",
     "detect_format",
+    "find_rate_column",
     "iter_chunks",
+    "missing_file",
     "read_ahead",
     "read_chunk",
     "resolve_source",
+    "stored_rates",
     "validate_rows",
 ]
 
@@ -91,7 +95,10 @@ LOCATION_KEYS: dict[str, tuple[str, ...]] = {
 
 #: The per-waveform columns a :class:`WaveformSource` may name besides its
 #: waveforms: track ids and path lengths in the cell (cm).
-PER_WAVEFORM_KEYS: tuple[str, ...] = ("track_column", "path_column")
+PER_WAVEFORM_KEYS: tuple[str, ...] = ("track_column", "path_column", "rate_column")
+#: Names of a stored per-waveform sampling rate in GS/s, as the labelled
+#: layouts write it (:mod:`dndx.labelled`: ``dndx``, then ``cepc``).
+RATE_COLUMN_NAMES: tuple[str, ...] = ("sampling_rate_ghz", "sampling_rate")
 
 _ROOT_TREE_CLASSES = ("TTree", "ROOT::RNTuple")
 _NUMERIC_PRIMITIVES = frozenset(
@@ -102,6 +109,18 @@ _NUMERIC_KINDS = "iuf"
 _NPZ_DEFAULT_KEY = "waveforms"
 _LISTED_NAMES = 20
 _SKIP_BYTES = 1 << 20
+
+
+def missing_file(path: str | Path) -> InputError:
+    """The error of a path that names no file; a glob pattern that matched
+    nothing (the shell passes it on unexpanded) is called one.
+
+    >>> str(missing_file("runs/*.h5"))
+    'runs/*.h5: no file matches this pattern'
+    """
+    if any(char in str(path) for char in "*?["):
+        return InputError(f"{path}: no file matches this pattern")
+    return InputError(f"{path}: no such file")
 
 
 def detect_format(path: str | Path) -> str:
@@ -152,6 +171,7 @@ class WaveformSource:
             track the waveform's cell belongs to. Integers, or floats that
             are whole numbers. Default: none, no tracks.
         path_column: likewise, the track's path length in the cell, in cm.
+        rate_column: likewise, the waveform's sampling rate in GS/s.
 
     >>> WaveformSource("wf.h5", "hdf5", tree="sim")
     Traceback (most recent call last):
@@ -168,6 +188,7 @@ class WaveformSource:
     array: str | None = None
     track_column: str | None = None
     path_column: str | None = None
+    rate_column: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "path", Path(self.path))
@@ -216,12 +237,15 @@ class WaveformChunk:
             names a track column.
         path_cm: ``(n_rows,)`` float64 path length of each row, where the
             source names a path column.
+        sampling_rate_ghz: ``(n_rows,)`` float64 sampling rate of each row,
+            where the source names a rate column.
     """
 
     first_event: int
     samples: Ragged
     track_id: NDArray[np.int64] | None = None
     path_cm: NDArray[np.float64] | None = None
+    sampling_rate_ghz: NDArray[np.float64] | None = None
 
 
 @dataclass(frozen=True)
@@ -260,24 +284,70 @@ def resolve_source(source: WaveformSource) -> WaveformSource:
         if source.path_column is not None:
             lengths = opened.per_waveform("path_column")(0, opened.n_events)
             _path_lengths(lengths, source.path, source.path_column)
+        if source.rate_column is not None:
+            rates = opened.per_waveform("rate_column")(0, opened.n_events)
+            _positive(
+                rates, source.path, f"sampling-rate column {source.rate_column!r}", "rates in GS/s"
+            )
         return opened.source
 
 
-def _path_lengths(values: NDArray, path: Path, name: str) -> NDArray[np.float64]:
-    """``values`` as float64 path lengths.
+def find_rate_column(source: WaveformSource) -> str | None:
+    """The name of the first of :data:`RATE_COLUMN_NAMES` that holds one number
+    per waveform beside the waveforms of ``source`` (a resolved source; in an
+    HDF5 file, in the waveforms' group), or None.
+
+    Raises:
+        InputError: as :func:`resolve_source`.
+    """
+    prefix = (source.dataset or "").rpartition("/")[0]
+    for name in RATE_COLUMN_NAMES:
+        candidate = f"{prefix}/{name}" if prefix else name
+        with _open(replace(source, rate_column=candidate)) as opened:
+            try:
+                opened.per_waveform("rate_column")
+            except InputError:
+                continue
+        return candidate
+    return None
+
+
+def stored_rates(source: WaveformSource) -> NDArray[np.float64]:
+    """``(n_waveforms,)`` the sampling rate of every waveform of ``source``, in
+    GS/s, from its rate column.
+
+    Raises:
+        InputError: as :func:`resolve_source`; the source names no rate column.
+    """
+    if source.rate_column is None:
+        raise InputError(f"{source.path}: no sampling-rate column named")
+    with _open(source) as opened:
+        rates = opened.per_waveform("rate_column")(0, opened.n_events)
+        return _positive(
+            rates, source.path, f"sampling-rate column {source.rate_column!r}", "rates in GS/s"
+        )
+
+
+def _positive(values: NDArray, path: Path, column: str, expected: str) -> NDArray[np.float64]:
+    """``values`` as float64, each positive and finite.
 
     Raises:
         InputError: a value that is not positive and finite, named with its entry.
     """
-    lengths = values.astype(np.float64)
-    bad = ~(np.isfinite(lengths) & (lengths > 0))
+    numbers = values.astype(np.float64)
+    bad = ~(np.isfinite(numbers) & (numbers > 0))
     if bad.any():
         entry = int(np.flatnonzero(bad)[0])
         raise InputError(
-            f"{path}: path column {name!r} holds {lengths[entry].item()!r} at entry {entry}; "
-            "expected positive path lengths in cm"
+            f"{path}: {column} holds {numbers[entry].item()!r} at entry {entry}; "
+            f"expected positive {expected}"
         )
-    return lengths
+    return numbers
+
+
+def _path_lengths(values: NDArray, path: Path, name: str) -> NDArray[np.float64]:
+    """``values`` as float64 path lengths (see :func:`_positive`)."""
+    return _positive(values, path, f"path column {name!r}", "path lengths in cm")
 
 
 def _track_ids(values: NDArray, path: Path, name: str) -> NDArray[np.int64]:
@@ -425,7 +495,12 @@ def _read_range(opened: _OpenSource, start: int, stop: int) -> WaveformChunk:
     if source.path_column is not None:
         lengths = opened.per_waveform("path_column")(start, stop)
         path_cm = _path_lengths(lengths, source.path, source.path_column)
-    return WaveformChunk(start, opened.read(start, stop), track_id, path_cm)
+    rates = None
+    if source.rate_column is not None:
+        stored = opened.per_waveform("rate_column")(start, stop)
+        column = f"sampling-rate column {source.rate_column!r}"
+        rates = _positive(stored, source.path, column, "rates in GS/s")
+    return WaveformChunk(start, opened.read(start, stop), track_id, path_cm, rates)
 
 
 def validate_rows(
@@ -475,7 +550,7 @@ def validate_rows(
 def _open(source: WaveformSource) -> Iterator[_OpenSource]:
     path = source.path
     if not path.exists():
-        raise InputError(f"{path}: no such file")
+        raise missing_file(path)
     if not path.is_file():
         raise InputError(f"{path}: not a regular file")
     with contextlib.ExitStack() as stack:
@@ -574,7 +649,7 @@ def _open_root(source: WaveformSource, stack: contextlib.ExitStack) -> _OpenSour
             raise InputError(f"{path}: holds no TTree or RNTuple; objects in the file: {objects}")
         if len(trees) > 1:
             raise InputError(
-                f"{path}: holds several trees ({_names(trees)}); choose one with 'tree'"
+                f"{path}: holds several trees ({_names(trees)}); choose one with --tree"
             )
         tree_name = trees[0]
     elif tree_name not in classes:
@@ -599,7 +674,7 @@ def _open_root(source: WaveformSource, stack: contextlib.ExitStack) -> _OpenSour
             several = "several branches" if usable else "no branch"
             raise InputError(
                 f"{path}: {where} has {several} holding an array of numbers per entry "
-                f"({_names(usable)}); choose one with 'branch'. Branches: {described}"
+                f"({_names(usable)}); choose one with --branch. Branches: {described}"
             )
         branch = usable[0]
     elif branch not in types:
@@ -706,7 +781,7 @@ def _open_hdf5(source: WaveformSource, stack: contextlib.ExitStack) -> _OpenSour
             several = "several" if usable else "no"
             raise InputError(
                 f"{path}: holds {several} 2-D numeric datasets (n_waveforms, n_samples) "
-                f"({_names(usable)}); choose one with 'dataset'. Datasets: {described}"
+                f"({_names(usable)}); choose one with --dataset. Datasets: {described}"
             )
         name = usable[0]
     name = name.strip("/")
@@ -775,7 +850,7 @@ def _open_parquet(source: WaveformSource, stack: contextlib.ExitStack) -> _OpenS
             several = "several" if usable else "no"
             raise InputError(
                 f"{path}: holds {several} columns of lists of numbers ({_names(usable)}); "
-                f"choose one with 'column'. Columns: {described}"
+                f"choose one with --column. Columns: {described}"
             )
         column = usable[0]
     elif column not in types:
@@ -883,7 +958,7 @@ def _open_npz(source: WaveformSource, stack: contextlib.ExitStack) -> _OpenSourc
             several = "several" if usable else "no"
             raise InputError(
                 f"{path}: holds {several} 2-D numeric arrays ({_names(usable)}) and no "
-                f"{_NPZ_DEFAULT_KEY!r}; choose one with 'array'. Arrays: {described}"
+                f"{_NPZ_DEFAULT_KEY!r}; choose one with --array. Arrays: {described}"
             )
     elif key not in headers:
         raise InputError(f"{path}: no array {key!r}; arrays in the file: {described}")

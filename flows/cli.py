@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 from pathlib import Path
 from typing import Any, NoReturn
@@ -112,10 +113,23 @@ def _infer(args: argparse.Namespace) -> None:
         args.method,
         args.track_column,
         args.path_column,
+        args.sampling_rate_branch,
+        args.wait,
     )
-    plan.out.parent.mkdir(parents=True, exist_ok=True)
+    _create_parent(plan.out, "--out: ")
     with output_lock(plan.out, args.wait, lambda line: print(f"dndx: {line}", file=sys.stderr)):
         check_replaceable(plan)
+        for left in plan.out.parent.glob(f".{plan.out.name}.*.partial"):
+            if left != plan.work_dir or not any(left.glob("*.json")):
+                shutil.rmtree(left, ignore_errors=True)
+                print(
+                    f"dndx: removed {left}, left by an earlier run that stopped "
+                    "(its process is gone) with nothing this run can resume",
+                    file=sys.stderr,
+                )
+        print(f"dndx: sampling rate: {plan.settings()['input sampling rate']}", file=sys.stderr)
+        for warning in plan.warnings:
+            print(f"dndx: warning: {warning}", file=sys.stderr)
         n_done = len(list(plan.work_dir.glob("*.json")))
         resuming = f", resuming {n_done} finished chunks" if n_done else ""
         print(
@@ -176,7 +190,30 @@ def _run_infer_flow(args: argparse.Namespace) -> Any:
         method=args.method,
         track_column=args.track_column,
         path_column=args.path_column,
+        rate_column=args.sampling_rate_branch,
     )
+
+
+def _plain(error: Exception) -> str:
+    """An unexpected library error as one line; a validation library's report as
+    its fields and problems, without the library's own dump."""
+    from pydantic import ValidationError
+
+    if isinstance(error, ValidationError):
+        return "; ".join(
+            f"{'.'.join(str(part) for part in problem['loc']) or 'value'}: {problem['msg']} "
+            f"(got {problem.get('input')!r})"
+            for problem in error.errors()
+        )
+    return " ".join(str(error).split())
+
+
+def _create_parent(path: Path, prefix: str) -> None:
+    """Create the missing directory of an output, saying so."""
+    parent = path.absolute().parent
+    if not parent.exists():
+        parent.mkdir(parents=True)
+        print(f"dndx: {prefix}created the directory {path.parent}", file=sys.stderr)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -254,7 +291,14 @@ def _add_infer(commands: Any) -> None:
         "--sampling-rate-ghz",
         type=float,
         help="the inputs' sampling rate in GS/s, within the range the models were trained "
-        "on (default: the models' rate)",
+        "on (default: each waveform's stored rate, else the models' rate)",
+    )
+    infer.add_argument(
+        "--sampling-rate-branch",
+        metavar="NAME",
+        help="the branch, dataset, column or array of every input holding each waveform's "
+        "sampling rate in GS/s (default: sampling_rate_ghz or sampling_rate beside the "
+        "waveforms, where a file has one)",
     )
     infer.add_argument(
         "--method",
@@ -371,9 +415,19 @@ def _data_write(args: argparse.Namespace) -> None:
     import dataclasses
 
     from dndx.config import load_params
-    from dndx.labelled_writer import write_labelled
+    from dndx.labelled_writer import labelled_format, write_labelled
     from dndx.simulation import simulate_range
 
+    labelled_format(args.out)
+    if args.waveforms < 1:
+        raise DndxError(f"--waveforms {args.waveforms}: expected at least 1")
+    if args.out.is_dir():
+        raise DndxError(f"{args.out}: is a directory; expected the path of a .root or .h5 file")
+    if args.out.exists() and not args.overwrite:
+        raise DndxError(
+            f"{args.out}: exists; pass --overwrite to replace it, or choose another path"
+        )
+    _create_parent(args.out, "")
     cfg = (load_params(args.params) if args.params else load_params()).simulate
     cfg = dataclasses.replace(
         cfg,
@@ -435,6 +489,9 @@ def _add_data(commands: Any) -> None:
     write.add_argument("out", type=Path, help="the ROOT or HDF5 file to write")
     write.add_argument("--layout", choices=("cepc", "dndx"), required=True)
     write.add_argument("--waveforms", type=int, default=1000, help="default: %(default)s")
+    write.add_argument(
+        "--overwrite", action="store_true", help="replace OUT if it exists (default: refuse)"
+    )
     write.add_argument("--seed", type=int, help="default: simulate.seed of params.yaml")
     write.add_argument("--params", type=Path, help="parameter file (default: the project's)")
     write.set_defaults(handler=_data_write)
@@ -471,7 +528,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as error:
         if getattr(args, "verbose", False):
             raise
-        detail = " ".join(str(error).split())
+        detail = _plain(error)
         print(
             f"dndx: error: {type(error).__name__}: {detail} (--verbose shows the traceback)",
             file=sys.stderr,

@@ -36,7 +36,7 @@ from prefect_dask import DaskTaskRunner
 from tqdm import tqdm
 
 from dndx.config import load_params
-from dndx.inference import STATUSES
+from dndx.inference import SKIPPED, STATUSES
 from dndx.inference_store import (
     Chunk,
     ChunkResult,
@@ -120,6 +120,7 @@ def infer(
     method: str = "lstm",
     track_column: str | None = None,
     path_column: str | None = None,
+    rate_column: str | None = None,
 ) -> InferenceReport:
     """Peaks and cluster counts of every waveform of ``inputs`` into ``out`` (Parquet).
 
@@ -148,6 +149,8 @@ def infer(
             per track (:func:`flows.infer_plan.tracks_path`).
         path_column: the column of path lengths in the cell (cm), summed per
             track for dN/dx; needs ``track_column``.
+        rate_column: the column of each waveform's sampling rate (GS/s);
+            default: one of :data:`dndx.readers.RATE_COLUMN_NAMES`, where present.
 
     Raises:
         InputError: a bad input file, location or model bundle.
@@ -172,8 +175,10 @@ def infer(
         method,
         track_column,
         path_column,
+        rate_column,
+        wait,
     )
-    _log_plan(plan, rate_given=sampling_rate_ghz is not None)
+    _log_plan(plan)
     started = time.perf_counter()
     plan.out.parent.mkdir(parents=True, exist_ok=True)
     with output_lock(plan.out, wait, logger.info):
@@ -198,16 +203,12 @@ def infer(
     return report
 
 
-def _log_plan(plan: InferencePlan, rate_given: bool) -> None:
+def _log_plan(plan: InferencePlan) -> None:
     logger = get_run_logger()
     settings = plan.settings()
     for source, count in zip(plan.sources, plan.counts, strict=True):
         logger.info("%s: %d waveforms", source.path, count)
-    if not rate_given:
-        logger.info(
-            "no sampling rate given (--sampling-rate-ghz): assuming the models' rate, %g GS/s",
-            plan.sampling_rate_ghz,
-        )
+    logger.info("sampling rate: %s", settings["input sampling rate"])
     logger.info("models %s: %s", settings["models"], settings["input sampling rate"])
 
 
@@ -273,7 +274,6 @@ def _run_chunks(chunks: list[Chunk], plan: InferencePlan) -> list[ChunkResult]:
                     "bundle_dir": str(plan.bundle_dir),
                     "polarity": plan.polarity,
                     "sampling_rate_ghz": plan.sampling_rate_ghz,
-                    "min_length": plan.min_length,
                     "device": plan.device,
                     "method": plan.method,
                 }
@@ -318,12 +318,13 @@ def _write_outputs(
     warning = polarity_warning(
         plan.polarity, sum(r.n_polarity_contradicted for r in results), n_waveforms
     )
-    warnings = (warning,) if warning else ()
+    warnings = (*plan.warnings, *((warning,) if warning else ()))
     staging = directory / "summary"
     staging.mkdir()
     stem = staging / out.stem
     with atomic_file(out) as tmp_out:
         columns = join_chunks(chunks, tmp_out, plan.key, plan.result_schema)
+        columns = columns[columns["status"] != SKIPPED]
         examples = _examples(chunks, columns, plan.sampling_rate_ghz)
         tracks = counted_tracks(columns) if plan.on_tracks else None
         text = summarise(
@@ -377,7 +378,9 @@ def _examples(
                 source_file=str(chunk.source.path),
                 event=row["event"],
                 samples=waveform.samples[0],
-                sampling_rate_ghz=sampling_rate_ghz,
+                sampling_rate_ghz=sampling_rate_ghz
+                if waveform.sampling_rate_ghz is None
+                else float(waveform.sampling_rate_ghz[0]),
                 peak_time_ns=np.asarray(row["peak_time_ns"], dtype=np.float32),
                 n_clusters=row["n_clusters"],
                 baseline=row["baseline"],

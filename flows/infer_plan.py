@@ -19,17 +19,23 @@ import os
 import re
 import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import cast
 
+import numpy as np
 import pyarrow as pa
 
 from dndx.bundle import BUNDLE_FILE, ModelBundle
 from dndx.config import SAMPLING_RATES_GHZ
 from dndx.errors import DndxError, InputError
 from dndx.inference import METHODS, check_sampling_rate, minimum_length, result_schema
-from dndx.inference_store import settings_key, work_directory, written_settings_key
+from dndx.inference_store import (
+    check_free,
+    settings_key,
+    work_directory,
+    written_settings_key,
+)
 from dndx.inference_summary import figure_paths
 from dndx.preprocessing import POLARITIES, Polarity
 from dndx.readers import (
@@ -38,7 +44,10 @@ from dndx.readers import (
     WAVEFORM_FORMATS,
     WaveformSource,
     count_waveforms,
+    find_rate_column,
+    missing_file,
     resolve_source,
+    stored_rates,
 )
 
 __all__ = [
@@ -106,6 +115,8 @@ class InferencePlan:
         key: the settings key of the run (:func:`dndx.inference_store.settings_key`).
         overwrite: whether existing outputs may be replaced.
         method: a key of :data:`dndx.inference.METHODS`.
+        rate_origin: the rate each input is read at and where it comes from, in words.
+        warnings: what the run warns of before it starts (inputs without waveforms).
     """
 
     sources: tuple[WaveformSource, ...]
@@ -123,6 +134,8 @@ class InferencePlan:
     key: str
     overwrite: bool = field(default=False)
     method: str = field(default=METHODS[0])
+    rate_origin: str = field(default="")
+    warnings: tuple[str, ...] = field(default=())
 
     @property
     def work_dir(self) -> Path:
@@ -152,11 +165,12 @@ class InferencePlan:
         resampled = (
             "" if self.sampling_rate_ghz == model_rate else ", resampled to the models' rate"
         )
+        rate = self.rate_origin or f"{self.sampling_rate_ghz:g} GS/s{resampled}"
         return {
             "inputs": ", ".join(f"{s.path} ({location(s)})" for s in self.sources),
             "models": ", ".join(self.model_uris),
             "model sampling rate": f"{model_rate:g} GS/s",
-            "input sampling rate": f"{self.sampling_rate_ghz:g} GS/s{resampled}",
+            "input sampling rate": rate,
             "polarity": self.polarity,
             "method": self.method,
             **{
@@ -196,8 +210,17 @@ def plan_inference(
     method: str = METHODS[0],
     track_column: str | None = None,
     path_column: str | None = None,
+    rate_column: str | None = None,
+    wait: bool = False,
 ) -> InferencePlan:
     """Check every argument, input, the output path and the models; start nothing.
+
+    Each input is read at the sampling rate it stores per waveform: in
+    ``rate_column``, or else in one of :data:`dndx.readers.RATE_COLUMN_NAMES`
+    beside its waveforms; an input that stores none at ``sampling_rate_ghz``,
+    or else at the models' rate. A ``sampling_rate_ghz`` that a stored rate
+    contradicts is refused. Without ``wait``, an output another run writes
+    is refused here, before the models load.
 
     ``track_column`` names a column (ROOT branch, HDF5 dataset, Parquet column,
     NPZ array) of track ids beside the waveforms of every input, and
@@ -216,14 +239,24 @@ def plan_inference(
             "column of track ids with --track-column too"
         )
     if method not in METHODS:
-        raise DndxError(f"method {method!r}: expected one of {', '.join(METHODS)}")
+        raise DndxError(f"--method {method}: expected one of {', '.join(METHODS)}")
     if sampling_rate_ghz is not None:
         check_sampling_rate(sampling_rate_ghz, SAMPLING_RATES_GHZ)
     out_path = Path(out)
     _check_out(out_path, inputs)
-    per_waveform = {"track_column": track_column, "path_column": path_column}
+    if not wait:
+        check_free(out_path)
+    per_waveform = {
+        "track_column": track_column,
+        "path_column": path_column,
+        "rate_column": rate_column,
+    }
     sources = resolve_sources(inputs, fmt, locations or {}, per_waveform)
     counts = tuple(count_waveforms(source) for source in sources)
+    warnings = _check_counts(sources, counts)
+    if rate_column is None:
+        sources = [replace(source, rate_column=find_rate_column(source)) for source in sources]
+    origins = [_stored_rates(source, sampling_rate_ghz) for source in sources]
 
     from tasks.onnx_models import OnnxModels
 
@@ -241,6 +274,19 @@ def plan_inference(
             "registered without an evaluation (run the evaluate stage, then register)"
         )
     rate = bundle.model_sampling_rate_ghz if sampling_rate_ghz is None else sampling_rate_ghz
+    fallback = (
+        f"{rate:g} GS/s, given (--sampling-rate-ghz)"
+        if sampling_rate_ghz is not None
+        else f"{rate:g} GS/s, assumed: the models' rate (no --sampling-rate-ghz)"
+    )
+    rate_origin = (
+        "; ".join(
+            f"{source.path}: {origin or fallback}"
+            for source, origin in zip(sources, origins, strict=True)
+        )
+        if any(origins)
+        else fallback
+    )
     key = settings_key(
         bundle_dir,
         {
@@ -267,22 +313,68 @@ def plan_inference(
         key=key,
         overwrite=overwrite,
         method=method,
+        rate_origin=rate_origin,
+        warnings=warnings,
     )
+
+
+def _check_counts(sources: Sequence[WaveformSource], counts: Sequence[int]) -> tuple[str, ...]:
+    """Refuse inputs that hold no waveform at all; warn of each empty one among others.
+
+    Raises:
+        InputError: no input holds a waveform.
+    """
+    empty = [str(s.path) for s, n in zip(sources, counts, strict=True) if n == 0]
+    if len(empty) == len(sources):
+        raise InputError(f"{', '.join(empty)}: hold(s) no waveforms; nothing to infer")
+    return tuple(f"{name}: holds no waveforms; the other inputs are read" for name in empty)
+
+
+def _stored_rates(source: WaveformSource, sampling_rate_ghz: float | None) -> str:
+    """Where ``source`` stores a rate per waveform: the rates checked against the
+    models' range and ``sampling_rate_ghz``, in words; "" if it stores none.
+
+    Raises:
+        DndxError: a stored rate outside the models' range, or other than
+            ``sampling_rate_ghz``.
+    """
+    if source.rate_column is None:
+        return ""
+    rates = np.unique(stored_rates(source))
+    listed = ", ".join(f"{r:g}" for r in rates[:10]) + (" ..." if len(rates) > 10 else "")
+    where = f"{source.path}: sampling-rate column {source.rate_column!r} ({listed} GS/s)"
+    if sampling_rate_ghz is not None and (rates != sampling_rate_ghz).any():
+        raise DndxError(
+            f"--sampling-rate-ghz {sampling_rate_ghz:g} contradicts {where}; leave "
+            "--sampling-rate-ghz out to read each waveform at its stored rate"
+        )
+    for rate in rates:
+        try:
+            check_sampling_rate(float(rate), SAMPLING_RATES_GHZ)
+        except DndxError as error:
+            raise DndxError(f"{where}: {error}") from None
+    return f"per waveform, {listed} GS/s, from column {source.rate_column!r}"
 
 
 def _check_settings(
     polarity: str, sampling_rate_ghz: float | None, workers: int, chunk_size: int
 ) -> None:
     if polarity not in POLARITIES:
-        raise DndxError(f"polarity {polarity!r}: expected one of {', '.join(POLARITIES)}")
+        raise DndxError(f"--polarity {polarity}: expected one of {', '.join(POLARITIES)}")
     if sampling_rate_ghz is not None and not (
         math.isfinite(sampling_rate_ghz) and sampling_rate_ghz > 0
     ):
         raise DndxError(
-            f"sampling rate {sampling_rate_ghz} GS/s: expected a positive, finite number"
+            f"--sampling-rate-ghz {sampling_rate_ghz}: expected a positive, finite number"
         )
     if workers < 1 or chunk_size < 1:
-        raise DndxError(f"workers = {workers}, chunk_size = {chunk_size}: both must be at least 1")
+        raise DndxError(f"--workers {workers}, --chunk-size {chunk_size}: both must be at least 1")
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    if workers > (cores or 1):
+        raise DndxError(
+            f"--workers {workers}: this machine runs at most {cores or 1} worker processes "
+            "(one per core it lets this process use)"
+        )
 
 
 def _outputs(out: Path) -> list[Path]:
@@ -367,6 +459,8 @@ def resolve_sources(
         raise InputError(f"unknown format {fmt!r}; expected one of {', '.join(WAVEFORM_FORMATS)}")
     for name in inputs:
         path = Path(name)
+        if not path.exists():
+            raise missing_file(path)
         if path.is_file() and not os.access(path, os.R_OK):
             raise InputError(f"{path}: cannot be read (permission denied)")
     sources = [

@@ -19,10 +19,18 @@ from prefect.states import State
 
 from dndx.bundle import ModelBundle
 from dndx.errors import DndxError
-from dndx.inference import infer_waveforms, infer_waveforms_d2, results_table
+from dndx.inference import (
+    SKIPPED,
+    infer_rows,
+    infer_waveforms,
+    infer_waveforms_d2,
+    minimum_length,
+    results_table,
+)
 from dndx.inference_store import Chunk, ChunkResult
 from dndx.preprocessing import Polarity
-from dndx.readers import read_ahead, validate_rows
+from dndx.ragged import Ragged
+from dndx.readers import read_ahead
 from dndx.storage import atomic_file
 from tasks.onnx_models import OnnxModels
 
@@ -62,49 +70,69 @@ def infer_chunk(
     bundle_dir: str,
     polarity: Polarity,
     sampling_rate_ghz: float,
-    min_length: int,
     device: str = "cpu",
     method: str = "lstm",
     read_block: int = READ_BLOCK,
 ) -> ChunkResult:
     """Peaks and cluster counts of the entries of ``chunk`` into its part file.
 
-    Unusable waveforms (shorter than ``min_length``, NaN or inf samples) are
-    skipped and reported. Where the source names a track (and a path) column,
+    Every entry gets its row, in order (:func:`dndx.inference.infer_rows`):
+    unusable waveforms (shorter than one window at their rate, NaN or inf
+    samples) as ``skipped`` with their reason. Each row is read at its stored
+    rate where the source names a rate column, else at ``sampling_rate_ghz``.
+    Where the source names a track (and a path) column,
     each row carries its waveform's ``track`` (and ``path_cm``). ``method`` is
     a key of :data:`dndx.inference.METHODS`. The range is read and computed
     ``read_block`` waveforms at a time, the next block read while one is computed.
     """
     parts: list[pd.DataFrame] = []
-    bad_rows: list[tuple[int, str]] = []
+    if method == "d2":
+        bundle = ModelBundle.load(bundle_dir)
+        run = functools.partial(_infer_d2, polarity=polarity, bundle=bundle)
+    else:
+        bundle = load_models(bundle_dir, device).bundle
+        run = functools.partial(
+            _infer_lstm, polarity=polarity, models=load_models(bundle_dir, device)
+        )
     for waveforms in read_ahead(chunk.source, chunk.start, chunk.stop, read_block):
         samples = waveforms.samples
-        ok, reasons = validate_rows(samples, min_length)
-        bad_rows += [(waveforms.first_event + row, reason) for row, reason in reasons]
-        good = np.flatnonzero(ok)
-        if len(good) != len(ok):
-            samples = samples.take(good)
-        if method == "d2":
-            results = infer_waveforms_d2(
-                samples, sampling_rate_ghz, polarity, ModelBundle.load(bundle_dir)
-            )
-        else:
-            models = load_models(bundle_dir, device)
-            results = infer_waveforms(samples, sampling_rate_ghz, polarity, models)
-        results.insert(0, "event", waveforms.first_event + good.astype(np.int64))
+        rates = waveforms.sampling_rate_ghz
+        if rates is None:
+            rates = np.full(len(samples), sampling_rate_ghz)
+        results = infer_rows(samples, rates, run, functools.partial(minimum_length, bundle))
+        results.insert(0, "event", waveforms.first_event + np.arange(len(samples)))
         results.insert(0, "source_file", str(chunk.source.path))
         if waveforms.track_id is not None:
-            results["track"] = waveforms.track_id[good]
+            results["track"] = waveforms.track_id
         if waveforms.path_cm is not None:
-            results["path_cm"] = waveforms.path_cm[good]
+            results["path_cm"] = waveforms.path_cm
         parts.append(results)
     results = pd.concat(parts, ignore_index=True)
     with atomic_file(chunk.path) as tmp:
         pq.write_table(results_table(results), tmp)
-    contradicted = results["polarity"] != results["read_polarity"]
+    skipped = results["status"] == SKIPPED
+    processed = results[~skipped]
+    contradicted = processed["status"] == "polarity_contradicted"
     return ChunkResult(
-        n_waveforms=len(results),
-        bad_rows=tuple(bad_rows),
-        statuses={str(k): int(v) for k, v in results["status"].value_counts().items()},
+        n_waveforms=len(processed),
+        bad_rows=tuple(
+            (int(event), str(reason))
+            for event, reason in zip(
+                results["event"][skipped], results["reason"][skipped], strict=True
+            )
+        ),
+        statuses={str(k): int(v) for k, v in processed["status"].value_counts().items()},
         n_polarity_contradicted=int(contradicted.sum()),
     )
+
+
+def _infer_lstm(
+    samples: Ragged, sampling_rate_ghz: float, polarity: Polarity, models: OnnxModels
+) -> pd.DataFrame:
+    return infer_waveforms(samples, sampling_rate_ghz, polarity, models)
+
+
+def _infer_d2(
+    samples: Ragged, sampling_rate_ghz: float, polarity: Polarity, bundle: ModelBundle
+) -> pd.DataFrame:
+    return infer_waveforms_d2(samples, sampling_rate_ghz, polarity, bundle)

@@ -206,16 +206,19 @@ def _write_inputs(directory: Path, adc: np.ndarray) -> dict[str, Path]:
     return paths
 
 
-def test_a_chunk_of_bad_waveforms_only_writes_an_empty_table(
+def test_a_chunk_of_bad_waveforms_only_writes_their_skipped_rows(
     bundle_dir: Path, adc: np.ndarray, tmp_path: Path
 ) -> None:
     paths = _write_inputs(tmp_path, adc)
     source = WaveformSource.from_path(paths["parquet"])
     chunk = Chunk(source, EMPTY_EVENT, EMPTY_EVENT + 1, tmp_path / "chunk.parquet")
-    result = infer_chunk.fn(chunk, str(bundle_dir), "auto", 1.2, 15)
+    result = infer_chunk.fn(chunk, str(bundle_dir), "auto", 1.2)
     assert result == ChunkResult(0, ((EMPTY_EVENT, "length 0"),), {}, 0)
     table = pq.read_table(chunk.path)
-    assert table.num_rows == 0 and table.schema.equals(RESULT_SCHEMA)
+    assert table.schema.equals(RESULT_SCHEMA)
+    assert table.select(["event", "status", "reason", "n_peaks"]).to_pylist() == [
+        {"event": EMPTY_EVENT, "status": "skipped", "reason": "length 0", "n_peaks": None}
+    ]
 
 
 def test_a_chunk_read_in_blocks_gives_the_results_of_one_block(
@@ -224,8 +227,8 @@ def test_a_chunk_read_in_blocks_gives_the_results_of_one_block(
     source = WaveformSource.from_path(_write_inputs(tmp_path, adc)["parquet"])
     whole = Chunk(source, 3, N_WAVEFORMS, tmp_path / "whole.parquet")
     blocks = dataclasses.replace(whole, path=tmp_path / "blocks.parquet")
-    expected = infer_chunk.fn(whole, str(bundle_dir), "auto", RATE_GHZ, 15, read_block=100)
-    assert infer_chunk.fn(blocks, str(bundle_dir), "auto", RATE_GHZ, 15, read_block=7) == expected
+    expected = infer_chunk.fn(whole, str(bundle_dir), "auto", RATE_GHZ, read_block=100)
+    assert infer_chunk.fn(blocks, str(bundle_dir), "auto", RATE_GHZ, read_block=7) == expected
     assert expected.bad_rows == ((NAN_EVENT, expected.bad_rows[0][1]), (EMPTY_EVENT, "length 0"))
     assert pq.read_table(blocks.path).equals(pq.read_table(whole.path))
 
@@ -265,7 +268,7 @@ def test_infer_flow_on_every_format_skips_bad_waveforms_and_reproduces(
     table = pq.read_table(out)
     assert table.schema.equals(RESULT_SCHEMA)
     results = table.to_pandas()
-    assert len(results) == 4 * N_WAVEFORMS - 2
+    assert len(results) == 4 * N_WAVEFORMS
     assert results["source_file"].unique().tolist() == [str(p) for p in paths.values()]
     hdf5 = _by_file(results, paths["hdf5"])
     assert hdf5.index.tolist() == list(range(N_WAVEFORMS))
@@ -277,17 +280,21 @@ def test_infer_flow_on_every_format_skips_bad_waveforms_and_reproduces(
     assert (_by_file(results, paths["npz"])["polarity"] == -1).all()
     assert (hdf5["polarity"] == 1).all()
 
-    # The Parquet file: its NaN and empty waveforms are skipped and listed, the rest kept.
+    # The Parquet file: its NaN and empty waveforms keep their rows, skipped with
+    # their reason, and are listed; the rest are counted as in the other files.
     parquet = _by_file(results, paths["parquet"])
     good = sorted(set(range(N_WAVEFORMS)) - {NAN_EVENT, EMPTY_EVENT})
-    assert parquet.index.tolist() == good
-    np.testing.assert_array_equal(parquet["n_peaks"], hdf5.loc[good, "n_peaks"])
+    assert parquet.index.tolist() == list(range(N_WAVEFORMS))
+    assert parquet.loc[EMPTY_EVENT, ["status", "reason"]].tolist() == ["skipped", "length 0"]
+    assert parquet.loc[[NAN_EVENT, EMPTY_EVENT], "n_peaks"].isna().all()
+    assert parquet.loc[good, "reason"].isna().all()
+    np.testing.assert_array_equal(parquet.loc[good, "n_peaks"], hdf5.loc[good, "n_peaks"])
     text = summary.read_text()
     skipped = text.split("## Skipped waveforms")[1]
     assert f"| {paths['parquet']} | {NAN_EVENT} | NaN or inf samples: 1 of" in skipped
     assert f"| {paths['parquet']} | {EMPTY_EVENT} | length 0 |" in skipped
     assert skipped.count(f"| {paths['parquet']} |") == 2
-    assert "input sampling rate | 1.2 GS/s, resampled" in text
+    assert "input sampling rate | 1.2 GS/s, given (--sampling-rate-ghz)" in text
     written = sorted(p.name for p in out.parent.iterdir())
     assert set(written) == {
         "run.parquet",

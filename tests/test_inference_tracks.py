@@ -188,7 +188,7 @@ def test_the_models_rows_carry_their_track_and_path_past_a_skipped_waveform(
     source = WaveformSource(path, "hdf5", dataset="adc", track_column="trk", path_column="len_cm")
     chunk = Chunk(resolve_source(source), 1, N_WAVEFORMS, tmp_path / "part.parquet")
 
-    result = infer_chunk.fn(chunk, str(untrained_pair / "bundle"), "auto", 1.5, 15)
+    result = infer_chunk.fn(chunk, str(untrained_pair / "bundle"), "auto", 1.5)
 
     rows = pq.read_table(chunk.path).to_pandas()
     assert [event for event, _ in result.bad_rows] == [2]

@@ -272,7 +272,7 @@ def test_data_check_reports_and_fails_on_a_problem(
     assert "names.n_clusters" in captured.out
     renamed = write_tree(tmp_path / "renamed.root", cepc_branches())
     summary = summarise_file(renamed, LabelledLayout("cepc", {"n_clusters": "mom"}), MIN_SAMPLES)
-    assert "check names.n_clusters" in summary.problem
+    assert "names.n_clusters" in summary.problem
 
 
 @pytest.mark.parametrize("suffix", [".root", ".h5"])

@@ -386,9 +386,9 @@ def test_root_ambiguous_and_missing_defaults(tmp_path: Path) -> None:
         file.mktree("b", {"x": "int32"})
         file["b"].extend({"x": np.arange(2, dtype=np.int32)})
         file["h"] = np.histogram(np.arange(4.0))
-    with _raises(path, "several trees ('a', 'b')", "'tree'"):
+    with _raises(path, "several trees ('a', 'b')", "--tree"):
         count_waveforms(WaveformSource.from_path(path))
-    with _raises(path, "tree 'a' has several branches", "'wf_i', 'wf_q'", "'branch'"):
+    with _raises(path, "tree 'a' has several branches", "'wf_i', 'wf_q'", "--branch"):
         count_waveforms(WaveformSource.from_path(path, tree="a"))
     with _raises(path, "tree 'b' has no branch holding an array", "'x' (int32_t)"):
         count_waveforms(WaveformSource.from_path(path, tree="b"))
@@ -420,7 +420,7 @@ def test_hdf5_wrong_names_types_and_ranks(tmp_path: Path) -> None:
         count_waveforms(WaveformSource.from_path(path, dataset="/cube"))
     with _raises(path, "dataset 'labels' holds |S2, expected integers or floats"):
         count_waveforms(WaveformSource.from_path(path, dataset="labels"))
-    with _raises(path, "several 2-D numeric datasets", "'grid/a', 'grid/b'", "'dataset'"):
+    with _raises(path, "several 2-D numeric datasets", "'grid/a', 'grid/b'", "--dataset"):
         count_waveforms(WaveformSource.from_path(path))
     assert count_waveforms(WaveformSource.from_path(path, dataset="/grid/b")) == 2
 
@@ -442,7 +442,7 @@ def test_parquet_wrong_names_and_types(tmp_path: Path) -> None:
         count_waveforms(WaveformSource.from_path(path, column="tags"))
     with _raises(path, "column 'event' has type int64"):
         count_waveforms(WaveformSource.from_path(path, column="event"))
-    with _raises(path, "several columns of lists of numbers ('wf_a', 'wf_b')", "'column'"):
+    with _raises(path, "several columns of lists of numbers ('wf_a', 'wf_b')", "--column"):
         count_waveforms(WaveformSource.from_path(path))
     chunk = read_chunk(WaveformSource.from_path(path, column="wf_b"), 0, 2)
     _assert_rows(chunk.samples, [np.array([1]), np.array([2, 3])])
@@ -471,7 +471,7 @@ def test_npz_wrong_names_types_and_ranks(tmp_path: Path) -> None:
     )
     with _raises(path, "no array 'waveforms'", "'a' (2, 3) float64", "'names'"):
         count_waveforms(WaveformSource.from_path(path, array="waveforms"))
-    with _raises(path, "several 2-D numeric arrays ('a', 'b')", "'waveforms'", "'array'"):
+    with _raises(path, "several 2-D numeric arrays ('a', 'b')", "'waveforms'", "--array"):
         count_waveforms(WaveformSource.from_path(path))
     with _raises(path, "array 'cube' has shape (2, 3, 4) (3-D), expected 2-D"):
         count_waveforms(WaveformSource.from_path(path, array="cube"))
