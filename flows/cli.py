@@ -20,7 +20,13 @@ def _read(path: str) -> dict[str, Any] | None:
 
 
 def _run(args: argparse.Namespace) -> None:
-    from dndx.config import PARAMS_PATH
+    from dndx.config import PARAMS_PATH, load_params
+    from flows.network import check_reachable
+    from flows.runtime import DASK_ADDRESS_ENV, dask_config_from_environment
+
+    dask = dask_config_from_environment(load_params(args.params or PARAMS_PATH).dask)
+    if dask.mode == "address":
+        check_reachable(dask.address, f"the Dask scheduler ({DASK_ADDRESS_ENV} or dask.address)")
     from flows.pipeline import main as run_pipeline
 
     ran = run_pipeline(args.params or PARAMS_PATH, args.stage or None)

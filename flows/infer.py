@@ -59,7 +59,7 @@ from flows.infer_plan import (
     summary_path,
     tracks_path,
 )
-from flows.runtime import dask_task_runner
+from flows.runtime import dask_task_runner, die_with_parent
 from tasks.inference import infer_chunk
 
 __all__ = ["InferenceReport", "infer", "polarity_warning"]
@@ -237,7 +237,7 @@ def _work_directory(plan: InferencePlan) -> Iterator[Path]:
 def _local_cluster(workers: int) -> Iterator[TaskRunner[Any]]:
     """A Dask task runner whose worker processes ignore Ctrl-C: it reaches this
     process alone, which keeps the finished chunks and stops the workers in order
-    instead of each printing its own traceback."""
+    instead of each printing its own traceback. The workers die with this process."""
     # Inference runs on this machine with the user's worker count, whatever cluster
     # the stages use; memory and threads per worker still come from params.yaml.
     cluster = replace(load_params().dask, mode="local", n_workers=workers)
@@ -249,6 +249,8 @@ def _local_cluster(workers: int) -> Iterator[TaskRunner[Any]]:
                 cast(DaskTaskRunner, runner).client  # noqa: B018
             finally:
                 signal.signal(signal.SIGINT, previous)
+        # The workers end with this process, even when it is killed.
+        cast(DaskTaskRunner, runner).client.run(die_with_parent)
         yield runner
 
 

@@ -49,6 +49,7 @@ from dndx.readers import (
     resolve_source,
     stored_rates,
 )
+from flows.network import check_reachable
 
 __all__ = [
     "DEFAULT_MODEL_CACHE",
@@ -509,6 +510,10 @@ def resolve_bundle(
         raise InputError("no model given: pass a bundle directory or MLflow model URIs")
     remote = [bool(_URI.match(uri)) for uri in model_uris]
     if all(remote):
+        if tracking_uri:
+            check_reachable(tracking_uri, "--tracking-uri")
+        elif os.environ.get("MLFLOW_TRACKING_URI"):
+            check_reachable(os.environ["MLFLOW_TRACKING_URI"], "MLFLOW_TRACKING_URI")
         from tasks.registry import fetch_bundle
 
         return Path(fetch_bundle(list(model_uris), cache_dir, tracking_uri))

@@ -27,12 +27,14 @@ from prefect_dask import DaskTaskRunner
 
 from dndx.config import DaskConfig
 from flows.clusters import JOBQUEUE_CLUSTERS, jobqueue_cluster_kwargs, worker_thread_env
+from flows.network import check_reachable
 
 __all__ = [
     "DASK_ADDRESS_ENV",
     "configured_prefect_api",
     "dask_config_from_environment",
     "dask_task_runner",
+    "die_with_parent",
     "ensure_prefect_api",
     "local_cluster_kwargs",
     "project_root",
@@ -72,6 +74,7 @@ def ensure_prefect_api() -> str:
     server on loopback when none is configured."""
     url = configured_prefect_api()
     if url:
+        check_reachable(url, "the Prefect API (PREFECT_API_URL)")
         # Children (Dask workers, DVC stage commands) inherit the environment.
         os.environ["PREFECT_API_URL"] = url
         return url
@@ -84,12 +87,34 @@ def ensure_prefect_api() -> str:
     return server.api_url
 
 
+def die_with_parent() -> None:
+    """Have the kernel end this process when the process that started it ends,
+    even by SIGKILL, which runs no clean-up (Linux ``PR_SET_PDEATHSIG``;
+    elsewhere nothing). Called in a child: the Prefect server, a Dask worker."""
+    import ctypes
+    import signal
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    parent = os.getppid()
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    # The parent may have died before the call: then nothing would signal us.
+    if os.getppid() != parent:
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+_PR_SET_PDEATHSIG = 1
+
+
 def _own_session_server() -> Any:
     """Prefect's temporary server, started in a session of its own: Ctrl-C at the
     terminal then stops dndx and its workers but not the server, which stays up
     while dndx reports the interruption and is stopped at exit. Started in the
     terminal's process group, the server dies first and Prefect's client retries
-    against it for minutes."""
+    against it for minutes. It dies with this process, even when this one is
+    killed (:func:`die_with_parent`)."""
     import subprocess
 
     from prefect.server.api.server import SubprocessASGIServer
@@ -97,7 +122,9 @@ def _own_session_server() -> Any:
     class OwnSessionServer(SubprocessASGIServer):
         def _run_uvicorn_command(self) -> subprocess.Popen[Any]:
             popen = subprocess.Popen
-            subprocess.Popen = functools.partial(popen, start_new_session=True)  # type: ignore[assignment,misc]
+            subprocess.Popen = functools.partial(  # type: ignore[assignment,misc]
+                popen, start_new_session=True, preexec_fn=die_with_parent
+            )
             try:
                 return super()._run_uvicorn_command()
             finally:
@@ -152,6 +179,7 @@ def dask_task_runner(cfg: DaskConfig, tasks_at_once: int | None = None) -> TaskR
     cfg = dask_config_from_environment(cfg)
     api_url = ensure_prefect_api()
     if cfg.mode == "address":
+        check_reachable(cfg.address, f"the Dask scheduler ({DASK_ADDRESS_ENV} or dask.address)")
         # The workers are someone else's processes: their environment is set where
         # they start (infra/dask/README.md).
         return cast(TaskRunner[Any], DaskTaskRunner(address=cfg.address))

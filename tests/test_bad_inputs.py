@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import awkward as ak
 import h5py
 import numpy as np
 import onnx
@@ -39,9 +40,11 @@ from flows.cli import main as cli
 from flows.runtime import ensure_prefect_api
 from tasks.onnx_models import OnnxModels
 from tests.conftest import ROOT
+from tests.labelled_files import cepc_branches, write_tree
 
 RATE_GHZ = 1.5
 N_GOOD = 12
+STORED_RATES_GHZ = (1.2, 1.5, 2.0)
 FULL_SCALE = 4095.0
 
 #: (case, arguments after ``dndx infer``, what the error line says). ``{d}`` is
@@ -74,6 +77,26 @@ REFUSED: list[tuple[str, str, str]] = [
     ("no --out", "{d}/good.h5", "the following arguments are required: --out"),
     ("not a bundle", "{d}/good.h5 --model-uri {d} --out {d}/o.parquet", "not a model bundle"),
     ("damaged model", "{d}/good.h5 --model-uri {d}/nan_bundle --out {d}/o.parquet", "damaged"),
+    ("workers above the cores", "{d}/good.h5 --workers 100000 --out {d}/o.parquet", "at most"),
+    ("unmatched glob", "'{d}/run*/*.h5' --out {d}/o.parquet", "no file matches this pattern"),
+    ("no waveforms", "{d}/empty.h5 --out {d}/o.parquet", "{d}/empty.h5: hold(s) no waveforms"),
+    (
+        "rate the stored rates contradict",
+        "{d}/rates.h5 --sampling-rate-ghz 1.5 --out {d}/o.parquet",
+        "--sampling-rate-ghz 1.5 contradicts {d}/rates.h5: sampling-rate column",
+    ),
+    ("stored rate outside the models'", "{d}/fast.h5 --out {d}/o.parquet", "outside 1.2 to 2"),
+    (
+        "missing rate column",
+        "{d}/good.h5 --sampling-rate-branch rate --out {d}/o.parquet",
+        "no dataset 'rate'",
+    ),
+    (
+        "tracking server not answering",
+        "{d}/good.h5 --model-uri models:/peak-finder@champion --model-uri "
+        "models:/cluster-counter@champion --tracking-uri http://127.0.0.1:9/ --out {d}/o.parquet",
+        "--tracking-uri http://127.0.0.1:9/: no answer from 127.0.0.1:9",
+    ),
     (
         "registry not there",
         "{d}/good.h5 --model-uri models:/peak-finder@champion --model-uri "
@@ -137,6 +160,12 @@ def data(
     (d / "notes.txt").write_text("not waveforms")
     (d / "taken.parquet").write_text("someone else's results")
     (d / "report.summary.md").write_text("someone else's summary")
+    with h5py.File(d / "empty.h5", "w") as file:
+        file["adc"] = good_adc[:0]
+    for name, rates in (("rates.h5", STORED_RATES_GHZ), ("fast.h5", (5.0,))):
+        with h5py.File(d / name, "w") as file:
+            file["adc"] = good_adc
+            file["sampling_rate_ghz"] = np.resize(rates, N_GOOD)
     damaged = d / "nan_bundle"
     damaged.mkdir()
     for name in ("bundle.json", "peak_finder.onnx"):
@@ -282,14 +311,20 @@ def test_rows_that_cannot_be_counted_are_flagged_or_skipped_never_stopping_the_f
             assert results.loc[event, "status"] == expected, case
             assert np.isnan(results.loc[event, "n_clusters"]), case
         else:
-            assert event not in results.index, case
+            assert results.loc[event, "status"] == "skipped", case
+            assert results.loc[event, "reason"].startswith(expected), case
+            assert results.loc[event, ["n_peaks", "polarity", "noise_sigma"]].isna().all(), case
             assert f"| {source} | {event} | {expected}" in summary, case
+    assert results.index.tolist() == list(range(len(rows)))  # one row per input row, in order
+    # A flat row has no sign and no noise; it does not report the stand-ins +1 and 1.0.
+    assert results.loc[N_GOOD, ["polarity", "noise_sigma"]].tolist() == [0, 0.0]
     good = results.loc[: N_GOOD - 1]
     assert len(good) == N_GOOD
     assert ((good["status"] == "no_signal") == (good["n_peaks"] == 0)).all()
     assert good.loc[good["status"] == "ok", "n_clusters"].notna().all()
     for status, count in results["status"].value_counts().items():
         assert f"| {status} | {count} |" in summary
+    assert "| skipped |" in summary
 
 
 def test_a_forced_polarity_against_most_waveforms_is_a_warning_and_overwrite_replaces(
@@ -311,7 +346,10 @@ def test_a_forced_polarity_against_most_waveforms_is_a_warning_and_overwrite_rep
     warning = f"--polarity positive contradicts {N_GOOD} of {N_GOOD} waveforms"
     assert f"warning: {warning}" in printed
     assert f"## Warnings\n\n- {warning}" in out.with_name("results.summary.md").read_text()
-    assert pq.read_table(out).num_rows == N_GOOD
+    results = pq.read_table(out).to_pandas()
+    # No contradicted row passes as counted, with whatever the counter made of it.
+    assert results["status"].tolist() == ["polarity_contradicted"] * N_GOOD
+    assert results["n_clusters"].isna().all()
 
 
 def test_a_file_damaged_past_its_header_fails_in_one_line_naming_the_entries(
@@ -380,3 +418,184 @@ def test_ctrl_c_stops_keeping_finished_chunks_and_the_same_command_resumes(
     assert "resuming" in resumed.stderr
     assert pq.read_table(out)["event"].to_pylist() == list(range(20 * N_GOOD))
     assert not list(tmp_path.glob(".results.parquet.*"))
+
+
+def test_stored_rates_are_read_per_row_and_leftovers_of_a_dead_run_are_cleared(
+    data: Path,
+    good_adc: np.ndarray,
+    untrained_pair: Path,
+    prefect_api: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    out = tmp_path / "results.parquet"
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    lock_path(out).write_text(
+        f'{{"pid": {dead.stdout.strip()}, "host": "{os.uname().nodename}", '
+        '"started": "earlier", "command": "dndx infer killed"}'
+    )
+    (tmp_path / ".results.parquet.0123abcd.partial").mkdir()
+    argv = [str(data / "rates.h5"), str(data / "empty.h5"), "--out", str(out), "--workers", "1"]
+    assert cli(["infer", *argv, "--model-uri", str(untrained_pair / "bundle")]) == 0
+    captured = capsys.readouterr()
+    assert f"cleared the lock of {lock_path(out)}, left by a run that died" in captured.err
+    assert "removed " in captured.err and ".partial, left by an earlier run" in captured.err
+    assert "per waveform, 1.2, 1.5, 2 GS/s, from column 'sampling_rate_ghz'" in captured.err
+    assert f"warning: {data / 'empty.h5'}: holds no waveforms" in captured.out
+    summary = out.with_name("results.summary.md").read_text()
+    assert "from column 'sampling_rate_ghz'" in summary
+
+    # Each row at its own rate: the results of the rows of one rate run alone at it.
+    results = pq.read_table(out).to_pandas()
+    rates = np.resize(STORED_RATES_GHZ, N_GOOD)
+    models = OnnxModels.load(untrained_pair / "bundle")
+    for rate in STORED_RATES_GHZ:
+        rows = np.flatnonzero(rates == rate)
+        alone = infer_waveforms(
+            Ragged.from_lengths(good_adc[rows].reshape(-1), np.full(len(rows), good_adc.shape[1])),
+            rate,
+            "auto",
+            models,
+        )
+        assert results.loc[rows, "status"].tolist() == alone["status"].tolist(), rate
+        np.testing.assert_array_equal(results.loc[rows, "n_peaks"], alone["n_peaks"])
+    assert not list(tmp_path.glob(".results.parquet.*"))
+
+
+#: (case, labelled-file branches changed from ``cepc_branches()``, the problem named).
+IMPOSSIBLE_LABELS: list[tuple[str, dict[str, object], str]] = [
+    ("negative count", {"ncls": np.array([2, 3, -3, 2])}, "entry 2: 'ncls' (n_clusters) holds -3"),
+    (
+        "fractional count",
+        {"ncls": np.array([2.0, 3.0, 1.5, 2.0])},
+        "entry 2: 'ncls' (n_clusters) holds 1.5",
+    ),
+    (
+        "NaN count",
+        {"ncls": np.array([2.0, np.nan, 1.0, 2.0])},
+        "entry 1: 'ncls' (n_clusters) holds nan",
+    ),
+    (
+        "count against the tags",
+        {"ncls": np.array([2, 3, 4, 2], np.int32)},
+        "entry 2: 'ncls' (n_clusters) holds 4 but 1 peaks",
+    ),
+    (
+        "peak time outside the waveform",
+        {
+            "time": ak.Array(
+                [
+                    [40.0, 80.0, 150.0, 220.0],
+                    [60.0, 61.0, 200.0, 260.0],
+                    [900.0],
+                    [100.0, 130.0, 170.0, 250.0],
+                ]
+            )
+        },
+        "entry 2: 'time' (time) holds 900.0",
+    ),
+    (
+        "NaN height",
+        {
+            "height": ak.Array(
+                [[1.0, 1.0, 1.0, 1.0], [1.0, 1.0, np.nan, 1.0], [1.0], [1.0, 1.0, 1.0, 1.0]]
+            )
+        },
+        "entry 1: 'height' (height) holds nan",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "change", "problem"), IMPOSSIBLE_LABELS, ids=[c[0] for c in IMPOSSIBLE_LABELS]
+)
+def test_data_check_refuses_impossible_labels_naming_file_entry_branch_and_value(
+    case: str,
+    change: dict[str, object],
+    problem: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    path = write_tree(tmp_path / "labelled.root", cepc_branches(**change))
+    assert cli(["data", "check", str(path), "--layout", "cepc"]) == 2, case
+    printed = capsys.readouterr()
+    assert f"first problem: {path}: {problem}" in printed.out, printed.out
+    assert printed.err == "dndx: error: 1 of 1 file(s) have problems\n"
+
+
+#: (case, arguments after ``dndx data``, what the one error line says). ``{d}``:
+#: a directory holding ``taken.root``.
+DATA_REFUSED: list[tuple[str, str, str]] = [
+    (
+        "existing file",
+        "write {d}/taken.root --layout cepc --waveforms 3",
+        "exists; pass --overwrite",
+    ),
+    (
+        "no waveforms",
+        "write {d}/new.root --layout cepc --waveforms 0",
+        "--waveforms 0: expected at least 1",
+    ),
+    (
+        "not a labelled format",
+        "write {d}/new.parquet --layout cepc --waveforms 3",
+        "written as ROOT",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "arguments", "message"), DATA_REFUSED, ids=[c[0] for c in DATA_REFUSED]
+)
+def test_data_write_refuses_in_one_line_and_replaces_nothing(
+    case: str, arguments: str, message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "taken.root").write_text("someone's data")
+    assert cli(["data", *shlex.split(arguments.format(d=tmp_path))]) == 2, case
+    error = capsys.readouterr().err
+    assert error.startswith("dndx: error: ") and error.count("\n") == 1, error
+    assert message in error, error
+    assert _listing(tmp_path) == ["taken.root"]
+    assert (tmp_path / "taken.root").read_text() == "someone's data"
+
+
+_PARENT = """
+import subprocess, sys, time
+from flows.runtime import die_with_parent
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"],
+                         preexec_fn=die_with_parent)
+print(child.pid, flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_child_started_with_die_with_parent_dies_when_its_parent_is_killed() -> None:
+    parent = subprocess.Popen(
+        [sys.executable, "-c", _PARENT],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert parent.stdout is not None
+    child = int(parent.stdout.readline())
+    parent.kill()
+    parent.wait()
+    deadline = time.monotonic() + 30
+    while _alive(child):
+        assert time.monotonic() < deadline, f"pid {child} outlived its killed parent"
+        time.sleep(0.05)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A dead child not yet reaped by init is a zombie: gone for our purpose.
+    stat = Path(f"/proc/{pid}/stat")
+    return stat.exists() and stat.read_text().split(") ")[-1][:1] != "Z"
