@@ -426,8 +426,9 @@ def infer_rows(
 
 
 def results_table(results: pd.DataFrame) -> pa.Table:
-    """The rows of :func:`infer_waveforms` with ``source_file`` and ``event`` as
-    a table of :data:`RESULT_SCHEMA`, with the columns of :data:`TRACK_FIELDS`
+    """The rows of :func:`infer_waveforms` or :func:`infer_rows` with
+    ``source_file`` and ``event`` as a table of :data:`RESULT_SCHEMA` (``reason``
+    null where ``results`` has none), with the columns of :data:`TRACK_FIELDS`
     that ``results`` holds.
 
     >>> frame = pd.DataFrame({"source_file": ["a.h5"], "event": [3], "status": ["ok"],
@@ -438,4 +439,6 @@ def results_table(results: pd.DataFrame) -> pa.Table:
     [[12.5]]
     """
     schema = result_schema(list(results.columns))
+    if "reason" not in results:
+        results = results.assign(reason=None)
     return pa.Table.from_pandas(results.loc[:, schema.names], schema=schema, preserve_index=False)

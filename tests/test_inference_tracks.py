@@ -192,7 +192,8 @@ def test_the_models_rows_carry_their_track_and_path_past_a_skipped_waveform(
 
     rows = pq.read_table(chunk.path).to_pandas()
     assert [event for event, _ in result.bad_rows] == [2]
-    kept = [1, 3, 4, 5]
+    kept = [1, 2, 3, 4, 5]
     assert rows["event"].tolist() == kept
+    assert rows["status"].tolist()[1] == "skipped"
     assert rows["track"].tolist() == TRACKS[kept].tolist()
     np.testing.assert_allclose(rows["path_cm"], PATHS_CM[kept])
