@@ -597,14 +597,14 @@ def _from_cepc(
         )
     if (outside_rows & ok).any():
         peak = int(np.flatnonzero(outside & ok[times.row_index()])[0])
-        row = int(times.row_index()[peak])
+        outside_row = int(times.row_index()[peak])
         raise _impossible(
             path,
             layout,
             "time",
-            start + row,
+            start + outside_row,
             times.values[peak].item(),
-            f"a peak time inside the waveform's {samples.lengths[row]} samples "
+            f"a peak time inside the waveform's {samples.lengths[outside_row]} samples "
             f"(time_unit {layout.time_unit!r})",
         )
 
