@@ -98,7 +98,10 @@ def _print_separation(separation: dict[str, Any]) -> None:
 
 def _infer(args: argparse.Namespace) -> None:
     from dndx.inference_store import output_lock
-    from flows.infer_plan import check_replaceable, plan_inference
+    from flows.infer_plan import check_replaceable, plan_inference, usable_cores
+
+    if args.workers is None:
+        args.workers = min(2, usable_cores())
 
     locations = {key: getattr(args, key) for key in ("tree", "branch", "dataset", "column")}
     # Every check runs before Prefect and Dask start, so a mistake returns at once.
@@ -332,7 +335,10 @@ def _add_infer(commands: Any) -> None:
         "checkout's mlflow.db)",
     )
     infer.add_argument(
-        "--workers", type=int, default=2, help="Dask worker processes (default: %(default)s)"
+        "--workers",
+        type=int,
+        help="Dask worker processes, at most one per usable core (default: 2, or the "
+        "cores if fewer)",
     )
     infer.add_argument(
         "--chunk-size", type=int, default=2000, help="waveforms per task (default: %(default)s)"

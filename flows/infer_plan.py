@@ -61,6 +61,7 @@ __all__ = [
     "resolve_sources",
     "summary_path",
     "tracks_path",
+    "usable_cores",
 ]
 
 #: The registered champions.
@@ -370,12 +371,18 @@ def _check_settings(
         )
     if workers < 1 or chunk_size < 1:
         raise DndxError(f"--workers {workers}, --chunk-size {chunk_size}: both must be at least 1")
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    if workers > (cores or 1):
+    if workers > usable_cores():
         raise DndxError(
-            f"--workers {workers}: this machine runs at most {cores or 1} worker processes "
-            "(one per core it lets this process use)"
+            f"--workers {workers}: this machine runs at most {usable_cores()} worker "
+            "processes (one per core it lets this process use)"
         )
+
+
+def usable_cores() -> int:
+    """The cores this process may run on: the most worker processes a run starts."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def _outputs(out: Path) -> list[Path]:

@@ -4,14 +4,18 @@
 line naming the file, model or path and the problem, exit status 2, before
 Prefect starts and without writing anything: a new case is one line.
 :data:`ROWS` lists waveforms that must not stop a file: each is flagged with
-a status or skipped with its reason, all in one run of the flow. The models
-are the untrained, seeded pair of ``tests/conftest.py``.
+a status or skipped with its reason, keeping its row, all in one run of the
+flow. :data:`IMPOSSIBLE_LABELS` lists labelled files that ``dndx data check``
+and the ``ingest`` task refuse, and :data:`DATA_REFUSED` command lines of
+``dndx data`` that stop in one line. The models are the untrained, seeded
+pair of ``tests/conftest.py``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -32,15 +36,19 @@ from numpy.typing import NDArray
 from onnx import numpy_helper
 
 from dndx.config import load_params
+from dndx.errors import InputError
 from dndx.inference import infer_waveforms
 from dndx.inference_store import lock_path
+from dndx.ingestion import IngestJob
+from dndx.labelled import LabelledLayout
 from dndx.ragged import Ragged
 from dndx.simulation import simulate_range
 from flows.cli import main as cli
 from flows.runtime import ensure_prefect_api
+from tasks.ingestion import ingest_chunk
 from tasks.onnx_models import OnnxModels
 from tests.conftest import ROOT
-from tests.labelled_files import cepc_branches, write_tree
+from tests.labelled_files import PEAKS, cepc_branches, write_tree
 
 RATE_GHZ = 1.5
 N_GOOD = 12
@@ -526,6 +534,11 @@ def test_data_check_refuses_impossible_labels_naming_file_entry_branch_and_value
     printed = capsys.readouterr()
     assert f"first problem: {path}: {problem}" in printed.out, printed.out
     assert printed.err == "dndx: error: 1 of 1 file(s) have problems\n"
+    # The ingest stage's task refuses the file the same way, writing nothing.
+    job = IngestJob("train", 0, path, 0, len(PEAKS), 0)
+    with pytest.raises(InputError, match=re.escape(f"{path}: {problem}")):
+        ingest_chunk.fn(LabelledLayout("cepc"), job, 15, tmp_path / "ingested")
+    assert not (tmp_path / "ingested").exists()
 
 
 #: (case, arguments after ``dndx data``, what the one error line says). ``{d}``:
