@@ -240,8 +240,13 @@ class SimulationConfig:
     #: Ion-tail height over pulse height.
     ion_tail_fraction: Annotated[Range, _within(0.0, 0.5)]
     ion_tail_time_ns: Annotated[Range, _within(1.0, 2000.0)]
+    #: Time constant of the shaping stage, an RC integrator of unit area; 0: no stage.
+    shaping_time_ns: Annotated[Range, _within(0.0, 100.0)]
     #: Noise sigma over the mean single-electron amplitude.
     noise_fraction: Annotated[Range, _within(0.0, 1.0)]
+    #: Correlation time of the noise, an AR(1) process (a first-order low-pass of
+    #: cutoff 1 / (2 pi time)); 0: white noise.
+    noise_correlation_time_ns: Annotated[Range, _within(0.0, 100.0)]
     #: Baseline wander amplitude over the single-electron amplitude.
     baseline_wander_fraction: Annotated[Range, _within(0.0, 1.0)]
     sampling_rates_ghz: Annotated[tuple[SamplingRate, ...], NonEmpty]

@@ -25,7 +25,7 @@ import uproot
 
 from dndx.errors import InputError
 from dndx.labelled import DEFAULT_NAMES, PDG_CODES
-from dndx.physics import pulse_peak_delay_ns
+from dndx.physics import shaped_pulse_peak
 from dndx.ragged import Ragged
 from dndx.readers import detect_format
 from dndx.simulation import WaveformSet
@@ -47,7 +47,9 @@ def _branches(data: WaveformSet, layout: str) -> dict[str, Ragged | np.ndarray]:
     offsets = data.electron_offsets
     if layout == "cepc":
         rate = info["sampling_rate_ghz"].to_numpy()
-        delay = pulse_peak_delay_ns(info["rise_time_ns"], info["fall_time_ns"])
+        delay, _ = shaped_pulse_peak(
+            info["rise_time_ns"], info["fall_time_ns"], info["shaping_time_ns"]
+        )
         rows = Ragged(times, offsets).row_index()
         peak_samples = (times + delay[rows]) * rate[rows]
         inside = peak_samples < adc.lengths[rows]

@@ -16,7 +16,7 @@ from numpy.typing import NDArray
 from dndx.candidates import extract_windows, find_candidates
 from dndx.config import PrepareConfig
 from dndx.labels import expected_peaks, match_peaks
-from dndx.physics import pulse_peak_delay_ns
+from dndx.physics import shaped_pulse_peak
 from dndx.preprocessing import normalise
 from dndx.preselection import select_candidates
 from dndx.ragged import Ragged
@@ -136,10 +136,16 @@ def peak_delay_ns(info: pd.DataFrame) -> NDArray[np.float64]:
     """``(n_waveforms,)`` time from an electron's arrival to its pulse's maximum.
 
     Labelled files give peak times, not arrivals: their ``info`` says the delay is 0.
+    Waveforms simulated before the shaping stage existed have no
+    ``shaping_time_ns``: they were not shaped.
     """
     if "peak_delay_ns" in info:
         return info["peak_delay_ns"].to_numpy(dtype=np.float64)
-    return pulse_peak_delay_ns(info["rise_time_ns"].to_numpy(), info["fall_time_ns"].to_numpy())
+    shaping_ns = info["shaping_time_ns"].to_numpy() if "shaping_time_ns" in info else 0.0
+    delay_ns, _ = shaped_pulse_peak(
+        info["rise_time_ns"].to_numpy(), info["fall_time_ns"].to_numpy(), shaping_ns
+    )
+    return delay_ns
 
 
 def _split(values: NDArray, like: Ragged) -> list[NDArray]:

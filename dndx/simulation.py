@@ -3,8 +3,10 @@
 A track crosses a cell; primary clusters are placed uniformly on the chord,
 each with a helium cluster size; every electron drifts to the wire with a
 diffusion spread and is amplified with Polya gain; the front end turns each
-into a bi-exponential pulse with a small ion tail; white noise, a slow baseline
-wander, the pedestal, the polarity and the ADC's quantisation follow.
+into a bi-exponential pulse with a small ion tail, optionally integrated by a
+shaping stage (an RC integrator); noise, white or band-limited (a first-order
+low-pass: an AR(1) process), a slow baseline wander, the pedestal, the polarity
+and the ADC's quantisation follow.
 
 The pulse train is built exactly at the sampling instants: a pulse is a sum of
 causal exponentials, so each electron deposits one weight per exponential at
@@ -13,7 +15,11 @@ geometric series of that exponential, in the frequency domain.
 
 Random numbers come in *blocks* of ``block_size`` waveforms, each with its own
 stream derived from ``(seed, split, block index)``, so a split generated whole,
-or chunk by chunk on any number of workers, is the same to the byte.
+or chunk by chunk on any number of workers, is the same to the byte. The
+shaping and noise-correlation times come from a child of the block's stream
+(``Generator.spawn``), and the correlated noise filters the same white numbers,
+so the main stream is what it was before those two were added: with both at 0
+(no stage, white noise) the data are those of earlier releases to the byte.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ from dndx.physics import (
     diffusion_sigma_ns,
     draw_cluster_sizes,
     drift_time_ns,
-    pulse_peak_norm,
+    pulse_exponentials,
 )
 from dndx.ragged import Ragged
 
@@ -176,6 +182,9 @@ def simulate_block(cfg: SimulationConfig, rng: np.random.Generator, n: int) -> W
     fall_ns = _uniform(rng, cfg.fall_time_ns, n)
     ion_fraction = _uniform(rng, cfg.ion_tail_fraction, n)
     ion_ns = _uniform(rng, cfg.ion_tail_time_ns, n)
+    front_end_rng = rng.spawn(1)[0]
+    shaping_ns = _uniform(front_end_rng, cfg.shaping_time_ns, n)
+    correlation_ns = _uniform(front_end_rng, cfg.noise_correlation_time_ns, n)
     noise_fraction = _uniform(rng, cfg.noise_fraction, n)
     wander_fraction = _uniform(rng, cfg.baseline_wander_fraction, n)
     rate_ghz = np.asarray(cfg.sampling_rates_ghz)[rng.integers(len(cfg.sampling_rates_ghz), size=n)]
@@ -237,12 +246,14 @@ def simulate_block(cfg: SimulationConfig, rng: np.random.Generator, n: int) -> W
             fall_ns[members],
             ion_fraction[members],
             ion_ns[members],
+            shaping_ns[members],
             wander_fraction[members],
             rng,
         )
-        pulses += noise_fraction[members, None].astype(np.float32) * rng.standard_normal(
-            pulses.shape, dtype=np.float32
+        noise = _correlate(
+            rng.standard_normal(pulses.shape, dtype=np.float32), rate, correlation_ns[members]
         )
+        pulses += noise_fraction[members, None].astype(np.float32) * noise
         scale = (polarity[members] * amplitude_adc[members]).astype(np.float32)
         adc = np.rint(baseline_adc[members, None].astype(np.float32) + scale[:, None] * pulses)
         np.clip(adc, 0, full_scale, out=adc)
@@ -269,8 +280,10 @@ def simulate_block(cfg: SimulationConfig, rng: np.random.Generator, n: int) -> W
             "fall_time_ns": fall_ns,
             "ion_tail_fraction": ion_fraction,
             "ion_tail_time_ns": ion_ns,
+            "shaping_time_ns": shaping_ns,
             "noise_fraction": noise_fraction,
             "noise_sigma_adc": noise_fraction * amplitude_adc,
+            "noise_correlation_time_ns": correlation_ns,
             "baseline_wander_fraction": wander_fraction,
             "sampling_rate_ghz": rate_ghz,
             "single_electron_amplitude_adc": amplitude_adc,
@@ -294,15 +307,18 @@ def _render_pulses(
     fall_ns: NDArray[np.float64],
     ion_fraction: NDArray[np.float64],
     ion_ns: NDArray[np.float64],
+    shaping_ns: NDArray[np.float64],
     wander_fraction: NDArray[np.float64],
     rng: np.random.Generator,
 ) -> NDArray[np.float32]:
     """Noise-free signal plus baseline wander, ``(n_rows, n_samples)``, in units of
     the mean single-electron amplitude.
 
-    Each electron's pulse is ``gain * (A (e^{-t/fall} - e^{-t/rise})
-    + c (e^{-t/ion} - e^{-t/rise}))`` for ``t`` after its arrival, with ``A``
-    making the main pulse peak at 1 and ``c`` the ion-tail fraction.
+    Each electron's pulse is ``gain`` times the sum of exponentials of
+    :func:`dndx.physics.pulse_exponentials` for ``t`` after its arrival: ``A
+    (e^{-t/fall} - e^{-t/rise}) + c (e^{-t/ion} - e^{-t/rise})``, with ``A``
+    making the main pulse peak at 1 and ``c`` the ion-tail fraction, through the
+    shaping stage where ``shaping_ns > 0``.
     """
     n_rows = len(rise_ns)
     dt_ns = 1.0 / rate_ghz
@@ -312,15 +328,13 @@ def _render_pulses(
     row, first_sample = electron_row[inside], first_sample[inside]
     lag_ns = (first_sample - position[inside]) * dt_ns
     flat_index = row * n_samples + first_sample
-    norm = pulse_peak_norm(rise_ns, fall_ns)
+    time_constants_ns, weights = pulse_exponentials(
+        rise_ns, fall_ns, ion_fraction, ion_ns, shaping_ns
+    )
     omega = 2.0 * np.pi * np.arange(n_samples // 2 + 1) / n_samples
     phase = np.exp(-1j * omega).astype(np.complex64)
     spectrum = np.zeros((n_rows, len(omega)), dtype=np.complex64)
-    for tau_ns, weight in (
-        (fall_ns, norm),
-        (rise_ns, -(norm + ion_fraction)),
-        (ion_ns, ion_fraction),
-    ):
+    for tau_ns, weight in zip(time_constants_ns, weights, strict=True):
         deposits = np.bincount(
             flat_index,
             weights=gain[inside] * np.exp(-lag_ns / tau_ns[row]),
@@ -340,3 +354,25 @@ def _render_pulses(
         * (modes[..., 0] + 1j * modes[..., 1])
     )
     return np.fft.irfft(spectrum, n=n_samples, axis=1).astype(np.float32, copy=False)
+
+
+def _correlate(
+    white: NDArray[np.float32], rate_ghz: float, correlation_ns: NDArray[np.float64]
+) -> NDArray[np.float32]:
+    """Unit-variance noise ``(n_rows, n_samples)`` from white noise of the same shape:
+    rows whose correlation time is above 0 go through the first-order low-pass
+    ``sqrt(1 - rho^2) / (1 - rho z^-1)``, ``rho = exp(-1 / (rate * correlation))``
+    (an AR(1) process: autocorrelation ``rho^k`` at a lag of ``k`` samples, the
+    spectrum of an RC low-pass of cutoff ``1 / (2 pi correlation)``), applied
+    circularly over the window, which is thousands of correlation times long;
+    the others stay as they are.
+    """
+    rows = np.flatnonzero(correlation_ns > 0)
+    if not len(rows):
+        return white
+    rho = np.exp(-1.0 / (rate_ghz * correlation_ns[rows]))
+    n_samples = white.shape[1]
+    phase = np.exp(-2j * np.pi * np.arange(n_samples // 2 + 1) / n_samples)
+    response = (np.sqrt(1.0 - rho**2)[:, None] / (1.0 - rho[:, None] * phase)).astype(np.complex64)
+    white[rows] = np.fft.irfft(np.fft.rfft(white[rows], axis=1) * response, n=n_samples, axis=1)
+    return white

@@ -31,7 +31,7 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from dndx.config import PARTICLE_MASSES_GEV, Range, SimulationConfig, TracksConfig
-from dndx.physics import pulse_peak_norm
+from dndx.physics import pulse_peak_norm, shaped_pulse_peak
 from dndx.preprocessing import normalise
 from dndx.simulation import WaveformSet, block_rng, simulate_block
 
@@ -56,6 +56,7 @@ CALIBRATION_COLUMNS: tuple[str, ...] = (
     "fall_time_ns",
     "ion_tail_fraction",
     "ion_tail_time_ns",
+    "shaping_time_ns",
     "polarity",
     "baseline_adc",
     "single_electron_amplitude_adc",
@@ -193,14 +194,17 @@ def waveform_charge_electrons(data: WaveformSet) -> NDArray[np.float64]:
     by a single electron's pulse sum, as a detector calibrated channel by
     channel (pedestal, gain, pulse shape) would: the pulse
     ``A (e^{-t/fall} - e^{-t/rise}) + c (e^{-t/ion} - e^{-t/rise})`` of peak 1 has
-    the area ``A (fall - rise) + c (ion - rise)`` ns. The baseline wander's
-    Fourier modes sum to zero over the window; the noise averages out.
+    the area ``A (fall - rise) + c (ion - rise)`` ns; the shaping stage has unit
+    area, so a shaped pulse has that area times the gain ``A_shaped / A`` that
+    brings its maximum back to 1. The baseline wander's Fourier modes sum to zero
+    over the window; the noise averages out.
     """
     info = data.info
     rise_ns = info["rise_time_ns"].to_numpy()
     fall_ns = info["fall_time_ns"].to_numpy()
-    ion_fraction = info["ion_tail_fraction"].to_numpy()
-    area_ns = pulse_peak_norm(rise_ns, fall_ns) * (fall_ns - rise_ns) + ion_fraction * (
+    _, norm = shaped_pulse_peak(rise_ns, fall_ns, info["shaping_time_ns"].to_numpy())
+    ion_fraction = info["ion_tail_fraction"].to_numpy() * (norm / pulse_peak_norm(rise_ns, fall_ns))
+    area_ns = norm * (fall_ns - rise_ns) + ion_fraction * (
         info["ion_tail_time_ns"].to_numpy() - rise_ns
     )
     samples = data.adc

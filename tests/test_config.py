@@ -143,6 +143,26 @@ def test_wrong_types_name_key_value_and_allowed(path: str, value: Any, message: 
             "simulate.noise_fraction = [0.08, 0.04]: should be [low, high] with low <= high",
         ),
         (
+            "simulate.shaping_time_ns",
+            [-1.0, 5.0],
+            "simulate.shaping_time_ns = [-1.0, 5.0]: should be [low, high] within [0.0, 100.0]",
+        ),
+        (
+            "simulate.shaping_time_ns",
+            [9.0, 3.0],
+            "simulate.shaping_time_ns = [9.0, 3.0]: should be [low, high] with low <= high",
+        ),
+        (
+            "simulate.noise_correlation_time_ns",
+            [0.0, 250.0],
+            "simulate.noise_correlation_time_ns = [0.0, 250.0]: should be [low, high] within",
+        ),
+        (
+            "simulate.noise_correlation_time_ns",
+            [2.0],
+            "simulate.noise_correlation_time_ns = [2.0]: should be [low, high]",
+        ),
+        (
             "simulate.sampling_rates_ghz",
             [1.5, 3.0],
             "simulate.sampling_rates_ghz[1] = 3.0: should be one of [1.2, 1.5, 2.0]",
