@@ -1,0 +1,279 @@
+"""How the models fare on front ends they were not trained on: shifted domains.
+
+Each domain is the simulator with some of its front-end ranges changed
+(:data:`DOMAINS`): a slower pulse and a shaping stage, band-limited (AR(1))
+noise, a lower gain against the noise with wider gain fluctuations, all of
+them together, and the nominal front end for reference. Every domain is written
+as *labelled* files in the dndx layout through the project's writer (a tuning
+file of the validation split, a test file of the test split), read back through
+the labelled reader as a user's files would be, and scored per waveform:
+
+- ``source_only``: the registered pair (an ONNX bundle, ``--model-uri``) as
+  trained, through ONNX Runtime (:func:`tasks.registry.score_bundle`);
+- ``d2_retuned``: the D2 chain with its thresholds and clusterization window
+  tuned on the domain's labelled tuning file, as the evaluation tunes them on
+  the training domain's validation split (:mod:`dndx.baselines`).
+
+The front-end draws come from a child stream (``dndx.simulation``), so every
+domain holds the same tracks and electrons; only the gain domain's Polya shape
+draws other gains. The adaptation methods and the oracle (issue 19, items 4-6)
+are not measured yet: their places in the JSON are empty, not estimated.
+
+    python -m benchmarks.domain OUT_DIR [--model-uri data/bundle] [--n-waveforms 2000]
+        [--n-tune 1000]
+
+Writes ``benchmarks/results/domain.json`` and ``domain.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from benchmarks.machine import cpu_model
+from dndx.baselines import d2_peaks, time_clusterize, tune_d2, tune_time_clusterization
+from dndx.config import Params, Range, SimulationConfig, load_params
+from dndx.evaluation import align_by_id, evaluate_counting, evaluate_peaks
+from dndx.labelled import LabelledLayout, count_entries, read_labelled
+from dndx.labelled_writer import write_labelled
+from dndx.preparation import prepare_waveforms
+from dndx.preprocessing import normalise
+from dndx.ragged import Ragged
+from dndx.report import markdown_table
+from dndx.simulation import WaveformSet, simulate_range
+from tasks.registry import score_bundle
+
+RESULTS = Path(__file__).parent / "results"
+
+_SHAPING = {"fall_time_ns": Range(7.5, 15.0), "shaping_time_ns": Range(2.0, 4.0)}
+_NOISE = {"noise_correlation_time_ns": Range(1.0, 3.0)}
+_GAIN = {
+    "single_electron_amplitude_adc": Range(15.0, 40.0),
+    "noise_fraction": Range(0.08, 0.15),
+    "polya_shape": 1.0,
+}
+
+#: Domain name -> the ``simulate`` fields it changes.
+DOMAINS: dict[str, dict[str, Any]] = {
+    "nominal": {},
+    "shaping": _SHAPING,
+    "noise": _NOISE,
+    "gain": _GAIN,
+    "combined": {**_SHAPING, **_NOISE, **_GAIN},
+}
+
+#: The figures of each method, as :func:`tasks.registry.score_bundle` names them.
+FIGURES: tuple[str, ...] = (
+    "relative_bias",
+    "rms_over_sqrt_n",
+    "peak_efficiency_x_purity",
+    "peak_efficiency",
+    "peak_purity",
+)
+
+
+def domain_config(
+    simulate: SimulationConfig, name: str, n_tune: int, n_test: int
+) -> SimulationConfig:
+    """The simulator of domain ``name``: ``n_tune`` validation and ``n_test`` test waveforms."""
+    return dataclasses.replace(
+        simulate,
+        n_validation=n_tune,
+        n_test=n_test,
+        chunk_size=simulate.block_size,
+        **DOMAINS[name],
+    )
+
+
+def write_domain(cfg: SimulationConfig, directory: Path) -> dict[str, Path]:
+    """The domain's tuning (validation) and test waveforms as labelled dndx-layout files."""
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for role, split in (("tune", "validation"), ("test", "test")):
+        paths[role] = directory / f"{role}.h5"
+        write_labelled(simulate_range(cfg, split, 0, cfg.n_waveforms(split)), paths[role], "dndx")
+    return paths
+
+
+def read_domain_file(path: Path, params: Params) -> tuple[WaveformSet, pd.DataFrame]:
+    """A labelled file read back as a user's would be, and its prepared truth per
+    waveform, in the file's order."""
+    layout = LabelledLayout("dndx")
+    chunk = read_labelled(
+        path, layout, 0, count_entries(path, layout), params.prepare.window_length
+    )
+    data = chunk.data
+    truth = prepare_waveforms(data, params.prepare).waveforms
+    ids = data.info["waveform_id"].to_numpy()
+    order = align_by_id(np.arange(len(truth)), truth["waveform_id"].to_numpy(), ids, str(path))
+    return data, truth.iloc[order].reset_index(drop=True)
+
+
+def _normalised(data: WaveformSet, params: Params) -> tuple[np.ndarray, np.ndarray]:
+    norm = normalise(
+        data.adc, data.info["sampling_rate_ghz"].to_numpy(), params.prepare.model_sampling_rate_ghz
+    )
+    return norm.samples, norm.lengths
+
+
+def _expected_samples(truth: pd.DataFrame, rate_ghz: float) -> Ragged:
+    return Ragged.from_rows(
+        [np.asarray(t) * rate_ghz for t in truth["expected_time_ns"]], np.float64
+    )
+
+
+def d2_retuned(
+    tune: tuple[WaveformSet, pd.DataFrame], test: tuple[WaveformSet, pd.DataFrame], params: Params
+) -> dict[str, Any]:
+    """The D2 chain tuned on the domain's labelled ``tune`` file, scored on ``test``:
+    :data:`FIGURES` and the settings chosen."""
+    rate = params.prepare.model_sampling_rate_ghz
+    tolerance = params.prepare.match_tolerance_samples
+    grids = params.evaluate
+    samples, lengths = _normalised(tune[0], params)
+    d2 = tune_d2(
+        samples,
+        lengths,
+        _expected_samples(tune[1], rate),
+        tolerance,
+        grids.d2_t1_grid_sigma,
+        grids.d2_t2_grid,
+    )
+    peaks = d2_peaks(samples, lengths, d2.t1_sigma, d2.t2)
+    window = tune_time_clusterization(
+        Ragged(peaks.values / rate, peaks.offsets),
+        tune[1]["n_clusters"].to_numpy(),
+        grids.window_grid_ns,
+        grids.growth_grid,
+    )
+    data, truth = test
+    samples, lengths = _normalised(data, params)
+    peaks = d2_peaks(samples, lengths, d2.t1_sigma, d2.t2)
+    found = evaluate_peaks(
+        peaks,
+        _expected_samples(truth, rate),
+        np.concatenate([np.asarray(t) for t in truth["expected_drift_time_ns"]]),
+        truth["noise_fraction"].to_numpy(),
+        sampling_rate_ghz=rate,
+        tolerance_samples=tolerance,
+        drift_time_edges_ns=grids.drift_time_edges_ns,
+        noise_fraction_edges=grids.noise_fraction_edges,
+    )
+    n_rec = time_clusterize(
+        Ragged(peaks.values / rate, peaks.offsets), window.window_ns, window.growth_ns_per_sqrt_ns
+    ).lengths
+    counting = evaluate_counting(
+        n_rec,
+        truth["n_clusters"].to_numpy(),
+        truth["particle"].to_numpy(),
+        truth["momentum_gev"].to_numpy(),
+        grids.momentum_edges_gev,
+    )
+    scores = {
+        "relative_bias": counting.scores["relative_bias"],
+        "rms_over_sqrt_n": counting.scores["rms_over_sqrt_n"],
+        "peak_efficiency_x_purity": found.scores["efficiency_x_purity"],
+        "peak_efficiency": found.scores["efficiency"],
+        "peak_purity": found.scores["purity"],
+    }
+    settings = {
+        "t1_sigma": d2.t1_sigma,
+        "t2": d2.t2,
+        "window_ns": window.window_ns,
+        "growth_ns_per_sqrt_ns": window.growth_ns_per_sqrt_ns,
+    }
+    return {**{k: round(float(v), 4) for k, v in scores.items()}, "settings": settings}
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Range):
+        return [value.low, value.high]
+    return value
+
+
+def measure(out_dir: Path, model_dir: Path, n_test: int, n_tune: int) -> dict[str, Any]:
+    """Write every domain under ``out_dir`` and score the bundle in ``model_dir`` and
+    the re-tuned D2 chain on each."""
+    params = load_params()
+    domains = {}
+    for name in DOMAINS:
+        started = time.perf_counter()
+        cfg = domain_config(params.simulate, name, n_tune, n_test)
+        paths = write_domain(cfg, out_dir / name)
+        tune, test = (read_domain_file(paths[role], params) for role in ("tune", "test"))
+        champion = score_bundle(model_dir, test[0], test[1], params)
+        domains[name] = {
+            "simulate": {key: _jsonable(value) for key, value in DOMAINS[name].items()},
+            "files": {role: str(path) for role, path in paths.items()},
+            "n_test": len(test[0]),
+            "mean_n_clusters": round(float(test[1]["n_clusters"].mean()), 2),
+            "source_only": {k: round(float(champion[k]), 4) for k in FIGURES},
+            "d2_retuned": d2_retuned(tune, test, params),
+            # Issue 19, items 4-6: measured when the adaptation stages exist.
+            "adapted": {},
+            "oracle": None,
+        }
+        print(f"{name}: {time.perf_counter() - started:.0f} s", json.dumps(domains[name]))
+    return {
+        "model_uri": str(model_dir),
+        "n_test_waveforms": n_test,
+        "n_tune_waveforms": n_tune,
+        "seed": params.simulate.seed,
+        "domains": domains,
+        "cpu": cpu_model(),
+    }
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """One row per domain: each figure of the champion beside the re-tuned D2's."""
+    header = ["domain", "what changes"]
+    labels = {
+        "relative_bias": "count bias",
+        "rms_over_sqrt_n": "RMS / √N",
+        "peak_efficiency_x_purity": "peak eff × purity",
+        "peak_purity": "peak purity",
+    }
+    for label in labels.values():
+        header += [f"{label}: source-only", f"{label}: D2 re-tuned"]
+    rows = []
+    for name, domain in result["domains"].items():
+        changes = ", ".join(f"{k} {v}" for k, v in domain["simulate"].items()) or "none"
+        row = [name, changes]
+        for key in labels:
+            for method in ("source_only", "d2_retuned"):
+                value = domain[method][key]
+                row.append(f"{value:+.1%}" if key == "relative_bias" else f"{value:.3f}")
+        rows.append(row)
+    return (
+        f"Shifted domains: {result['n_test_waveforms']} test waveforms each, D2 re-tuned on "
+        f"{result['n_tune_waveforms']} labelled waveforms of the domain; champion "
+        f"`{result['model_uri']}` (`python -m benchmarks.domain`).\n\n"
+        + markdown_table(header, rows)
+        + "\n"
+    )
+
+
+def main() -> None:
+    """Parse the command line, measure, write the results files."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out_dir", type=Path, help="where the labelled domain files are written")
+    parser.add_argument("--model-uri", type=Path, default=Path("data/bundle"), help="ONNX bundle")
+    parser.add_argument("--n-waveforms", type=int, default=2000, help="test waveforms a domain")
+    parser.add_argument("--n-tune", type=int, default=1000, help="D2 tuning waveforms a domain")
+    args = parser.parse_args()
+    result = measure(args.out_dir, args.model_uri, args.n_waveforms, args.n_tune)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "domain.json").write_text(json.dumps(result, indent=2) + "\n")
+    (RESULTS / "domain.md").write_text(markdown(result))
+    print(markdown(result))
+
+
+if __name__ == "__main__":
+    main()
