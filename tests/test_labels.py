@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from dndx.config import load_params
+from dndx.config import Range, load_params
 from dndx.labels import match_peaks
 from dndx.physics import pulse_peak_delay_ns
 from dndx.preparation import prepare_waveforms
@@ -122,3 +122,33 @@ def test_baseline_is_the_median_of_the_quiet_samples(n_samples: int) -> None:
         assert base == np.median(quiet)
     assert sigma[0] == 1.0  # a flat row has no measurable noise
     assert np.all(sigma[1:] > 0)
+
+
+def test_expected_peaks_sit_on_the_maxima_of_shaped_pulses() -> None:
+    slow = dataclasses.replace(
+        SIM,
+        fall_time_ns=Range(7.5, 15.0),
+        shaping_time_ns=Range(2.0, 6.0),
+        noise_fraction=Range(0.0, 0.0),
+        baseline_wander_fraction=Range(0.0, 0.0),
+        sampling_rates_ghz=(1.5,),
+        cell_half_width_cm=Range(0.05, 0.1),  # one or two clusters: isolated pulses
+    )
+    data = simulate_range(slow, "train", 0, 60)
+    chunk = prepare_waveforms(data, PREP)
+    norm = normalise(data.adc, data.info["sampling_rate_ghz"].to_numpy(), 1.5)
+    isolated_peaks = 0
+    for row, times in enumerate(chunk.waveforms["expected_time_ns"]):
+        times = np.asarray(times)
+        if not len(times):
+            continue
+        gaps = np.diff(times)
+        alone = np.concatenate([[np.inf], gaps]) > 100.0
+        alone &= np.concatenate([gaps, [np.inf]]) > 100.0
+        for sample in np.rint(times[alone] * 1.5).astype(int):
+            around = norm.samples[row, sample - 4 : sample + 5]
+            # The maximum (a plateau where the slow top rounds to one ADC count)
+            # falls within a sample of the expected peak.
+            assert np.min(np.abs(np.flatnonzero(around == around.max()) - 4)) <= 1
+            isolated_peaks += 1
+    assert isolated_peaks >= 10
