@@ -13,7 +13,7 @@ import h5py
 import numpy as np
 import pytest
 
-from dndx.config import load_params
+from dndx.config import Range, load_params
 from dndx.errors import InputError
 from dndx.labelled import LabelledLayout, read_labelled, summarise_file
 from dndx.labelled_writer import write_labelled
@@ -237,11 +237,20 @@ def test_layout_rejects_unknown_role() -> None:
         LabelledLayout("cepc", {"waveforms": "adc"})
 
 
+@pytest.mark.parametrize("front_end", ["nominal", "shaped"])
 @pytest.mark.parametrize("suffix", [".root", ".h5"])
 @pytest.mark.parametrize("layout", ["cepc", "dndx"])
-def test_written_layouts_label_as_the_simulator(tmp_path: Path, layout: str, suffix: str) -> None:
+def test_written_layouts_label_as_the_simulator(
+    tmp_path: Path, layout: str, suffix: str, front_end: str
+) -> None:
     params = load_params()
     cfg = dataclasses.replace(params.simulate, n_train=30, block_size=30, chunk_size=30)
+    if front_end == "shaped":
+        # The labels follow the shaped pulse's peak, in the cepc peak times and in the
+        # dndx truth read back alike.
+        cfg = dataclasses.replace(
+            cfg, fall_time_ns=Range(7.5, 15.0), shaping_time_ns=Range(2.0, 6.0)
+        )
     simulated = simulate_range(cfg, "train", 0, 30)
     path = tmp_path / f"{layout}{suffix}"
     write_labelled(simulated, path, layout)
