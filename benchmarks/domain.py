@@ -16,13 +16,18 @@ the labelled reader as a user's files would be, and scored per waveform:
   tuned on the domain's labelled tuning file, as the evaluation tunes them on
   the training domain's validation split (:mod:`dndx.baselines`).
 
+Beside the per-waveform figures, each method's π/K separation at 10 GeV/c on
+tracks of the domain (``--n-tracks`` of each particle, the ``tracks`` section's
+cells with the domain's front end, simulated in memory), S / S_Poisson with its
+error (:func:`dndx.separation.mean_separation_ratio`).
+
 The front-end draws come from a child stream (``dndx.simulation``), so every
 domain holds the same tracks and electrons; only the gain domain's Polya shape
 draws other gains. The adaptation methods and the oracle (issue 19, items 4-6)
 are not measured yet: their places in the JSON are empty, not estimated.
 
     python -m benchmarks.domain OUT_DIR [--model-uri data/bundle] [--n-waveforms 2000]
-        [--n-tune 1000]
+        [--n-tune 1000] [--n-tracks 40]
 
 Writes ``benchmarks/results/domain.json`` and ``domain.md``.
 """
@@ -38,6 +43,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from numpy.typing import NDArray
 
 from benchmarks.machine import cpu_model
 from dndx.baselines import d2_peaks, time_clusterize, tune_d2, tune_time_clusterization
@@ -51,8 +57,10 @@ from dndx.preparation import prepare_waveforms
 from dndx.preprocessing import normalise
 from dndx.ragged import Ragged
 from dndx.report import markdown_table
+from dndx.separation import mean_separation_ratio
 from dndx.simulation import WaveformSet, simulate_range
-from tasks.registry import score_bundle
+from dndx.tracks import simulate_tracks, track_sets
+from tasks.registry import SEPARATION, score_bundle, score_separation
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -72,6 +80,10 @@ DOMAINS: dict[str, dict[str, Any]] = {
     "gain": _GAIN,
     "combined": {**_SHAPING, **_NOISE, **_GAIN},
 }
+
+#: The pair and momentum of the separation on each domain's tracks.
+PAIR: tuple[str, str] = ("pi", "K")
+MOMENTUM_GEV = 10.0
 
 #: The figures of each method, as :func:`tasks.registry.score_bundle` names them.
 FIGURES: tuple[str, ...] = (
@@ -133,20 +145,17 @@ def _expected_samples(truth: pd.DataFrame, rate_ghz: float) -> Ragged:
     )
 
 
-def d2_retuned(
-    tune: tuple[WaveformSet, pd.DataFrame], test: tuple[WaveformSet, pd.DataFrame], params: Params
-) -> dict[str, Any]:
-    """The D2 chain tuned on the domain's labelled ``tune`` file, scored on ``test``:
-    :data:`FIGURES` and the settings chosen."""
+def retune_d2(tune: tuple[WaveformSet, pd.DataFrame], params: Params) -> D2Settings:
+    """The D2 chain's settings tuned on a domain's labelled ``tune`` file, as the
+    evaluation tunes them on the training domain's validation split."""
     rate = params.prepare.model_sampling_rate_ghz
-    tolerance = params.prepare.match_tolerance_samples
     grids = params.evaluate
     samples, lengths = _normalised(tune[0], params)
     d2 = tune_d2(
         samples,
         lengths,
         _expected_samples(tune[1], rate),
-        tolerance,
+        params.prepare.match_tolerance_samples,
         grids.d2_t1_grid_sigma,
         grids.d2_t2_grid,
     )
@@ -157,8 +166,20 @@ def d2_retuned(
         grids.window_grid_ns,
         grids.growth_grid,
     )
-    settings = D2Settings(d2.t1_sigma, d2.t2, window.window_ns, window.growth_ns_per_sqrt_ns)
-    return {**d2_scores(test, settings, params), "settings": dataclasses.asdict(settings)}
+    return D2Settings(d2.t1_sigma, d2.t2, window.window_ns, window.growth_ns_per_sqrt_ns)
+
+
+def _d2_peak_samples(data: WaveformSet, settings: D2Settings, params: Params) -> Ragged:
+    samples, lengths = _normalised(data, params)
+    return d2_peaks(samples, lengths, settings.t1_sigma, settings.t2)
+
+
+def _clusterize(peak_samples: Ragged, settings: D2Settings, rate_ghz: float) -> NDArray[np.int64]:
+    return time_clusterize(
+        Ragged(peak_samples.values / rate_ghz, peak_samples.offsets),
+        settings.window_ns,
+        settings.growth_ns_per_sqrt_ns,
+    ).lengths
 
 
 def d2_scores(
@@ -168,8 +189,7 @@ def d2_scores(
     rate = params.prepare.model_sampling_rate_ghz
     grids = params.evaluate
     data, truth = test
-    samples, lengths = _normalised(data, params)
-    peaks = d2_peaks(samples, lengths, settings.t1_sigma, settings.t2)
+    peaks = _d2_peak_samples(data, settings, params)
     found = evaluate_peaks(
         peaks,
         _expected_samples(truth, rate),
@@ -180,13 +200,8 @@ def d2_scores(
         drift_time_edges_ns=grids.drift_time_edges_ns,
         noise_fraction_edges=grids.noise_fraction_edges,
     )
-    n_rec = time_clusterize(
-        Ragged(peaks.values / rate, peaks.offsets),
-        settings.window_ns,
-        settings.growth_ns_per_sqrt_ns,
-    ).lengths
     counting = evaluate_counting(
-        n_rec,
+        _clusterize(peaks, settings, rate),
         truth["n_clusters"].to_numpy(),
         truth["particle"].to_numpy(),
         truth["momentum_gev"].to_numpy(),
@@ -202,15 +217,58 @@ def d2_scores(
     return {k: round(float(v), 4) for k, v in scores.items()}
 
 
+def domain_tracks(cfg: SimulationConfig, params: Params, n_tracks: int) -> WaveformSet:
+    """``n_tracks`` test tracks of each particle of :data:`PAIR` at :data:`MOMENTUM_GEV`,
+    the ``tracks`` section's cells with the domain's front end."""
+    tracks = dataclasses.replace(
+        params.tracks, particles=PAIR, momenta_gev=(MOMENTUM_GEV,), n_test=n_tracks
+    )
+    return WaveformSet.concatenate(
+        [
+            simulate_tracks(cfg, tracks, "test", track_set, 0, n_tracks)
+            for track_set in track_sets(tracks, "test")
+        ]
+    )
+
+
+def separation(
+    tracks: WaveformSet, model_dir: Path, d2: dict[str, D2Settings], params: Params
+) -> dict[str, dict[str, float]]:
+    """S / S_Poisson of :data:`PAIR` at :data:`MOMENTUM_GEV` on ``tracks`` and its
+    error, by method: the champion (ONNX Runtime) and the D2 chain with each of ``d2``."""
+    counter = dataclasses.replace(
+        params.train_cluster_counter, separation_pair=PAIR, separation_momenta_gev=(MOMENTUM_GEV,)
+    )
+    champion = score_separation(model_dir, tracks, counter)
+    nan = float("nan")  # too few tracks: no separation measured
+    ratios = {
+        "source_only": (champion.get(SEPARATION, nan), champion.get(f"{SEPARATION}_error", nan))
+    }
+    cells = tracks.info[["track_id", "particle", "momentum_gev", "path_length_cm"]].assign(
+        truth=tracks.info["n_clusters"].to_numpy()
+    )
+    rate = params.prepare.model_sampling_rate_ghz
+    for method, settings in d2.items():
+        cells[method] = _clusterize(_d2_peak_samples(tracks, settings, params), settings, rate)
+        ratio = mean_separation_ratio(cells, method, "truth", PAIR, (MOMENTUM_GEV,))
+        ratios[method] = (ratio.value, ratio.error)
+    return {
+        method: {"separation_ratio": round(value, 3), "separation_ratio_error": round(error, 3)}
+        for method, (value, error) in ratios.items()
+    }
+
+
 def _jsonable(value: Any) -> Any:
     if isinstance(value, Range):
         return [value.low, value.high]
     return value
 
 
-def measure(out_dir: Path, model_dir: Path, n_test: int, n_tune: int) -> dict[str, Any]:
+def measure(
+    out_dir: Path, model_dir: Path, n_test: int, n_tune: int, n_tracks: int
+) -> dict[str, Any]:
     """Write every domain under ``out_dir`` and score the bundle in ``model_dir`` and
-    the re-tuned D2 chain on each."""
+    the D2 chain, as tuned on the training domain and re-tuned, on each."""
     params = load_params()
     source_d2 = ModelBundle.load(model_dir).d2
     if source_d2 is None:
@@ -222,14 +280,22 @@ def measure(out_dir: Path, model_dir: Path, n_test: int, n_tune: int) -> dict[st
         paths = write_domain(cfg, out_dir / name)
         tune, test = (read_domain_file(paths[role], params) for role in ("tune", "test"))
         champion = score_bundle(model_dir, test[0], test[1], params)
+        retuned = retune_d2(tune, params)
+        d2 = {"d2_source": source_d2, "d2_retuned": retuned}
+        per_waveform = {
+            "source_only": {k: round(float(champion[k]), 4) for k in FIGURES},
+            **{method: d2_scores(test, settings, params) for method, settings in d2.items()},
+        }
+        tracks = separation(domain_tracks(cfg, params, n_tracks), model_dir, d2, params)
         domains[name] = {
             "simulate": {key: _jsonable(value) for key, value in DOMAINS[name].items()},
             "files": {role: str(path) for role, path in paths.items()},
             "n_test": len(test[0]),
             "mean_n_clusters": round(float(test[1]["n_clusters"].mean()), 2),
-            "source_only": {k: round(float(champion[k]), 4) for k in FIGURES},
-            "d2_source": d2_scores(test, source_d2, params),
-            "d2_retuned": d2_retuned(tune, test, params),
+            "d2_retuned_settings": dataclasses.asdict(retuned),
+            "methods": {
+                method: {**figures, **tracks[method]} for method, figures in per_waveform.items()
+            },
             # Issue 19, items 4-6: measured when the adaptation stages exist.
             "adapted": {},
             "oracle": None,
@@ -239,6 +305,8 @@ def measure(out_dir: Path, model_dir: Path, n_test: int, n_tune: int) -> dict[st
         "model_uri": str(model_dir),
         "n_test_waveforms": n_test,
         "n_tune_waveforms": n_tune,
+        "n_tracks": n_tracks,
+        "separation": f"{PAIR[0]}/{PAIR[1]} at {MOMENTUM_GEV} GeV/c",
         "seed": params.simulate.seed,
         "domains": domains,
         "cpu": cpu_model(),
@@ -262,7 +330,7 @@ def markdown(result: dict[str, Any]) -> str:
     rows = []
     for name, domain in result["domains"].items():
         for method, label in METHODS.items():
-            figures = domain[method]
+            figures = domain["methods"][method]
             rows.append(
                 [
                     name,
@@ -272,13 +340,16 @@ def markdown(result: dict[str, Any]) -> str:
                     f"{figures['peak_efficiency_x_purity']:.3f}",
                     f"{figures['peak_efficiency']:.3f}",
                     f"{figures['peak_purity']:.3f}",
+                    f"{figures['separation_ratio']:.2f} ± {figures['separation_ratio_error']:.2f}",
                 ]
             )
     header = ["domain", "method", "count bias", "RMS / √N", "peak eff × purity", "eff", "purity"]
+    header.append(f"{result['separation']}: S / S_Poisson")
     return (
         f"Shifted front ends (`python -m benchmarks.domain`): {result['n_test_waveforms']} "
         f"labelled test waveforms a domain; D2 re-tuned on {result['n_tune_waveforms']} "
-        f"labelled waveforms of the domain; champion `{result['model_uri']}`. The adaptation "
+        f"labelled waveforms of the domain; {result['n_tracks']} tracks of each particle for "
+        f"the separation; champion `{result['model_uri']}`. The adaptation "
         "methods and the oracle are not measured yet.\n\n"
         + markdown_table(["domain", "simulate ranges changed"], definitions)
         + "\n\n"
@@ -294,8 +365,9 @@ def main() -> None:
     parser.add_argument("--model-uri", type=Path, default=Path("data/bundle"), help="ONNX bundle")
     parser.add_argument("--n-waveforms", type=int, default=2000, help="test waveforms a domain")
     parser.add_argument("--n-tune", type=int, default=1000, help="D2 tuning waveforms a domain")
+    parser.add_argument("--n-tracks", type=int, default=40, help="tracks a particle and domain")
     args = parser.parse_args()
-    result = measure(args.out_dir, args.model_uri, args.n_waveforms, args.n_tune)
+    result = measure(args.out_dir, args.model_uri, args.n_waveforms, args.n_tune, args.n_tracks)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "domain.json").write_text(json.dumps(result, indent=2) + "\n")
     (RESULTS / "domain.md").write_text(markdown(result))
