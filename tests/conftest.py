@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import select
 import shutil
 import signal
 import socket
@@ -55,6 +57,71 @@ def stop_process_group(process: subprocess.Popen[bytes], timeout_s: float = 20) 
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+
+
+_HOLD_LOCK = """
+import select, sys
+from pathlib import Path
+from dndx.inference_store import output_lock
+out, deadline_s = Path(sys.argv[1]), float(sys.argv[2])
+with output_lock(out):
+    print("held", flush=True)
+    if not select.select([sys.stdin], [], [], deadline_s)[0]:
+        print(f"never told to release within {deadline_s:g} s", flush=True)
+        sys.exit(1)
+    sys.stdin.readline()
+    if len(sys.argv) > 3:
+        out.write_text(sys.argv[3])
+print("released", flush=True)
+"""
+
+
+@dataclass
+class LockHolder:
+    """Another process holding the output lock of an inference run until the test
+    lets it go (:func:`hold_output_lock`)."""
+
+    process: subprocess.Popen[str]
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def release(self) -> None:
+        """Let go of the lock (after writing the output, if the holder was given one)."""
+        assert self.process.stdin is not None
+        self.process.stdin.write("release\n")
+        self.process.stdin.flush()
+
+    def expect(self, line: str, timeout_s: float = 120) -> None:
+        """Fail unless the holder's next line is ``line``, said within ``timeout_s``."""
+        assert self.process.stdout is not None
+        ready = select.select([self.process.stdout], [], [], timeout_s)[0]
+        assert ready, f"the lock holder said nothing within {timeout_s:g} s (expected {line!r})"
+        assert self.process.stdout.readline() == f"{line}\n"
+
+
+@contextlib.contextmanager
+def hold_output_lock(
+    out: Path, writes: str | None = None, deadline_s: float = 300
+) -> Iterator[LockHolder]:
+    """A process that holds ``out``'s output lock for the block, until told to
+    :meth:`LockHolder.release` it (then writing ``writes`` to ``out`` first), or
+    ``deadline_s`` at most; killed at the end of the block."""
+    process = subprocess.Popen(
+        [sys.executable, "-c", _HOLD_LOCK, str(out), str(deadline_s), *filter(None, [writes])],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    holder = LockHolder(process)
+    try:
+        holder.expect("held")
+        yield holder
+    finally:
+        process.kill()
+        process.wait()
 
 
 def venv_env() -> dict[str, str]:

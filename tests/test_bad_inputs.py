@@ -14,6 +14,7 @@ pair of ``tests/conftest.py``.
 from __future__ import annotations
 
 import dataclasses
+import io
 import os
 import re
 import shlex
@@ -23,6 +24,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TextIO
 
 import awkward as ak
 import h5py
@@ -47,7 +49,7 @@ from flows.cli import main as cli
 from flows.runtime import ensure_prefect_api
 from tasks.ingestion import ingest_chunk
 from tasks.onnx_models import OnnxModels
-from tests.conftest import ROOT
+from tests.conftest import ROOT, hold_output_lock
 from tests.labelled_files import PEAKS, cepc_branches, write_tree
 
 RATE_GHZ = 1.5
@@ -223,35 +225,27 @@ def test_a_second_run_on_the_same_output_names_the_first(
 ) -> None:
     monkeypatch.delenv("PREFECT_API_URL", raising=False)
     out = tmp_path / "results.parquet"
-    holder = subprocess.Popen(
-        [sys.executable, "-c", _HOLD, str(out), "120"],
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
-    try:
-        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+    with hold_output_lock(out) as holder:
         argv = [str(data / "good.h5"), "--out", str(out)]
         assert cli(["infer", *argv, "--model-uri", str(untrained_pair / "bundle")]) == 2
-    finally:
-        holder.kill()
-        holder.wait()
     error = capsys.readouterr().err
     assert error.startswith(f"dndx: error: {out}: another run (pid {holder.pid} ")
     assert "pass --wait" in error and "PREFECT_API_URL" not in os.environ
     assert not out.exists()
 
 
-_HOLD = """
-import sys, time
-from pathlib import Path
-from dndx.inference_store import output_lock
-out = Path(sys.argv[1])
-with output_lock(out):
-    print("held", flush=True)
-    time.sleep(float(sys.argv[2]))
-    out.write_text("the first run's results")
-"""
+class _Said(io.TextIOBase):
+    """A stream that passes what is written on to ``stream`` and calls ``then``
+    once ``words`` have been written."""
+
+    def __init__(self, stream: TextIO, words: str, then: Callable[[], None]) -> None:
+        self.stream, self.words, self.then = stream, words, then
+
+    def write(self, text: str) -> int:
+        self.stream.write(text)
+        if self.words in text:
+            self.then()
+        return len(text)
 
 
 def test_a_run_that_waited_does_not_replace_what_the_first_wrote(
@@ -263,16 +257,13 @@ def test_a_run_that_waited_does_not_replace_what_the_first_wrote(
 ) -> None:
     monkeypatch.delenv("PREFECT_API_URL", raising=False)
     out = tmp_path / "results.parquet"
-    holder = subprocess.Popen(
-        [sys.executable, "-c", _HOLD, str(out), "2"],
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
-    assert holder.stdout is not None and holder.stdout.readline() == "held\n"
-    argv = [str(data / "good.h5"), "--out", str(out), "--wait"]
-    assert cli(["infer", *argv, "--model-uri", str(untrained_pair / "bundle")]) == 2
-    holder.wait()
+    with hold_output_lock(out, writes="the first run's results") as holder:
+        # The first run finishes only once the second says that it waits for it.
+        waiting = _Said(sys.stderr, "dndx: waiting for another run", holder.release)
+        monkeypatch.setattr(sys, "stderr", waiting)
+        argv = [str(data / "good.h5"), "--out", str(out), "--wait"]
+        assert cli(["infer", *argv, "--model-uri", str(untrained_pair / "bundle")]) == 2
+        holder.expect("released")
     error = capsys.readouterr().err.splitlines()
     assert error[0].startswith(f"dndx: waiting for another run (pid {holder.pid} ")
     assert error[-1].startswith(f"dndx: error: --out {out}: {out} exist(s)")
@@ -390,6 +381,44 @@ def _cli_env() -> dict[str, str]:
     return env
 
 
+_BARRIER = """
+import os, time
+from pathlib import Path
+import dndx.readers
+
+_read_ahead = dndx.readers.read_ahead
+
+
+def read_ahead(source, start, stop, block_size):
+    # Every chunk but the first to start waits for the test to lift the barrier.
+    barrier, deadline = Path(os.environ["DNDX_TEST_BARRIER"]), time.monotonic() + 300
+    try:
+        os.close(os.open(f"{barrier}.first", os.O_CREAT | os.O_EXCL))
+        return _read_ahead(source, start, stop, block_size)
+    except FileExistsError:
+        pass
+    while not barrier.exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{barrier}: the test never lifted the barrier")
+        time.sleep(0.05)
+    return _read_ahead(source, start, stop, block_size)
+
+
+dndx.readers.read_ahead = read_ahead
+"""
+
+
+def _wait_for(
+    found: Callable[[], list[Path]], run: subprocess.Popen[str], timeout_s: float
+) -> None:
+    """Wait until ``found()`` finds something while ``run`` lives; fail after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while not found():
+        assert run.poll() is None, run.communicate()
+        assert time.monotonic() < deadline, f"nothing found within {timeout_s:g} s"
+        time.sleep(0.1)
+
+
 def test_ctrl_c_stops_keeping_finished_chunks_and_the_same_command_resumes(
     untrained_pair: Path, good_adc: np.ndarray, tmp_path: Path
 ) -> None:
@@ -400,7 +429,14 @@ def test_ctrl_c_stops_keeping_finished_chunks_and_the_same_command_resumes(
     command = [sys.executable, "-m", "flows.cli", "infer", str(source), "--out", str(out)]
     command += ["--model-uri", str(untrained_pair / "bundle"), "--chunk-size", str(N_GOOD)]
     command += ["--workers", "1"]
+    # A test-only reader in this run's processes and its Dask workers: the chunks
+    # after the first wait for a barrier file, so that Ctrl-C lands after exactly one.
+    (tmp_path / "slow").mkdir()
+    (tmp_path / "slow" / "sitecustomize.py").write_text(_BARRIER)
+    barrier = tmp_path / "barrier"
     env = _cli_env()
+    env["PYTHONPATH"] = f"{tmp_path / 'slow'}{os.pathsep}{env['PYTHONPATH']}"
+    env["DNDX_TEST_BARRIER"] = str(barrier)
     run = subprocess.Popen(
         command,
         stderr=subprocess.PIPE,
@@ -410,20 +446,26 @@ def test_ctrl_c_stops_keeping_finished_chunks_and_the_same_command_resumes(
         # As at a terminal: a background child of a shell would ignore Ctrl-C.
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
-    while not list(tmp_path.glob(".results.parquet.*.partial/*.json")):
-        assert run.poll() is None, run.communicate()
-        time.sleep(0.2)
-    os.killpg(run.pid, signal.SIGINT)
-    _, error = run.communicate(timeout=60)
+    try:
+        _wait_for(lambda: list(tmp_path.glob(".results.parquet.*.partial/*.json")), run, 300)
+        os.killpg(run.pid, signal.SIGINT)
+        _, error = run.communicate(timeout=60)
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+            run.wait()
     assert run.returncode == 130, error
     lines = [line for line in error.splitlines() if line.startswith("dndx: interrupted")]
-    assert len(lines) == 1 and "run the same command again to resume" in lines[0], error
+    assert len(lines) == 1, error
+    assert lines[0].startswith("dndx: interrupted: 1 finished chunks are kept in "), error
+    assert lines[0].endswith("; run the same command again to resume"), error
     assert "Traceback" not in error, error
     assert not out.exists() and not lock_path(out).exists()
 
+    barrier.touch()
     resumed = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
     assert resumed.returncode == 0, resumed.stderr
-    assert "resuming" in resumed.stderr
+    assert "resuming 1 finished chunks" in resumed.stderr, resumed.stderr
     assert pq.read_table(out)["event"].to_pylist() == list(range(20 * N_GOOD))
     assert not list(tmp_path.glob(".results.parquet.*"))
 

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -29,17 +26,7 @@ from dndx.inference_store import (
     written_settings_key,
 )
 from dndx.readers import WaveformSource
-from tests.conftest import ROOT
-
-HOLD_LOCK = """
-import sys, time
-from pathlib import Path
-from dndx.inference_store import output_lock
-with output_lock(Path(sys.argv[1])):
-    print("held", flush=True)
-    time.sleep(float(sys.argv[2]))
-print("released", flush=True)
-"""
+from tests.conftest import hold_output_lock
 
 
 def _source(tmp_path: Path, name: str = "a.h5") -> WaveformSource:
@@ -131,37 +118,27 @@ def test_stale_work_of_other_settings_is_removed_and_ours_kept(tmp_path: Path) -
     assert ours.is_dir() and other_output.is_dir() and not stale.exists()
 
 
-def _hold(out: Path, seconds: float) -> subprocess.Popen[str]:
-    holder = subprocess.Popen(
-        [sys.executable, "-c", HOLD_LOCK, str(out), str(seconds)],
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
-    assert holder.stdout is not None and holder.stdout.readline() == "held\n"
-    return holder
-
-
 def test_a_second_run_is_refused_naming_the_first_or_waits_for_it(tmp_path: Path) -> None:
     out = tmp_path / "results.parquet"
-    holder = _hold(out, 60)
-    try:
-        with (
-            pytest.raises(OutputBusyError, match=rf"pid {holder.pid} .*pass --wait"),
-            output_lock(out),
-        ):
-            pass
-    finally:
-        holder.kill()
-        holder.wait()
+    with (
+        hold_output_lock(out) as holder,
+        pytest.raises(OutputBusyError, match=rf"pid {holder.pid} .*pass --wait"),
+        output_lock(out),
+    ):
+        pass
     # The system released the killed holder's lock: nothing stale blocks the next run.
     with output_lock(out), output_lock(out):
         assert lock_path(out).exists()
     assert not lock_path(out).exists()
 
-    holder = _hold(out, 1.0)
     told: list[str] = []
-    with output_lock(out, wait=True, on_wait=told.append):
-        assert holder.stdout is not None and holder.stdout.readline() == "released\n"
-    assert len(told) == 1 and f"pid {holder.pid}" in told[0]
-    holder.wait()
+
+    def waiting(line: str) -> None:
+        # Released only once this run says it waits: it cannot come too late.
+        told.append(line)
+        holder.release()
+
+    with hold_output_lock(out) as holder:
+        with output_lock(out, wait=True, on_wait=waiting):
+            holder.expect("released")
+        assert len(told) == 1 and f"pid {holder.pid}" in told[0]
