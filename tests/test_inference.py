@@ -7,9 +7,10 @@ reproducibility), not the physics performance.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -33,6 +34,7 @@ from dndx.inference import (
     results_table,
 )
 from dndx.inference_store import Chunk, ChunkResult
+from dndx.preprocessing import estimate_baseline_noise
 from dndx.ragged import Ragged
 from dndx.readers import WaveformSource
 from dndx.simulation import simulate_range
@@ -42,6 +44,9 @@ from flows.infer_plan import DEFAULT_MODEL_URIS, resolve_bundle, summary_path
 from flows.runtime import ensure_prefect_api
 from tasks.inference import infer_chunk
 from tasks.onnx_models import COUNTER_BATCH, PEAK_FINDER_BATCH, OnnxModels
+from tasks.registry import promote
+from tasks.tracking import configure_mlflow
+from tests.conftest import make_project, register_pair
 
 N_WAVEFORMS = 60
 RATE_GHZ = 1.2
@@ -109,8 +114,10 @@ def test_infer_waveforms_gives_one_row_per_waveform(models: OnnxModels, adc: np.
     )
     assert (results.loc[results["n_peaks"] == 0, "status"] == "no_signal").all()
     assert (results["polarity"] == 1).all()
-    assert (results["noise_sigma"] > 0).all()
-    assert results["baseline"].between(100, 700).all()
+    # Baseline and noise are each input waveform's own, before resampling to the models' rate.
+    baseline, noise_sigma = estimate_baseline_noise(adc)
+    np.testing.assert_allclose(results["baseline"], baseline, rtol=1e-6)
+    np.testing.assert_allclose(results["noise_sigma"], noise_sigma, rtol=1e-6)
 
     empty = infer_waveforms(_rows(adc[:0]), RATE_GHZ, "auto", models)
     assert tuple(empty.columns) == RESULT_COLUMNS and len(empty) == 0
@@ -168,14 +175,51 @@ def test_models_are_a_local_bundle_or_registry_uris(bundle_dir: Path, tmp_path: 
     assert not store.exists()
 
 
+_RESOLVE = """
+import sys
+from pathlib import Path
+from dndx.errors import InputError
+from flows.infer_plan import DEFAULT_MODEL_URIS, resolve_bundle
+try:
+    print(resolve_bundle(list(DEFAULT_MODEL_URIS), Path(sys.argv[1])))
+except InputError as error:
+    print(f"error: {error}")
+"""
+
+
 def test_infer_outside_the_checkout_never_creates_a_registry_where_it_runs(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    untrained_pair: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.chdir(tmp_path)
+    # A checkout of its own, whose registry the test controls, run from elsewhere.
+    checkout = make_project(tmp_path / "checkout")
+    store, elsewhere, cache = checkout / "mlflow.db", tmp_path / "elsewhere", tmp_path / "cache"
+    elsewhere.mkdir()
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    with contextlib.suppress(InputError):  # the checkout's registry may hold champions
-        resolve_bundle(list(DEFAULT_MODEL_URIS), tmp_path / "cache")
-    assert list(tmp_path.iterdir()) in ([], [tmp_path / "cache"])
+    env = {**os.environ, "PYTHONPATH": str(checkout)}
+
+    def resolve() -> str:
+        run = subprocess.run(
+            [sys.executable, "-c", _RESOLVE, str(cache)],
+            cwd=elsewhere, env=env, capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        assert run.returncode == 0, run.stderr
+        return run.stdout.strip()
+
+    # No registry in the checkout: named, and created neither there nor where it runs.
+    assert resolve().startswith(
+        f"error: no model registry at sqlite:///{store}: {store} does not exist"
+    )
+    assert not store.exists() and list(elsewhere.iterdir()) == []
+
+    # Champions in the checkout's registry: fetched into the cache, nothing where it runs.
+    configure_mlflow(load_params().mlflow, checkout)
+    scores = {"peak_efficiency_x_purity": 0.7, "rms_over_sqrt_n": 0.8}
+    assert promote(register_pair(untrained_pair, scores), scores, None)["alias"] == "champion"
+    fetched = Path(resolve())
+    assert fetched.is_relative_to(cache) and ModelBundle.load(fetched) == ModelBundle.load(
+        untrained_pair / "bundle"
+    )
+    assert list(elsewhere.iterdir()) == []
 
 
 def _write_inputs(directory: Path, adc: np.ndarray) -> dict[str, Path]:

@@ -115,13 +115,19 @@ def test_baseline_is_the_median_of_the_quiet_samples(n_samples: int) -> None:
     w[:, : n_samples // 4] += rng.integers(0, 200, (50, n_samples // 4))
     w[0] = 300.0
     baseline, sigma = estimate_baseline_noise(w)
-    for row, base in zip(w, baseline, strict=True):
+    for row, base, noise in zip(w[1:], baseline[1:], sigma[1:], strict=True):
         first = np.median(row)
         spread = 1.4826 * np.median(np.abs(row - first)) or np.std(row)
         quiet = row[np.abs(row - first) <= 3 * spread]
         assert base == np.median(quiet)
+        # The noise: the RMS of the steps within 3 sigma (from their MAD) of 0, over
+        # sqrt(2), and over the 0.9866 of a Gaussian's RMS that the cut keeps.
+        steps = np.diff(row)
+        step_spread = 1.4826 * np.median(np.abs(steps)) or np.std(steps)
+        quiet_steps = steps[np.abs(steps) <= 3 * step_spread]
+        assert noise == pytest.approx(np.sqrt(np.mean(quiet_steps**2) / 2) / 0.9866, rel=1e-12)
+    assert baseline[0] == 300.0
     assert sigma[0] == 1.0  # a flat row has no measurable noise
-    assert np.all(sigma[1:] > 0)
 
 
 def test_expected_peaks_sit_on_the_maxima_of_shaped_pulses() -> None:

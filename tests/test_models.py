@@ -159,7 +159,12 @@ def test_per_bin_counter_sums_its_non_negative_bins_and_trains_on_both() -> None
     assert model.output_names == ["n_clusters", "clusters_per_bin"]
     assert predicted.shape == (8, 1)
     assert per_bin.shape == per_bin_truth.shape
-    assert np.all(per_bin >= 0)
+    # Each bin is the softplus of its step's linear unit, computed here from its input.
+    step = model.get_layer("clusters_per_step")
+    features = keras.Model(model.inputs, step.input).predict(peaks, verbose=0)
+    kernel, bias = step.get_weights()
+    linear = (features @ kernel + bias)[..., 0]
+    np.testing.assert_allclose(per_bin, np.logaddexp(0.0, linear), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(predicted[:, 0], per_bin.sum(axis=1), rtol=1e-5)
     for before, after in zip(summing, model.get_layer("n_clusters").get_weights(), strict=True):
         np.testing.assert_array_equal(before, after)
