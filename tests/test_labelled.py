@@ -5,6 +5,7 @@ writer's round trip."""
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from tests.labelled_files import (
     PEAKS,
     RATE_GHZ,
     cepc_branches,
+    random_cepc_branches,
     write_hdf5,
     write_parquet,
     write_tree,
@@ -317,3 +319,75 @@ def test_hdf5_writer_stores_waveforms_of_one_length_as_2d(tmp_path: Path) -> Non
     read = read_labelled(path, LabelledLayout("cepc"), 0, 10, MIN_SAMPLES)
     assert read.skipped == []
     assert np.array_equal(read.data.adc.values, simulated.adc.values)
+
+
+def _units(rng: np.random.Generator, time_unit: str, rate_unit: str) -> dict:
+    """Waveforms at 1.5 GS/s whose peak times and sampling rate are stored in the units
+    named."""
+    branches = random_cepc_branches(rng, 12)
+    if time_unit == "ns":
+        branches["time"] = branches["time"] / 1.5
+    if rate_unit == "ns_per_sample":
+        branches["sampling_rate"] = 1.0 / branches["sampling_rate"]
+    return branches
+
+
+UNIT_CHECKS = [
+    # (stored units, settings given, the reading data check names or None)
+    (("samples", "ghz"), [], None),
+    (("ns", "ghz"), [], ("ns", "ghz")),
+    (("ns", "ghz"), ["--time-unit", "ns"], None),
+    (("ns", "ns_per_sample"), ["--time-unit", "ns"], ("ns", "ns_per_sample")),
+    (("ns", "ns_per_sample"), ["--time-unit", "ns", "--sampling-rate-unit", "ns_per_sample"], None),
+    (("samples", "ns_per_sample"), ["--sampling-rate-unit", "ns_per_sample"], None),
+]
+
+
+@pytest.mark.parametrize(
+    ("stored", "settings", "better"),
+    UNIT_CHECKS,
+    ids=[f"{'+'.join(c[0])} read with {' '.join(c[1]) or 'the defaults'}" for c in UNIT_CHECKS],
+)
+def test_data_check_names_the_unit_reading_the_pulses_fit(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    stored: tuple[str, str],
+    settings: list[str],
+    better: tuple[str, str] | None,
+) -> None:
+    path = write_tree(tmp_path / "units.root", _units(np.random.default_rng(7), *stored))
+    status = main(["data", "check", str(path), "--layout", "cepc", *settings])
+    out = capsys.readouterr().out
+    if better is None:
+        assert status == 0, out
+        # The rate, in GHz whatever unit the file stores it in.
+        assert "12 waveforms (12 usable)" in out and "sampling rates 1.5 GHz" in out
+        assert "first problem" not in out
+    else:
+        assert status == 2, out
+        (problem,) = [line for line in out.splitlines() if "first problem" in line]
+        assert f"{path}: entries 0 on: the peaks tagged 1 or 2 do not sit on pulses" in problem
+        assert f"with time_unit {better[0]!r} and sampling_rate_unit {better[1]!r} it is" in problem
+        assert problem.endswith("check time_unit and sampling_rate_unit")
+
+
+def test_data_check_refuses_peaks_on_noise_and_a_rate_outside_any_unit(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Every tagged peak 12 samples after its pulse, on the noise.
+    shifted = cepc_branches(time=cepc_branches()["time"] + 12.0)
+    on_noise = write_tree(tmp_path / "on_noise.root", shifted)
+    assert main(["data", "check", str(on_noise), "--layout", "cepc"]) == 2
+    out = capsys.readouterr().out
+    assert "the peaks tagged 1 or 2 do not sit on pulses of the waveform when read with " in out
+    # The settings' reading puts the peaks on the noise: below a pulse's 3 noise sigmas.
+    height = re.search(r"'ghz' \(median height ([\d.]+) noise sigmas", out)
+    assert height is not None and float(height.group(1)) < 3.0, out
+    # A rate no unit setting makes a sampling rate (Hz): named, with the setting.
+    in_hz = write_tree(
+        tmp_path / "in_hz.root", cepc_branches(sampling_rate=np.full(len(PEAKS), 1.5e9))
+    )
+    assert main(["data", "check", str(in_hz), "--layout", "cepc"]) == 2
+    out = capsys.readouterr().out
+    assert f"{in_hz}: entry 0: sampling rate 1.5e+09 GHz read with sampling_rate_unit 'ghz'" in out
+    assert "is outside 0.05-50.0 GHz; check sampling_rate_unit" in out
