@@ -13,7 +13,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -152,10 +152,6 @@ class LoopbackCluster:
         """SIGKILL a worker with its nanny, as when a batch node dies."""
         os.killpg(self.workers[name].pid, signal.SIGKILL)
 
-    def freeze_worker(self, name: str, frozen: bool) -> None:
-        """SIGSTOP (or SIGCONT) a worker with its nanny: a frozen worker finishes nothing."""
-        os.killpg(self.workers[name].pid, signal.SIGSTOP if frozen else signal.SIGCONT)
-
 
 @pytest.fixture
 def workdir(prepared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
@@ -166,12 +162,53 @@ def workdir(prepared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     return tmp_path
 
 
+# A test-only worker preload: each trial says on which worker it started, then
+# waits until both trials have started and the test says go, so that the two
+# run side by side, one on each single-threaded worker, whatever the machine's load.
+_TRIALS_MEET = """
+import os, time
+from pathlib import Path
+from distributed import get_worker
+import tasks.training
+
+
+def _meeting(trial):
+    def trial_after_meeting(spec, *args):
+        meeting = Path(os.environ["DNDX_TEST_TRIALS"])
+        (meeting / f"{spec.name}.worker").write_text(get_worker().name)
+        deadline = time.monotonic() + 300
+        while len(list(meeting.glob("*.worker"))) < 2 or not (meeting / "go").exists():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{meeting}: the trials never met or the test never said go")
+            time.sleep(0.05)
+        return trial(spec, *args)
+
+    return trial_after_meeting
+
+
+# By name: the scan's task reaches its trials by reference to the module's functions.
+for trial in tasks.training._TRIALS.values():
+    setattr(tasks.training, trial.__name__, _meeting(trial))
+"""
+
+
+def _wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"{what}: not within {timeout_s:g} s"
+        time.sleep(0.1)
+
+
 @pytest.fixture
 def cluster(workdir: Path, prefect_api: str) -> Iterator[LoopbackCluster]:
     """``dask scheduler`` and two ``dask worker`` processes on 127.0.0.1, started in
-    the scan's directory with the Prefect API and one thread each."""
+    the scan's directory with the Prefect API and one thread each; their trials
+    meet (:data:`_TRIALS_MEET`) in ``workdir/trials``."""
     address = f"tcp://127.0.0.1:{free_port()}"
+    (workdir / "trials").mkdir()
+    (workdir / "trials_meet.py").write_text(_TRIALS_MEET)
     env = {**venv_env(), **worker_environment(prefect_api)}
+    env["DNDX_TEST_TRIALS"] = str(workdir / "trials")
     common = {"cwd": workdir, "env": env, "start_new_session": True}
     processes: list[subprocess.Popen[bytes]] = []
     try:
@@ -187,7 +224,8 @@ def cluster(workdir: Path, prefect_api: str) -> Iterator[LoopbackCluster]:
             log = (workdir / f"{name}.log").open("wb")
             workers[name] = subprocess.Popen(
                 [DASK, "worker", address, "--name", name, "--nthreads", "1", "--nworkers", "1",
-                 "--no-dashboard", "--local-directory", str(workdir / "dask-worker-space")],
+                 "--no-dashboard", "--local-directory", str(workdir / "dask-worker-space"),
+                 "--preload", str(workdir / "trials_meet.py")],
                 stdout=log, stderr=subprocess.STDOUT, **common,
             )  # fmt: skip
             processes.append(workers[name])
@@ -228,6 +266,7 @@ def test_a_scan_through_a_running_scheduler_uses_both_workers(
     workdir: Path, cluster: LoopbackCluster
 ) -> None:
     names = _worker_names(cluster.address)
+    (workdir / "trials" / "go").touch()
     _scan(workdir, cluster.address)
 
     results = _trial_results(workdir)
@@ -242,26 +281,16 @@ def test_a_scan_completes_when_a_worker_dies_mid_trial(
     workdir: Path, cluster: LoopbackCluster
 ) -> None:
     names = _worker_names(cluster.address)
+    meeting = workdir / "trials"
     killed: list[str] = []
 
     def kill_a_busy_worker() -> None:
-        # Freeze a worker that holds a trial, let any message it sent before reach the
-        # scheduler, and kill it only if the trial is still unfinished there: the kill
-        # then always lands mid-trial, however fast the trial runs.
-        deadline = time.monotonic() + 120
-        with Client(cluster.address, timeout=30) as client:
-            while time.monotonic() < deadline:
-                busy = [a for a, tasks in client.processing().items() if tasks]
-                if busy:
-                    name = names[busy[-1]]
-                    cluster.freeze_worker(name, True)
-                    time.sleep(1.0)
-                    if client.processing().get(busy[-1]):
-                        killed.append(name)
-                        cluster.kill_worker(name)
-                        return
-                    cluster.freeze_worker(name, False)
-                time.sleep(0.2)
+        # Both trials have started, one on each worker, and wait for "go": the kill
+        # lands mid-trial, however fast or slow the machine.
+        _wait_for(lambda: len(list(meeting.glob("*.worker"))) == 2, 300, "both trials started")
+        killed.append(sorted(meeting.glob("*.worker"))[-1].read_text())
+        cluster.kill_worker(killed[0])
+        (meeting / "go").touch()
 
     killer = threading.Thread(target=kill_a_busy_worker, daemon=True)
     killer.start()
