@@ -1,5 +1,6 @@
 """``dndx infer --method d2``: the classical chain through the same readers,
-chunks and writer, giving the D2 baseline's own counts."""
+chunks and writer, giving the D2 baseline's own counts, per waveform and, with
+``--track-column`` and ``--path-column``, per track."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from dndx.inference import RESULT_SCHEMA
 from dndx.preprocessing import normalise
 from dndx.ragged import Ragged
 from dndx.simulation import simulate_range
-from flows.infer import infer
+from flows.cli import main as cli
 from flows.infer_plan import plan_inference
 
 N_WAVEFORMS = 60
@@ -58,28 +59,24 @@ def _bundle_with(untrained_pair: Path, directory: Path, d2: D2Settings | None) -
 
 
 def test_d2_method_gives_the_d2_baselines_counts_and_sums_them_per_track(
-    untrained_pair: Path, waveforms: tuple[Path, Ragged], prefect_api: str, tmp_path: Path
+    untrained_pair: Path,
+    waveforms: tuple[Path, Ragged],
+    prefect_api: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     path, adc = waveforms
     bundle_dir = _bundle_with(untrained_pair, tmp_path / "bundle", SETTINGS)
     out = tmp_path / "d2.parquet"
 
-    # Chunks of 25 cut through the tracks of 20 cells.
-    report = infer(
-        [str(path)],
-        str(out),
-        dataset="adc",
-        sampling_rate_ghz=RATE_GHZ,
-        model_uris=[str(bundle_dir)],
-        workers=1,
-        chunk_size=25,
-        method="d2",
-        track_column="track",
-        path_column="path_cm",
-    )
+    # As the README shows it; chunks of 25 cut through the tracks of 20 cells.
+    argv = [str(path), "--dataset", "adc", "--sampling-rate-ghz", str(RATE_GHZ)]
+    argv += ["--model-uri", str(bundle_dir), "--workers", "1", "--chunk-size", "25"]
+    argv += ["--method", "d2", "--track-column", "track", "--path-column", "path_cm"]
+    assert cli(["infer", *argv, "--out", str(out)]) == 0
 
     results = pd.read_parquet(out)
-    assert report.n_waveforms == N_WAVEFORMS
+    assert len(results) == N_WAVEFORMS
     assert list(results.columns) == [*RESULT_SCHEMA.names, "track", "path_cm"]
     norm = normalise(adc, RATE_GHZ, ModelBundle.load(bundle_dir).model_sampling_rate_ghz)
     peaks = d2_peaks(norm.samples, norm.lengths, SETTINGS.t1_sigma, SETTINGS.t2)
@@ -97,7 +94,7 @@ def test_d2_method_gives_the_d2_baselines_counts_and_sums_them_per_track(
     np.testing.assert_array_equal(results["track"], TRACKS)
     np.testing.assert_allclose(results["path_cm"], PATHS_CM)
     tracks = pd.read_parquet(tmp_path / "d2.tracks.parquet")
-    assert report.tracks == tmp_path / "d2.tracks.parquet"
+    assert f"3 tracks -> {tmp_path / 'd2.tracks.parquet'}" in capsys.readouterr().out
     assert tracks["track"].tolist() == [10, 20, 30]
     assert tracks["n_cells"].tolist() == [20, 20, 20]
     for row in tracks.itertuples():
