@@ -110,8 +110,21 @@ def test_two_trial_scan_tracks_every_trial_and_keeps_the_best(
         units = int(child.data.params["lstm_units"].strip("[]"))
         assert metrics["n_parameters"] > 4 * units * (units + 2)
         assert {"git_commit", "params_hash", "data_version.data/prepared"} <= set(child.data.tags)
-        history = client.get_metric_history(child.info.run_id, "val_loss")
-        assert len(history) >= 1
+        # Every epoch the trial trained, logged at its step with its own figure, and
+        # the trial's val_loss (its best epoch's), logged as a run metric, at step 0.
+        number = int(child.data.tags["trial"])
+        result = json.loads(
+            Path(f"data/scans/peak_finder/trial-{number:03d}/result.json").read_text()
+        )
+        epochs = [(int(row["epoch"]), row["val_loss"]) for row in result["history"]]
+        assert len(epochs) == trained[number]
+        assert result["metrics"]["val_loss"] == min(loss for _, loss in epochs)
+        logged = sorted(
+            (m.step, m.value) for m in client.get_metric_history(child.info.run_id, "val_loss")
+        )
+        expected = sorted([*epochs, (0, result["metrics"]["val_loss"])])
+        assert [step for step, _ in logged] == [step for step, _ in expected]
+        assert [loss for _, loss in logged] == pytest.approx([loss for _, loss in expected])
         artifacts = {a.path for a in client.list_artifacts(child.info.run_id)}
         assert {"model.keras", "curves.png", "roc.png", "scores.png"} <= artifacts
     assert parent.data.tags["best_trial"] == str(best["trial"])
