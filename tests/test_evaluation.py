@@ -10,12 +10,19 @@ import math
 import os
 from pathlib import Path
 
+import keras
 import numpy as np
 import pandas as pd
 import pytest
 
 from dndx.config import load_params, parse_params
-from dndx.dataset import part_name, write_prepared, write_waveform_set
+from dndx.dataset import (
+    part_name,
+    part_paths,
+    read_waveform_set,
+    write_prepared,
+    write_waveform_set,
+)
 from dndx.encoding import encode_scored_candidates, samples_per_bin
 from dndx.errors import ConfigError, InputError
 from dndx.evaluation import (
@@ -343,6 +350,43 @@ def _tracks(data_dir: Path) -> None:
         write_waveform_set(data, data_dir / "tracks" / "test" / part_name(index))
 
 
+_PEAK_COUNTS = ("n_true", "n_detected", "n_matched")
+
+
+def _dropped_by_the_preselection(data_dir: Path) -> pd.DataFrame:
+    """The test candidates, found without the cut, whose windows spread less than
+    it allows: their label, and whether the fake peak finder accepts them."""
+    every = dataclasses.replace(PARAMS.prepare, min_window_std_sigma=0.0)
+    cut_sigma = PARAMS.prepare.min_window_std_sigma
+    finder = keras.saving.load_model(data_dir / "models/peak_finder/model.keras")
+    dropped = []
+    for path in part_paths(data_dir / "simulated" / "test"):
+        prepared = prepare_waveforms(read_waveform_set(path), every)
+        cut = prepared.windows.std(axis=1, dtype=np.float32) < cut_sigma
+        score = finder.predict(prepared.windows[cut][:, :, None], verbose=0)[:, 0]
+        label = prepared.candidates["label"].to_numpy()[cut]
+        dropped.append(pd.DataFrame({"label": label, "accepted": score >= SCORE_THRESHOLD}))
+    return pd.concat(dropped)
+
+
+def _true_separation(data_dir: Path) -> dict[float, float]:
+    """S of pi and K by momentum from the true cluster counts of the test tracks: the
+    tracks' dN/dx (clusters over path length), |mean difference| over the mean sigma."""
+    cells = pd.concat(
+        read_waveform_set(path).info for path in part_paths(data_dir / "tracks" / "test")
+    )
+    tracks = cells.groupby(["momentum_gev", "particle", "track_id"])[
+        ["n_clusters", "path_length_cm"]
+    ].sum()
+    dndx = (tracks["n_clusters"] / tracks["path_length_cm"]).groupby(level=[0, 1])
+    mean, sigma = dndx.mean(), dndx.std(ddof=1)
+    return {
+        momentum: abs(mean[momentum, "pi"] - mean[momentum, "K"])
+        / ((sigma[momentum, "pi"] + sigma[momentum, "K"]) / 2)
+        for momentum in TRACKS.momenta_gev
+    }
+
+
 @pytest.fixture
 def prefect_api(monkeypatch: pytest.MonkeyPatch) -> str:
     """The Prefect API in use, or the process's temporary server (started once, in the
@@ -385,9 +429,21 @@ def test_evaluate_flow_writes_metrics_report_and_plots(tmp_path: Path, prefect_a
     assert metrics["n_waveforms"] == SIM.n_test
     for key in ("precision", "recall", "f1", "auc", "efficiency_x_purity"):
         assert f"candidate.lstm.{key}" in metrics
+    # Every finder is matched against the same expected peaks, and its scores are
+    # those of its counts; the LSTM's peaks are the candidates it accepted.
+    scores = pd.read_parquet(data_dir / "counter_inputs/test/scores.parquet")
+    n_true = {metrics[f"peak.{finder}.n_true"] for finder in PEAK_FINDERS}
+    assert len(n_true) == 1 and n_true.pop() > 0
+    assert metrics["peak.lstm.n_detected"] == scores["detected"].sum()
     for finder in PEAK_FINDERS:
-        for key in ("efficiency", "purity", "efficiency_x_purity", "f1"):
-            assert 0.0 <= metrics[f"peak.{finder}.{key}"] <= 1.0
+        true, found, matched = (metrics[f"peak.{finder}.{n}"] for n in _PEAK_COUNTS)
+        assert 0 < matched <= min(true, found)
+        assert metrics[f"peak.{finder}.efficiency"] == pytest.approx(matched / true)
+        assert metrics[f"peak.{finder}.purity"] == pytest.approx(matched / found)
+        assert metrics[f"peak.{finder}.efficiency_x_purity"] == pytest.approx(
+            matched**2 / (true * found)
+        )
+        assert metrics[f"peak.{finder}.f1"] == pytest.approx(2 * matched / (true + found))
     for counter in COUNTERS:
         for key in ("relative_bias", "rms_over_sqrt_n", "linearity_slope"):
             assert f"counting.{counter}.{key}" in metrics
@@ -397,12 +453,14 @@ def test_evaluate_flow_writes_metrics_report_and_plots(tmp_path: Path, prefect_a
     )
 
     # The candidate scores are those of the written decisions.
-    scores = pd.read_parquet(data_dir / "counter_inputs/test/scores.parquet")
     # The pre-selection's check finds the test candidates anew: the ones it keeps
     # are the prepared ones, the ones it drops are scored.
     assert metrics["preselection.min_window_std_sigma"] == PARAMS.prepare.min_window_std_sigma
     assert metrics["preselection.candidates"] - metrics["preselection.dropped"] == len(scores)
-    assert 0 <= metrics["preselection.dropped_accepted"] <= metrics["preselection.dropped"]
+    dropped = _dropped_by_the_preselection(data_dir)
+    assert metrics["preselection.dropped"] == len(dropped)
+    assert metrics["preselection.dropped_signal"] == dropped["label"].sum()
+    assert metrics["preselection.dropped_accepted"] == dropped["accepted"].sum()
     assert metrics["preselection.dropped_signal"] < metrics["preselection.signal"]
     expected = binary_scores(scores["label"], scores["detected"].astype(float), 0.5)
     assert metrics["candidate.lstm.precision"] == pytest.approx(expected["precision"])
@@ -431,13 +489,16 @@ def test_evaluate_flow_writes_metrics_report_and_plots(tmp_path: Path, prefect_a
     # and every method's S is a figure with an error.
     separation = json.loads(separation_path.read_text())
     assert separation["n_tracks"] == 2 * 2 * TRACKS.n_test
+    truth_s = _true_separation(data_dir)
     assert separation["n_cells"] == TRACKS.n_cells
     for momentum in ("5GeV", "10GeV"):
         pi_k = separation["separation"]["pi_K"][momentum]
         assert sorted(pi_k) == sorted(TRACK_METHODS)
         assert pi_k["truth"]["ratio"] == 1.0
+        assert pi_k["truth"]["S"] == pytest.approx(truth_s[float(momentum.removesuffix("GeV"))])
         for method in TRACK_METHODS:
-            assert pi_k[method]["S"] >= 0.0 and pi_k[method]["S_error"] > 0.0
+            assert pi_k[method]["S"] == pytest.approx(pi_k[method]["ratio"] * pi_k["truth"]["S"])
+            assert pi_k[method]["S_error"] > 0.0
     assert set(separation["target"]) == {
         "separation_ratio_to_poisson",
         "separation_gain_over_d2",

@@ -32,7 +32,12 @@ def test_full_pipeline_on_cepc_files(project: Path, prefect_api: str) -> None:
     for stage in (*stages, "register"):
         assert f"Running stage '{stage}'" in log
     evaluation = json.loads((project / "metrics/evaluate.json").read_text())
-    assert 0.0 < evaluation["peak.lstm.efficiency_x_purity"] <= 1.0
+    # The LSTM's peaks on the files' tagged peaks: efficiency times purity of its counts.
+    true, found, matched = (
+        evaluation[f"peak.lstm.{n}"] for n in ("n_true", "n_detected", "n_matched")
+    )
+    assert 0 < matched <= min(true, found)
+    assert evaluation["peak.lstm.efficiency_x_purity"] == pytest.approx(matched**2 / (true * found))
     registry = json.loads((project / "metrics/register.json").read_text())
     assert registry["alias"] == "champion"
     # Pions at 12.5 GeV/c alone: no pair to separate, the counter is chosen and
