@@ -4,6 +4,7 @@ project, which is why they share a module: `make test` sends a module to one wor
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import shutil
@@ -12,12 +13,20 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from dndx.config import load_params
 from dndx.dataset import part_paths, read_candidates
+from dndx.inference import infer_waveforms
+from dndx.parity import OUTCOME_FIGURES
+from dndx.simulation import simulate_range
 from flows.pipeline import pipeline
+from models.saving import load_model
+from tasks.onnx_models import OnnxModels
 from tests.conftest import TrainedProject, copy_project, dvc
 
 pytestmark = pytest.mark.pipeline
@@ -65,8 +74,17 @@ def test_dvc_repro_runs_every_stage_then_nothing(trained_project: TrainedProject
     assert balance["train"]["n_waveforms"] == params["simulate"]["n_train"]
     assert 0.05 < balance["train"]["signal_fraction"] < 0.5
     for model in ("peak_finder", "cluster_counter"):
-        assert (project / f"data/models/{model}/model.keras").exists()
-        assert (project / f"reports/scan_{model}.md").exists()
+        # The model kept is the kept trial's, and the scan table says which it is.
+        kept_trial = json.loads((project / f"data/models/{model}/selection.json").read_text())
+        trial_dir = project / f"data/scans/{model}/trial-{kept_trial['trial']:03d}"
+        kept_model = (project / f"data/models/{model}/model.keras").read_bytes()
+        assert kept_model == (trial_dir / "model.keras").read_bytes()
+        scan = (project / f"reports/scan_{model}.md").read_text()
+        assert f"Kept: trial {kept_trial['trial']} (" in scan
+        n_trials = params[f"train_{model}"]["scan"]["n_trials"]
+        assert sorted(
+            line.split(" | ")[0] for line in scan.splitlines() if " | finished | " in line
+        ) == [f"| {n}" for n in range(n_trials)]
     # The counter's trials were judged first on the validation tracks of the pair.
     training = params["train_cluster_counter"]
     with np.load(project / "data/counter_inputs/tracks_validation/encoded.npz") as cells:
@@ -79,7 +97,13 @@ def test_dvc_repro_runs_every_stage_then_nothing(trained_project: TrainedProject
         [client.get_experiment_by_name("dndx").experiment_id],
         "params.model = 'cluster_counter' and tags.status = 'finished'",
     )
-    assert trials and all(0.0 < t.data.metrics["val_separation_ratio"] < 2.0 for t in trials)
+    # Each trial's figure is what its model keeps of the true counts' separation.
+    assert len(trials) == training["scan"]["n_trials"]
+    for trial in trials:
+        model = project / f"data/scans/cluster_counter/trial-{int(trial.data.tags['trial']):03d}"
+        assert trial.data.metrics["val_separation_ratio"] == pytest.approx(
+            _separation_ratio(model / "model.keras", project, training), rel=1e-3
+        )
     scan = (project / "reports/scan_cluster_counter.md").read_text()
     assert "ranked by val_separation_ratio, val_rms_over_sqrt_n" in scan
     assert "| val_separation_ratio |" in scan
@@ -90,7 +114,13 @@ def test_dvc_repro_runs_every_stage_then_nothing(trained_project: TrainedProject
         len(tracks["particles"]) * len(tracks["momenta_gev"]) * tracks["n_test"]
     )
     assert separation["separation"]["pi_K"]["10GeV"]["truth"]["ratio"] == 1.0
-    assert (project / "reports/evaluation.md").exists()
+    # The report's headline row holds the evaluation's figures of the chain.
+    report = (project / "reports/evaluation.md").read_text()
+    (headline,) = [line for line in report.splitlines() if line.startswith("| LSTM → CNN | ")]
+    peaks = [f"{evaluation[f'peak.lstm.{k}']:.3f}" for k in ("efficiency", "purity")]
+    counts = [f"{evaluation[f'counting.cnn.{k}']:.3f}" for k in ("rms_over_sqrt_n",)]
+    assert [cell.strip() for cell in headline.split("|")][3:5] == peaks
+    assert [cell.strip() for cell in headline.split("|")][8] == counts[0]
     registry = json.loads((project / "metrics/register.json").read_text())
     assert registry["alias"] == "champion"
     separation = registry["separation"]
@@ -104,15 +134,107 @@ def test_dvc_repro_runs_every_stage_then_nothing(trained_project: TrainedProject
     assert separation["champion_before"] is None
     report = (project / "reports/registry.md").read_text()
     assert f"| separation_ratio | {separation['new']['separation_ratio']:.4f} ± " in report
+    _check_int8_gate(project, registry, params)
     demo = json.loads((project / "metrics/demo.json").read_text())
     assert demo["n_waveforms"] == params["register"]["demo_waveforms"]
-    assert (project / "data/demo/results.summary.md").exists()
+    results = pd.read_parquet(project / "data/demo/results.parquet")
+    assert len(results) == demo["n_waveforms"]
+    summary = (project / "data/demo/results.summary.md").read_text()
+    for status, count in results["status"].value_counts().items():
+        assert f"| {status} | {count} |" in summary
     assert "train_peak_finder" in dvc(project, "metrics", "show")
 
     again = dvc(project, "repro")
     assert "Running stage" not in again
     assert "didn't change, skipping" in again
     assert not _stale(project)
+
+
+def _separation_ratio(model_path: Path, project: Path, training: dict) -> float:
+    """S / S_Poisson of the separation pair averaged over the separation momenta, of
+    the counter at ``model_path`` on the encoded validation tracks: per track, dN/dx is
+    the counts over the path length; S = |mean_a - mean_b| / ((sigma_a + sigma_b) / 2)."""
+    model = load_model(model_path)
+    with np.load(project / "data/counter_inputs/tracks_validation/encoded.npz") as data:
+        cells = pd.DataFrame(
+            {k: data[k] for k in ("track_id", "particle", "momentum_gev", "path_length_cm")}
+        )
+        cells["truth"] = data["n_clusters"]
+        output = model.predict(data["x"], verbose=0)
+    cells["cnn"] = (output[0] if isinstance(output, list) else output)[:, 0]
+    tracks = cells.groupby(["momentum_gev", "particle", "track_id"]).sum(numeric_only=True)
+    dndx = tracks[["cnn", "truth"]].div(tracks["path_length_cm"], axis=0)
+    a, b = training["separation_pair"]
+
+    def power(momentum: float, counts: str) -> float:
+        first, second = dndx.loc[(momentum, a), counts], dndx.loc[(momentum, b), counts]
+        return abs(first.mean() - second.mean()) / ((first.std() + second.std()) / 2)
+
+    momenta = training["separation_momenta_gev"]
+    return float(np.mean([power(p, "cnn") / power(p, "truth") for p in momenta]))
+
+
+def _check_int8_gate(project: Path, registry: dict, params: dict) -> None:
+    """register.json's int8 entry: the gate's differences are the int8 pair's test
+    figures less the float pair's, it passed if and only if each is within the
+    tolerance, and only then is the pair kept in the bundle and registered as fast."""
+    int8 = registry["int8"]
+    tolerance = params["register"]["quantized_tolerance"]
+    assert int8["tolerance"] == tolerance
+    for figure in OUTCOME_FIGURES:
+        assert int8["differences"][figure] == pytest.approx(
+            int8["scores"][figure] - registry["test"][figure]
+        )
+    assert int8["passed"] == all(abs(d) <= tolerance for d in int8["differences"].values())
+    assert (project / "data/bundle/int8").is_dir() == int8["passed"]
+    client = MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
+    for name in ("peak-finder", "cluster-counter"):
+        if int8["passed"]:
+            assert int8["registered"]["alias"] == "fast"  # the float pair is champion
+            version = client.get_model_version_by_alias(name, "fast")
+            assert str(version.version) == int8["registered"]["versions"][name]
+            assert version.tags["int8_gate"] == int8["reason"]
+        else:
+            assert int8["registered"] == {"alias": None, "versions": {}}
+            with pytest.raises(MlflowException):
+                client.get_model_version_by_alias(name, "fast")
+
+
+def test_the_trained_counts_agree_at_1_2_and_2_0_gs_s(trained_project: TrainedProject) -> None:
+    """What tests/test_trained.py asserts of the pair `make run` trains, on the tiny
+    pipeline's: the same events recorded at 1.2 and 2.0 GS/s give counts that agree
+    within three standard errors of their paired differences' mean. A tiny counter
+    also learns each rate's mean count from only n_train / n_rates waveforms, so its
+    counts at two rates may differ by its fit's error at each: the spread of its
+    residuals over the square root of that number, added in quadrature."""
+    project = trained_project.path
+    models = OnnxModels.load(project / "data/bundle")
+    simulate = load_params(project / "params.yaml").simulate
+    n_events = 300
+    counts, truth = {}, {}
+    for rate in (1.2, 2.0):
+        # Same seed: the same tracks, clusters and electrons, recorded at another rate.
+        cfg = dataclasses.replace(
+            simulate,
+            seed=11,
+            n_test=n_events,
+            block_size=n_events,
+            chunk_size=n_events,
+            sampling_rates_ghz=(rate,),
+        )
+        data = simulate_range(cfg, "test", 0, n_events)
+        truth[rate] = data.info["n_clusters"].to_numpy()
+        counts[rate] = infer_waveforms(data.adc, rate, "auto", models)["counter_output"].to_numpy()
+    np.testing.assert_array_equal(truth[1.2], truth[2.0])
+    difference = counts[1.2] - counts[2.0]
+    paired = difference.std(ddof=1) / np.sqrt(n_events)
+    n_per_rate = simulate.n_train / len(simulate.sampling_rates_ghz)
+    fit = np.sqrt(sum((counts[r] - truth[r]).var(ddof=1) for r in counts) / n_per_rate)
+    error = np.hypot(paired, fit)
+    assert abs(difference.mean()) < 3 * error, (difference.mean(), paired, fit)
+    # And it counts: its counts follow the true ones beyond the 3/sqrt(n) that the
+    # correlation of n unrelated pairs stays within.
+    assert np.corrcoef(counts[1.2], truth[1.2])[0, 1] > 3 / np.sqrt(n_events)
 
 
 @pytest.mark.parametrize(
