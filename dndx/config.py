@@ -501,7 +501,8 @@ class DomainConfig:
     #: and falls without a new pulse (a rise beyond quiet_threshold_sigma) this long after.
     isolation_before_ns: Annotated[StrictFloat, Field(ge=0.0, le=1000.0)]
     isolation_after_ns: Annotated[StrictFloat, Field(ge=0.0, le=1000.0)]
-    #: The mean pulse is drawn from this long before to this long after its top.
+    #: The mean pulse is drawn from this long before to this long after its leading
+    #: edge's half-height crossing.
     shape_before_ns: Annotated[StrictFloat, Field(gt=0.0, le=1000.0)]
     shape_after_ns: Annotated[StrictFloat, Field(gt=0.0, le=1000.0)]
     #: Fewest isolated pulses for a shape.

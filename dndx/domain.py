@@ -7,10 +7,12 @@ heights and noise in units of each waveform's own noise):
 
 - the mean single-pulse shape: isolated pulses (rising from near the baseline
   over ``isolation_before_ns`` before their top, falling without a new pulse
-  over ``isolation_after_ns`` after it) aligned at their top, interpolated
-  between samples, averaged on a grid in ns;
-  from it the 10-90 % rise time, the fall time (from 80 % to 20 % of the top,
-  over ln 4: the time constant of an exponential fall) and the tail (the mean
+  over ``isolation_after_ns`` after it) aligned where their leading edge
+  crosses half their top (interpolated between samples: the steepest part of a
+  pulse, where that errs least), averaged on a grid in ns;
+  from it the 10-90 % rise time, the fall time (from 80 % to 50 % of the top,
+  over ln 1.6: the time constant of an exponential fall, measured early, where
+  later pulses seldom reach even a slow pulse) and the tail (the mean
   level over the second half of the shape window);
 - the noise on signal-free stretches (farther than the isolation times from
   any excursion beyond ``quiet_threshold_sigma``): its autocorrelation at fixed
@@ -58,8 +60,10 @@ __all__ = [
     "TrainingDomain",
     "Verdict",
     "describe",
+    "headline",
     "judge",
     "not_judged",
+    "plot_domain",
     "profile_table",
     "profile_waveforms",
     "shape_times",
@@ -92,11 +96,12 @@ class DomainProfile:
         candidates_per_waveform: mean peak candidates per waveform at the
             candidate threshold, at the waveforms' own rate.
         n_pulses: isolated pulses averaged into the shape.
-        pulse_time_ns: ``(n_bins,)`` the shape's grid, from its top.
+        pulse_time_ns: ``(n_bins,)`` the shape's grid, from the leading edge's
+            half-height crossing.
         pulse_shape: ``(n_bins,)`` the mean pulse, 1 at its top; None where no
             sample fell.
         rise_time_ns: 10-90 % rise time of the mean pulse.
-        fall_time_ns: its fall from 80 % to 20 % of the top, over ln 4.
+        fall_time_ns: its fall from 80 % to 50 % of the top, over ln 1.6.
         tail_fraction: its mean level over the second half of the shape window.
         amplitude_quantiles_sigma: heights of the isolated pulses at
             :data:`AMPLITUDE_QUANTILES`, in noise units; empty without pulses.
@@ -345,6 +350,12 @@ class _Sums:
         curvature = left - 2 * centre + right
         shift = np.where(curvature < 0, 0.5 * (left - right) / np.minimum(curvature, -1e-9), 0.0)
         height = centre - 0.25 * (left - right) * shift
+        # Aligned where the leading edge crosses half the height: the steepest part of
+        # the pulse, where interpolating between two samples errs least.
+        below = leading[keep] < 0.5 * height[:, None]
+        last = n_before - np.argmax(below[:, ::-1], axis=1)
+        low, high = x[rows, top - n_before + last], x[rows, top - n_before + last + 1]
+        shift = (last - n_before) + (0.5 * height - low) / np.maximum(high - low, 1e-9)
         offsets = np.arange(-before, after + 1)
         values = x[rows[:, None], top[:, None] + offsets] / height[:, None]
         time_ns = (offsets[None, :] - shift[:, None]) / rate
@@ -406,7 +417,9 @@ class _Sums:
         with np.errstate(invalid="ignore", divide="ignore"):
             shape = self.shape_sum / self.shape_count
         time_ns = -cfg.shape_before_ns + _SHAPE_BIN_NS * (np.arange(len(shape)) + 0.5)
-        rise, fall, tail = shape_times(time_ns, shape) if enough else (None, None, None)
+        rise, fall, tail = (
+            shape_times(time_ns, shape, cfg.isolation_after_ns) if enough else (None, None, None)
+        )
         heights = np.concatenate(self.heights) if self.heights else np.zeros(0)
         return DomainProfile(
             n_waveforms=n_waveforms,
@@ -452,19 +465,20 @@ def _number(value: float) -> float | None:
 
 
 def shape_times(
-    time_ns: NDArray[np.floating], shape: NDArray[np.floating]
+    time_ns: NDArray[np.floating], shape: NDArray[np.floating], top_within_ns: float
 ) -> tuple[float | None, float | None, float | None]:
     """Rise, fall and tail of a pulse shape sampled at ``time_ns`` (both ``(n,)``;
-    NaN where unknown): the 10-90 % rise time, the fall from 80 % to 20 % of
-    the top over ln 4, and the mean level over the second half of the times
+    NaN where unknown): the 10-90 % rise time, the fall from 80 % to 50 % of
+    the top over ln 1.6, and the mean level over the second half of the times
     after the top, all relative to the top. None where the shape does not cross
-    a level.
+    a level. The top is the highest point up to ``top_within_ns``: later
+    pulses may pile up higher further on.
 
     >>> t = np.arange(-5.0, 40.0, 0.01)
     >>> pulse = np.where(t > 0, np.exp(-t / 4.0) - np.exp(-t / 0.5), 0.0)
-    >>> rise, fall, tail = shape_times(t, pulse)
+    >>> rise, fall, tail = shape_times(t, pulse, 15.0)
     >>> round(rise, 2), round(fall, 2), tail < 0.01
-    (1.09, 4.0, True)
+    (0.64, 4.09, True)
     """
     t = np.asarray(time_ns, dtype=float)
     y = np.asarray(shape, dtype=float)
@@ -472,7 +486,7 @@ def shape_times(
     t, y = t[known], y[known]
     if len(y) < 3:
         return None, None, None
-    peak = int(np.argmax(y))
+    peak = int(np.argmax(np.where(t <= top_within_ns, y, -np.inf)))
     y = y / y[peak]
 
     def crossing(level: float, side: Literal["before", "after"]) -> float | None:
@@ -490,9 +504,9 @@ def shape_times(
         return float(t[i] + fraction * (t[i + 1] - t[i]))
 
     low, high = crossing(0.1, "before"), crossing(0.9, "before")
-    upper, lower = crossing(0.8, "after"), crossing(0.2, "after")
+    upper, lower = crossing(0.8, "after"), crossing(0.5, "after")
     rise = high - low if low is not None and high is not None else None
-    fall = (lower - upper) / math.log(4) if upper is not None and lower is not None else None
+    fall = (lower - upper) / math.log(1.6) if upper is not None and lower is not None else None
     late = t >= t[peak] + 0.5 * (t[-1] - t[peak])
     tail = float(np.mean(y[late])) if late.any() else None
     return rise, fall, tail
@@ -573,6 +587,21 @@ def judge(profile: DomainProfile, training: TrainingDomain) -> DomainVerdict:
     return DomainVerdict(
         "in", f"all {n_compared} compared quantities within their limits", tuple(differences)
     )
+
+
+def headline(profile: DomainProfile) -> dict[str, float]:
+    """The judged figures of ``profile`` that were measured, by name (for tags)."""
+    figures = {
+        "rise_time_ns": profile.rise_time_ns,
+        "fall_time_ns": profile.fall_time_ns,
+        "median_amplitude_sigma": profile.median_amplitude_sigma,
+        "noise_excess": profile.noise_excess,
+        **{
+            f"noise_autocorrelation_{lag:g}ns": rho
+            for lag, rho in zip(profile.noise_lags_ns, profile.noise_autocorrelation, strict=True)
+        },
+    }
+    return {name: value for name, value in figures.items() if value is not None}
 
 
 def not_judged(verdict: Verdict, reason: str) -> DomainVerdict:
@@ -660,3 +689,36 @@ def profile_table(profile: DomainProfile, training: DomainProfile | None) -> lis
     theirs = dict(figures(training))
     rows = [[name, value, theirs.get(name, "–")] for name, value in mine]
     return markdown_table(["quantity", "input", "training"], rows).splitlines()
+
+
+def plot_domain(profile: DomainProfile, training: DomainProfile | None, path: str | Path) -> Path:
+    """Draw the mean single pulse and the noise spectrum of ``profile``, beside the
+    training domain's where given, as a PNG at ``path``, atomically."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from dndx.plots import save_figure
+
+    figure = Figure(figsize=(10, 3.6), layout="constrained")
+    FigureCanvasAgg(figure)
+    shape_axes, noise_axes = figure.subplots(1, 2)
+    for which, label, style in (
+        (training, "training", {"color": "0.5", "ls": "--"}),
+        (profile, "input", {"color": "C0"}),
+    ):
+        if which is None:
+            continue
+        shape = np.array([np.nan if v is None else v for v in which.pulse_shape])
+        shape_axes.plot(
+            which.pulse_time_ns, shape, label=f"{label} ({which.n_pulses} pulses)", **style
+        )
+        spectrum = np.array([np.nan if v is None else v for v in which.noise_spectrum])
+        noise_axes.plot(which.noise_frequency_ghz, spectrum, label=label, **style)
+    shape_axes.set_xlabel("time from the leading edge's half height (ns)")
+    shape_axes.set_ylabel("mean isolated pulse / its top")
+    shape_axes.legend(fontsize=8)
+    noise_axes.axhline(1.0, color="0.8", lw=0.8)
+    noise_axes.set_xlabel("frequency (GHz)")
+    noise_axes.set_ylabel("noise power / white noise's")
+    noise_axes.legend(fontsize=8)
+    return save_figure(figure, path)

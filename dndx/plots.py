@@ -18,13 +18,11 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 from numpy.typing import ArrayLike, NDArray
 
-from dndx.domain import DomainProfile
 from dndx.storage import atomic_file
 
 __all__ = [
     "LABELS",
     "plot_counting_by_bin",
-    "plot_domain",
     "plot_linearity",
     "plot_peak_scores_by_bin",
     "plot_residuals",
@@ -302,29 +300,4 @@ def plot_training_curves(history: pd.DataFrame, path: str | Path) -> Path:
     metric_ax.set_xlabel("epoch")
     metric_ax.set_title("validation metrics")
     metric_ax.legend(fontsize="x-small")
-    return save_figure(figure, path)
-
-
-def plot_domain(profile: DomainProfile, training: DomainProfile | None, path: str | Path) -> Path:
-    """The mean single pulse and the noise spectrum of ``profile``, beside the
-    training domain's where given (:mod:`dndx.domain`)."""
-    figure = _figure(10, 3.6)
-    shape_axes, noise_axes = figure.subplots(1, 2)
-    for which, style in ((training, dict(color="0.5", ls="--")), (profile, dict(color="C0"))):
-        if which is None:
-            continue
-        label = "training" if which is training else "input"
-        shape = np.array([np.nan if v is None else v for v in which.pulse_shape])
-        shape_axes.plot(
-            which.pulse_time_ns, shape, label=f"{label} ({which.n_pulses} pulses)", **style
-        )
-        spectrum = np.array([np.nan if v is None else v for v in which.noise_spectrum])
-        noise_axes.plot(which.noise_frequency_ghz, spectrum, label=label, **style)
-    shape_axes.set_xlabel("time from the top (ns)")
-    shape_axes.set_ylabel("mean isolated pulse / its top")
-    shape_axes.legend(fontsize=8)
-    noise_axes.axhline(1.0, color="0.8", lw=0.8)
-    noise_axes.set_xlabel("frequency (GHz)")
-    noise_axes.set_ylabel("noise power / white noise's")
-    noise_axes.legend(fontsize=8)
     return save_figure(figure, path)

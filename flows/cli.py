@@ -166,6 +166,8 @@ def _infer(args: argparse.Namespace) -> None:
     )
     if report.tracks is not None:
         print(f"{report.n_tracks} tracks -> {report.tracks}")
+    for line in report.domain:
+        print(f"training domain: {line}")
     for warning in report.warnings:
         print(f"warning: {warning}")
 
@@ -457,9 +459,15 @@ def _data_profile(args: argparse.Namespace) -> None:
 
     from dndx.bundle import ModelBundle
     from dndx.config import load_params
-    from dndx.domain import TrainingDomain, describe, judge, not_judged, profile_table
+    from dndx.domain import (
+        TrainingDomain,
+        describe,
+        judge,
+        not_judged,
+        plot_domain,
+        profile_table,
+    )
     from dndx.domain_files import profile_files
-    from dndx.plots import plot_domain
     from dndx.storage import atomic_file
     from flows.infer_plan import DEFAULT_MODEL_CACHE, resolve_bundle, resolve_sources
 

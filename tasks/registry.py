@@ -49,6 +49,7 @@ from dndx.config import (
     load_params,
 )
 from dndx.dataset import part_paths, read_candidates, read_prepared_waveforms, read_waveform_set
+from dndx.domain import DOMAIN_FILE, TrainingDomain
 from dndx.encoding import COUNTER_INPUT_FILE
 from dndx.errors import InputError
 from dndx.evaluation import evaluate_counting, evaluate_peaks
@@ -440,6 +441,10 @@ def fetch_bundle(model_uris: list[str], cache_dir: Path, registry: str | None = 
         )
         for file in files:
             shutil.copy(downloaded / file, staging / file)
+        # Pairs registered before the training domain was stored have none.
+        if run_id == finder_run and (downloaded / DOMAIN_FILE).is_file():
+            shutil.copy(downloaded / DOMAIN_FILE, staging / DOMAIN_FILE)
     ModelBundle.load(staging)
+    TrainingDomain.load(staging)
     staging.rename(target)
     return target
