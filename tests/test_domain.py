@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +35,8 @@ from dndx.physics import pulse_peak_norm
 from dndx.ragged import Ragged
 from dndx.simulation import WaveformSet, simulate_range
 from flows.cli import main as cli
+from flows.infer import infer
+from flows.runtime import ensure_prefect_api
 
 PARAMS = load_params()
 CFG = PARAMS.domain
@@ -171,6 +175,15 @@ def test_the_training_domain_round_trips_and_a_damaged_one_is_named(
 
 
 @pytest.fixture(scope="module")
+def prefect_api() -> Iterator[str]:
+    """One Prefect server for the module's flow runs, as the CLI sets up."""
+    before = os.environ.get("PREFECT_API_URL")
+    yield ensure_prefect_api()
+    if before is None:
+        os.environ.pop("PREFECT_API_URL", None)
+
+
+@pytest.fixture(scope="module")
 def domain_bundle(
     untrained_pair: Path, training: TrainingDomain, tmp_path_factory: pytest.TempPathFactory
 ) -> Path:
@@ -239,6 +252,7 @@ def test_infer_writes_each_files_verdict_in_its_summaries(
     domain_bundle: Path,
     untrained_pair: Path,
     files: dict[str, Path],
+    prefect_api: str,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -261,7 +275,10 @@ def test_infer_writes_each_files_verdict_in_its_summaries(
     # A bundle registered before the training domain was stored still runs: unknown.
     old = tmp_path / "old.parquet"
     bundle = str(untrained_pair / "bundle")
-    assert cli(["infer", inputs[0], "--out", str(old), "--model-uri", bundle, *common]) == 0
-    assert "the domain cannot be judged" in capsys.readouterr().out
+    report = infer(inputs[:1], str(old), sampling_rate_ghz=1.5, model_uris=[bundle], workers=1)
+    assert report.domain == (
+        f"{inputs[0]}: unknown: the models hold no training domain (registered before dndx "
+        "stored one): the domain cannot be judged",
+    )
     summary = json.loads((tmp_path / "old.summary.json").read_text())
     assert [entry["verdict"] for entry in summary["domain"]] == ["unknown"]
