@@ -115,6 +115,24 @@ def test_dvc_repro_runs_every_stage_then_nothing(trained_project: TrainedProject
     assert not _stale(project)
 
 
+def test_the_registered_pair_carries_its_training_domain(trained_project: TrainedProject) -> None:
+    from dndx.domain import TrainingDomain
+
+    project = trained_project.path
+    domain = TrainingDomain.load(project / "data/bundle")
+    assert domain is not None and domain.profile.n_waveforms > 0
+    assert domain.profile.noise_excess == pytest.approx(1.0, abs=0.1)
+    client = MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
+    for name in ("peak-finder", "cluster-counter"):
+        tags = client.get_model_version_by_alias(name, "champion").tags
+        assert float(tags["domain.noise_excess"]) == pytest.approx(
+            domain.profile.noise_excess, rel=1e-3
+        )
+    # The demo's file, from the training simulator at another rate and polarity, is in.
+    summary = json.loads((project / "data/demo/results.summary.json").read_text())
+    assert [entry["verdict"] for entry in summary["domain"]] == ["in"]
+
+
 @pytest.mark.parametrize(
     ("section", "key", "stale"),
     [
