@@ -404,11 +404,12 @@ class _Sums:
                 self.autocorrelation[i] += [rho * weight, weight]
         # The spectrum implied by the autocorrelation at whole lags, tapered (Bartlett).
         lags = np.arange(1, n_lags)
-        rho = 1 - variogram[1:n_lags] / reference
+        whole_lags = 1 - variogram[1:n_lags] / reference
         taper = 1 - lags / n_lags
         for i, frequency in enumerate(_SPECTRUM_FREQUENCIES_GHZ):
             if frequency <= rate / 2:
-                power = 1 + 2 * np.sum(rho * taper * np.cos(2 * np.pi * frequency * lags / rate))
+                cosine = np.cos(2 * np.pi * frequency * lags / rate)
+                power = 1 + 2 * np.sum(whole_lags * taper * cosine)
                 self.spectrum[i] += [power * weight, weight]
 
     def profile(self, n_waveforms: int, rates: tuple[float, ...]) -> DomainProfile:

@@ -499,18 +499,21 @@ def _data_profile(args: argparse.Namespace) -> None:
     if training is not None:
         verdict = judge(profile, training)
     elif args.model_uri:
-        verdict = not_judged("unknown", "the models hold no training domain (registered before it)")
+        verdict = not_judged(
+            "unknown", "the models hold no training domain (registered before it was stored)"
+        )
     else:
         verdict = not_judged("not judged", "no models given (--model-uri)")
+    names = [str(source.path) for source in sources]
     record = {
-        "files": [str(source.path) for source in sources],
+        "files": names,
         "sampling_rate_ghz": rate,
         "profile": profile.to_dict(),
         "training": training.profile.to_dict() if training else None,
         "domain": verdict.to_dict(),
     }
     lines = [
-        f"# Domain profile: {', '.join(record['files'])}",
+        f"# Domain profile: {', '.join(names)}",
         "",
         f"Verdict against the training domain: **{describe(verdict)}**",
         "",

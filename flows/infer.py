@@ -328,7 +328,7 @@ def _write_outputs(
         plan.polarity, sum(r.n_polarity_contradicted for r in results), n_waveforms
     )
     domain = _judge_domain(plan)
-    warnings = (*plan.warnings, *((warning,) if warning else ()))
+    warnings: tuple[str, ...] = (*plan.warnings, *((warning,) if warning else ()))
     warnings += tuple(
         f"{name} is outside the models' training domain: {describe(verdict)}"
         for name, verdict in domain

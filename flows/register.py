@@ -9,7 +9,10 @@ on every compared test figure), and ``challenger`` otherwise
 (:func:`tasks.registry.decide`). The int8 pair made from it is registered
 beside it, under an alias of its own, only if it passes its gate on the same
 test waveforms.
-``reports/registry.md`` says which, and why.
+``reports/registry.md`` says which, and why. The bundle carries the training
+waveforms' domain profile (``domain.json``, :mod:`dndx.domain`), and the
+registered versions its figures as ``domain.*`` tags, so that ``dndx infer`` can
+say when its inputs lie outside the training domain.
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@ promote with aliases, and fetch a registered pair back for inference.
 
 The two registered models are ``peak-finder`` and ``cluster-counter``. Each
 version carries its Keras model (with signature and input example) and, as
-run artifacts, the whole ONNX bundle (both graphs and ``bundle.json``), plus
+run artifacts, the whole ONNX bundle (both graphs, ``bundle.json`` and the training
+domain's ``domain.json``), plus
 tags linking it to its scan run, data version, git commit and parameters.
 Promotion uses the aliases ``champion`` and ``challenger``; a pair is promoted
 together, because the counter was trained on its own peak finder's output.

@@ -15,6 +15,7 @@ import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -43,7 +44,7 @@ CFG = PARAMS.domain
 THRESHOLD = PARAMS.prepare.candidate_threshold_sigma
 
 
-def _simulate(n: int, seed: int, **settings: object) -> WaveformSet:
+def _simulate(n: int, seed: int, **settings: Any) -> WaveformSet:
     # Ranges given as (low, high) are validated into Range as in params.yaml.
     cfg = dataclasses.replace(
         PARAMS.simulate, seed=seed, n_train=n, block_size=100, chunk_size=100, **settings
