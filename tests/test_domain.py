@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from scipy.signal import lfilter
 
-from dndx.bundle import ModelBundle
+from dndx.bundle import D2Settings, ModelBundle
 from dndx.config import load_params
 from dndx.domain import (
     DOMAIN_FILE,
@@ -36,7 +36,8 @@ from dndx.physics import pulse_peak_norm
 from dndx.ragged import Ragged
 from dndx.simulation import WaveformSet, simulate_range
 from flows.cli import main as cli
-from flows.infer import infer
+from flows.infer import _judge_domain, infer
+from flows.infer_plan import plan_inference
 from flows.runtime import ensure_prefect_api
 
 PARAMS = load_params()
@@ -191,7 +192,8 @@ def domain_bundle(
     """The untrained pair's bundle with a training domain, as the register stage writes it."""
     bundle = Path(shutil.copytree(untrained_pair / "bundle", tmp_path_factory.mktemp("b") / "b"))
     training.save(bundle)
-    ModelBundle.load(bundle)
+    d2 = D2Settings(t1_sigma=3.0, t2=1.5, window_ns=2.0, growth_ns_per_sqrt_ns=0.1)
+    dataclasses.replace(ModelBundle.load(bundle), d2=d2).save(bundle)
     return bundle
 
 
@@ -283,3 +285,18 @@ def test_infer_writes_each_files_verdict_in_its_summaries(
     )
     summary = json.loads((tmp_path / "old.summary.json").read_text())
     assert [entry["verdict"] for entry in summary["domain"]] == ["unknown"]
+
+
+def test_the_classical_chain_is_not_judged(
+    domain_bundle: Path, files: dict[str, Path], tmp_path: Path
+) -> None:
+    plan = plan_inference(
+        [str(files["like"])],
+        str(tmp_path / "d2.parquet"),
+        sampling_rate_ghz=1.5,
+        model_uris=[str(domain_bundle)],
+        method="d2",
+    )
+    [(name, verdict)] = _judge_domain(plan)
+    assert name == str(files["like"]) and verdict.verdict == "not judged"
+    assert "--method d2 runs no trained model" in verdict.reason
