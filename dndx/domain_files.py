@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from numpy.typing import NDArray
 
 from dndx.config import DomainConfig
 from dndx.domain import DomainProfile, profile_waveforms
@@ -44,18 +45,27 @@ def sample_ranges(n_entries: int, n_wanted: int, n_runs: int = _RUNS) -> list[tu
     return [(int(s), int(s + n)) for s, n in zip(starts, sizes, strict=True)]
 
 
-def read_sample(source: WaveformSource, n_wanted: int, min_length: int = 2) -> Ragged:
-    """About ``n_wanted`` usable waveforms of ``source``, spread over the file.
+def read_sample(
+    source: WaveformSource, n_wanted: int, sampling_rate_ghz: float, min_length: int = 2
+) -> tuple[Ragged, NDArray[np.float64]]:
+    """About ``n_wanted`` usable waveforms of ``source``, spread over the file, and
+    ``(n_read,)`` their sampling rates: those the file stores in its rate column, else
+    ``sampling_rate_ghz``.
 
     Raises:
         InputError: as :func:`dndx.readers.read_chunk`.
     """
-    parts = []
+    parts, rates = [], []
     for start, stop in sample_ranges(count_waveforms(source), n_wanted):
-        samples = read_chunk(source, start, stop).samples
-        ok, _ = validate_rows(samples, min_length)
-        parts.append(samples.take(np.flatnonzero(ok)))
-    return Ragged.concatenate(parts) if parts else Ragged.from_lengths(np.zeros(0), [])
+        chunk = read_chunk(source, start, stop)
+        ok, _ = validate_rows(chunk.samples, min_length)
+        rows = np.flatnonzero(ok)
+        parts.append(chunk.samples.take(rows))
+        stored = chunk.sampling_rate_ghz
+        rates.append(np.full(len(rows), sampling_rate_ghz) if stored is None else stored[rows])
+    if not parts:
+        return Ragged.from_lengths(np.zeros(0), []), np.zeros(0)
+    return Ragged.concatenate(parts), np.concatenate(rates).astype(np.float64)
 
 
 def profile_files(
@@ -66,7 +76,8 @@ def profile_files(
     polarity: Polarity = "auto",
 ) -> DomainProfile:
     """One profile of all ``sources`` together, each giving a share of
-    ``cfg.max_waveforms`` in proportion to its size.
+    ``cfg.max_waveforms`` in proportion to its size, read at its stored rates
+    where it has a rate column, else at ``sampling_rate_ghz``.
 
     Raises:
         InputError: a file cannot be read, or the files hold no usable waveform.
@@ -74,12 +85,17 @@ def profile_files(
     counts = [count_waveforms(source) for source in sources]
     total = sum(counts)
     parts = [
-        read_sample(source, max(1, round(cfg.max_waveforms * count / total)))
+        read_sample(source, max(1, round(cfg.max_waveforms * count / total)), sampling_rate_ghz)
         for source, count in zip(sources, counts, strict=True)
         if count
     ]
-    samples = Ragged.concatenate(parts) if parts else Ragged.from_lengths(np.zeros(0), [])
-    if len(samples) == 0:
+    if not sum(len(samples) for samples, _ in parts):
         names = ", ".join(str(source.path) for source in sources)
         raise InputError(f"{names}: no usable waveforms to profile (empty, NaN or too short)")
-    return profile_waveforms(samples, sampling_rate_ghz, cfg, candidate_threshold_sigma, polarity)
+    return profile_waveforms(
+        Ragged.concatenate([samples for samples, _ in parts]),
+        np.concatenate([rates for _, rates in parts]),
+        cfg,
+        candidate_threshold_sigma,
+        polarity,
+    )
