@@ -157,6 +157,9 @@ def test_slower_shaping_or_band_limited_noise_is_outside(training: TrainingDomai
     assert {d.quantity for d in slow.differences if d.outside} >= {"fall_time_ns"}
     fall = next(d for d in slow.differences if d.quantity == "fall_time_ns")
     assert fall.change is not None and fall.change > 2.0
+    # The simulator's own band-limited noise (benchmarks/domain.py's `noise` domain).
+    noisy = judge(_profile(_simulate(500, seed=4, noise_correlation_time_ns=(1.0, 3.0))), training)
+    assert "noise_autocorrelation_1ns" in {d.quantity for d in noisy.differences if d.outside}
 
 
 def test_the_training_domain_round_trips_and_a_damaged_one_is_named(
