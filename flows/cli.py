@@ -456,6 +456,7 @@ def _data_write(args: argparse.Namespace) -> None:
 
 def _data_profile(args: argparse.Namespace) -> None:
     import json
+    import math
 
     from dndx.bundle import ModelBundle
     from dndx.config import load_params
@@ -494,6 +495,10 @@ def _data_profile(args: argparse.Namespace) -> None:
         if training is not None:
             cfg = training.config
     if args.sampling_rate_ghz is not None:
+        if not (math.isfinite(args.sampling_rate_ghz) and args.sampling_rate_ghz > 0):
+            raise DndxError(
+                f"--sampling-rate-ghz {args.sampling_rate_ghz}: expected a positive, finite number"
+            )
         rate = args.sampling_rate_ghz
     profile = profile_files(sources, rate, cfg, threshold, args.polarity)
     if training is not None:

@@ -235,17 +235,22 @@ def test_data_profile_writes_json_markdown_and_figure_and_refuses_bad_input(
     assert "| quantity | input | training |" in markdown and "**outside: " in markdown
     assert out.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
 
-    # An existing output, a missing file, a file without waveforms: one line each, exit 2.
+    # An existing output, a missing file, a file without waveforms, a bad rate: one
+    # line each, exit 2, nothing written.
     for bad, problem in (
         ([str(files["like"]), "--json", str(out)], "exist(s); pass --overwrite"),
         ([str(tmp_path / "missing.npz"), "--json", str(tmp_path / "m.json")], "no such file"),
         ([str(files["empty"]), "--json", str(tmp_path / "e.json")], "no usable waveforms"),
+        (
+            [str(files["like"]), "--json", str(tmp_path / "r.json"), "--sampling-rate-ghz", "0"],
+            "--sampling-rate-ghz 0.0: expected a positive",
+        ),
     ):
         assert cli(["data", "profile", *bad]) == 2
         error = capsys.readouterr().err
         assert error.startswith("dndx: error: ") and problem in error
         assert error.count("\n") == 1
-    assert not (tmp_path / "m.json").exists() and not (tmp_path / "e.json").exists()
+    assert not any((tmp_path / name).exists() for name in ("m.json", "e.json", "r.json"))
     assert json.loads(out.read_text()) == record
 
     # Without models: profiled, not judged.
