@@ -5,6 +5,8 @@ On disk a bundle is a directory::
     bundle.json            this dataclass, as JSON
     peak_finder.onnx       input "window" (batch, window_length, 1) -> "peak_probability" (batch, 1)
     cluster_counter.onnx   input "peaks" (batch, n_bins, 4) -> "n_clusters" (batch, 1)
+    domain.json            the training waveforms' domain profile (dndx.domain.TrainingDomain);
+                           absent from bundles registered before it was stored
 
 The same directory is what the registry stores, so a model fetched from
 MLflow and one exported locally are used the same way.

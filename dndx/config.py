@@ -52,6 +52,7 @@ __all__ = [
     "CounterTrainingConfig",
     "DaskConfig",
     "DataConfig",
+    "DomainConfig",
     "EvaluateConfig",
     "MlflowConfig",
     "Params",
@@ -484,6 +485,53 @@ class RegisterConfig:
 
 
 @dataclass(frozen=True, config=_MODEL)
+class DomainConfig:
+    """The ``domain`` section: how a domain profile is measured
+    (:func:`dndx.domain.profile_waveforms`) and how far an input's profile may lie
+    from the training domain's before ``dndx infer`` calls it outside
+    (:func:`dndx.domain.judge`). Stored in the model bundle beside the training
+    profile, so that inputs are profiled and judged as the training data was.
+    """
+
+    #: Waveforms profiled, spread over the files.
+    max_waveforms: Annotated[StrictInt, Field(ge=10, le=10**6)]
+    #: A pulse whose shape is averaged peaks above this (noise units).
+    pulse_threshold_sigma: Annotated[StrictFloat, Field(gt=0.0, le=100.0)]
+    #: An averaged pulse rises from near the baseline over this long before its top,
+    #: and falls without a new pulse (a rise beyond quiet_threshold_sigma) this long after.
+    isolation_before_ns: Annotated[StrictFloat, Field(ge=0.0, le=1000.0)]
+    isolation_after_ns: Annotated[StrictFloat, Field(ge=0.0, le=1000.0)]
+    #: The mean pulse is drawn from this long before to this long after its leading
+    #: edge's half-height crossing.
+    shape_before_ns: Annotated[StrictFloat, Field(gt=0.0, le=1000.0)]
+    shape_after_ns: Annotated[StrictFloat, Field(gt=0.0, le=1000.0)]
+    #: Fewest isolated pulses for a shape.
+    min_pulses: Annotated[StrictInt, Field(ge=1, le=10**6)]
+    #: Samples farther than the isolation times from any excursion beyond this
+    #: (noise units, either side) are signal-free: the noise is measured on them.
+    quiet_threshold_sigma: Annotated[StrictFloat, Field(gt=0.0, le=100.0)]
+    #: The noise autocorrelation is measured at these lags.
+    noise_lags_ns: Annotated[tuple[Annotated[StrictFloat, Field(gt=0.0)], ...], NonEmpty]
+    #: The lag by which the noise has decorrelated, and slow wander has not yet moved.
+    noise_reference_lag_ns: Annotated[StrictFloat, Field(gt=0.0, le=1000.0)]
+    #: Outside when a shape time (rise, fall) differs by more than this factor either way.
+    max_time_ratio: Annotated[StrictFloat, Field(gt=1.0)]
+    #: Outside when the noise autocorrelation at a lag differs by more than this.
+    max_autocorrelation_difference: Annotated[StrictFloat, Field(gt=0.0, le=2.0)]
+    #: Outside when the median pulse height (noise units) differs by more than this factor.
+    max_amplitude_ratio: Annotated[StrictFloat, Field(gt=1.0)]
+
+    @model_validator(mode="after")
+    def _reference_beyond_lags(self) -> DomainConfig:
+        if max(self.noise_lags_ns) >= self.noise_reference_lag_ns:
+            raise ValueError(
+                f"noise_lags_ns = {list(self.noise_lags_ns)} should stay below "
+                f"noise_reference_lag_ns = {self.noise_reference_lag_ns}"
+            )
+        return self
+
+
+@dataclass(frozen=True, config=_MODEL)
 class MlflowConfig:
     """Where runs and models are tracked. ``MLFLOW_TRACKING_URI`` in the environment wins."""
 
@@ -623,6 +671,7 @@ class Params:
     mlflow: MlflowConfig
     dask: DaskConfig
     data: DataConfig
+    domain: DomainConfig
 
     @field_validator("train_peak_finder", "train_cluster_counter", mode="after")
     @classmethod

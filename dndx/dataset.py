@@ -30,6 +30,7 @@ __all__ = [
     "part_paths",
     "read_candidates",
     "read_prepared_waveforms",
+    "read_waveform_samples",
     "read_waveform_set",
     "write_prepared",
     "write_root_waveforms",
@@ -87,6 +88,17 @@ def _flat(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
     offsets = np.asarray(array.offsets, dtype=np.int64)
     values = array.values.to_numpy(zero_copy_only=False)[offsets[0] : offsets[-1]]
     return values, offsets - offsets[0]
+
+
+def read_waveform_samples(path: str | Path) -> tuple[Ragged, np.ndarray]:
+    """The samples and ``(n_waveforms,)`` sampling rates (GS/s) of a file written by
+    :func:`write_waveform_set`, without the truth."""
+    try:
+        table = pq.read_table(path, columns=["adc", "sampling_rate_ghz"])
+    except (OSError, pa.ArrowInvalid) as error:
+        raise InputError(f"{path}: cannot read simulated waveforms ({error})") from None
+    values, offsets = _flat(table["adc"])
+    return Ragged(values, offsets), table["sampling_rate_ghz"].to_numpy()
 
 
 def read_waveform_set(path: str | Path) -> WaveformSet:

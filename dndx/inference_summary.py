@@ -164,6 +164,7 @@ def summarise(
     run: Mapping[str, str],
     warnings: Sequence[str] = (),
     tracks: pd.DataFrame | None = None,
+    domain: Sequence[str] = (),
 ) -> str:
     """Write the summary figures and return the summary's Markdown.
 
@@ -179,6 +180,8 @@ def summarise(
         warnings: listed first, under their own heading.
         tracks: for a run on tracks, one row per track
             (:func:`dndx.separation.counted_tracks`), summed up in a section.
+        domain: Markdown lines on the inputs against the models' training
+            domain (:func:`dndx.domain.verdict_table`), after the settings.
 
     Returns:
         The Markdown text; it links the figures by file name, so it belongs in
@@ -206,6 +209,7 @@ def summarise(
         f"{n_positive} positive, {n_negative} negative, "
         f"{len(results) - n_positive - n_negative} none (flat).",
         "",
+        *([*domain, ""] if domain else []),
         "## Status",
         "",
     ]

@@ -166,6 +166,8 @@ def _infer(args: argparse.Namespace) -> None:
     )
     if report.tracks is not None:
         print(f"{report.n_tracks} tracks -> {report.tracks}")
+    for line in report.domain:
+        print(f"training domain: {line}")
     for warning in report.warnings:
         print(f"warning: {warning}")
 
@@ -452,10 +454,99 @@ def _data_write(args: argparse.Namespace) -> None:
     print(f"{args.out}: {args.waveforms} simulated waveforms in the {args.layout} layout")
 
 
+def _data_profile(args: argparse.Namespace) -> None:
+    import json
+    import math
+
+    from dndx.bundle import ModelBundle
+    from dndx.config import load_params
+    from dndx.domain import (
+        TrainingDomain,
+        describe,
+        judge,
+        not_judged,
+        plot_domain,
+        profile_table,
+    )
+    from dndx.domain_files import profile_files
+    from dndx.storage import atomic_file
+    from flows.infer_plan import DEFAULT_MODEL_CACHE, resolve_bundle, resolve_sources
+
+    out = Path(args.json)
+    outputs = [out, out.with_suffix(".md"), out.with_suffix(".png")]
+    existing = [str(path) for path in outputs if path.exists()]
+    if existing and not args.overwrite:
+        raise DndxError(
+            f"--json {out}: {', '.join(existing)} exist(s); pass --overwrite to replace them"
+        )
+    locations = {
+        key: getattr(args, key) for key in ("tree", "branch", "dataset", "column", "array")
+    }
+    sources = resolve_sources(args.files, args.format, locations)
+    params = load_params(args.params) if args.params else load_params()
+    cfg, threshold = params.domain, params.prepare.candidate_threshold_sigma
+    rate = params.prepare.model_sampling_rate_ghz
+    training = None
+    if args.model_uri:
+        bundle_dir = resolve_bundle(args.model_uri, DEFAULT_MODEL_CACHE, args.tracking_uri)
+        bundle = ModelBundle.load(bundle_dir)
+        threshold, rate = bundle.candidate_threshold_sigma, bundle.model_sampling_rate_ghz
+        training = TrainingDomain.load(bundle_dir)
+        if training is not None:
+            cfg = training.config
+    if args.sampling_rate_ghz is not None:
+        if not (math.isfinite(args.sampling_rate_ghz) and args.sampling_rate_ghz > 0):
+            raise DndxError(
+                f"--sampling-rate-ghz {args.sampling_rate_ghz}: expected a positive, finite number"
+            )
+        rate = args.sampling_rate_ghz
+    profile = profile_files(sources, rate, cfg, threshold, args.polarity)
+    if training is not None:
+        verdict = judge(profile, training)
+    elif args.model_uri:
+        verdict = not_judged(
+            "unknown", "the models hold no training domain (registered before it was stored)"
+        )
+    else:
+        verdict = not_judged("not judged", "no models given (--model-uri)")
+    names = [str(source.path) for source in sources]
+    record = {
+        "files": names,
+        "sampling_rate_ghz": rate,
+        "profile": profile.to_dict(),
+        "training": training.profile.to_dict() if training else None,
+        "domain": verdict.to_dict(),
+    }
+    lines = [
+        f"# Domain profile: {', '.join(names)}",
+        "",
+        f"Verdict against the training domain: **{describe(verdict)}**",
+        "",
+        *profile_table(profile, training.profile if training else None),
+        "",
+        f"![pulse shape and noise spectrum]({outputs[2].name})",
+        "",
+    ]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    plot_domain(profile, training.profile if training else None, outputs[2])
+    with atomic_file(outputs[1]) as tmp:
+        tmp.write_text("\n".join(lines))
+    with atomic_file(out) as tmp:
+        tmp.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+    rise, fall = profile.rise_time_ns, profile.fall_time_ns
+    print(
+        f"{out}: {profile.n_waveforms} waveforms, {profile.n_pulses} isolated pulses, rise "
+        f"{rise if rise is None else f'{rise:.2f}'} ns, fall "
+        f"{fall if fall is None else f'{fall:.2f}'} ns, noise RMS / white sigma "
+        f"{profile.noise_excess if profile.noise_excess is None else f'{profile.noise_excess:.2f}'}"
+    )
+    print(f"domain: {describe(verdict)}")
+
+
 def _add_data(commands: Any) -> None:
     data = commands.add_parser(
         "data",
-        help="labelled waveform files: check them, or write simulated ones",
+        help="waveform files: check or profile them, or write simulated ones",
         description="Labelled waveform files in the cepc or dndx layout (README: Train on "
         "your own data).",
     )
@@ -507,6 +598,41 @@ def _add_data(commands: Any) -> None:
     write.add_argument("--seed", type=int, help="default: simulate.seed of params.yaml")
     write.add_argument("--params", type=Path, help="parameter file (default: the project's)")
     write.set_defaults(handler=_data_write)
+    _add_data_profile(verbs)
+
+
+def _add_data_profile(verbs: Any) -> None:
+    from dndx.preprocessing import POLARITIES
+    from dndx.readers import LOCATION_KEYS, WAVEFORM_FORMATS
+
+    profile = verbs.add_parser(
+        "profile",
+        help="what characterises unlabelled waveform files' front end and noise",
+        description="Profile waveform files from the waveforms alone: the mean isolated pulse "
+        "(rise, fall, tail), the noise (RMS, autocorrelation, spectrum), baseline wander, pulse "
+        "heights, candidates per waveform, polarity. Writes JSON (--json), Markdown and a PNG "
+        "beside it; with --model-uri, compared with the models' training domain.",
+    )
+    profile.add_argument("files", nargs="+", help="waveform files (ROOT, HDF5, Parquet, NPZ)")
+    profile.add_argument("--json", required=True, help="the profile (JSON); .md and .png beside")
+    profile.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    profile.add_argument("--format", choices=WAVEFORM_FORMATS, help="format of every input")
+    for key in (key for keys in LOCATION_KEYS.values() for key in keys):
+        profile.add_argument(f"--{key}", help=f"as dndx infer --{key}")
+    profile.add_argument(
+        "--sampling-rate-ghz",
+        type=float,
+        help="the files' sampling rate in GS/s (default: the models', or prepare's)",
+    )
+    profile.add_argument("--polarity", choices=POLARITIES, default=POLARITIES[0])
+    profile.add_argument(
+        "--model-uri",
+        action="append",
+        help="compare with these models' training domain: a bundle directory or MLflow URIs",
+    )
+    profile.add_argument("--tracking-uri", help="the MLflow registry of --model-uri")
+    profile.add_argument("--params", type=Path, help="parameter file (default: the project's)")
+    profile.set_defaults(handler=_data_profile)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,6 +14,7 @@ command again after an interruption redoes only the chunks that are missing.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import shutil
 import signal
@@ -36,6 +37,9 @@ from prefect_dask import DaskTaskRunner
 from tqdm import tqdm
 
 from dndx.config import load_params
+from dndx.domain import DomainVerdict, describe, judge, not_judged, verdict_table
+from dndx.domain_files import profile_files
+from dndx.errors import InputError
 from dndx.inference import SKIPPED, STATUSES
 from dndx.inference_store import (
     Chunk,
@@ -56,6 +60,7 @@ from flows.infer_plan import (
     InferencePlan,
     check_replaceable,
     plan_inference,
+    summary_json_path,
     summary_path,
     tracks_path,
 )
@@ -79,6 +84,7 @@ class InferenceReport:
         warnings: what the summary warns of.
         tracks: the track table, for a run on tracks.
         n_tracks: its rows.
+        domain: per input file, its place against the training domain, in words.
     """
 
     out: Path
@@ -90,6 +96,7 @@ class InferenceReport:
     warnings: tuple[str, ...] = ()
     tracks: Path | None = None
     n_tracks: int = 0
+    domain: tuple[str, ...] = ()
 
     @property
     def waveforms_per_second(self) -> float:
@@ -320,7 +327,13 @@ def _write_outputs(
     warning = polarity_warning(
         plan.polarity, sum(r.n_polarity_contradicted for r in results), n_waveforms
     )
-    warnings = (*plan.warnings, *((warning,) if warning else ()))
+    domain = _judge_domain(plan)
+    warnings: tuple[str, ...] = (*plan.warnings, *((warning,) if warning else ()))
+    warnings += tuple(
+        f"{name} is outside the models' training domain: {describe(verdict)}"
+        for name, verdict in domain
+        if verdict.verdict == "outside"
+    )
     staging = directory / "summary"
     staging.mkdir()
     stem = staging / out.stem
@@ -338,9 +351,16 @@ def _write_outputs(
             plan.settings(),
             warnings,
             tracks,
+            ["## Training domain", "", *verdict_table(domain)],
         )
-        staged = [*figure_paths(stem), staging / summary_path(out).name]
+        staged = [
+            *figure_paths(stem),
+            staging / summary_json_path(out).name,
+            staging / summary_path(out).name,
+        ]
         staged[-1].write_text(text)
+        record = {"domain": [{"file": name, **verdict.to_dict()} for name, verdict in domain]}
+        staged[-2].write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
         if tracks is not None:
             staged.insert(0, staging / tracks_path(out).name)
             pq.write_table(pa.Table.from_pandas(tracks, preserve_index=False), staged[0])
@@ -362,7 +382,41 @@ def _write_outputs(
         warnings,
         tracks_path(out) if tracks is not None else None,
         len(tracks) if tracks is not None else 0,
+        tuple(f"{name}: {describe(verdict)}" for name, verdict in domain),
     )
+
+
+def _judge_domain(plan: InferencePlan) -> list[tuple[str, DomainVerdict]]:
+    """Per input file, its place against the models' training domain."""
+    names = [str(source.path) for source in plan.sources]
+    if plan.method == "d2":
+        verdict = not_judged(
+            "not judged", "--method d2 runs no trained model: the training domain does not apply"
+        )
+        return [(name, verdict) for name in names]
+    training = plan.training_domain
+    if training is None:
+        verdict = not_judged(
+            "unknown",
+            "the models hold no training domain (registered before dndx stored one): the "
+            "domain cannot be judged",
+        )
+        return [(name, verdict) for name in names]
+    verdicts = []
+    for name, source in zip(names, plan.sources, strict=True):
+        try:
+            profile = profile_files(
+                [source],
+                plan.sampling_rate_ghz,
+                training.config,
+                plan.bundle.candidate_threshold_sigma,
+                plan.polarity,
+            )
+        except InputError as error:
+            verdicts.append((name, not_judged("unknown", f"cannot be profiled: {error}")))
+            continue
+        verdicts.append((name, judge(profile, training)))
+    return verdicts
 
 
 def _examples(

@@ -28,6 +28,7 @@ import pyarrow as pa
 
 from dndx.bundle import BUNDLE_FILE, ModelBundle
 from dndx.config import SAMPLING_RATES_GHZ
+from dndx.domain import TrainingDomain
 from dndx.errors import DndxError, InputError
 from dndx.inference import METHODS, check_sampling_rate, minimum_length, result_schema
 from dndx.inference_store import (
@@ -59,6 +60,7 @@ __all__ = [
     "plan_inference",
     "resolve_bundle",
     "resolve_sources",
+    "summary_json_path",
     "summary_path",
     "tracks_path",
     "usable_cores",
@@ -86,6 +88,15 @@ def summary_path(out: Path) -> Path:
     'runs/results.summary.md'
     """
     return out.with_name(out.stem + ".summary.md")
+
+
+def summary_json_path(out: Path) -> Path:
+    """The machine-readable summary beside ``out``: ``<out stem>.summary.json``.
+
+    >>> summary_json_path(Path("runs/results.parquet")).as_posix()
+    'runs/results.summary.json'
+    """
+    return out.with_name(out.stem + ".summary.json")
 
 
 def tracks_path(out: Path) -> Path:
@@ -119,6 +130,8 @@ class InferencePlan:
         method: a key of :data:`dndx.inference.METHODS`.
         rate_origin: the rate each input is read at and where it comes from, in words.
         warnings: what the run warns of before it starts (inputs without waveforms).
+        training_domain: the models' training domain; None for a bundle
+            registered before it was stored.
     """
 
     sources: tuple[WaveformSource, ...]
@@ -138,6 +151,7 @@ class InferencePlan:
     method: str = field(default=METHODS[0])
     rate_origin: str = field(default="")
     warnings: tuple[str, ...] = field(default=())
+    training_domain: TrainingDomain | None = None
 
     @property
     def work_dir(self) -> Path:
@@ -317,6 +331,7 @@ def plan_inference(
         method=method,
         rate_origin=rate_origin,
         warnings=warnings,
+        training_domain=TrainingDomain.load(bundle_dir),
     )
 
 
@@ -386,8 +401,14 @@ def usable_cores() -> int:
 
 
 def _outputs(out: Path) -> list[Path]:
-    """Every file a run writes: the results, the track table, the summary and its figures."""
-    return [out, tracks_path(out), summary_path(out), *figure_paths(out.with_suffix(""))]
+    """Every file a run writes: the results, the track table, the summaries and figures."""
+    return [
+        out,
+        tracks_path(out),
+        summary_path(out),
+        summary_json_path(out),
+        *figure_paths(out.with_suffix("")),
+    ]
 
 
 def _check_out(out: Path, inputs: Sequence[str]) -> None:

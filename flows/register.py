@@ -9,7 +9,10 @@ on every compared test figure), and ``challenger`` otherwise
 (:func:`tasks.registry.decide`). The int8 pair made from it is registered
 beside it, under an alias of its own, only if it passes its gate on the same
 test waveforms.
-``reports/registry.md`` says which, and why.
+``reports/registry.md`` says which, and why. The bundle carries the training
+waveforms' domain profile (``domain.json``, :mod:`dndx.domain`), and the
+registered versions its figures as ``domain.*`` tags, so that ``dndx infer`` can
+say when its inputs lie outside the training domain.
 """
 
 from __future__ import annotations
@@ -25,11 +28,13 @@ from prefect.cache_policies import NO_CACHE
 from dndx.bundle import COUNTER_FILE, PEAK_FINDER_FILE, D2Settings, ModelBundle
 from dndx.config import PARAMS_PATH, Params, load_params
 from dndx.dataset import read_candidates
+from dndx.domain import TrainingDomain, headline
 from dndx.encoding import samples_per_bin
 from dndx.storage import atomic_directory, atomic_file
 from flows.encode import INPUTS_DIR
 from flows.evaluate import METRICS_PATH as EVALUATION_PATH
 from flows.runtime import ensure_prefect_api, project_root
+from tasks.domain import profile_training
 from tasks.quantization import quantize_if_outcomes_hold, register_quantized_pair
 from tasks.registry import (
     COUNTER_NAME,
@@ -58,8 +63,11 @@ REPORT_PATH = Path("reports/registry.md")
 
 
 @task(task_run_name="export and check parity", cache_policy=NO_CACHE)
-def export_pair(params: Params, root: Path, test: RegistryInputs) -> dict[str, float]:
-    """Write the ONNX bundle and return the largest ONNX-vs-Keras differences."""
+def export_pair(
+    params: Params, root: Path, test: RegistryInputs, domain: TrainingDomain
+) -> dict[str, float]:
+    """Write the ONNX bundle, with the training ``domain``, and return the largest
+    ONNX-vs-Keras differences."""
     from models.export import export_onnx, onnx_parity
     from models.saving import load_model
 
@@ -114,6 +122,7 @@ def export_pair(params: Params, root: Path, test: RegistryInputs) -> dict[str, f
         export_onnx(finder, tmp / PEAK_FINDER_FILE, opset=cfg.opset, metadata=metadata)
         export_onnx(counter, tmp / COUNTER_FILE, opset=cfg.opset, metadata=metadata)
         bundle.save(tmp)
+        domain.save(tmp)
         # The gate: a bundle that disagrees with Keras never reaches the registry.
         return {
             PEAK_FINDER_NAME: onnx_parity(
@@ -135,7 +144,10 @@ def register(params: Params, root: Path) -> dict[str, Any]:
     test = load_test_set(
         root / SIMULATED_DIR / "test", root / PREPARED_DIR / "test", root / INPUTS_DIR / "test"
     )
-    parity = export_pair(params, root, test)
+    domain = profile_training(
+        root / SIMULATED_DIR / "train", params.domain, params.prepare.candidate_threshold_sigma
+    )
+    parity = export_pair(params, root, test, domain)
     logger.info("ONNX parity (max |ONNX - Keras|): %s", parity)
 
     bundle_dir = root / BUNDLE_DIR
@@ -161,6 +173,7 @@ def register(params: Params, root: Path) -> dict[str, Any]:
         "onnx_opset": str(params.register.opset),
         **{f"onnx_parity.{k}": f"{v:.3g}" for k, v in parity.items()},
         **{f"val_{k}": f"{v:.4g}" for k, v in new_separation.items()},
+        **{f"domain.{k}": f"{v:.4g}" for k, v in headline(domain.profile).items()},
     }
     keras_files = {
         PEAK_FINDER_NAME: root / MODELS_DIR / "peak_finder/model.keras",

@@ -32,6 +32,7 @@ from prefect.cache_policies import NO_CACHE
 
 from dndx.bundle import COUNTER_FILE, PEAK_FINDER_FILE
 from dndx.config import Params
+from dndx.domain import DOMAIN_FILE
 from dndx.parity import matching_threshold, outcome_parity
 from dndx.simulation import WaveformSet
 from dndx.storage import atomic_directory
@@ -71,6 +72,8 @@ def quantize_bundle(
             source / PEAK_FINDER_FILE, tmp / PEAK_FINDER_FILE, weight_type=QuantType.QInt8
         )
         shutil.copy(source / COUNTER_FILE, tmp / COUNTER_FILE)
+        if (source / DOMAIN_FILE).is_file():
+            shutil.copy(source / DOMAIN_FILE, tmp / DOMAIN_FILE)
         bundle.save(tmp)
         threshold = matching_threshold(
             float_models.peak_probability(validation_windows),

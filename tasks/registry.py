@@ -3,7 +3,8 @@ promote with aliases, and fetch a registered pair back for inference.
 
 The two registered models are ``peak-finder`` and ``cluster-counter``. Each
 version carries its Keras model (with signature and input example) and, as
-run artifacts, the whole ONNX bundle (both graphs and ``bundle.json``), plus
+run artifacts, the whole ONNX bundle (both graphs, ``bundle.json`` and the training
+domain's ``domain.json``), plus
 tags linking it to its scan run, data version, git commit and parameters.
 Promotion uses the aliases ``champion`` and ``challenger``; a pair is promoted
 together, because the counter was trained on its own peak finder's output.
@@ -49,6 +50,7 @@ from dndx.config import (
     load_params,
 )
 from dndx.dataset import part_paths, read_candidates, read_prepared_waveforms, read_waveform_set
+from dndx.domain import DOMAIN_FILE, TrainingDomain
 from dndx.encoding import COUNTER_INPUT_FILE
 from dndx.errors import InputError
 from dndx.evaluation import evaluate_counting, evaluate_peaks
@@ -440,6 +442,10 @@ def fetch_bundle(model_uris: list[str], cache_dir: Path, registry: str | None = 
         )
         for file in files:
             shutil.copy(downloaded / file, staging / file)
+        # Pairs registered before the training domain was stored have none.
+        if run_id == finder_run and (downloaded / DOMAIN_FILE).is_file():
+            shutil.copy(downloaded / DOMAIN_FILE, staging / DOMAIN_FILE)
     ModelBundle.load(staging)
+    TrainingDomain.load(staging)
     staging.rename(target)
     return target

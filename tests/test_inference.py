@@ -8,6 +8,7 @@ reproducibility), not the physics performance.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import subprocess
 import sys
@@ -339,10 +340,15 @@ def test_infer_flow_on_every_format_skips_bad_waveforms_and_reproduces(
     assert f"| {paths['parquet']} | {EMPTY_EVENT} | length 0 |" in skipped
     assert skipped.count(f"| {paths['parquet']} |") == 2
     assert "input sampling rate | 1.2 GS/s, given (--sampling-rate-ghz)" in text
+    # A bundle without a training domain (registered before it was stored): unknown.
+    domain = json.loads((out.parent / "run.summary.json").read_text())["domain"]
+    assert {entry["verdict"] for entry in domain} == {"unknown"}
+    assert "the domain cannot be judged" in printed
     written = sorted(p.name for p in out.parent.iterdir())
     assert set(written) == {
         "run.parquet",
         "run.summary.md",
+        "run.summary.json",
         "run.n_clusters.png",
         "run.n_peaks.png",
         "run.examples.png",

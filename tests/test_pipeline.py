@@ -237,6 +237,24 @@ def test_the_trained_counts_agree_at_1_2_and_2_0_gs_s(trained_project: TrainedPr
     assert np.corrcoef(counts[1.2], truth[1.2])[0, 1] > 3 / np.sqrt(n_events)
 
 
+def test_the_registered_pair_carries_its_training_domain(trained_project: TrainedProject) -> None:
+    from dndx.domain import TrainingDomain
+
+    project = trained_project.path
+    domain = TrainingDomain.load(project / "data/bundle")
+    assert domain is not None and domain.profile.n_waveforms > 0
+    assert domain.profile.noise_excess == pytest.approx(1.0, abs=0.1)
+    client = MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
+    for name in ("peak-finder", "cluster-counter"):
+        tags = client.get_model_version_by_alias(name, "champion").tags
+        assert float(tags["domain.noise_excess"]) == pytest.approx(
+            domain.profile.noise_excess, rel=1e-3
+        )
+    # The demo's file, from the training simulator at another rate and polarity, is in.
+    summary = json.loads((project / "data/demo/results.summary.json").read_text())
+    assert [entry["verdict"] for entry in summary["domain"]] == ["in"]
+
+
 @pytest.mark.parametrize(
     ("section", "key", "stale"),
     [
