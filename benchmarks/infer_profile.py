@@ -155,7 +155,7 @@ def split_times(line: str, wall_s: float) -> dict[str, dict[str, float]]:
 
     >>> line = ("time: start-up 2.0 s, planning 0.5 s, prefect api 3.0 s, flow 9.0 s, "
     ...     "flow planning 0.5 s, flow cluster start-up 2.0 s, flow chunks 5.0 s, "
-    ...     "flow joining 0.3 s, flow summary 1.0 s, flow cluster shut-down, beyond the "
+    ...     "flow joining 0.3 s, flow summary 1.0 s, flow cluster shut-down beyond the "
     ...     "outputs 0.1 s; in the workers, summed: read 1.0 s, chain 7.0 s, write 0.5 s")
     >>> steps = split_times(line, 15.0)["steps_s"]
     >>> steps["chain"], steps["transfer and orchestration"], steps["exit"]
@@ -184,7 +184,7 @@ def split_times(line: str, wall_s: float) -> dict[str, dict[str, float]]:
         "transfer and orchestration": max(step["flow chunks"] - busy, 0.0),
         "joining the output": step["flow joining"],
         "summary": step["flow summary"],
-        "cluster shut-down": step.get("flow cluster shut-down, beyond the outputs", 0.0),
+        "cluster shut-down": step.get("flow cluster shut-down beyond the outputs", 0.0),
         "exit": max(
             wall_s - sum(step[k] for k in ("start-up", "planning", "prefect api", "flow")), 0
         ),

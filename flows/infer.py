@@ -205,7 +205,7 @@ def infer(
                 try:
                     report = _write_outputs(chunks, results, plan, directory, phases)
                 finally:
-                    with _timed(phases, "cluster shut-down, beyond the outputs"):
+                    with _timed(phases, "cluster shut-down beyond the outputs"):
                         closing.join()
     worker_seconds: dict[str, float] = {}
     for result in results:
