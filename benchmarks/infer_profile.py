@@ -17,7 +17,9 @@ Each repeat measures, one after the other on the same files:
    2 workers, the default chunk size) for each variant: ``--method d2`` and
    the champion (the bundle's models: ``data/bundle`` of ``make run`` when
    it is there, else untrained default topologies); its wall time and the
-   ratio to the floor of the same repeat.
+   ratio to the floor of the same repeat, and the same ratio of CPU time (the
+   command with the workers and server it waits for): on a machine that
+   others load, the CPU ratio moves less than the wall one.
 3. **The split**: the same run in a child process that times the command's
    own steps: start-up (imports, the Prefect server, the Dask cluster),
    planning, the chunks (the workers' reading, chain and writing, summed
@@ -40,6 +42,7 @@ import dataclasses
 import json
 import multiprocessing
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -99,17 +102,28 @@ def write_input(
     return paths
 
 
-def floor_seconds(paths: list[Path]) -> float:
-    """Wall time of :data:`FLOOR_SCRIPT` on ``paths``, one process on one core."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+def timed_process(command: list[str], env: dict[str, str]) -> tuple[float, float, str]:
+    """Run ``command``: its wall time, the CPU time of it and the processes it
+    waited for (workers, the Prefect server), and its standard error."""
+    cpu_before = _children_cpu_seconds()
     started = time.perf_counter()
-    subprocess.run(
-        [sys.executable, "-c", FLOOR_SCRIPT, *map(str, paths)],
-        check=True,
-        env=env,
-        stdout=subprocess.DEVNULL,
+    done = subprocess.run(
+        command, check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
     )
-    return time.perf_counter() - started
+    wall = time.perf_counter() - started
+    return wall, _children_cpu_seconds() - cpu_before, done.stderr
+
+
+def _children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def floor_seconds(paths: list[Path]) -> tuple[float, float]:
+    """Wall and CPU time of :data:`FLOOR_SCRIPT` on ``paths``, one process on one core."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+    wall, cpu, _ = timed_process([sys.executable, "-c", FLOOR_SCRIPT, *map(str, paths)], env)
+    return wall, cpu
 
 
 def infer_arguments(paths: list[Path], out: Path, bundle: Path, method: str) -> list[str]:
@@ -131,21 +145,13 @@ def infer_arguments(paths: list[Path], out: Path, bundle: Path, method: str) -> 
 
 
 def run_command(arguments: list[str]) -> dict[str, Any]:
-    """``dndx infer`` with ``arguments`` in a fresh process: its wall time and the
-    split it prints on its ``time:`` line (:func:`split_times`)."""
+    """``dndx infer`` with ``arguments`` in a fresh process: its wall and CPU time
+    and the split it prints on its ``time:`` line (:func:`split_times`)."""
     dndx = Path(sys.executable).with_name("dndx")
-    started = time.perf_counter()
-    done = subprocess.run(
-        [str(dndx), "infer", *arguments],
-        check=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "TQDM_DISABLE": "1"},
-    )
-    wall = time.perf_counter() - started
-    line = next(line for line in done.stderr.splitlines() if line.startswith("time: "))
-    return {"wall_s": round(wall, 2), **split_times(line, wall)}
+    env = {**os.environ, "TQDM_DISABLE": "1"}
+    wall, cpu, stderr = timed_process([str(dndx), "infer", *arguments], env)
+    line = next(line for line in stderr.splitlines() if line.startswith("time: "))
+    return {"wall_s": round(wall, 2), "cpu_s": round(cpu, 2), **split_times(line, wall)}
 
 
 def split_times(line: str, wall_s: float) -> dict[str, dict[str, float]]:
@@ -264,12 +270,17 @@ def measure(scratch: Path, repeats: int, variants: list[str]) -> dict[str, Any]:
     n_waveforms = N_WAVEFORMS * COPIES
     runs: list[dict[str, Any]] = []
     for repeat in range(repeats):
-        floor = floor_seconds(paths)
-        run: dict[str, Any] = {"floor_s": round(floor, 2), "load_average": os.getloadavg()[0]}
+        floor, floor_cpu = floor_seconds(paths)
+        run: dict[str, Any] = {
+            "floor_s": round(floor, 2),
+            "floor_cpu_s": round(floor_cpu, 2),
+            "load_average": os.getloadavg()[0],
+        }
         for name in variants:
             out = scratch / f"{name}.parquet"
             measured = run_command(infer_arguments(paths, out, bundle, VARIANTS[name]))
             measured["ratio_to_floor"] = round(measured["wall_s"] / floor, 2)
+            measured["cpu_ratio_to_floor"] = round(measured["cpu_s"] / floor_cpu, 2)
             run[name] = measured
             print(
                 f"repeat {repeat}: {name} {measured['wall_s']} s, floor {floor:.2f} s", flush=True
@@ -286,6 +297,10 @@ def measure(scratch: Path, repeats: int, variants: list[str]) -> dict[str, Any]:
             "floor_s": best["floor_s"],
             "ratio_to_floor": best[name]["ratio_to_floor"],
             "ratios_to_floor": [run[name]["ratio_to_floor"] for run in runs],
+            "cpu_s": best[name]["cpu_s"],
+            "floor_cpu_s": best["floor_cpu_s"],
+            "cpu_ratio_to_floor": best[name]["cpu_ratio_to_floor"],
+            "load_average": best["load_average"],
             "end_to_end_waveforms_per_second": round(n_waveforms / best[name]["wall_s"]),
             "steady_state_waveforms_per_second": steady[name],
             "steady_over_end_to_end": round(steady[name] * best[name]["wall_s"] / n_waveforms, 2),
@@ -319,6 +334,11 @@ def table(result: dict[str, Any]) -> str:
         ("whole command (wall), s", [f"{best[n]['wall_s']:.1f}" for n in names]),
         ("read-and-median floor, same repeat, s", [f"{best[n]['floor_s']:.1f}" for n in names]),
         ("**ratio to the floor**", [f"**{best[n]['ratio_to_floor']:.2f}**" for n in names]),
+        ("load average (1 min) at the repeat", [f"{best[n]['load_average']:.1f}" for n in names]),
+        (
+            "CPU time of the command / of the floor",
+            [f"{best[n]['cpu_ratio_to_floor']:.2f}" for n in names],
+        ),
         *((f"  {step}, s", [f"{best[n]['steps_s'][step]:.1f}" for n in names]) for step in steps),
         (
             "end to end, waveforms/s",
