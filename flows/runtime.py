@@ -95,6 +95,7 @@ def start_prefect_api() -> Callable[[], str]:
     # Imported here, not in the thread: two threads importing one package can deadlock.
     server = _own_session_server()
     failure: list[BaseException] = []
+    started = threading.Event()
 
     def start() -> None:
         try:
@@ -103,12 +104,16 @@ def start_prefect_api() -> Callable[[], str]:
             )
         except BaseException as error:
             failure.append(error)
+        finally:
+            started.set()
+        # The kernel's parent-death signal (die_with_parent) follows the thread that
+        # forked the server, not the process: the thread lives as long as the process.
+        threading.Event().wait()
 
-    thread = threading.Thread(target=start, name="start the Prefect server", daemon=True)
-    thread.start()
+    threading.Thread(target=start, name="start the Prefect server", daemon=True).start()
 
     def wait() -> str:
-        thread.join()
+        started.wait()
         if failure:
             raise failure[0]
         os.environ["PREFECT_API_URL"] = server.api_url
