@@ -9,18 +9,27 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
+from functools import partial
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from dndx.bundle import D2Settings, ModelBundle
 from dndx.config import load_params
-from dndx.inference import infer_waveforms, infer_waveforms_d2, minimum_length, results_table
+from dndx.inference import (
+    infer_rows,
+    infer_waveforms,
+    infer_waveforms_d2,
+    minimum_length,
+    results_table,
+)
 from dndx.labelled_writer import write_labelled
-from dndx.readers import WaveformSource, read_chunk, validate_rows
+from dndx.ragged import Ragged
+from dndx.readers import WaveformSource, read_chunk
 from dndx.simulation import simulate_range
 from flows.cli import main as cli
 from tasks.onnx_models import OnnxModels
@@ -65,19 +74,19 @@ def bundle(untrained_pair: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
 def in_process_rows(paths: list[Path], bundle: Path, method: str) -> pa.Table:
     """Every file read whole and run through the chain in this process, in order."""
     models = OnnxModels.load(bundle)
-    min_length = minimum_length(models.bundle, RATE_GHZ)
-    tables = []
-    for path in paths:
-        source = WaveformSource(path, "root", tree="sim", branch="wf_i")
-        waveforms = read_chunk(source, 0, N_WAVEFORMS[paths.index(path)])
-        ok, _ = validate_rows(waveforms.samples, min_length)
-        good = np.flatnonzero(ok)
-        samples = waveforms.samples.take(good)
+
+    def chain(samples: Ragged, rate_ghz: float) -> pd.DataFrame:
         if method == "d2":
-            results = infer_waveforms_d2(samples, RATE_GHZ, "auto", models.bundle)
-        else:
-            results = infer_waveforms(samples, RATE_GHZ, "auto", models)
-        results.insert(0, "event", good.astype(np.int64))
+            return infer_waveforms_d2(samples, rate_ghz, "auto", models.bundle)
+        return infer_waveforms(samples, rate_ghz, "auto", models)
+
+    tables = []
+    for path, n_waveforms in zip(paths, N_WAVEFORMS, strict=True):
+        source = WaveformSource(path, "root", tree="sim", branch="wf_i")
+        samples = read_chunk(source, 0, n_waveforms).samples
+        rates = np.full(n_waveforms, RATE_GHZ)
+        results = infer_rows(samples, rates, chain, partial(minimum_length, models.bundle))
+        results.insert(0, "event", np.arange(n_waveforms, dtype=np.int64))
         results.insert(0, "source_file", str(path))
         tables.append(results_table(results))
     return pa.concat_tables(tables)
