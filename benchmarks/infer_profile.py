@@ -201,20 +201,18 @@ def split_times(line: str, wall_s: float) -> dict[str, dict[str, float]]:
 _WORKER: dict[str, Any] = {}
 
 
-def _warm_worker(bundle: str, method: str, warm_chunk: Any, min_length: int) -> None:
+def _warm_worker(bundle: str, method: str, warm_chunk: Any) -> None:
     """Import the chain and open the models in this worker, on one small chunk."""
     from tasks.inference import infer_chunk
 
-    _WORKER.update(bundle=bundle, method=method, min_length=min_length)
-    infer_chunk.fn(warm_chunk, bundle, "auto", RATE_GHZ, min_length, "cpu", method)
+    _WORKER.update(bundle=bundle, method=method)
+    infer_chunk.fn(warm_chunk, bundle, "auto", RATE_GHZ, "cpu", method)
 
 
 def _run_chunk(chunk: Any) -> int:
     from tasks.inference import infer_chunk
 
-    result = infer_chunk.fn(
-        chunk, _WORKER["bundle"], "auto", RATE_GHZ, _WORKER["min_length"], "cpu", _WORKER["method"]
-    )
+    result = infer_chunk.fn(chunk, _WORKER["bundle"], "auto", RATE_GHZ, "cpu", _WORKER["method"])
     return int(result.n_entries)
 
 
@@ -223,8 +221,6 @@ def steady_state(paths: list[Path], bundle: Path, method: str, scratch: Path) ->
     own chunk, run the chain, write the part) on :data:`WORKERS` processes with the
     chain imported and the models open: the command without Prefect, Dask,
     planning, joining or summary."""
-    from dndx.bundle import ModelBundle
-    from dndx.inference import minimum_length
     from dndx.inference_store import plan_chunks
     from dndx.readers import WaveformSource, count_waveforms
 
@@ -233,12 +229,11 @@ def steady_state(paths: list[Path], bundle: Path, method: str, scratch: Path) ->
     sources = [WaveformSource(p, "root", tree="sim", branch=BRANCH) for p in paths]
     chunks = plan_chunks(sources, [count_waveforms(s) for s in sources], CHUNK_SIZE, directory)
     warm = dataclasses.replace(chunks[0], stop=100, path=directory / "warm")
-    min_length = minimum_length(ModelBundle.load(bundle), RATE_GHZ)
     with concurrent.futures.ProcessPoolExecutor(
         WORKERS,
         mp_context=multiprocessing.get_context("spawn"),
         initializer=_warm_worker,
-        initargs=(str(bundle), method, warm, min_length),
+        initargs=(str(bundle), method, warm),
     ) as pool:
         started = time.perf_counter()
         n_waveforms = sum(pool.map(_run_chunk, chunks))
