@@ -47,6 +47,7 @@ lint: setup
 benchmark: setup
 	$(BIN)/python -m benchmarks.simulate
 	$(BIN)/python -m benchmarks.infer
+	$(BIN)/python -m benchmarks.infer_profile
 	$(BIN)/python -m benchmarks.scan
 	$(BIN)/python -m benchmarks.training
 

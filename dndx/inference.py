@@ -204,13 +204,15 @@ def _saturated(samples: Ragged, polarity: NDArray[np.int8]) -> NDArray[np.bool_]
     starts = samples.offsets[:-1]
     signed = samples.values * np.repeat(polarity, samples.lengths)
     extreme = np.maximum.reduceat(signed, starts) if len(samples.values) else signed[:0]
-    at_extreme = signed == np.repeat(extreme, samples.lengths)
+    # Few samples sit at their row's extreme: a run is ``run`` of them in a row,
+    # sorted positions ``run - 1`` apart within one row.
+    at_extreme = np.flatnonzero(signed == np.repeat(extreme, samples.lengths))
     run = SATURATION_SAMPLES
-    held = np.concatenate([[0], np.cumsum(at_extreme)])
-    rows = samples.row_index()
-    first = np.arange(max(len(signed) - run + 1, 0))
-    full = (held[first + run] - held[first] == run) & (rows[first] == rows[first + run - 1])
-    return np.bincount(rows[first[full]], minlength=len(samples)) > 0
+    n_runs = max(len(at_extreme) - run + 1, 0)
+    rows = np.searchsorted(samples.offsets, at_extreme, side="right") - 1
+    first, last = at_extreme[:n_runs], at_extreme[run - 1 :]
+    full = (last - first == run - 1) & (rows[:n_runs] == rows[run - 1 :])
+    return np.bincount(rows[:n_runs][full], minlength=len(samples)) > 0
 
 
 def _flat(samples: Ragged) -> NDArray[np.bool_]:

@@ -100,12 +100,16 @@ class ChunkResult:
         statuses: rows of each status (:data:`dndx.inference.STATUSES`).
         n_polarity_contradicted: rows whose polarity, read off the waveform,
             is not the one given.
+        seconds: where the worker's time went: ``read`` (waiting for the
+            reader, beyond what overlapped the chain), ``chain`` and ``write``;
+            a measurement, not a result, so left out of comparisons.
     """
 
     n_waveforms: int
     bad_rows: tuple[tuple[int, str], ...] = ()
     statuses: Mapping[str, int] = field(default_factory=dict)
     n_polarity_contradicted: int = 0
+    seconds: Mapping[str, float] = field(default_factory=dict, compare=False)
 
     @property
     def n_entries(self) -> int:
@@ -172,6 +176,8 @@ def finished_result(chunk: Chunk) -> ChunkResult | None:
         bad_rows=tuple((int(event), str(reason)) for event, reason in raw["bad_rows"]),
         statuses={str(k): int(v) for k, v in raw["statuses"].items()},
         n_polarity_contradicted=int(raw["n_polarity_contradicted"]),
+        # Records of a release before the timings have none.
+        seconds={str(k): float(v) for k, v in raw.get("seconds", {}).items()},
     )
 
 

@@ -36,7 +36,7 @@ import functools
 import queue
 import threading
 import zipfile
-from collections.abc import Callable, Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any, cast
@@ -256,7 +256,9 @@ class _OpenSource:
     that the source's column of that key holds one number per entry beside the
     waveforms and returns the reader of its entries ``[start, stop)``; it
     raises :class:`~dndx.errors.InputError` naming the file and the column
-    otherwise.
+    otherwise. ``boundaries`` are the entries where the file's units of
+    storage start (ROOT baskets), each decompressed whole however few of its
+    entries are read; empty where a read costs only its own entries.
     """
 
     source: WaveformSource
@@ -264,6 +266,7 @@ class _OpenSource:
     read: Callable[[int, int], Ragged]
     iterate: Callable[[int], Iterator[Ragged]]
     per_waveform: Callable[[str], Callable[[int, int], NDArray]]
+    boundaries: tuple[int, ...] = ()
 
 
 def resolve_source(source: WaveformSource) -> WaveformSource:
@@ -421,8 +424,12 @@ def read_chunk(source: WaveformSource, start: int, stop: int) -> WaveformChunk:
 def read_ahead(
     source: WaveformSource, start: int, stop: int, block_size: int
 ) -> Generator[WaveformChunk, None, None]:
-    """Entries ``[start, stop)`` of ``source`` as consecutive blocks of at most
+    """Entries ``[start, stop)`` of ``source`` as consecutive blocks of about
     ``block_size``, each read in a thread while the caller works on the one before.
+
+    A block ends where one of the file's units of storage (a ROOT basket) does,
+    the first at or after ``block_size`` entries (or at ``stop``), so that no
+    unit is decompressed twice (see :func:`_blocks`).
 
     Reading overlaps compute, and memory holds two blocks at most: the
     caller's and the next. The file is opened once, in the thread, and closed
@@ -453,11 +460,11 @@ def _read_ahead(
         try:
             with _open(source) as opened:
                 _check_range(opened, start, stop)
-                for first in range(start, stop, block_size):
+                for first, last in _blocks(start, stop, block_size, opened.boundaries):
                     may_read.acquire()
                     if closed.is_set():
                         return
-                    blocks.put(_read_range(opened, first, min(first + block_size, stop)))
+                    blocks.put(_read_range(opened, first, last))
             blocks.put(_DONE)
         except BaseException as error:
             # Raised in the caller, where it takes the block that failed.
@@ -475,6 +482,30 @@ def _read_ahead(
         closed.set()
         may_read.release()
         reader.join()
+
+
+def _blocks(
+    start: int, stop: int, block_size: int, boundaries: Sequence[int]
+) -> Iterator[tuple[int, int]]:
+    """``[start, stop)`` as consecutive ranges of at least ``block_size`` entries
+    (the last may be shorter), each ending on the first of ``boundaries`` at or
+    after ``block_size`` entries, or at ``stop``.
+
+    >>> list(_blocks(0, 2000, 512, [0, 1000, 2000]))
+    [(0, 1000), (1000, 2000)]
+    >>> list(_blocks(150, 1000, 300, [0, 100, 200, 300, 400, 500, 600, 700, 800, 900]))
+    [(150, 500), (500, 800), (800, 1000)]
+    >>> list(_blocks(0, 5, 2, []))
+    [(0, 2), (2, 4), (4, 5)]
+    """
+    ends = np.asarray(boundaries, dtype=np.int64)
+    first = start
+    while first < stop:
+        last = first + block_size
+        after = ends[ends >= last]
+        last = min(int(after[0]) if len(after) else last, stop)
+        yield first, last
+        first = last
 
 
 def _check_range(opened: _OpenSource, start: int, stop: int) -> None:
@@ -714,12 +745,16 @@ def _open_root(source: WaveformSource, stack: contextlib.ExitStack) -> _OpenSour
 
         return read_numbers
 
+    with _library_errors(path, _unreadable(where)):
+        # A TTree branch's baskets; an RNTuple field has no such list.
+        baskets = tuple(int(e) for e in getattr(tree[branch], "entry_offsets", ()))
     return _OpenSource(
         replace(source, tree=tree_name, branch=branch),
         n_events,
         read,
         functools.partial(_iterate_ranges, read, n_events),
         per_waveform,
+        baskets,
     )
 
 

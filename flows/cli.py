@@ -97,12 +97,16 @@ def _print_separation(separation: dict[str, Any]) -> None:
 
 
 def _infer(args: argparse.Namespace) -> None:
+    import time
+
     from dndx.inference_store import output_lock
     from flows.infer_plan import check_replaceable, plan_inference, usable_cores
 
     if args.workers is None:
         args.workers = min(2, usable_cores())
 
+    steps = {"start-up": time.time() - _process_started()}
+    started = time.perf_counter()
     locations = {key: getattr(args, key) for key in ("tree", "branch", "dataset", "column")}
     # Every check runs before Prefect and Dask start, so a mistake returns at once.
     plan = plan_inference(
@@ -125,6 +129,7 @@ def _infer(args: argparse.Namespace) -> None:
         args.sampling_rate_branch,
         args.wait,
     )
+    steps["planning"] = time.perf_counter() - started
     _create_parent(plan.out, "--out: ")
     with output_lock(plan.out, args.wait, lambda line: print(f"dndx: {line}", file=sys.stderr)):
         check_replaceable(plan)
@@ -147,7 +152,7 @@ def _infer(args: argparse.Namespace) -> None:
             file=sys.stderr,
         )
         try:
-            report = _run_infer_flow(args)
+            report = _run_infer_flow(args, steps)
         except KeyboardInterrupt:
             n_done = len(list(plan.work_dir.glob("*.json")))
             kept = (
@@ -170,17 +175,42 @@ def _infer(args: argparse.Namespace) -> None:
         print(f"training domain: {line}")
     for warning in report.warnings:
         print(f"warning: {warning}")
+    steps |= {f"flow {name}": seconds for name, seconds in report.phase_seconds.items()}
+    worker = ", ".join(f"{name} {s:.1f} s" for name, s in report.worker_seconds.items())
+    print(
+        "time: "
+        + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in steps.items())
+        + f"; in the workers, summed: {worker or 'none'}",
+        file=sys.stderr,
+    )
 
 
-def _run_infer_flow(args: argparse.Namespace) -> Any:
-    from flows.runtime import ensure_prefect_api, quiet_prefect_console
+def _process_started() -> float:
+    """When this process started (seconds since the epoch): its start-up, imports
+    included, is part of what a user waits for."""
+    import psutil
 
-    ensure_prefect_api()
+    return float(psutil.Process().create_time())
+
+
+def _run_infer_flow(args: argparse.Namespace, steps: dict[str, float]) -> Any:
+    """The inference flow of ``args``; adds the wall time of the Prefect API's
+    start and of the flow to ``steps``."""
+    import time
+
+    started = time.perf_counter()
+    from flows.runtime import quiet_prefect_console, start_prefect_api
+
+    wait_for_api = start_prefect_api()
     if not args.verbose:
         quiet_prefect_console()
+    # Imported while the server boots in its own process.
     from flows.infer import infer
 
-    return infer(
+    wait_for_api()
+    steps["prefect api"] = time.perf_counter() - started
+    started = time.perf_counter()
+    report = infer(
         inputs=args.inputs,
         out=args.out,
         fmt=args.format,
@@ -203,6 +233,8 @@ def _run_infer_flow(args: argparse.Namespace) -> Any:
         path_column=args.path_column,
         rate_column=args.sampling_rate_branch,
     )
+    steps["flow"] = time.perf_counter() - started
+    return report
 
 
 def _plain(error: Exception) -> str:

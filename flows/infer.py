@@ -9,6 +9,8 @@ a track column) also a table of one row per track with its dN/dx. The output and
 summary appear only once complete; the chunks live in a hidden work directory
 beside the output (:mod:`dndx.inference_store`), so that running the same
 command again after an interruption redoes only the chunks that are missing.
+The cluster shuts down while the outputs are written, and the report says
+where the run's wall time went (:attr:`InferenceReport.phase_seconds`).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, cast
@@ -85,6 +87,12 @@ class InferenceReport:
         tracks: the track table, for a run on tracks.
         n_tracks: its rows.
         domain: per input file, its place against the training domain, in words.
+        phase_seconds: wall time of each step of the run, in order: planning,
+            cluster start-up, chunks, the training-domain verdicts, joining the
+            parts into ``out``, summary,
+            and the cluster's shut-down beyond the outputs (it overlaps them).
+        worker_seconds: the chunks' time in the workers, summed over chunks:
+            ``read`` (waiting for the reader), ``chain``, ``write``.
     """
 
     out: Path
@@ -97,6 +105,8 @@ class InferenceReport:
     tracks: Path | None = None
     n_tracks: int = 0
     domain: tuple[str, ...] = ()
+    phase_seconds: dict[str, float] = field(default_factory=dict)
+    worker_seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def waveforms_per_second(self) -> float:
@@ -164,27 +174,29 @@ def infer(
         DndxError: a bad setting or output path; another run writes ``out``.
     """
     logger = get_run_logger()
+    phases: dict[str, float] = {}
     locations = {"tree": tree, "branch": branch, "dataset": dataset, "column": column}
-    plan = plan_inference(
-        inputs,
-        out,
-        fmt,
-        {**locations, "array": array},
-        sampling_rate_ghz,
-        polarity,
-        model_uris,
-        workers,
-        chunk_size,
-        model_cache_dir,
-        device,
-        overwrite,
-        tracking_uri,
-        method,
-        track_column,
-        path_column,
-        rate_column,
-        wait,
-    )
+    with _timed(phases, "planning"):
+        plan = plan_inference(
+            inputs,
+            out,
+            fmt,
+            {**locations, "array": array},
+            sampling_rate_ghz,
+            polarity,
+            model_uris,
+            workers,
+            chunk_size,
+            model_cache_dir,
+            device,
+            overwrite,
+            tracking_uri,
+            method,
+            track_column,
+            path_column,
+            rate_column,
+            wait,
+        )
     _log_plan(plan)
     started = time.perf_counter()
     plan.out.parent.mkdir(parents=True, exist_ok=True)
@@ -192,9 +204,27 @@ def infer(
         check_replaceable(plan)
         with _work_directory(plan) as directory:
             chunks = plan_chunks(plan.sources, plan.counts, plan.chunk_size, directory)
-            results = _run_chunks(chunks, plan)
-            report = _write_outputs(chunks, results, plan, directory)
-    report = dataclasses.replace(report, seconds=time.perf_counter() - started)
+            with ExitStack() as cluster:
+                results = _run_chunks(chunks, plan, phases, cluster)
+                # Workers stop one by one, for seconds, and the outputs need none
+                # of them: the cluster shuts down while they are written.
+                closing = threading.Thread(target=cluster.close, name="close the cluster")
+                closing.start()
+                try:
+                    report = _write_outputs(chunks, results, plan, directory, phases)
+                finally:
+                    with _timed(phases, "cluster shut-down beyond the outputs"):
+                        closing.join()
+    worker_seconds: dict[str, float] = {}
+    for result in results:
+        for step, seconds in result.seconds.items():
+            worker_seconds[step] = worker_seconds.get(step, 0.0) + seconds
+    report = dataclasses.replace(
+        report,
+        seconds=time.perf_counter() - started,
+        phase_seconds=phases,
+        worker_seconds=worker_seconds,
+    )
     for warning in report.warnings:
         logger.warning(warning)
     logger.info(
@@ -208,6 +238,16 @@ def infer(
         report.summary,
     )
     return report
+
+
+@contextmanager
+def _timed(phases: dict[str, float], name: str) -> Iterator[None]:
+    """Add the block's wall time to ``phases[name]``."""
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        phases[name] = phases.get(name, 0.0) + time.perf_counter() - started
 
 
 def _log_plan(plan: InferencePlan) -> None:
@@ -261,17 +301,22 @@ def _local_cluster(workers: int) -> Iterator[TaskRunner[Any]]:
         yield runner
 
 
-def _run_chunks(chunks: list[Chunk], plan: InferencePlan) -> list[ChunkResult]:
+def _run_chunks(
+    chunks: list[Chunk], plan: InferencePlan, phases: dict[str, float], cluster: ExitStack
+) -> list[ChunkResult]:
     """Run every chunk not finished by an earlier, interrupted run on a local Dask
-    cluster; all results in chunk order."""
+    cluster that ``cluster`` closes; all results in chunk order. The wall time of
+    the cluster's start-up and of the chunks are added to ``phases``."""
     results: list[ChunkResult | None] = [finished_result(chunk) for chunk in chunks]
     n_done = sum(r is not None for r in results)
     if n_done:
         get_run_logger().info(
             "resuming: %d of %d chunks are done from an earlier run", n_done, len(chunks)
         )
+    with _timed(phases, "cluster start-up"):
+        runner = cluster.enter_context(_local_cluster(plan.workers))
     with (
-        _local_cluster(plan.workers) as runner,
+        _timed(phases, "chunks"),
         tqdm(total=plan.n_entries, unit="wf", unit_scale=True, desc="infer", disable=None) as bar,
     ):
         bar.update(sum(r.n_entries for r in results if r is not None))
@@ -313,10 +358,15 @@ def polarity_warning(polarity: str, n_contradicted: int, n_waveforms: int) -> st
 
 
 def _write_outputs(
-    chunks: list[Chunk], results: list[ChunkResult], plan: InferencePlan, directory: Path
+    chunks: list[Chunk],
+    results: list[ChunkResult],
+    plan: InferencePlan,
+    directory: Path,
+    phases: dict[str, float],
 ) -> InferenceReport:
     """Join the chunk parts into the output and write the summary beside it; the
-    summary is staged first, so that nothing appears unless everything is written."""
+    summary is staged first, so that nothing appears unless everything is written.
+    The wall time of the joining and of the summary are added to ``phases``."""
     out = plan.out
     skipped = [
         (str(chunk.source.path), event, reason)
@@ -327,7 +377,8 @@ def _write_outputs(
     warning = polarity_warning(
         plan.polarity, sum(r.n_polarity_contradicted for r in results), n_waveforms
     )
-    domain = _judge_domain(plan)
+    with _timed(phases, "domain"):
+        domain = _judge_domain(plan)
     warnings: tuple[str, ...] = (*plan.warnings, *((warning,) if warning else ()))
     warnings += tuple(
         f"{name} is outside the models' training domain: {describe(verdict)}"
@@ -338,38 +389,40 @@ def _write_outputs(
     staging.mkdir()
     stem = staging / out.stem
     with atomic_file(out) as tmp_out:
-        columns = join_chunks(chunks, tmp_out, plan.key, plan.result_schema)
-        columns = columns[columns["status"] != SKIPPED]
-        examples = _examples(chunks, columns, plan.sampling_rate_ghz)
-        tracks = counted_tracks(columns) if plan.on_tracks else None
-        text = summarise(
-            columns.drop(columns=["chunk", "row"]),
-            examples,
-            skipped,
-            [str(source.path) for source in plan.sources],
-            stem,
-            plan.settings(),
-            warnings,
-            tracks,
-            ["## Training domain", "", *verdict_table(domain)],
-        )
-        staged = [
-            *figure_paths(stem),
-            staging / summary_json_path(out).name,
-            staging / summary_path(out).name,
-        ]
-        staged[-1].write_text(text)
-        record = {"domain": [{"file": name, **verdict.to_dict()} for name, verdict in domain]}
-        staged[-2].write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
-        if tracks is not None:
-            staged.insert(0, staging / tracks_path(out).name)
-            pq.write_table(pa.Table.from_pandas(tracks, preserve_index=False), staged[0])
-        else:
-            # A track table of an earlier run that this one replaces would
-            # otherwise sit beside results it does not describe.
-            tracks_path(out).unlink(missing_ok=True)
-        for path in staged:
-            os.replace(path, out.with_name(path.name))
+        with _timed(phases, "joining"):
+            columns = join_chunks(chunks, tmp_out, plan.key, plan.result_schema)
+            columns = columns[columns["status"] != SKIPPED]
+        with _timed(phases, "summary"):
+            examples = _examples(chunks, columns, plan.sampling_rate_ghz)
+            tracks = counted_tracks(columns) if plan.on_tracks else None
+            text = summarise(
+                columns.drop(columns=["chunk", "row"]),
+                examples,
+                skipped,
+                [str(source.path) for source in plan.sources],
+                stem,
+                plan.settings(),
+                warnings,
+                tracks,
+                ["## Training domain", "", *verdict_table(domain)],
+            )
+            staged = [
+                *figure_paths(stem),
+                staging / summary_json_path(out).name,
+                staging / summary_path(out).name,
+            ]
+            staged[-1].write_text(text)
+            record = {"domain": [{"file": name, **verdict.to_dict()} for name, verdict in domain]}
+            staged[-2].write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+            if tracks is not None:
+                staged.insert(0, staging / tracks_path(out).name)
+                pq.write_table(pa.Table.from_pandas(tracks, preserve_index=False), staged[0])
+            else:
+                # A track table of an earlier run that this one replaces would
+                # otherwise sit beside results it does not describe.
+                tracks_path(out).unlink(missing_ok=True)
+            for path in staged:
+                os.replace(path, out.with_name(path.name))
     counts = columns["status"].value_counts()
     statuses = {status: int(counts[status]) for status in STATUSES if status in counts}
     return InferenceReport(

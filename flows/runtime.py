@@ -18,6 +18,8 @@ import dataclasses
 import functools
 import logging
 import os
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 from urllib.parse import urlparse
@@ -39,6 +41,7 @@ __all__ = [
     "local_cluster_kwargs",
     "project_root",
     "quiet_prefect_console",
+    "start_prefect_api",
     "worker_environment",
 ]
 
@@ -72,19 +75,51 @@ def configured_prefect_api() -> str:
 def ensure_prefect_api() -> str:
     """The Prefect API URL this process and its children use, starting a temporary
     server on loopback when none is configured."""
+    return start_prefect_api()()
+
+
+def start_prefect_api() -> Callable[[], str]:
+    """:func:`ensure_prefect_api` begun: a temporary server, where one is needed,
+    boots in its own process while the caller goes on (imports, starting work
+    that needs no API yet). Returns the wait for the API, which gives its URL and
+    raises what the start raised."""
     url = configured_prefect_api()
     if url:
         check_reachable(url, "the Prefect API (PREFECT_API_URL)")
         # Children (Dask workers, DVC stage commands) inherit the environment.
         os.environ["PREFECT_API_URL"] = url
-        return url
+        return lambda: url
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
     # Telemetry writes to the SQLite file while flows do and only adds lock contention.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # Imported here, not in the thread: two threads importing one package can deadlock.
     server = _own_session_server()
-    server.start(timeout=int(os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"]))
-    os.environ["PREFECT_API_URL"] = server.api_url
-    return server.api_url
+    failure: list[BaseException] = []
+    started = threading.Event()
+
+    def start() -> None:
+        try:
+            server.start(
+                timeout=int(os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"])
+            )
+        except BaseException as error:
+            failure.append(error)
+        finally:
+            started.set()
+        # The kernel's parent-death signal (die_with_parent) follows the thread that
+        # forked the server, not the process: the thread lives as long as the process.
+        threading.Event().wait()
+
+    threading.Thread(target=start, name="start the Prefect server", daemon=True).start()
+
+    def wait() -> str:
+        started.wait()
+        if failure:
+            raise failure[0]
+        os.environ["PREFECT_API_URL"] = server.api_url
+        return str(server.api_url)
+
+    return wait
 
 
 def die_with_parent() -> None:

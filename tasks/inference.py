@@ -8,6 +8,7 @@ is computed, and returns only counts (a :class:`~dndx.inference_store.ChunkResul
 from __future__ import annotations
 
 import functools
+import time
 from typing import Any
 
 import numpy as np
@@ -94,7 +95,11 @@ def infer_chunk(
         run = functools.partial(
             _infer_lstm, polarity=polarity, models=load_models(bundle_dir, device)
         )
+    seconds = dict.fromkeys(("read", "chain", "write"), 0.0)
+    started = time.perf_counter()
     for waveforms in read_ahead(chunk.source, chunk.start, chunk.stop, read_block):
+        seconds["read"] += time.perf_counter() - started
+        started = time.perf_counter()
         samples = waveforms.samples
         rates = waveforms.sampling_rate_ghz
         if rates is None:
@@ -107,9 +112,14 @@ def infer_chunk(
         if waveforms.path_cm is not None:
             results["path_cm"] = waveforms.path_cm
         parts.append(results)
+        seconds["chain"] += time.perf_counter() - started
+        started = time.perf_counter()
+    seconds["read"] += time.perf_counter() - started
+    started = time.perf_counter()
     results = pd.concat(parts, ignore_index=True)
     with atomic_file(chunk.path) as tmp:
         pq.write_table(results_table(results), tmp)
+    seconds["write"] = time.perf_counter() - started
     skipped = results["status"] == SKIPPED
     processed = results[~skipped]
     contradicted = processed["status"] == "polarity_contradicted"
@@ -123,6 +133,7 @@ def infer_chunk(
         ),
         statuses={str(k): int(v) for k, v in processed["status"].value_counts().items()},
         n_polarity_contradicted=int(contradicted.sum()),
+        seconds=seconds,
     )
 
 
