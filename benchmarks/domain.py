@@ -29,7 +29,7 @@ are not measured yet: their places in the JSON are empty, not estimated.
     python -m benchmarks.domain OUT_DIR [--model-uri data/bundle] [--n-waveforms 2000]
         [--n-tune 1000] [--n-tracks 40]
 
-Writes ``benchmarks/results/domain.json`` and ``domain.md``.
+Writes ``benchmarks/results/domain.json`` and ``benchmarks/results/domain.md``.
 """
 
 from __future__ import annotations
@@ -369,8 +369,9 @@ def main() -> None:
     args = parser.parse_args()
     result = measure(args.out_dir, args.model_uri, args.n_waveforms, args.n_tune, args.n_tracks)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "domain.json").write_text(json.dumps(result, indent=2) + "\n")
-    (RESULTS / "domain.md").write_text(markdown(result))
+    stem = RESULTS / "domain"
+    stem.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+    stem.with_suffix(".md").write_text(markdown(result))
     print(markdown(result))
 
 
