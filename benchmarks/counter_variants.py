@@ -8,7 +8,7 @@ each is also reported calibrated (``train_cluster_counter.calibrate``, the map
 fitted on validation). Per variant: the per-waveform figures on the test split
 (bias, RMS / √N, linearity slope) and, for π / K at every momentum, the
 track-level S / S_Poisson on the test tracks and on the validation tracks
-(:mod:`dndx.track_evaluation`). The peak finder, and so the peak
+(:mod:`dndx.scoring.track_evaluation`). The peak finder, and so the peak
 efficiency×purity, is the run's own for every variant.
 
 The track cells are counted once (candidates, peak finder, counter inputs, the
@@ -40,17 +40,17 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
+from dndx.chain.encoding import COUNTER_INPUT_FILE, clusters_per_bin, samples_per_bin
 from dndx.config import Params, load_params
-from dndx.counter_training import fit_calibration
-from dndx.dataset import part_paths, read_waveform_set
-from dndx.encoding import COUNTER_INPUT_FILE, clusters_per_bin, samples_per_bin
-from dndx.evaluation import BaselineTuning
-from dndx.labels import expected_peaks
-from dndx.metrics import counting_metrics
-from dndx.preparation import peak_delay_ns
+from dndx.io.dataset import part_paths, read_waveform_set
 from dndx.ragged import Ragged
-from dndx.separation import separation_table, track_table
-from dndx.track_evaluation import TRUTH, count_track_cells, evaluate_tracks
+from dndx.scoring.evaluation import BaselineTuning
+from dndx.scoring.metrics import counting_metrics
+from dndx.scoring.separation import separation_table, track_table
+from dndx.scoring.track_evaluation import TRUTH, count_track_cells, evaluate_tracks
+from dndx.training.counter_training import fit_calibration
+from dndx.truth.labels import expected_peaks
+from dndx.waveforms import peak_delay_ns
 
 RESULTS = Path(__file__).parent / "results"
 #: The variants: ``cluster_counter.output`` and ``train_cluster_counter.target_weighting``.

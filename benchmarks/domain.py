@@ -14,14 +14,14 @@ the labelled reader as a user's files would be, and scored per waveform:
   training domain's validation split);
 - ``d2_retuned``: the D2 chain with its thresholds and clusterization window
   tuned on the domain's labelled tuning file, as the evaluation tunes them on
-  the training domain's validation split (:mod:`dndx.baselines`).
+  the training domain's validation split (:mod:`dndx.chain.baselines`).
 
 Beside the per-waveform figures, each method's π/K separation at 10 GeV/c on
 tracks of the domain (``--n-tracks`` of each particle, the ``tracks`` section's
 cells with the domain's front end, simulated in memory), S / S_Poisson with its
-error (:func:`dndx.separation.mean_separation_ratio`).
+error (:func:`dndx.scoring.separation.mean_separation_ratio`).
 
-The front-end draws come from a child stream (``dndx.simulation``), so every
+The front-end draws come from a child stream (``dndx.simulation.generator``), so every
 domain holds the same tracks and electrons; only the gain domain's Polya shape
 draws other gains. The adaptation methods and the oracle (issue 19, items 4-6)
 are not measured yet: their places in the JSON are empty, not estimated.
@@ -46,20 +46,22 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from benchmarks.machine import cpu_model
-from dndx.baselines import d2_peaks, time_clusterize, tune_d2, tune_time_clusterization
-from dndx.bundle import D2Settings, ModelBundle
+from dndx.chain.baselines import d2_peaks, time_clusterize
+from dndx.chain.bundle import D2Settings, ModelBundle
+from dndx.chain.preprocessing import normalise
 from dndx.config import Params, Range, SimulationConfig, load_params
 from dndx.errors import InputError
-from dndx.evaluation import align_by_id, evaluate_counting, evaluate_peaks
-from dndx.labelled import LabelledLayout, count_entries, read_labelled
-from dndx.labelled_writer import write_labelled
-from dndx.preparation import prepare_waveforms
-from dndx.preprocessing import normalise
+from dndx.io.labelled import LabelledLayout, count_entries, read_labelled
+from dndx.io.labelled_writer import write_labelled
 from dndx.ragged import Ragged
-from dndx.report import markdown_table
-from dndx.separation import mean_separation_ratio
-from dndx.simulation import WaveformSet, simulate_range
-from dndx.tracks import simulate_tracks, track_sets
+from dndx.reporting.tables import markdown_table
+from dndx.scoring.evaluation import align_by_id, evaluate_counting, evaluate_peaks
+from dndx.scoring.separation import mean_separation_ratio
+from dndx.scoring.tuning import tune_d2, tune_time_clusterization
+from dndx.simulation.generator import simulate_range
+from dndx.simulation.tracks import simulate_tracks, track_sets
+from dndx.truth.preparation import prepare_waveforms
+from dndx.waveforms import WaveformSet
 from tasks.registry import SEPARATION, score_bundle, score_separation
 
 RESULTS = Path(__file__).parent / "results"

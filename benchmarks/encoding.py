@@ -18,7 +18,7 @@ import keras
 import numpy as np
 
 from dndx.config import load_params
-from dndx.metrics import counting_metrics
+from dndx.scoring.metrics import counting_metrics
 from models import build_cluster_counter
 
 RESULTS = Path(__file__).parent / "results" / "encoding.json"

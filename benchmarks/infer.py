@@ -16,12 +16,12 @@ samples a waveform, resampled to the models' 1.5 GS/s):
    with the same models in Keras, ``model.predict`` at batches of 4096
    windows and 64 waveforms, and at its default batch of 32; and as the D2
    baseline (``dndx infer --method d2``'s chain,
-   :func:`dndx.inference.infer_waveforms_d2`, with the bundle's tuned
+   :func:`dndx.chain.inference.infer_waveforms_d2`, with the bundle's tuned
    settings). The ONNX chain also runs as its variants: the int8 pair
    (:func:`tasks.quantization.quantize_bundle`), the float pair behind the
    recall-safe candidate pre-selection (the window-spread threshold chosen on
    simulated validation waveforms with
-   :func:`dndx.preselection.recall_safe_threshold`), and both together, the
+   :func:`dndx.chain.preselection.recall_safe_threshold`), and both together, the
    ``fast`` pair a default ``make run`` registers when it passes its gate.
    Ratios are reported, each variant's test figures
    (:func:`tasks.registry.score_bundle` on simulated test waveforms) beside
@@ -78,21 +78,16 @@ import psutil  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
 from benchmarks.machine import best_seconds, cpu_model  # noqa: E402
-from dndx.bundle import D2Settings, ModelBundle  # noqa: E402
+from dndx.chain.bundle import D2Settings, ModelBundle  # noqa: E402
+from dndx.chain.inference import PeakModels, infer_waveforms, infer_waveforms_d2, results_table  # noqa: E402
+from dndx.chain.preprocessing import normalise, validate_rows  # noqa: E402
+from dndx.chain.preselection import recall_safe_threshold, window_spread  # noqa: E402
 from dndx.config import (  # noqa: E402
     load_params,
 )
-from dndx.inference import (  # noqa: E402
-    PeakModels,
-    infer_waveforms,
-    infer_waveforms_d2,
-    results_table,
-)
-from dndx.preparation import prepare_waveforms  # noqa: E402
-from dndx.preprocessing import normalise  # noqa: E402
-from dndx.preselection import recall_safe_threshold, window_spread  # noqa: E402
-from dndx.readers import WaveformSource, read_chunk, validate_rows  # noqa: E402
-from dndx.simulation import simulate_range  # noqa: E402
+from dndx.io.readers import WaveformSource, read_chunk  # noqa: E402
+from dndx.simulation.generator import simulate_range  # noqa: E402
+from dndx.truth.preparation import prepare_waveforms  # noqa: E402
 from tasks.onnx_models import OnnxModels  # noqa: E402
 from tasks.quantization import quantize_bundle  # noqa: E402
 from tasks.registry import score_bundle  # noqa: E402
@@ -179,7 +174,7 @@ def write_waveforms(path: Path, n_waveforms: int) -> None:
 
 
 class KerasModels:
-    """The Keras originals behind the :class:`~dndx.inference.PeakModels` protocol."""
+    """The Keras originals behind the :class:`~dndx.chain.inference.PeakModels` protocol."""
 
     def __init__(self, directory: Path, window_batch: int = 4096, counter_batch: int = 64) -> None:
         from models.saving import load_model

@@ -1,7 +1,7 @@
 """Inference with ONNX Runtime's CUDA provider beside its CPU provider.
 
 The registered bundle (``data/bundle`` after ``make run``) runs the inference
-chain of :func:`dndx.inference.infer_waveforms` on simulated waveforms at
+chain of :func:`dndx.chain.inference.infer_waveforms` on simulated waveforms at
 1.2 GS/s in one process: the numpy stages (baseline, candidates, windows,
 encoding) on one CPU core, the two models on the provider under test. The models
 are also timed alone, over batch sizes, to show where the GPU stops paying off.
@@ -30,10 +30,10 @@ import numpy as np
 import onnxruntime
 
 from benchmarks.machine import best_seconds, cpu_model
+from dndx.chain.inference import candidate_windows, infer_waveforms
 from dndx.config import load_params
-from dndx.inference import candidate_windows, infer_waveforms
 from dndx.ragged import Ragged
-from dndx.simulation import simulate_range
+from dndx.simulation.generator import simulate_range
 from tasks.onnx_models import DEVICES, OnnxModels
 
 RESULTS = Path(__file__).parent / "results"
@@ -70,7 +70,7 @@ def simulated(n_waveforms: int) -> Ragged:
 
 def measure(bundle_dir: Path, device: str, samples: Ragged) -> dict[str, Any]:
     """Models alone over batch sizes, then the whole chain, on ``device`` of
-    :data:`dndx.inference.DEVICES`."""
+    :data:`dndx.chain.inference.DEVICES`."""
     chain = OnnxModels.on_device(bundle_dir, device)
     _, _, windows = candidate_windows(samples, RATE_GHZ, "auto", chain.bundle)
     encodings = np.zeros((len(samples), chain.bundle.n_bins, 4), dtype=np.float32)

@@ -5,7 +5,7 @@ Run with ``python -m benchmarks.infer_profile``; writes
 
 The input is what a user brings: four copies of one ROOT file of 9,600
 simulated waveforms at 1.2 GS/s (2,400 samples each, 38,400 in all), written
-by the project's writer (:func:`dndx.labelled_writer.write_labelled`, the
+by the project's writer (:func:`dndx.io.labelled_writer.write_labelled`, the
 ``cepc`` layout: tree ``sim``, jagged float32 branch ``wf_i``).
 
 Each repeat measures, one after the other on the same files:
@@ -84,8 +84,8 @@ def write_input(
 ) -> list[Path]:
     """``copies`` copies of one ROOT file of ``n_waveforms`` simulated waveforms at 1.2 GS/s."""
     from dndx.config import load_params
-    from dndx.labelled_writer import write_labelled
-    from dndx.simulation import simulate_range
+    from dndx.io.labelled_writer import write_labelled
+    from dndx.simulation.generator import simulate_range
 
     cfg = dataclasses.replace(
         load_params().simulate,
@@ -221,8 +221,8 @@ def steady_state(paths: list[Path], bundle: Path, method: str, scratch: Path) ->
     own chunk, run the chain, write the part) on :data:`WORKERS` processes with the
     chain imported and the models open: the command without Prefect, Dask,
     planning, joining or summary."""
-    from dndx.inference_store import plan_chunks
-    from dndx.readers import WaveformSource, count_waveforms
+    from dndx.io.inference_store import plan_chunks
+    from dndx.io.readers import WaveformSource, count_waveforms
 
     directory = scratch / f"steady-{method}"
     directory.mkdir()

@@ -36,10 +36,10 @@ import uproot
 
 from benchmarks.machine import cpu_model
 from dndx.config import load_params
-from dndx.dataset import part_name, write_waveform_set
-from dndx.labelled import DEFAULT_NAMES, LabelledLayout, read_labelled
-from dndx.labelled_writer import write_labelled
-from dndx.simulation import simulate_range
+from dndx.io.dataset import part_name, write_waveform_set
+from dndx.io.labelled import DEFAULT_NAMES, LabelledLayout, read_labelled
+from dndx.io.labelled_writer import write_labelled
+from dndx.simulation.generator import simulate_range
 
 RESULTS = Path(__file__).parent / "results" / "ingest.json"
 SAMPLING_RATE_GHZ = 1.5

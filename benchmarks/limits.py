@@ -50,9 +50,10 @@ from dndx.config import (
     SimulationConfig,
     load_params,
 )
-from dndx.metrics import best_threshold, binary_scores, counting_metrics, roc_auc
-from dndx.preparation import PreparedChunk, prepare_waveforms
-from dndx.simulation import SPLITS, WaveformSet, simulate_range
+from dndx.scoring.metrics import best_threshold, binary_scores, counting_metrics, roc_auc
+from dndx.simulation.generator import simulate_range
+from dndx.truth.preparation import PreparedChunk, prepare_waveforms
+from dndx.waveforms import SPLITS, WaveformSet
 
 RESULTS = Path(__file__).parent / "results"
 CHUNK = 2500

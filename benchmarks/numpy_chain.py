@@ -29,11 +29,11 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.machine import best_seconds, cpu_model
-from dndx.candidates import extract_windows, find_candidates
+from dndx.chain.candidates import extract_windows, find_candidates
+from dndx.chain.encoding import encode_scored_candidates, samples_per_bin
+from dndx.chain.preprocessing import estimate_baseline_noise, normalise, resample_linear
 from dndx.config import load_params
-from dndx.encoding import encode_scored_candidates, samples_per_bin
-from dndx.preprocessing import estimate_baseline_noise, normalise, resample_linear
-from dndx.simulation import simulate_range
+from dndx.simulation.generator import simulate_range
 
 RESULTS = Path(__file__).parent / "results" / "numpy_chain.json"
 RATE_GHZ = 1.2

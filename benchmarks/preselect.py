@@ -4,7 +4,7 @@ window-spread threshold on validation, and what it keeps and loses on test.
 The registered peak finder (``data/bundle``) scores every candidate of the
 simulated validation and test waveforms, found as ``prepare`` finds them but
 without any pre-selection; the threshold is the least spread
-(:func:`dndx.preselection.window_spread`) of a validation window it accepts,
+(:func:`dndx.chain.preselection.window_spread`) of a validation window it accepts,
 less ``--margin``. On test the script counts the windows the threshold spares
 the peak finder and the accepted candidates, and the true accepted peaks, it
 would lose; the curvature, the pre-selection tried before, is measured the same
@@ -28,12 +28,12 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from dndx.candidates import candidate_curvature
+from dndx.chain.candidates import candidate_curvature
+from dndx.chain.preselection import recall_safe_threshold, window_spread
 from dndx.config import load_params
-from dndx.dataset import part_paths, read_waveform_set
-from dndx.preparation import PreparedChunk, prepare_waveforms
-from dndx.preselection import recall_safe_threshold, window_spread
+from dndx.io.dataset import part_paths, read_waveform_set
 from dndx.ragged import Ragged
+from dndx.truth.preparation import PreparedChunk, prepare_waveforms
 from tasks.onnx_models import OnnxModels
 
 RESULTS = Path(__file__).parent / "results" / "preselect.json"

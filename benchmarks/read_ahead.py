@@ -7,7 +7,7 @@ ROOT file (the CEPC layout), run through the inference task
 after the other, each read then computed (a task per block), and as the task
 runs them, the next block read while one is computed. The difference is the
 read time hidden; the time to read the blocks alone is beside it, and the time
-the compute waited for its blocks through :func:`dndx.readers.read_ahead`
+the compute waited for its blocks through :func:`dndx.io.readers.read_ahead`
 (which the load of other processes disturbs less than the difference). Best
 of ``--repeats`` wall times, in turn.
 
@@ -38,11 +38,11 @@ import numpy as np
 import uproot
 
 from benchmarks.machine import cpu_model
+from dndx.chain.inference import infer_waveforms
 from dndx.config import load_params
-from dndx.inference import infer_waveforms
-from dndx.inference_store import Chunk
-from dndx.readers import WaveformSource, read_ahead, read_chunk
-from dndx.simulation import simulate_range
+from dndx.io.inference_store import Chunk
+from dndx.io.readers import WaveformSource, read_ahead, read_chunk
+from dndx.simulation.generator import simulate_range
 from tasks.inference import READ_BLOCK, infer_chunk, load_models
 
 RESULTS = Path(__file__).parent / "results" / "read_ahead.json"

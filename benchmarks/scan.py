@@ -23,9 +23,11 @@ import pandas as pd
 import yaml
 
 from dndx.config import PARAMS_PATH, Params, load_params, parse_params
-from dndx.dataset import part_name, write_prepared, write_waveform_set
-from dndx.preparation import prepare_waveforms
-from dndx.simulation import SPLITS, simulate_range
+from dndx.io.dataset import part_name, write_waveform_set
+from dndx.io.prepared import write_prepared
+from dndx.simulation.generator import simulate_range
+from dndx.truth.preparation import prepare_waveforms
+from dndx.waveforms import SPLITS
 from flows.runtime import dask_task_runner, ensure_prefect_api
 from flows.train_peak_finder import OUTPUTS, train_peak_finder
 

@@ -7,7 +7,7 @@ streams, so the evaluation's tracks are the first of them), counts every cell
 with every method of the evaluation (the registered pair through ONNX Runtime,
 the baselines with the settings the last evaluation tuned) and splits each
 counting method's share of the Poisson separation into two factors
-(:meth:`dndx.track_evaluation.TrackEvaluation.pair_factors`):
+(:meth:`dndx.scoring.track_evaluation.TrackEvaluation.pair_factors`):
 
     S_m / S_Poisson = contrast / spread
 
@@ -34,10 +34,10 @@ import pandas as pd
 
 from benchmarks.machine import cpu_model
 from dndx.config import Params, load_params
-from dndx.evaluation import BaselineTuning
-from dndx.plots import LABELS
-from dndx.track_evaluation import count_track_cells, evaluate_tracks
-from dndx.tracks import TrackSet, simulate_tracks
+from dndx.reporting.plots import LABELS
+from dndx.scoring.evaluation import BaselineTuning
+from dndx.scoring.track_evaluation import count_track_cells, evaluate_tracks
+from dndx.simulation.tracks import TrackSet, simulate_tracks
 from tasks.onnx_models import OnnxModels
 
 RESULTS = Path(__file__).parent / "results" / "separation.json"
@@ -50,7 +50,7 @@ def count_tracks(
     params: Params, track_set: TrackSet, start: int, stop: int, tuning: BaselineTuning
 ) -> pd.DataFrame:
     """Simulate tracks ``start:stop`` of ``track_set`` and count their cells with
-    every method: :func:`dndx.track_evaluation.count_track_cells`'s table."""
+    every method: :func:`dndx.scoring.track_evaluation.count_track_cells`'s table."""
     models = OnnxModels.load(BUNDLE)
     cells = simulate_tracks(params.simulate, params.tracks, "test", track_set, start, stop)
     return count_track_cells(

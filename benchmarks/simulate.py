@@ -14,7 +14,7 @@ from pathlib import Path
 
 from benchmarks.machine import cpu_model
 from dndx.config import load_params
-from dndx.simulation import simulate_range
+from dndx.simulation.generator import simulate_range
 
 RESULTS = Path(__file__).parent / "results" / "simulate.json"
 

@@ -284,10 +284,10 @@ class PrepareConfig:
 
     model_sampling_rate_ghz: SamplingRate
     candidate_threshold_sigma: Annotated[StrictFloat, Field(ge=0.0, le=20.0)]
-    #: The candidates' pre-selection (:func:`dndx.candidates.find_candidates`); 0 keeps all.
+    #: The candidates' pre-selection (:func:`dndx.chain.candidates.find_candidates`); 0 keeps all.
     min_curvature_sigma: Annotated[StrictFloat, Field(ge=0.0, le=20.0)]
     #: The candidates' pre-selection on their window's spread
-    #: (:func:`dndx.preselection.select_candidates`); 0 keeps all.
+    #: (:func:`dndx.chain.preselection.select_candidates`); 0 keeps all.
     min_window_std_sigma: Annotated[StrictFloat, Field(ge=0.0, le=20.0)]
     window_before: Annotated[StrictInt, Field(ge=0, le=50)]
     window_after: Annotated[StrictInt, Field(ge=0, le=50)]
@@ -376,7 +376,7 @@ class TrainingConfig:
     max_validation_examples: Annotated[StrictInt, Field(ge=1, le=10**9)]
     selection: Annotated[tuple[Metric, ...], NonEmpty]
     #: Keep the cheapest trial at inference whose first selection metric is within
-    #: this fraction of the best trial's (:func:`dndx.scan.select_cheapest`); 0 keeps
+    #: this fraction of the best trial's (:func:`dndx.training.scan.select_cheapest`); 0 keeps
     #: the best.
     cost_tolerance: Annotated[StrictFloat, Field(ge=0.0, le=1.0)]
     learning_rate_schedule: Literal["constant", "cosine"]
@@ -389,7 +389,7 @@ class CounterTrainingConfig(TrainingConfig):
     judged on, and what it does against the shrinkage of the count toward the
     training mean.
 
-    ``val_separation_ratio`` (:func:`dndx.separation.mean_separation_ratio`) is
+    ``val_separation_ratio`` (:func:`dndx.scoring.separation.mean_separation_ratio`) is
     S / S_Poisson of ``separation_pair`` on the validation tracks, averaged over
     ``separation_momenta_gev``; the ``encode`` stage encodes those tracks alone.
     """
@@ -399,23 +399,23 @@ class CounterTrainingConfig(TrainingConfig):
         tuple[Annotated[StrictFloat, Field(ge=0.01, le=1e4)], ...], NonEmpty, Distinct
     ]
     #: Examples weighted by the inverse frequency of their true count
-    #: (``dndx.counter_training.flat_count_weights``).
+    #: (``dndx.training.counter_training.flat_count_weights``).
     target_weighting: Literal["none", "flat"]
     #: Fold a linear map fitted on validation into the model, so that the count's
-    #: linearity slope is 1 and its bias 0 (``dndx.counter_training``).
+    #: linearity slope is 1 and its bias 0 (``dndx.training.counter_training``).
     calibrate: StrictBool
 
 
 @dataclass(frozen=True, config=_MODEL)
 class CounterInputConfig:
-    """The cluster counter's input encoding (see ``dndx.encoding``)."""
+    """The cluster counter's input encoding (see ``dndx.chain.encoding``)."""
 
     n_bins: Annotated[StrictInt, Field(ge=8, le=65536)]
 
 
 @dataclass(frozen=True, config=_MODEL)
 class TracksConfig:
-    """The ``tracks`` section: track sets for particle identification (``dndx.tracks``).
+    """The ``tracks`` section: track sets for particle identification (``dndx.simulation.tracks``).
 
     A track is one particle at one momentum crossing ``n_cells`` cells; every
     cell is a waveform drawn like those of ``simulate`` (cell size, impact
@@ -476,7 +476,7 @@ class RegisterConfig:
     parity_windows: Annotated[StrictInt, Field(ge=1, le=10**7)]
     parity_waveforms: Annotated[StrictInt, Field(ge=1, le=10**6)]
     #: The int8 pair is kept beside the float pair only if no test figure of
-    #: :data:`dndx.parity.OUTCOME_FIGURES` moves by more than this.
+    #: :data:`dndx.scoring.parity.OUTCOME_FIGURES` moves by more than this.
     quantized_tolerance: Annotated[StrictFloat, Field(ge=0.0, le=1.0)]
     #: Waveforms in the demo file.
     demo_waveforms: Annotated[StrictInt, Field(ge=1, le=10**7)]
@@ -487,9 +487,9 @@ class RegisterConfig:
 @dataclass(frozen=True, config=_MODEL)
 class DomainConfig:
     """The ``domain`` section: how a domain profile is measured
-    (:func:`dndx.domain.profile_waveforms`) and how far an input's profile may lie
+    (:func:`dndx.domain.profile.profile_waveforms`) and how far an input's profile may lie
     from the training domain's before ``dndx infer`` calls it outside
-    (:func:`dndx.domain.judge`). Stored in the model bundle beside the training
+    (:func:`dndx.domain.profile.judge`). Stored in the model bundle beside the training
     profile, so that inputs are profiled and judged as the training data was.
     """
 
@@ -609,7 +609,7 @@ class DataConfig:
     ``source: simulate`` is the simulator of the ``simulate`` section. With
     ``files``, labelled files under ``root`` (a directory DVC tracks, the
     ``ingest`` stage's dependency) are read in ``layout`` (see
-    :mod:`dndx.labelled`): either ``splits`` names globs per split, relative to
+    :mod:`dndx.io.labelled`): either ``splits`` names globs per split, relative to
     ``root``, or ``files`` names one set of globs, split *by file* with
     ``fractions`` (train, validation, test) and ``seed``. ``names``,
     ``time_unit``, ``sampling_rate_unit`` and ``particle`` are the layout's

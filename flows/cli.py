@@ -72,9 +72,9 @@ def _run(args: argparse.Namespace) -> None:
 
 def _print_separation(separation: dict[str, Any]) -> None:
     """The headline pair's separation power per method and momentum."""
-    from dndx.plots import LABELS
-    from dndx.report import pair_name
-    from dndx.track_evaluation import SEPARATION_TARGETS, TRACK_METHODS
+    from dndx.reporting.plots import LABELS
+    from dndx.reporting.report import pair_name
+    from dndx.scoring.track_evaluation import SEPARATION_TARGETS, TRACK_METHODS
 
     a, b = SEPARATION_TARGETS.pair
     by_momentum = separation["separation"].get(f"{a}_{b}")
@@ -99,7 +99,7 @@ def _print_separation(separation: dict[str, Any]) -> None:
 def _infer(args: argparse.Namespace) -> None:
     import time
 
-    from dndx.inference_store import output_lock
+    from dndx.io.inference_store import output_lock
     from flows.infer_plan import check_replaceable, plan_inference, usable_cores
 
     if args.workers is None:
@@ -271,9 +271,9 @@ class _Interrupted(Exception):
 
 
 def _add_infer(commands: Any) -> None:
-    from dndx.inference import METHODS
-    from dndx.preprocessing import POLARITIES
-    from dndx.readers import LOCATION_KEYS, WAVEFORM_FORMATS
+    from dndx.chain.inference import METHODS
+    from dndx.chain.preprocessing import POLARITIES
+    from dndx.io.readers import LOCATION_KEYS, WAVEFORM_FORMATS
     from tasks.onnx_models import DEVICES
 
     infer = commands.add_parser(
@@ -417,7 +417,7 @@ def _add_serve(commands: Any) -> None:
 
 
 def _layout(args: argparse.Namespace) -> Any:
-    from dndx.labelled import LabelledLayout
+    from dndx.io.labelled import LabelledLayout
 
     names = dict(item.split("=", 1) for item in args.name or [])
     return LabelledLayout(
@@ -427,7 +427,7 @@ def _layout(args: argparse.Namespace) -> Any:
 
 def _data_check(args: argparse.Namespace) -> None:
     from dndx.config import load_params
-    from dndx.labelled import summarise_file
+    from dndx.io.labelled import summarise_file
 
     prepare = load_params(args.params).prepare if args.params else load_params().prepare
     layout = _layout(args)
@@ -461,8 +461,8 @@ def _data_write(args: argparse.Namespace) -> None:
     import dataclasses
 
     from dndx.config import load_params
-    from dndx.labelled_writer import labelled_format, write_labelled
-    from dndx.simulation import simulate_range
+    from dndx.io.labelled_writer import labelled_format, write_labelled
+    from dndx.simulation.generator import simulate_range
 
     labelled_format(args.out)
     if args.waveforms < 1:
@@ -490,9 +490,10 @@ def _data_profile(args: argparse.Namespace) -> None:
     import json
     import math
 
-    from dndx.bundle import ModelBundle
+    from dndx.chain.bundle import ModelBundle
     from dndx.config import load_params
-    from dndx.domain import (
+    from dndx.domain.files import profile_files
+    from dndx.domain.profile import (
         TrainingDomain,
         describe,
         judge,
@@ -500,7 +501,6 @@ def _data_profile(args: argparse.Namespace) -> None:
         plot_domain,
         profile_table,
     )
-    from dndx.domain_files import profile_files
     from dndx.storage import atomic_file
     from flows.infer_plan import DEFAULT_MODEL_CACHE, resolve_bundle, resolve_sources
 
@@ -634,8 +634,8 @@ def _add_data(commands: Any) -> None:
 
 
 def _add_data_profile(verbs: Any) -> None:
-    from dndx.preprocessing import POLARITIES
-    from dndx.readers import LOCATION_KEYS, WAVEFORM_FORMATS
+    from dndx.chain.preprocessing import POLARITIES
+    from dndx.io.readers import LOCATION_KEYS, WAVEFORM_FORMATS
 
     profile = verbs.add_parser(
         "profile",

@@ -17,9 +17,9 @@ import pandas as pd
 from prefect import flow, get_run_logger
 
 from dndx.config import PARAMS_PATH, Params, load_params
-from dndx.dataset import write_root_waveforms
-from dndx.metrics import counting_metrics
-from dndx.simulation import simulate_range
+from dndx.io.dataset import write_root_waveforms
+from dndx.scoring.metrics import counting_metrics
+from dndx.simulation.generator import simulate_range
 from dndx.storage import atomic_file
 from flows.infer import infer
 from flows.infer_plan import DEFAULT_MODEL_URIS

@@ -10,11 +10,11 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger
 
+from dndx.chain.encoding import VALIDATION_TRACKS_DIR
 from dndx.config import Params, load_params
-from dndx.dataset import part_paths
-from dndx.encoding import VALIDATION_TRACKS_DIR
-from dndx.simulation import SPLITS
+from dndx.io.dataset import part_paths
 from dndx.storage import atomic_directory
+from dndx.waveforms import SPLITS
 from flows.runtime import dask_task_runner, project_root
 from tasks.encoding import encode_chunk, encode_track_chunk, merge_split, read_score_threshold
 

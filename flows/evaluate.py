@@ -15,11 +15,11 @@ from typing import Any
 import pandas as pd
 from prefect import flow, get_run_logger
 
+from dndx.chain.encoding import COUNTER_INPUT_FILE
 from dndx.config import PARAMS_PATH, Params, load_params
-from dndx.dataset import part_paths
-from dndx.encoding import COUNTER_INPUT_FILE
 from dndx.errors import InputError
-from dndx.evaluation import BaselineTuning
+from dndx.io.dataset import part_paths
+from dndx.scoring.evaluation import BaselineTuning
 from flows.runtime import dask_task_runner, ensure_prefect_api
 from tasks.encoding import read_score_threshold
 from tasks.evaluation import (

@@ -7,7 +7,7 @@ themselves, then joins their results in (file, event) order into one Parquet
 file and writes a summary (Markdown and PNG) beside it; on tracks (inputs with
 a track column) also a table of one row per track with its dN/dx. The output and its
 summary appear only once complete; the chunks live in a hidden work directory
-beside the output (:mod:`dndx.inference_store`), so that running the same
+beside the output (:mod:`dndx.io.inference_store`), so that running the same
 command again after an interruption redoes only the chunks that are missing.
 The cluster shuts down while the outputs are written, and the report says
 where the run's wall time went (:attr:`InferenceReport.phase_seconds`).
@@ -38,12 +38,12 @@ from prefect.task_runners import TaskRunner
 from prefect_dask import DaskTaskRunner
 from tqdm import tqdm
 
+from dndx.chain.inference import SKIPPED, STATUSES
 from dndx.config import load_params
-from dndx.domain import DomainVerdict, describe, judge, not_judged, verdict_table
-from dndx.domain_files import profile_files
+from dndx.domain.files import profile_files
+from dndx.domain.profile import DomainVerdict, describe, judge, not_judged, verdict_table
 from dndx.errors import InputError
-from dndx.inference import SKIPPED, STATUSES
-from dndx.inference_store import (
+from dndx.io.inference_store import (
     Chunk,
     ChunkResult,
     finished_result,
@@ -54,9 +54,14 @@ from dndx.inference_store import (
     record_result,
     remove_stale_work,
 )
-from dndx.inference_summary import ExampleWaveform, choose_examples, figure_paths, summarise
-from dndx.readers import read_chunk
-from dndx.separation import counted_tracks
+from dndx.io.readers import read_chunk
+from dndx.reporting.inference_summary import (
+    ExampleWaveform,
+    choose_examples,
+    figure_paths,
+    summarise,
+)
+from dndx.scoring.separation import counted_tracks
 from dndx.storage import atomic_file
 from flows.infer_plan import (
     InferencePlan,
@@ -160,14 +165,14 @@ def infer(
         tracking_uri: the MLflow registry of ``model_uris``; default:
             ``MLFLOW_TRACKING_URI`` or the project's.
         method: ``lstm`` (the bundle's models) or ``d2`` (the classical chain
-            with the bundle's tuned D2 settings), :data:`dndx.inference.METHODS`.
+            with the bundle's tuned D2 settings), :data:`dndx.chain.inference.METHODS`.
         track_column: the column (branch, dataset, array) of every input that
             holds each waveform's track id; the run then also writes one row
             per track (:func:`flows.infer_plan.tracks_path`).
         path_column: the column of path lengths in the cell (cm), summed per
             track for dN/dx; needs ``track_column``.
         rate_column: the column of each waveform's sampling rate (GS/s);
-            default: one of :data:`dndx.readers.RATE_COLUMN_NAMES`, where present.
+            default: one of :data:`dndx.io.readers.RATE_COLUMN_NAMES`, where present.
 
     Raises:
         InputError: a bad input file, location or model bundle.

@@ -26,20 +26,14 @@ from typing import cast
 import numpy as np
 import pyarrow as pa
 
-from dndx.bundle import BUNDLE_FILE, ModelBundle
+from dndx.chain.bundle import BUNDLE_FILE, ModelBundle
+from dndx.chain.inference import METHODS, check_sampling_rate, minimum_length, result_schema
+from dndx.chain.preprocessing import POLARITIES, Polarity
 from dndx.config import SAMPLING_RATES_GHZ
-from dndx.domain import TrainingDomain
+from dndx.domain.profile import TrainingDomain
 from dndx.errors import DndxError, InputError
-from dndx.inference import METHODS, check_sampling_rate, minimum_length, result_schema
-from dndx.inference_store import (
-    check_free,
-    settings_key,
-    work_directory,
-    written_settings_key,
-)
-from dndx.inference_summary import figure_paths
-from dndx.preprocessing import POLARITIES, Polarity
-from dndx.readers import (
+from dndx.io.inference_store import check_free, settings_key, work_directory, written_settings_key
+from dndx.io.readers import (
     LOCATION_KEYS,
     PER_WAVEFORM_KEYS,
     WAVEFORM_FORMATS,
@@ -50,6 +44,7 @@ from dndx.readers import (
     resolve_source,
     stored_rates,
 )
+from dndx.reporting.inference_summary import figure_paths
 from flows.network import check_reachable
 
 __all__ = [
@@ -125,9 +120,9 @@ class InferencePlan:
         workers: Dask worker processes.
         chunk_size: entries per task.
         min_length: the fewest samples a usable waveform has at the inputs' rate.
-        key: the settings key of the run (:func:`dndx.inference_store.settings_key`).
+        key: the settings key of the run (:func:`dndx.io.inference_store.settings_key`).
         overwrite: whether existing outputs may be replaced.
-        method: a key of :data:`dndx.inference.METHODS`.
+        method: a key of :data:`dndx.chain.inference.METHODS`.
         rate_origin: the rate each input is read at and where it comes from, in words.
         warnings: what the run warns of before it starts (inputs without waveforms).
         training_domain: the models' training domain; None for a bundle
@@ -232,7 +227,7 @@ def plan_inference(
     """Check every argument, input, the output path and the models; start nothing.
 
     Each input is read at the sampling rate it stores per waveform: in
-    ``rate_column``, or else in one of :data:`dndx.readers.RATE_COLUMN_NAMES`
+    ``rate_column``, or else in one of :data:`dndx.io.readers.RATE_COLUMN_NAMES`
     beside its waveforms; an input that stores none at ``sampling_rate_ghz``,
     or else at the models' rate. A ``sampling_rate_ghz`` that a stored rate
     contradicts is refused. Without ``wait``, an output another run writes
@@ -474,7 +469,7 @@ def resolve_sources(
     ``branch`` to ROOT files, ``dataset`` to HDF5, ``column`` to Parquet,
     ``array`` to NPZ); a key that applies to none of them is an error. The
     columns of ``per_waveform`` (keys of
-    :data:`dndx.readers.PER_WAVEFORM_KEYS`) apply to every input.
+    :data:`dndx.io.readers.PER_WAVEFORM_KEYS`) apply to every input.
 
     Raises:
         InputError: no inputs; an unknown format; a file is missing or

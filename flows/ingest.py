@@ -16,10 +16,10 @@ from prefect import flow, get_run_logger
 
 from dndx.config import PARAMS_PATH, Params, load_params
 from dndx.errors import InputError
-from dndx.ingestion import labelled_layout, plan_jobs, split_files
-from dndx.labelled import count_entries
-from dndx.simulation import SPLITS
+from dndx.io.ingestion import labelled_layout, plan_jobs, split_files
+from dndx.io.labelled import count_entries
 from dndx.storage import atomic_directory, atomic_file
+from dndx.waveforms import SPLITS
 from flows.runtime import dask_task_runner
 from tasks.ingestion import ingest_chunk
 

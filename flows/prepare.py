@@ -8,11 +8,11 @@ from pathlib import Path
 from prefect import flow, get_run_logger
 
 from dndx.config import PARAMS_PATH, Params, load_params
-from dndx.dataset import part_paths
-from dndx.simulation import SPLITS
+from dndx.io.dataset import part_paths
 from dndx.storage import atomic_directory, atomic_file
+from dndx.waveforms import SPLITS
 from flows.runtime import dask_task_runner
-from tasks.data import prepare_chunk
+from tasks.preparation import prepare_chunk
 
 __all__ = ["main", "prepare"]
 

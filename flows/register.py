@@ -10,7 +10,7 @@ on every compared test figure), and ``challenger`` otherwise
 beside it, under an alias of its own, only if it passes its gate on the same
 test waveforms.
 ``reports/registry.md`` says which, and why. The bundle carries the training
-waveforms' domain profile (``domain.json``, :mod:`dndx.domain`), and the
+waveforms' domain profile (``domain.json``, :mod:`dndx.domain.profile`), and the
 registered versions its figures as ``domain.*`` tags, so that ``dndx infer`` can
 say when its inputs lie outside the training domain.
 """
@@ -25,11 +25,11 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from dndx.bundle import COUNTER_FILE, PEAK_FINDER_FILE, D2Settings, ModelBundle
+from dndx.chain.bundle import COUNTER_FILE, PEAK_FINDER_FILE, D2Settings, ModelBundle
+from dndx.chain.encoding import samples_per_bin
 from dndx.config import PARAMS_PATH, Params, load_params
-from dndx.dataset import read_candidates
-from dndx.domain import TrainingDomain, headline
-from dndx.encoding import samples_per_bin
+from dndx.domain.profile import TrainingDomain, headline
+from dndx.io.prepared import read_candidates
 from dndx.storage import atomic_directory, atomic_file
 from flows.encode import INPUTS_DIR
 from flows.evaluate import METRICS_PATH as EVALUATION_PATH

@@ -14,10 +14,10 @@ from pathlib import Path
 from prefect import flow, get_run_logger
 
 from dndx.config import PARAMS_PATH, Params, load_params
-from dndx.simulation import SPLITS
 from dndx.storage import atomic_directory, link_files
+from dndx.waveforms import SPLITS
 from flows.runtime import dask_task_runner
-from tasks.data import simulate_chunk
+from tasks.simulation import simulate_chunk
 
 __all__ = ["main", "simulate"]
 

@@ -2,7 +2,7 @@
 
 With ``data.source: simulate`` the simulator makes them; with ``files`` the
 ingested waveforms of each split are cut into tracks of one particle at one
-momentum (:func:`dndx.tracks.group_cells`).
+momentum (:func:`dndx.simulation.tracks.group_cells`).
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from pathlib import Path
 from prefect import flow, get_run_logger
 
 from dndx.config import PARAMS_PATH, Params, load_params
+from dndx.simulation.tracks import TRACK_SPLITS, track_chunks
 from dndx.storage import atomic_directory
-from dndx.tracks import TRACK_SPLITS, track_chunks
 from flows.runtime import dask_task_runner
 from tasks.tracks import group_ingested_tracks, simulate_track_chunk
 

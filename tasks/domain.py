@@ -9,9 +9,9 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from dndx.config import DomainConfig
-from dndx.dataset import part_paths, read_waveform_samples
-from dndx.domain import TrainingDomain, profile_waveforms
+from dndx.domain.profile import TrainingDomain, profile_waveforms
 from dndx.errors import InputError
+from dndx.io.dataset import part_paths, read_waveform_samples
 from dndx.ragged import Ragged
 
 __all__ = ["profile_training"]

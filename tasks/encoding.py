@@ -14,9 +14,7 @@ import pandas as pd
 from numpy.typing import NDArray
 from prefect import task
 
-from dndx.config import CounterInputConfig, PrepareConfig
-from dndx.dataset import part_name, read_waveform_set
-from dndx.encoding import (
+from dndx.chain.encoding import (
     COUNTER_INPUT_FILE,
     VALIDATION_TRACKS_DIR,
     CounterInput,
@@ -24,13 +22,15 @@ from dndx.encoding import (
     encode_scored_candidates,
     samples_per_bin,
 )
+from dndx.chain.preprocessing import normalise
+from dndx.config import CounterInputConfig, PrepareConfig
 from dndx.errors import InputError
-from dndx.preparation import prepare_waveforms
-from dndx.preprocessing import normalise
+from dndx.io.dataset import part_name, read_waveform_set
 from dndx.ragged import Ragged
-from dndx.separation import selection_rows
-from dndx.simulation import WaveformSet
+from dndx.scoring.separation import selection_rows
 from dndx.storage import atomic_file
+from dndx.truth.preparation import prepare_waveforms
+from dndx.waveforms import WaveformSet
 
 __all__ = ["encode_chunk", "encode_track_chunk", "merge_split", "read_score_threshold"]
 
@@ -163,7 +163,7 @@ def encode_track_chunk(
     out_dir: Path,
 ) -> dict[str, int]:
     """Encode the cells of one file of validation tracks that are of ``pair`` at
-    ``momenta_gev`` (:func:`dndx.separation.selection_rows`), candidates found as
+    ``momenta_gev`` (:func:`dndx.scoring.separation.selection_rows`), candidates found as
     the ``prepare`` stage finds them; writes ``encoded-part-*.npz`` under
     ``out_dir/<VALIDATION_TRACKS_DIR>`` where the file holds any."""
     data = read_waveform_set(tracks_path)

@@ -30,18 +30,13 @@ from numpy.typing import NDArray
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from dndx.chain.preselection import PreselectionCheck, check_preselection, window_spread
 from dndx.config import EvaluateConfig, PrepareConfig
-from dndx.dataset import part_paths, read_prepared_waveforms, read_waveform_set
 from dndx.errors import InputError
-from dndx.evaluation import (
-    BaselineTuning,
-    Evaluation,
-    SplitInputs,
-    assemble_split,
-    evaluate_split,
-    tune_baselines,
-)
-from dndx.plots import (
+from dndx.io.dataset import part_paths, read_waveform_set
+from dndx.io.prepared import read_prepared_waveforms
+from dndx.ragged import Ragged
+from dndx.reporting.plots import (
     plot_counting_by_bin,
     plot_linearity,
     plot_peak_scores_by_bin,
@@ -50,12 +45,18 @@ from dndx.plots import (
     plot_score_distributions,
     plot_separation,
 )
-from dndx.preparation import prepare_waveforms
-from dndx.preselection import PreselectionCheck, check_preselection, window_spread
-from dndx.ragged import Ragged
-from dndx.report import pair_name, render_report
+from dndx.reporting.report import pair_name, render_report
+from dndx.scoring.evaluation import (
+    BaselineTuning,
+    Evaluation,
+    SplitInputs,
+    assemble_split,
+    evaluate_split,
+    tune_baselines,
+)
+from dndx.scoring.track_evaluation import SEPARATION_TARGETS, TrackEvaluation
 from dndx.storage import atomic_directory, atomic_file
-from dndx.track_evaluation import SEPARATION_TARGETS, TrackEvaluation
+from dndx.truth.preparation import prepare_waveforms
 
 __all__ = [
     "check_test_preselection",
@@ -126,7 +127,7 @@ def check_test_preselection(
     prepare: PrepareConfig, data_dir: Path, model_path: Path, score_threshold: float
 ) -> PreselectionCheck:
     """The test candidates found without the window-spread cut; the ones it drops
-    scored by the chosen peak finder (:func:`dndx.preselection.check_preselection`)."""
+    scored by the chosen peak finder (:func:`dndx.chain.preselection.check_preselection`)."""
     every = dataclasses.replace(prepare, min_window_std_sigma=0.0)
     dropped, labels, dropped_windows = [], [], []
     for path in part_paths(data_dir / "simulated" / "test"):
@@ -173,7 +174,7 @@ def score_test(
     tolerance_samples: float,
     cfg: EvaluateConfig,
 ) -> Evaluation:
-    """:func:`dndx.evaluation.evaluate_split` of the test split."""
+    """:func:`dndx.scoring.evaluation.evaluate_split` of the test split."""
     waveform_id, n_rec = cnn
     return evaluate_split(
         test,

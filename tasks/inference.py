@@ -2,7 +2,7 @@
 
 The worker opens the file itself and reads its own range, so waveforms never
 travel through the scheduler; it reads the range in blocks, the next while one
-is computed, and returns only counts (a :class:`~dndx.inference_store.ChunkResult`).
+is computed, and returns only counts (a :class:`~dndx.io.inference_store.ChunkResult`).
 """
 
 from __future__ import annotations
@@ -18,9 +18,8 @@ from prefect import Task, task
 from prefect.client.schemas.objects import TaskRun
 from prefect.states import State
 
-from dndx.bundle import ModelBundle
-from dndx.errors import DndxError
-from dndx.inference import (
+from dndx.chain.bundle import ModelBundle
+from dndx.chain.inference import (
     SKIPPED,
     infer_rows,
     infer_waveforms,
@@ -28,10 +27,11 @@ from dndx.inference import (
     minimum_length,
     results_table,
 )
-from dndx.inference_store import Chunk, ChunkResult
-from dndx.preprocessing import Polarity
+from dndx.chain.preprocessing import Polarity
+from dndx.errors import DndxError
+from dndx.io.inference_store import Chunk, ChunkResult
+from dndx.io.readers import read_ahead
 from dndx.ragged import Ragged
-from dndx.readers import read_ahead
 from dndx.storage import atomic_file
 from tasks.onnx_models import OnnxModels
 
@@ -77,13 +77,13 @@ def infer_chunk(
 ) -> ChunkResult:
     """Peaks and cluster counts of the entries of ``chunk`` into its part file.
 
-    Every entry gets its row, in order (:func:`dndx.inference.infer_rows`):
+    Every entry gets its row, in order (:func:`dndx.chain.inference.infer_rows`):
     unusable waveforms (shorter than one window at their rate, NaN or inf
     samples) as ``skipped`` with their reason. Each row is read at its stored
     rate where the source names a rate column, else at ``sampling_rate_ghz``.
     Where the source names a track (and a path) column,
     each row carries its waveform's ``track`` (and ``path_cm``). ``method`` is
-    a key of :data:`dndx.inference.METHODS`. The range is read and computed
+    a key of :data:`dndx.chain.inference.METHODS`. The range is read and computed
     ``read_block`` waveforms at a time, the next block read while one is computed.
     """
     parts: list[pd.DataFrame] = []

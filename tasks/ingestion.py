@@ -1,7 +1,7 @@
 """Prefect task of the ``ingest`` stage: one chunk of one labelled file, on a Dask worker.
 
-Apart from tasks/data.py so that the simulate and prepare stages do not depend on the
-labelled-file readers.
+Apart from tasks/simulation.py and tasks/preparation.py so that the simulate and
+prepare stages do not depend on the labelled-file readers.
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from typing import Any
 
 from prefect import task
 
-from dndx.dataset import part_name, write_waveform_set
-from dndx.ingestion import IngestJob, summarise_chunk
-from dndx.labelled import LabelledLayout, read_labelled
+from dndx.io.dataset import part_name, write_waveform_set
+from dndx.io.ingestion import IngestJob, summarise_chunk
+from dndx.io.labelled import LabelledLayout, read_labelled
 
 __all__ = ["ingest_chunk"]
 

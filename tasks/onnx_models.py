@@ -1,7 +1,7 @@
 """The production runtime of the models: ONNX Runtime sessions on a device.
 
-:class:`OnnxModels` satisfies :class:`dndx.inference.PeakModels`, so the pure
-chain of :func:`dndx.inference.infer_waveforms` runs on it unchanged; the core
+:class:`OnnxModels` satisfies :class:`dndx.chain.inference.PeakModels`, so the pure
+chain of :func:`dndx.chain.inference.infer_waveforms` runs on it unchanged; the core
 itself never imports ONNX Runtime. A session's outputs are checked: a graph
 that returns NaN or inf is named as damaged instead of writing such counts.
 """
@@ -18,8 +18,8 @@ import numpy as np
 import onnxruntime
 from numpy.typing import NDArray
 
-from dndx.bundle import BUNDLE_FILE, COUNTER_FILE, PEAK_FINDER_FILE, ModelBundle
-from dndx.encoding import N_CHANNELS
+from dndx.chain.bundle import BUNDLE_FILE, COUNTER_FILE, PEAK_FINDER_FILE, ModelBundle
+from dndx.chain.encoding import N_CHANNELS
 from dndx.errors import DndxError, InputError
 
 __all__ = [

@@ -7,7 +7,7 @@ than the float ones (``benchmarks/infer.py``), so quantizing it would cost time
 and precision both. The graphs' inputs, outputs and ``bundle.json`` stay those
 of the float bundle, so the quantized bundle runs through every inference path
 unchanged. Whether it may be used is decided on
-outcomes (:func:`dndx.parity.outcome_parity`), never on raw outputs. A pair
+outcomes (:func:`dndx.scoring.parity.outcome_parity`), never on raw outputs. A pair
 that passes is registered as new versions of the same registered models under
 an alias of its own (:data:`FAST`), so ``models:/peak-finder@fast`` and
 ``models:/cluster-counter@fast`` fetch it like any registered pair.
@@ -30,12 +30,12 @@ from onnxruntime.quantization import QuantType, quantize_dynamic
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from dndx.bundle import COUNTER_FILE, PEAK_FINDER_FILE
+from dndx.chain.bundle import COUNTER_FILE, PEAK_FINDER_FILE
 from dndx.config import Params
-from dndx.domain import DOMAIN_FILE
-from dndx.parity import matching_threshold, outcome_parity
-from dndx.simulation import WaveformSet
+from dndx.domain.profile import DOMAIN_FILE
+from dndx.scoring.parity import matching_threshold, outcome_parity
 from dndx.storage import atomic_directory
+from dndx.waveforms import WaveformSet
 from tasks.onnx_models import OnnxModels
 from tasks.registry import CHAMPION, register_bundle, score_bundle
 
@@ -63,7 +63,7 @@ def quantize_bundle(
     atomically; the cluster counter is copied as it is. The int8 peak finder's
     working point accepts as many of ``validation_windows`` (``(n_windows,
     window_length)``) as the float one does at its own
-    (:func:`dndx.parity.matching_threshold`)."""
+    (:func:`dndx.scoring.parity.matching_threshold`)."""
     source = Path(float_dir)
     float_models = OnnxModels.load(source)
     bundle = float_models.bundle
@@ -110,7 +110,7 @@ def quantize_if_outcomes_hold(
 ) -> dict[str, Any]:
     """Quantize the bundle (its working point set on ``validation_windows``:
     :func:`quantize_bundle`), score it like the float pair on the same test waveforms,
-    and keep it as ``bundle_dir/int8`` only if :func:`dndx.parity.outcome_parity`
+    and keep it as ``bundle_dir/int8`` only if :func:`dndx.scoring.parity.outcome_parity`
     passes within ``register.quantized_tolerance``.
 
     Returns:

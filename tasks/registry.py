@@ -40,7 +40,9 @@ from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 from numpy.typing import NDArray
 
-from dndx.bundle import BUNDLE_FILE, COUNTER_FILE, PEAK_FINDER_FILE, ModelBundle
+from dndx.chain.bundle import BUNDLE_FILE, COUNTER_FILE, PEAK_FINDER_FILE, ModelBundle
+from dndx.chain.encoding import COUNTER_INPUT_FILE
+from dndx.chain.inference import infer_waveforms
 from dndx.config import (
     PARAMS_PATH,
     PROJECT_ROOT,
@@ -49,15 +51,14 @@ from dndx.config import (
     Params,
     load_params,
 )
-from dndx.dataset import part_paths, read_candidates, read_prepared_waveforms, read_waveform_set
-from dndx.domain import DOMAIN_FILE, TrainingDomain
-from dndx.encoding import COUNTER_INPUT_FILE
+from dndx.domain.profile import DOMAIN_FILE, TrainingDomain
 from dndx.errors import InputError
-from dndx.evaluation import evaluate_counting, evaluate_peaks
-from dndx.inference import infer_waveforms
+from dndx.io.dataset import part_paths, read_waveform_set
+from dndx.io.prepared import read_candidates, read_prepared_waveforms
 from dndx.ragged import Ragged
-from dndx.separation import mean_separation_ratio, selection_rows
-from dndx.simulation import WaveformSet
+from dndx.scoring.evaluation import evaluate_counting, evaluate_peaks
+from dndx.scoring.separation import mean_separation_ratio, selection_rows
+from dndx.waveforms import WaveformSet
 from tasks.onnx_models import OnnxModels
 from tasks.tracking import set_tracking_uri, tracking_uri
 
@@ -92,7 +93,7 @@ SEPARATION = "separation_ratio"
 
 
 def _infer(models: OnnxModels, waveforms: WaveformSet) -> pd.DataFrame:
-    """:func:`dndx.inference.infer_waveforms` of waveforms of any rates, in their order."""
+    """:func:`dndx.chain.inference.infer_waveforms` of waveforms of any rates, in their order."""
     rates = waveforms.info["sampling_rate_ghz"].to_numpy()
     results = []
     for rate in np.unique(rates):

@@ -18,10 +18,10 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from dndx.config import CounterInputConfig, PrepareConfig
-from dndx.dataset import read_waveform_set
 from dndx.errors import InputError
-from dndx.evaluation import BaselineTuning
-from dndx.track_evaluation import TrackEvaluation, count_track_cells, evaluate_tracks
+from dndx.io.dataset import read_waveform_set
+from dndx.scoring.evaluation import BaselineTuning
+from dndx.scoring.track_evaluation import TrackEvaluation, count_track_cells, evaluate_tracks
 
 __all__ = ["count_track_chunk", "score_tracks"]
 
@@ -51,7 +51,7 @@ def count_track_chunk(
     score_threshold: float,
     tuning: BaselineTuning,
 ) -> pd.DataFrame:
-    """:func:`dndx.track_evaluation.count_track_cells` of one file of track cells."""
+    """:func:`dndx.scoring.track_evaluation.count_track_cells` of one file of track cells."""
     peak_finder = _model(str(peak_finder_path))
     cluster_counter = _model(str(cluster_counter_path))
 
@@ -75,5 +75,5 @@ def count_track_chunk(
 
 @task(task_run_name="separation power on the test tracks", cache_policy=NO_CACHE)
 def score_tracks(cells: list[pd.DataFrame], keep_fraction: float) -> TrackEvaluation:
-    """:func:`dndx.track_evaluation.evaluate_tracks` of every counted cell."""
+    """:func:`dndx.scoring.track_evaluation.evaluate_tracks` of every counted cell."""
     return evaluate_tracks(pd.concat(cells, ignore_index=True), keep_fraction)

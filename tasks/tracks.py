@@ -1,6 +1,6 @@
 """Prefect tasks of the ``tracks`` stage: one chunk of tracks each, run on Dask workers.
 
-Apart from ``tasks.data`` so that the other data stages do not depend on the
+Apart from ``tasks.simulation`` so that the other data stages do not depend on the
 track code: a change to the track sets re-runs the track sets alone.
 """
 
@@ -11,10 +11,10 @@ from pathlib import Path
 from prefect import task
 
 from dndx.config import SimulationConfig, TracksConfig
-from dndx.dataset import part_name, part_paths, read_waveform_set, write_waveform_set
 from dndx.errors import InputError
-from dndx.simulation import WaveformSet
-from dndx.tracks import TrackSet, simulate_tracks, tracks_of_cells
+from dndx.io.dataset import part_name, part_paths, read_waveform_set, write_waveform_set
+from dndx.simulation.tracks import TrackSet, simulate_tracks, tracks_of_cells
+from dndx.waveforms import WaveformSet
 
 __all__ = ["group_ingested_tracks", "simulate_track_chunk"]
 
@@ -41,7 +41,7 @@ def group_ingested_tracks(
     tracks: TracksConfig, split: str, ingested_dir: Path, out_dir: Path
 ) -> dict[str, int]:
     """Cut the ingested waveforms of ``split`` into tracks of ``tracks.n_cells``
-    (:func:`dndx.tracks.tracks_of_cells`), ``tracks_per_chunk`` tracks to a part
+    (:func:`dndx.simulation.tracks.tracks_of_cells`), ``tracks_per_chunk`` tracks to a part
     in ``out_dir/<split>``; returns what the parts hold.
 
     Raises:

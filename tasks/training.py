@@ -23,31 +23,31 @@ import numpy as np
 import pandas as pd
 from prefect import get_run_logger, task
 
+from dndx.chain.encoding import COUNTER_INPUT_FILE, VALIDATION_TRACKS_DIR
 from dndx.config import (
     ClusterCounterModelConfig,
     CounterTrainingConfig,
     PeakFinderModelConfig,
     TrainingConfig,
 )
-from dndx.counter_training import (
-    Calibration,
-    coarsen_bins,
-    fit_calibration,
-    flat_count_weights,
-)
-from dndx.dataset import read_candidates, read_prepared_waveforms
-from dndx.encoding import COUNTER_INPUT_FILE, VALIDATION_TRACKS_DIR
 from dndx.errors import InputError
-from dndx.metrics import best_threshold, binary_scores, counting_metrics, roc_auc, roc_curve
-from dndx.plots import (
+from dndx.io.prepared import read_candidates, read_prepared_waveforms
+from dndx.reporting.plots import (
     plot_linearity,
     plot_roc,
     plot_score_distributions,
     plot_training_curves,
 )
-from dndx.scan import COST_COLUMNS
-from dndx.separation import mean_separation_ratio
+from dndx.scoring.metrics import best_threshold, binary_scores, counting_metrics, roc_auc, roc_curve
+from dndx.scoring.separation import mean_separation_ratio
 from dndx.storage import atomic_file
+from dndx.training.counter_training import (
+    Calibration,
+    coarsen_bins,
+    fit_calibration,
+    flat_count_weights,
+)
+from dndx.training.scan import COST_COLUMNS
 from tasks.resources import measure_resources
 
 __all__ = ["CounterData", "TrialSpec", "calibrate_counter", "run_trial", "train_counter"]
@@ -101,7 +101,7 @@ class CounterData:
         x: ``(n, n_bins, channels)`` float32 counter inputs.
         n_clusters: ``(n,)`` float32 true cluster counts.
         clusters_per_bin: ``(n, n_bins)`` true clusters per input bin
-            (:func:`dndx.encoding.clusters_per_bin`); None where not needed.
+            (:func:`dndx.chain.encoding.clusters_per_bin`); None where not needed.
     """
 
     x: np.ndarray
@@ -379,7 +379,7 @@ def train_counter(
 
 
 def calibrate_counter(model: Any, validation: CounterData) -> Calibration:
-    """Fit :func:`dndx.counter_training.fit_calibration` on ``validation`` and fold
+    """Fit :func:`dndx.training.counter_training.fit_calibration` on ``validation`` and fold
     it into ``model`` (:func:`models.cluster_counter.fold_calibration`)."""
     from models.cluster_counter import fold_calibration
 

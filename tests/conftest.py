@@ -62,7 +62,7 @@ def stop_process_group(process: subprocess.Popen[bytes], timeout_s: float = 20) 
 _HOLD_LOCK = """
 import select, sys
 from pathlib import Path
-from dndx.inference_store import output_lock
+from dndx.io.inference_store import output_lock
 out, deadline_s = Path(sys.argv[1]), float(sys.argv[2])
 with output_lock(out):
     print("held", flush=True)
@@ -201,7 +201,7 @@ class TrainedProject:
 @pytest.fixture(scope="session")
 def trained_project(tmp_path_factory: pytest.TempPathFactory, prefect_api: str) -> TrainedProject:
     """One tiny pipeline, simulate to demo, trained once per session through real DVC,
-    Prefect, Dask and MLflow. Its tests live in one module (tests/test_pipeline.py), so
+    Prefect, Dask and MLflow. Its tests live in one module (tests/pipeline/test_pipeline.py), so
     that `make test` (one module per xdist worker) builds it once. Tests read it; a test
     that changes it works on a copy (:func:`copy_project`) or restores what it changed."""
     repo = make_project(tmp_path_factory.mktemp("trained") / "project")
@@ -234,9 +234,11 @@ def prefect_api() -> Iterator[str]:
 def prepared_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A directory holding tiny ``data/simulated`` and ``data/prepared`` made directly."""
     from dndx.config import parse_params
-    from dndx.dataset import part_name, write_prepared, write_waveform_set
-    from dndx.preparation import prepare_waveforms
-    from dndx.simulation import SPLITS, simulate_range
+    from dndx.io.dataset import part_name, write_waveform_set
+    from dndx.io.prepared import write_prepared
+    from dndx.simulation.generator import simulate_range
+    from dndx.truth.preparation import prepare_waveforms
+    from dndx.waveforms import SPLITS
 
     root = tmp_path_factory.mktemp("prepared")
     params = parse_params(tiny_params())
@@ -256,7 +258,7 @@ def prepared_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def untrained_pair(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Untrained, seeded models as ``.keras`` files and as an ONNX bundle directory
     (``bundle/``), as the register stage would write them."""
-    from dndx.bundle import ModelBundle
+    from dndx.chain.bundle import ModelBundle
     from dndx.config import load_params
     from models import build_cluster_counter, build_peak_finder
     from models.export import export_onnx

@@ -1,0 +1,3 @@
+"""Scoring: metrics, pi/K separation, dE/dx, evaluation of models against the tuned
+baselines (:mod:`.tuning`), ONNX parity.
+"""

@@ -1,0 +1,520 @@
+"""The evaluate stage: exact figures on hand-made arrays, and the flow end to end
+through the real Prefect engine and Dask on tiny simulated data and tracks with
+real (untrained) Keras models."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+
+from dndx.chain.encoding import encode_scored_candidates, samples_per_bin
+from dndx.chain.preprocessing import normalise
+from dndx.config import load_params, parse_params
+from dndx.errors import ConfigError, InputError
+from dndx.io.dataset import part_name, part_paths, read_waveform_set, write_waveform_set
+from dndx.io.prepared import write_prepared
+from dndx.ragged import Ragged
+from dndx.scoring.evaluation import (
+    COUNTERS,
+    PEAK_FINDERS,
+    SplitInputs,
+    assemble_split,
+    check_targets,
+    evaluate_candidates,
+    evaluate_counting,
+    evaluate_peaks,
+    evaluate_split,
+    tune_baselines,
+)
+from dndx.scoring.metrics import binary_scores
+from dndx.scoring.track_evaluation import TRACK_METHODS
+from dndx.simulation.generator import simulate_range
+from dndx.simulation.tracks import simulate_tracks, track_chunks
+from dndx.truth.preparation import prepare_waveforms
+from tests.conftest import tiny_params
+
+PARAMS = load_params()
+RATE_GHZ = 1.5
+PULSE = np.array([0.0, 8.0, 10.0, 6.0, 3.0, 1.0], dtype=np.float32)  # maximum 2 samples in
+
+
+def test_candidate_scores_at_the_working_point() -> None:
+    labels = [1, 1, 1, 1, 0, 0, 0, 0, 0, 0]
+    probability = [0.9, 0.8, 0.7, 0.2, 0.75, 0.3, 0.2, 0.1, 0.1, 0.05]
+    detected = [p >= 0.5 for p in probability]
+    c = evaluate_candidates(labels, probability, detected, 0.5)
+    assert c.scores["precision"] == 0.75  # 3 of 4 detections are signal
+    assert c.scores["recall"] == 0.75  # 3 of 4 signal candidates detected
+    assert c.scores["f1"] == 0.75
+    assert c.scores["efficiency_x_purity"] == 0.5625
+    # Pairs (signal, noise) ordered right: 0.9, 0.8 beat all 6; 0.7 beats 5; 0.2 beats 3, ties 1.
+    assert c.scores["auc"] == pytest.approx((6 + 6 + 5 + 3.5) / 24)
+    assert c.working_point == (1 / 6, 0.75)
+    assert (c.scores["n_candidates"], c.scores["n_signal"], c.scores["n_detected"]) == (10, 4, 4)
+    assert c.fpr[0] == 0.0 and c.tpr[-1] == 1.0
+
+
+def test_peak_scores_overall_and_per_bin() -> None:
+    # Waveform 0: expected at 10, 20 and 40 samples; detections at 11 (match), 30 (fake).
+    # Waveform 1: expected at 70; detected at 69 (match) and 71 (a double count).
+    detected = Ragged.from_lengths(np.array([11, 30, 69, 71]), [2, 2])
+    expected = Ragged.from_lengths(np.array([10.0, 20.0, 40.0, 70.0]), [3, 1])
+    drift_ns = np.array([5.0, 12.0, 25.0, 40.0])
+    p = evaluate_peaks(
+        detected,
+        expected,
+        drift_ns,
+        [0.035, 0.085],
+        sampling_rate_ghz=1.0,
+        tolerance_samples=2,
+        drift_time_edges_ns=[0.0, 10.0, 50.0],
+        noise_fraction_edges=[0.03, 0.06, 0.10],
+    )
+    assert (p.scores["n_true"], p.scores["n_detected"], p.scores["n_matched"]) == (4, 4, 2)
+    assert p.scores["efficiency"] == 0.5 and p.scores["purity"] == 0.5
+    assert p.scores["efficiency_x_purity"] == 0.25 and p.scores["f1"] == 0.5
+    assert p.by_noise[["n_true", "n_detected", "n_matched"]].to_numpy().tolist() == [
+        [3, 2, 1],
+        [1, 2, 1],
+    ]
+    # Unmatched detections take their time less the waveform's offset, the smallest
+    # expected time minus drift time (5 ns, 30 ns): the fake at 30 - 5 = 25 ns and the
+    # double count at 71 - 30 = 41 ns fall in the second bin.
+    table = p.by_drift_time[["n_true", "n_detected", "n_matched"]].to_numpy().tolist()
+    assert table == [[1, 1, 1], [3, 3, 1]]
+
+
+def test_counting_scores_and_table() -> None:
+    n_true = np.array([5, 10, 20, 40, 10, 20])
+    n_rec = np.array([5.0, 11.0, 19.0, 42.0, 10.0, 20.0])
+    c = evaluate_counting(
+        n_rec, n_true, ["pi", "pi", "pi", "K", "K", "K"], [1.5, 3, 30, 1.5, 3, 30], [1, 10, 50]
+    )
+    assert c.scores["mean_residual"] == pytest.approx(2 / 6)
+    assert c.scores["relative_bias"] == pytest.approx(2 / 105)
+    assert c.scores["rms_residual"] == pytest.approx(math.sqrt(6 / 6))
+    assert c.scores["rms_over_sqrt_n"] == pytest.approx(1 / math.sqrt(17.5))
+    x, y = n_true.astype(float), n_rec
+    slope = np.sum((x - x.mean()) * (y - y.mean())) / np.sum((x - x.mean()) ** 2)
+    assert c.scores["linearity_slope"] == pytest.approx(slope)
+    assert c.table[["particle", "momentum_gev_low", "n"]].to_numpy().tolist() == [
+        ["K", 1.0, 2],
+        ["K", 10.0, 1],
+        ["pi", 1.0, 2],
+        ["pi", 10.0, 1],
+    ]
+
+
+def test_targets_pass_at_their_limits_and_fail_on_nan() -> None:
+    checks = check_targets(
+        {"precision": 0.96, "recall": 0.94, "auc": float("nan")},
+        {"efficiency_x_purity": 0.80},
+        {"efficiency_x_purity": 0.75},
+        {"relative_bias": -0.02},
+    )
+    passed = {c.name: c.passed for c in checks}
+    assert passed == {
+        "candidate_precision": True,
+        "candidate_recall": True,
+        "candidate_auc": False,
+        "peak_gain_over_d2": False,
+        "peak_efficiency_x_purity": True,
+        "counting_abs_relative_bias": True,
+    }
+    gain = next(c for c in checks if c.name == "peak_gain_over_d2")
+    assert gain.value == pytest.approx(0.05)
+
+
+def test_config_rejects_bad_edges() -> None:
+    with pytest.raises(ConfigError, match=r"evaluate\.noise_fraction_edges = \[0\.05, 0\.05"):
+        parse_params(tiny_params(evaluate={"noise_fraction_edges": [0.05, 0.05, 0.1]}))
+
+
+def _hand_made_split(n_clusters: list[int]) -> SplitInputs:
+    """Waveforms of isolated one-electron pulses, 30 samples apart, one per cluster;
+    every candidate is a true peak and the peak finder detects all of them."""
+    n_samples = 40 + 30 * max(n_clusters) + 20
+    samples = np.zeros((len(n_clusters), n_samples), dtype=np.float32)
+    starts = [40 + 30 * np.arange(n) for n in n_clusters]
+    for row, first in enumerate(starts):
+        for start in first:
+            samples[row, start : start + len(PULSE)] = PULSE
+    peak_samples = np.concatenate(starts) + 2
+    lengths = np.array(n_clusters)
+    n_peaks = len(peak_samples)
+    return SplitInputs(
+        waveform_id=np.arange(len(n_clusters), dtype=np.int64) + 100,
+        samples=samples,
+        lengths=np.full(len(n_clusters), n_samples, dtype=np.int64),
+        sampling_rate_ghz=RATE_GHZ,
+        n_clusters=lengths.astype(np.int64),
+        particle=np.array(["pi", "K"] * (len(n_clusters) // 2)),
+        momentum_gev=np.linspace(2.0, 40.0, len(n_clusters)),
+        noise_fraction=np.full(len(n_clusters), 0.05),
+        expected_time_ns=Ragged.from_lengths(peak_samples / RATE_GHZ, lengths),
+        expected_drift_time_ns=(peak_samples - 42) / RATE_GHZ,
+        candidate_sample=Ragged.from_lengths(peak_samples.astype(np.int64), lengths),
+        candidate_label=np.ones(n_peaks, dtype=np.int8),
+        candidate_probability=np.full(n_peaks, 0.9),
+        candidate_detected=np.ones(n_peaks, dtype=bool),
+    )
+
+
+def test_perfect_inputs_give_perfect_scores_and_honest_targets() -> None:
+    split = _hand_made_split([5, 8, 12, 20])
+    cfg = PARAMS.evaluate
+    tuning = tune_baselines(split, 2, cfg)
+    assert tuning.d2.best["efficiency_x_purity"] == 1.0
+    assert tuning.lstm_clusterization.scan["rms_residual"].min() == 0.0
+    ids = split.waveform_id[::-1]
+    evaluation = evaluate_split(
+        split,
+        tuning,
+        ids,
+        split.n_clusters[::-1].astype(float),
+        score_threshold=0.5,
+        tolerance_samples=2,
+        cfg=cfg,
+    )
+    for name in PEAK_FINDERS:
+        assert evaluation.peaks[name].scores["efficiency_x_purity"] == 1.0
+    for name in COUNTERS:
+        scores = evaluation.counting[name].scores
+        assert (scores["rms_residual"], scores["linearity_slope"]) == (0.0, 1.0)
+    passed = {c.name: c.passed for c in evaluation.targets}
+    # One class only: precision 1 but no AUC; D2 is as perfect as the LSTM here.
+    assert passed["candidate_precision"] and not passed["candidate_auc"]
+    assert not passed["peak_gain_over_d2"] and passed["peak_efficiency_x_purity"]
+
+    metrics = evaluation.to_metrics()
+    json.dumps(metrics, allow_nan=False)
+    assert metrics["candidate.lstm.auc"] is None
+    assert metrics["counting.cnn.linearity_slope"] == 1.0
+    assert metrics["target.counting_abs_relative_bias.passed"] is True
+    assert metrics["targets.n_total"] == 6
+    assert metrics["tuning.d2.t1_sigma"] == tuning.d2.t1_sigma
+
+    with pytest.raises(InputError, match="CNN predictions: 1 waveform_id"):
+        evaluate_split(
+            split,
+            tuning,
+            ids[:-1],
+            np.ones(3),
+            score_threshold=0.5,
+            tolerance_samples=2,
+            cfg=cfg,
+        )
+
+
+def test_assemble_split_aligns_by_waveform_id() -> None:
+    waveforms = pd.DataFrame(
+        {
+            "waveform_id": [7, 3],
+            "n_clusters": [2, 1],
+            "particle": ["pi", "K"],
+            "momentum_gev": [2.0, 3.0],
+            "noise_fraction": [0.05, 0.06],
+            "expected_time_ns": [np.array([10.0, 20.0]), np.array([5.0])],
+            "expected_drift_time_ns": [np.array([1.0, 2.0]), np.array([3.0])],
+        }
+    )
+    scores = pd.DataFrame(
+        {
+            "waveform_id": [3, 7, 7, 3],
+            "sample": [9, 30, 15, 4],
+            "probability": [0.1, 0.2, 0.9, 0.8],
+            "detected": [False, False, True, True],
+            "label": [0, 0, 1, 1],
+        }
+    )
+    rng = np.random.default_rng(0)
+    adc = Ragged.from_lengths(
+        np.concatenate([np.full(60, 100.0), np.full(90, 200.0)]) + rng.normal(0, 1, 150), [60, 90]
+    )
+    split = assemble_split(waveforms, scores, adc, [3, 7], [1.0, 1.5], RATE_GHZ)
+    assert split.waveform_id.tolist() == [7, 3]
+    assert split.lengths.tolist() == [90, 90]  # waveform 3 resampled from 1.0 to 1.5 GS/s
+    assert [row.tolist() for row in split.candidate_sample] == [[15, 30], [4, 9]]
+    assert split.candidate_probability.tolist() == [0.9, 0.2, 0.8, 0.1]
+    assert [row.tolist() for row in split.detected_samples] == [[15], [4]]
+    assert split.expected_samples.values.tolist() == [15.0, 30.0, 7.5]
+    with pytest.raises(InputError, match="simulated waveforms: 1 waveform_id"):
+        assemble_split(waveforms, scores, adc, [3, 8], [1.0, 1.5], RATE_GHZ)
+
+
+# The flow end to end on tiny simulated data.
+
+SIM = dataclasses.replace(
+    PARAMS.simulate, n_train=30, n_validation=60, n_test=60, block_size=30, chunk_size=30
+)
+N_BINS = 64
+SCORE_THRESHOLD = 0.5
+
+
+def _fake_counter_inputs(data_dir: Path, split: str, rng: np.random.Generator) -> None:
+    """Simulated and prepared data of ``split``, with scores of a good fake peak
+    finder (labels plus noise) and the cluster counter's encoded input."""
+    prepare = PARAMS.prepare
+    scores, encoded, ids, counts = [], [], [], []
+    for index, start in enumerate(range(0, SIM.n_waveforms(split), SIM.chunk_size)):
+        data = simulate_range(SIM, split, start, start + SIM.chunk_size)
+        write_waveform_set(data, data_dir / "simulated" / split / part_name(index))
+        chunk = prepare_waveforms(data, prepare)
+        write_prepared(chunk, data_dir / "prepared" / split, index)
+        table = chunk.candidates
+        label = table["label"].to_numpy()
+        probability = np.clip(0.1 + 0.8 * label + 0.15 * rng.standard_normal(len(label)), 0, 1)
+        rate = prepare.model_sampling_rate_ghz
+        norm = normalise(data.adc, data.info["sampling_rate_ghz"].to_numpy(), rate)
+        rows = np.searchsorted(data.info["waveform_id"].to_numpy(), table["waveform_id"])
+        candidates = Ragged.from_lengths(
+            table["sample"].to_numpy().astype(np.int64), np.bincount(rows, minlength=len(data))
+        )
+        counter = encode_scored_candidates(
+            norm.samples,
+            norm.lengths,
+            candidates,
+            probability,
+            SCORE_THRESHOLD,
+            N_BINS,
+            samples_per_bin(SIM.window_ns, rate, N_BINS),
+        )
+        scores.append(
+            table[["waveform_id", "sample", "label"]].assign(
+                probability=probability.astype(np.float32), detected=counter.detected
+            )
+        )
+        encoded.append(counter.encoded)
+        ids.append(data.info["waveform_id"].to_numpy())
+        counts.append(data.info["n_clusters"].to_numpy())
+    out = data_dir / "counter_inputs" / split
+    out.mkdir(parents=True)
+    pd.concat(scores, ignore_index=True).to_parquet(out / "scores.parquet", index=False)
+    # Shuffled, so that the flow must align the CNN's predictions by waveform_id.
+    order = rng.permutation(sum(len(i) for i in ids))
+    np.savez(
+        out / "encoded.npz",
+        x=np.concatenate(encoded)[order],
+        waveform_id=np.concatenate(ids)[order],
+        n_clusters=np.concatenate(counts)[order],
+    )
+
+
+def _fake_models(data_dir: Path) -> None:
+    from models import build_cluster_counter, build_peak_finder
+
+    peak_dir = data_dir / "models" / "peak_finder"
+    peak_dir.mkdir(parents=True)
+    finder = build_peak_finder(
+        dataclasses.replace(PARAMS.peak_finder, lstm_units=(4,), dense_units=(4,)),
+        window_length=PARAMS.prepare.window_length,
+        seed=3,
+    )
+    finder.save(peak_dir / "model.keras")
+    selection = {"score_threshold": SCORE_THRESHOLD, "trial": 0, "hyperparameters": {}}
+    (peak_dir / "selection.json").write_text(json.dumps({**selection, "metrics": {}}))
+    counter_dir = data_dir / "models" / "cluster_counter"
+    counter_dir.mkdir(parents=True)
+    counter = build_cluster_counter(
+        dataclasses.replace(PARAMS.cluster_counter, filters=(4,), dense_units=(8,)), n_bins=N_BINS
+    )
+    counter.save(counter_dir / "model.keras")
+    (counter_dir / "selection.json").write_text(
+        json.dumps({"trial": 0, "hyperparameters": {}, "metrics": {}})
+    )
+
+
+TRACKS = dataclasses.replace(
+    PARAMS.tracks, particles=("pi", "K"), momenta_gev=(5.0, 10.0), n_cells=8, n_test=4
+)
+
+
+def _tracks(data_dir: Path) -> None:
+    """Two chunks of test tracks of each particle at each momentum."""
+    chunks = track_chunks(dataclasses.replace(TRACKS, tracks_per_chunk=2), "test")
+    for index, (track_set, start, stop) in enumerate(chunks):
+        data = simulate_tracks(PARAMS.simulate, TRACKS, "test", track_set, start, stop)
+        write_waveform_set(data, data_dir / "tracks" / "test" / part_name(index))
+
+
+_PEAK_COUNTS = ("n_true", "n_detected", "n_matched")
+
+
+def _dropped_by_the_preselection(data_dir: Path) -> pd.DataFrame:
+    """The test candidates, found without the cut, whose windows spread less than
+    it allows: their label, and whether the fake peak finder accepts them."""
+    every = dataclasses.replace(PARAMS.prepare, min_window_std_sigma=0.0)
+    cut_sigma = PARAMS.prepare.min_window_std_sigma
+    finder = keras.saving.load_model(data_dir / "models/peak_finder/model.keras")
+    dropped = []
+    for path in part_paths(data_dir / "simulated" / "test"):
+        prepared = prepare_waveforms(read_waveform_set(path), every)
+        cut = prepared.windows.std(axis=1, dtype=np.float32) < cut_sigma
+        score = finder.predict(prepared.windows[cut][:, :, None], verbose=0)[:, 0]
+        label = prepared.candidates["label"].to_numpy()[cut]
+        dropped.append(pd.DataFrame({"label": label, "accepted": score >= SCORE_THRESHOLD}))
+    return pd.concat(dropped)
+
+
+def _true_separation(data_dir: Path) -> dict[float, float]:
+    """S of pi and K by momentum from the true cluster counts of the test tracks: the
+    tracks' dN/dx (clusters over path length), |mean difference| over the mean sigma."""
+    cells = pd.concat(
+        read_waveform_set(path).info for path in part_paths(data_dir / "tracks" / "test")
+    )
+    tracks = cells.groupby(["momentum_gev", "particle", "track_id"])[
+        ["n_clusters", "path_length_cm"]
+    ].sum()
+    dndx = (tracks["n_clusters"] / tracks["path_length_cm"]).groupby(level=[0, 1])
+    mean, sigma = dndx.mean(), dndx.std(ddof=1)
+    return {
+        momentum: abs(mean[momentum, "pi"] - mean[momentum, "K"])
+        / ((sigma[momentum, "pi"] + sigma[momentum, "K"]) / 2)
+        for momentum in TRACKS.momenta_gev
+    }
+
+
+@pytest.fixture
+def prefect_api(monkeypatch: pytest.MonkeyPatch) -> str:
+    """The Prefect API in use, or the process's temporary server (started once, in the
+    configured PREFECT_HOME, and stopped at exit once Prefect has sent its logs)."""
+    from flows.runtime import ensure_prefect_api
+
+    monkeypatch.setenv("PREFECT_API_URL", os.environ.get("PREFECT_API_URL", ""))
+    return ensure_prefect_api()
+
+
+def test_evaluate_flow_writes_metrics_report_and_plots(tmp_path: Path, prefect_api: str) -> None:
+    from flows.evaluate import evaluate
+
+    data_dir = tmp_path / "data"
+    rng = np.random.default_rng(11)
+    for split in ("validation", "test"):
+        _fake_counter_inputs(data_dir, split, rng)
+    _fake_models(data_dir)
+    _tracks(data_dir)
+    metrics_path = tmp_path / "metrics" / "evaluate.json"
+    separation_path = tmp_path / "metrics" / "separation.json"
+    report_path = tmp_path / "reports" / "evaluation.md"
+    plots_dir = tmp_path / "reports" / "plots"
+
+    # The counter's input as the fake counter was built for.
+    params = dataclasses.replace(
+        PARAMS, counter_input=dataclasses.replace(PARAMS.counter_input, n_bins=N_BINS)
+    )
+    returned = evaluate(
+        params,
+        data_dir=data_dir,
+        metrics_path=metrics_path,
+        separation_path=separation_path,
+        report_path=report_path,
+        plots_dir=plots_dir,
+    )
+
+    metrics = json.loads(metrics_path.read_text())
+    assert metrics == returned
+    assert metrics["n_waveforms"] == SIM.n_test
+    for key in ("precision", "recall", "f1", "auc", "efficiency_x_purity"):
+        assert f"candidate.lstm.{key}" in metrics
+    # Every finder is matched against the same expected peaks, and its scores are
+    # those of its counts; the LSTM's peaks are the candidates it accepted.
+    scores = pd.read_parquet(data_dir / "counter_inputs/test/scores.parquet")
+    n_true = {metrics[f"peak.{finder}.n_true"] for finder in PEAK_FINDERS}
+    assert len(n_true) == 1 and n_true.pop() > 0
+    assert metrics["peak.lstm.n_detected"] == scores["detected"].sum()
+    for finder in PEAK_FINDERS:
+        true, found, matched = (metrics[f"peak.{finder}.{n}"] for n in _PEAK_COUNTS)
+        assert 0 < matched <= min(true, found)
+        assert metrics[f"peak.{finder}.efficiency"] == pytest.approx(matched / true)
+        assert metrics[f"peak.{finder}.purity"] == pytest.approx(matched / found)
+        assert metrics[f"peak.{finder}.efficiency_x_purity"] == pytest.approx(
+            matched**2 / (true * found)
+        )
+        assert metrics[f"peak.{finder}.f1"] == pytest.approx(2 * matched / (true + found))
+    for counter in COUNTERS:
+        for key in ("relative_bias", "rms_over_sqrt_n", "linearity_slope"):
+            assert f"counting.{counter}.{key}" in metrics
+    assert metrics["targets.n_total"] == 6
+    assert (
+        sum(v for k, v in metrics.items() if k.endswith(".passed")) == metrics["targets.n_passed"]
+    )
+
+    # The candidate scores are those of the written decisions.
+    # The pre-selection's check finds the test candidates anew: the ones it keeps
+    # are the prepared ones, the ones it drops are scored.
+    assert metrics["preselection.min_window_std_sigma"] == PARAMS.prepare.min_window_std_sigma
+    assert metrics["preselection.candidates"] - metrics["preselection.dropped"] == len(scores)
+    dropped = _dropped_by_the_preselection(data_dir)
+    assert metrics["preselection.dropped"] == len(dropped)
+    assert metrics["preselection.dropped_signal"] == dropped["label"].sum()
+    assert metrics["preselection.dropped_accepted"] == dropped["accepted"].sum()
+    assert metrics["preselection.dropped_signal"] < metrics["preselection.signal"]
+    expected = binary_scores(scores["label"], scores["detected"].astype(float), 0.5)
+    assert metrics["candidate.lstm.precision"] == pytest.approx(expected["precision"])
+    assert metrics["candidate.lstm.recall"] == pytest.approx(expected["recall"])
+    # No finder beats the candidates it chooses from.
+    assert metrics["peak.lstm.efficiency"] <= metrics["peak.candidates.efficiency"]
+    # The baselines were tuned on validation over the configured grids.
+    assert metrics["tuning.d2.t2"] in PARAMS.evaluate.d2_t2_grid
+    assert metrics["tuning.d2_clusterization.window_ns"] in PARAMS.evaluate.window_grid_ns
+
+    report = report_path.read_text()
+    assert report.startswith("# Evaluation on the test set")
+    assert "| peak finder → counter |" in report
+    assert "LSTM → CNN" in report and "D2 → time clusterization" in report
+    # The headline table ends with the reference of perfect peak finding.
+    assert "expected peaks → time clusterization (perfect peak finding)" in report
+    assert metrics["tuning.truth_clusterization.window_ns"] in PARAMS.evaluate.window_grid_ns
+    assert "## Targets" in report
+    assert f"{metrics['preselection.dropped']} of {metrics['preselection.candidates']}" in report
+    # Every per-waveform target, and the two track-level ones.
+    assert report.count("✅") + report.count("❌") == metrics["targets.n_total"] + 2
+    assert "## Peak finding per drift-time bin" in report
+    assert "## Counting per particle and momentum" in report
+
+    # Every method on every test track: the limit keeps all of its own separation,
+    # and every method's S is a figure with an error.
+    separation = json.loads(separation_path.read_text())
+    assert separation["n_tracks"] == 2 * 2 * TRACKS.n_test
+    truth_s = _true_separation(data_dir)
+    assert separation["n_cells"] == TRACKS.n_cells
+    for momentum in ("5GeV", "10GeV"):
+        pi_k = separation["separation"]["pi_K"][momentum]
+        assert sorted(pi_k) == sorted(TRACK_METHODS)
+        assert pi_k["truth"]["ratio"] == 1.0
+        assert pi_k["truth"]["S"] == pytest.approx(truth_s[float(momentum.removesuffix("GeV"))])
+        for method in TRACK_METHODS:
+            assert pi_k[method]["S"] == pytest.approx(pi_k[method]["ratio"] * pi_k["truth"]["S"])
+            assert pi_k[method]["S_error"] > 0.0
+    assert set(separation["target"]) == {
+        "separation_ratio_to_poisson",
+        "separation_gain_over_d2",
+    }
+    assert "## Particle identification along tracks" in report
+    assert "### π / K separation power S" in report
+    assert "| true count (Poisson limit) |" in report
+
+    pngs = sorted(p.name for p in plots_dir.glob("*.png"))
+    assert pngs == sorted(
+        [
+            "counting_by_momentum.png",
+            "linearity.png",
+            "peaks_vs_drift_time.png",
+            "peaks_vs_noise.png",
+            "residuals.png",
+            "roc.png",
+            "scores.png",
+            "separation.png",
+        ]
+    )
+    for name in pngs:
+        assert (plots_dir / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"](plots/{name})" in report

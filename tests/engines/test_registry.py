@@ -1,0 +1,91 @@
+"""The model registry on a real MLflow store: registration, promotion by aliases, fetching."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+import pytest
+from mlflow.tracking import MlflowClient
+
+from dndx.chain.bundle import ModelBundle
+from dndx.errors import InputError
+from tasks.registry import (
+    CHALLENGER,
+    CHAMPION,
+    COUNTER_NAME,
+    PEAK_FINDER_NAME,
+    decide,
+    fetch_bundle,
+    promote,
+)
+from tests.conftest import register_pair
+
+
+def test_better_pair_becomes_champion_worse_stays_challenger(
+    untrained_pair: Path, local_registry: Path
+) -> None:
+    first = {"peak_efficiency_x_purity": 0.70, "rms_over_sqrt_n": 0.80}
+    better = {"peak_efficiency_x_purity": 0.75, "rms_over_sqrt_n": 0.70}
+    worse = {"peak_efficiency_x_purity": 0.76, "rms_over_sqrt_n": 0.90}
+
+    assert promote(register_pair(untrained_pair, first), first, None)["alias"] == CHAMPION
+    second = register_pair(untrained_pair, better)
+    assert promote(second, better, first)["alias"] == CHAMPION
+    third = register_pair(untrained_pair, worse)
+    decision = promote(third, worse, better)
+    assert decision["alias"] == CHALLENGER
+    assert "rms_over_sqrt_n 0.9000 vs champion 0.7000 (worse)" in decision["reason"]
+
+    client = MlflowClient()
+    for name in (PEAK_FINDER_NAME, COUNTER_NAME):
+        assert str(client.get_model_version_by_alias(name, CHAMPION).version) == second[name]
+        assert str(client.get_model_version_by_alias(name, CHALLENGER).version) == third[name]
+        version = client.get_model_version(name, third[name])
+        assert version.tags["git_commit"] == "abc"
+        assert version.tags["promotion"].startswith("challenger: ")
+        info = mlflow.models.get_model_info(f"models:/{name}/{version.version}")
+        assert info.signature is not None and info.saved_input_example_info is not None
+
+    fetched = fetch_bundle(
+        [f"models:/{PEAK_FINDER_NAME}@{CHAMPION}", f"models:/{COUNTER_NAME}@{CHAMPION}"],
+        local_registry / "cache",
+        mlflow.get_tracking_uri(),
+    )
+    assert ModelBundle.load(fetched) == ModelBundle.load(untrained_pair / "bundle")
+    onnx_bytes = (untrained_pair / "bundle" / "peak_finder.onnx").read_bytes()
+    assert (fetched / "peak_finder.onnx").read_bytes() == onnx_bytes
+
+
+def test_fetching_an_unknown_alias_names_it(untrained_pair: Path, local_registry: Path) -> None:
+    with pytest.raises(InputError, match="models:/peak-finder@champion: not in the model registry"):
+        fetch_bundle(
+            [f"models:/{PEAK_FINDER_NAME}@{CHAMPION}", f"models:/{COUNTER_NAME}@{CHAMPION}"],
+            local_registry / "cache",
+            mlflow.get_tracking_uri(),
+        )
+
+
+@pytest.mark.parametrize(
+    ("separation", "efficiency", "alias", "reason"),
+    [
+        # Less separation loses whatever the test figures.
+        (0.79, 0.90, CHALLENGER, "separation_ratio 0.7900 vs champion 0.8000 (worse): the"),
+        # As much separation wins even with a worse test figure, which the reason names.
+        (0.80, 0.70, CHAMPION, "peak_efficiency_x_purity 0.7000 vs champion 0.7500 (worse)"),
+        (0.81, 0.75, CHAMPION, "separation_ratio 0.8100 vs champion 0.8000 (at least as good)"),
+        # Not measured (no validation tracks of the pair): the test figures decide.
+        (None, 0.76, CHAMPION, "separation_ratio not measured on both pairs"),
+        (None, 0.74, CHALLENGER, "peak_efficiency_x_purity 0.7400 vs champion 0.7500 (worse)"),
+    ],
+)
+def test_promotion_is_decided_by_the_separation_where_both_pairs_have_it(
+    separation: float | None, efficiency: float, alias: str, reason: str
+) -> None:
+    champion = {"separation_ratio": 0.80, "peak_efficiency_x_purity": 0.75, "rms_over_sqrt_n": 0.7}
+    new = {"peak_efficiency_x_purity": efficiency, "rms_over_sqrt_n": 0.6}
+    if separation is not None:
+        new["separation_ratio"] = separation
+    decided, why = decide(new, champion)
+    assert (decided, reason in why) == (alias, True)
+    assert "rms_over_sqrt_n 0.6000 vs champion 0.7000 (at least as good)" in why
