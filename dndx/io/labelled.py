@@ -56,24 +56,23 @@ tag outside {0, 1, 2}) skip that waveform, with the reason, in
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import awkward as ak
-import h5py
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
-import uproot
 from numpy.typing import NDArray
 
 from dndx.chain.preprocessing import validate_rows
 from dndx.config import PARTICLE_MASSES_GEV
 from dndx.errors import InputError
-from dndx.io.readers import _entries, _library_errors, _unreadable, detect_format, missing_file
+from dndx.io.hdf5 import Hdf5Table
+from dndx.io.parquet import ParquetTable
+from dndx.io.root import RootTable
+from dndx.io.source import Table, detect_format, missing_file
 from dndx.ragged import Ragged
 from dndx.waveforms import WaveformSet
 
@@ -212,142 +211,22 @@ class FileSummary:
     problem: str = ""
 
 
-@dataclass(frozen=True)
-class _Table:
-    """An open file: its entries, its names with their kinds, a reader, what its
-    format calls a name (``branch``, ``branches``) and, for messages, where the
-    names are (`` in group 'sim'``; empty where the file has one place)."""
-
-    n_entries: int
-    kinds: dict[str, str]
-    read: Any
-    noun: str = "branch"
-    nouns: str = "branches"
-    place: str = ""
-
-
-@contextlib.contextmanager
-def _open_table(path: Path, layout: LabelledLayout) -> Iterator[_Table]:
+def _open_table(path: Path, layout: LabelledLayout) -> Table:
+    """The file's columns, by its format; closed by the caller."""
     if not path.exists():
         raise missing_file(path)
     fmt = detect_format(path)
+    tree = layout.name("tree")
     if fmt == "root":
-        with _library_errors(
-            path, "is not a readable ROOT file: wrong format, truncated or damaged"
-        ):
-            file = uproot.open(path, array_cache=None)
-        with file:
-            tree_name = layout.name("tree")
-            if tree_name not in file:
-                keys = ", ".join(repr(k) for k in file.keys(cycle=False)) or "none"
-                raise InputError(
-                    f"{path}: no tree {tree_name!r} (layout {layout.layout}, setting "
-                    f"names.tree); objects in the file: {keys}"
-                )
-            with _library_errors(path, _unreadable(f"tree {tree_name!r}")):
-                tree = file[tree_name]
-                n_entries = int(tree.num_entries)
-                kinds = {name: str(tree[name].typename) for name in tree.keys()}  # noqa: SIM118 (a TTree, not a dict)
-
-            def read_root(names: list[str], start: int, stop: int) -> dict[str, ak.Array]:
-                where = f"{_entries(start, stop)} of tree {tree_name!r}"
-                with _library_errors(path, _unreadable(where)):
-                    arrays = tree.arrays(names, entry_start=start, entry_stop=stop, library="ak")
-                return {name: arrays[name] for name in names}
-
-            yield _Table(n_entries, kinds, read_root)
-    elif fmt == "parquet":
-        with _library_errors(
-            path, "is not a readable Parquet file: wrong format, truncated or damaged"
-        ):
-            parquet = pq.ParquetFile(path)
-        with parquet:
-            kinds = {f.name: str(f.type) for f in parquet.schema_arrow}
-
-            group_starts = np.cumsum(
-                [0]
-                + [parquet.metadata.row_group(i).num_rows for i in range(parquet.num_row_groups)]
-            )
-
-            def read_parquet(names: list[str], start: int, stop: int) -> dict[str, ak.Array]:
-                # Only the row groups that hold the entries: a chunk costs its own size,
-                # not the file's.
-                groups = np.flatnonzero((group_starts[:-1] < stop) & (group_starts[1:] > start))
-                where = f"{_entries(start, stop)} of columns {names}"
-                with _library_errors(path, _unreadable(where)):
-                    if len(groups):
-                        table = parquet.read_row_groups(groups.tolist(), columns=names)
-                        table = table.slice(start - group_starts[groups[0]], stop - start)
-                    else:
-                        table = parquet.schema_arrow.empty_table().select(names)
-                return {name: ak.from_arrow(table[name]) for name in names}
-
-            yield _Table(int(parquet.metadata.num_rows), kinds, read_parquet, "column", "columns")
-    elif fmt == "hdf5":
-        with _library_errors(
-            path, "is not a readable HDF5 file: wrong format, truncated or damaged"
-        ):
-            file = h5py.File(path, "r")
-        with file:
-            yield _hdf5_table(path, file, layout)
-    else:
-        raise InputError(f"{path}: labelled {fmt} files are not read; use ROOT, HDF5 or Parquet")
+        return RootTable(path, tree, f"layout {layout.layout}, setting names.tree")
+    if fmt == "parquet":
+        return ParquetTable(path)
+    if fmt == "hdf5":
+        return Hdf5Table(path, tree, layout.name("waveform"))
+    raise InputError(f"{path}: labelled {fmt} files are not read; use ROOT, HDF5 or Parquet")
 
 
-def _hdf5_kind(dataset: h5py.Dataset) -> str:
-    """A dataset's kind in awkward's notation: ``float64``, ``var * float32``, ``300 * int16``."""
-    element = h5py.check_vlen_dtype(dataset.dtype)
-    if element is not None:
-        return f"var * {element}"
-    return " * ".join([*(str(n) for n in dataset.shape[1:]), str(dataset.dtype)])
-
-
-def _hdf5_table(path: Path, file: h5py.File, layout: LabelledLayout) -> _Table:
-    group_name = layout.name("tree")
-    with _library_errors(path, _unreadable("the list of datasets")):
-        group = file.get(group_name)
-        if isinstance(group, h5py.Group):
-            place = f" in group {group_name!r}"
-        else:
-            group, place = file, f" at the file root (no group {group_name!r}, names.tree)"
-        datasets = {name: item for name, item in group.items() if isinstance(item, h5py.Dataset)}
-        kinds = {name: _hdf5_kind(dataset) for name, dataset in datasets.items()}
-    waveform = datasets.get(layout.name("waveform"))
-    n_entries = len(waveform) if waveform is not None and waveform.ndim else 0
-
-    def read_hdf5(names: list[str], start: int, stop: int) -> dict[str, ak.Array]:
-        arrays = {}
-        for name in names:
-            dataset = datasets[name]
-            element = h5py.check_vlen_dtype(dataset.dtype) or dataset.dtype
-            if element.kind not in "biuf" or dataset.ndim not in (1, 2):
-                raise InputError(
-                    f"{path}: dataset {name!r}{place} holds {kinds[name]} of shape "
-                    f"{dataset.shape}, expected numbers (1-D), equal-length lists (2-D) "
-                    "or variable-length lists (1-D, h5py.vlen_dtype)"
-                )
-            if len(dataset) != n_entries:
-                raise InputError(
-                    f"{path}: dataset {name!r}{place} holds {len(dataset)} entries, "
-                    f"{layout.name('waveform')!r} {n_entries}; every dataset holds one entry "
-                    "per waveform"
-                )
-            with _library_errors(path, _unreadable(f"{_entries(start, stop)} of dataset {name!r}")):
-                block = dataset[start:stop]
-            arrays[name] = _hdf5_lists(block, element) if block.dtype == object else ak.Array(block)
-        return arrays
-
-    return _Table(n_entries, kinds, read_hdf5, "dataset", "datasets", place)
-
-
-def _hdf5_lists(rows: NDArray[np.object_], element: np.dtype) -> ak.Array:
-    """A variable-length dataset's rows (one array each) as a jagged array."""
-    lengths = np.fromiter((len(row) for row in rows), dtype=np.int64, count=len(rows))
-    values = np.concatenate(list(rows)) if len(rows) else np.zeros(0, element)
-    return ak.unflatten(values.astype(element, copy=False), lengths)
-
-
-def _require(path: Path, table: _Table, layout: LabelledLayout) -> dict[str, str]:
+def _require(path: Path, table: Table, layout: LabelledLayout) -> dict[str, str]:
     """Role -> name of every role present; a missing required one raises."""
     present = {}
     for role in DEFAULT_NAMES[layout.layout]:
@@ -412,7 +291,7 @@ def read_labelled(
             raise InputError(
                 f"{path}: entries [{start}, {stop}) requested, the file holds {table.n_entries}"
             )
-        arrays = table.read(list(roles.values()), start, stop)
+        arrays = table.read_columns(list(roles.values()), start, stop)
         extra = []
         if layout.layout == "dndx":
             extra = [
@@ -423,7 +302,7 @@ def read_labelled(
                 # uproot's counters of jagged branches ("nadc" of "adc") are not truth.
                 and name[1:] not in table.kinds
             ]
-            arrays.update(table.read(extra, start, stop) if extra else {})
+            arrays.update(table.read_columns(extra, start, stop) if extra else {})
     by_role = {role: arrays[name] for role, name in roles.items()}
     convert = _from_cepc if layout.layout == "cepc" else _from_dndx
     return convert(path, layout, by_role, {n: arrays[n] for n in extra}, start, min_samples)

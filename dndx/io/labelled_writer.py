@@ -25,7 +25,7 @@ import uproot
 
 from dndx.errors import InputError
 from dndx.io.labelled import DEFAULT_NAMES, PDG_CODES
-from dndx.io.readers import detect_format
+from dndx.io.source import detect_format
 from dndx.physics import shaped_pulse_peak
 from dndx.ragged import Ragged
 from dndx.storage import atomic_file
