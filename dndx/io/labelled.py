@@ -410,14 +410,50 @@ def _from_cepc(
 ) -> LabelledChunk:
     info = _base_info(path, layout, by_role, start)
     samples = _ragged(by_role["waveform"], np.float64)
+    ok, reasons = validate_rows(samples, min_samples)
+    problems = dict(reasons)
+    times, tags, heights = _peak_lists(path, layout, by_role, ok, problems, start)
+    rates = info["sampling_rate_ghz"].to_numpy()
+    time_samples = (
+        times.values if layout.time_unit == "samples" else times.values * rates[times.row_index()]
+    )
+    _check_inside(path, layout, samples, times, time_samples, ok, start)
+    _check_on_pulses(path, layout, samples, times, rates, tags, ok, start)
+    _check_counts(path, layout, times, tags, info["n_clusters"].to_numpy(), ok, start)
+    electrons, offsets = _tagged_peaks(times, tags, heights, time_samples, rates, ok)
+    keep = np.flatnonzero(ok)
+    kept_info = info.iloc[keep].reset_index(drop=True)
+    kept_info["peak_delay_ns"] = 0.0
+    # Truth the layout does not carry: unknown, so binned metrics leave these waveforms out.
+    for column in ("path_length_cm", "n_electrons", "noise_fraction", "polarity"):
+        kept_info[column] = np.nan
+    tag_counts = np.bincount(tags.values[ok[tags.row_index()]].clip(0, 2), minlength=3).astype(
+        np.int64
+    )
+    skipped = sorted((start + row, reason) for row, reason in problems.items())
+    return LabelledChunk(
+        WaveformSet(kept_info, samples.take(keep), electrons, offsets), tag_counts, skipped
+    )
+
+
+def _peak_lists(
+    path: Path,
+    layout: LabelledLayout,
+    by_role: Mapping[str, ak.Array],
+    ok: NDArray[np.bool_],
+    problems: dict[int, str],
+    start: int,
+) -> tuple[Ragged, Ragged, Ragged | None]:
+    """The ``time``, ``tag`` and (where present) ``height`` lists; a waveform
+    whose lists differ in length, or with a tag outside {0, 1, 2}, is marked
+    not ``ok`` (in place) with its reason in ``problems``, its lists emptied.
+
+    Raises:
+        InputError: a time or height of a usable waveform is not finite.
+    """
     times = _ragged(by_role["time"], np.float64)
     tags = _ragged(by_role["tag"], np.int64)
     heights = _ragged(by_role["height"], np.float64) if "height" in by_role else None
-    rates = info["sampling_rate_ghz"].to_numpy()
-    n = len(info)
-
-    ok, reasons = validate_rows(samples, min_samples)
-    problems = dict(reasons)
     mismatch = times.lengths != tags.lengths
     if heights is not None:
         mismatch |= heights.lengths != times.lengths
@@ -430,19 +466,9 @@ def _from_cepc(
     ok &= ~mismatch
     times, tags = _blank(times, mismatch), _blank(tags, mismatch)
     heights = _blank(heights, mismatch) if heights is not None else None
-    peak_rows = times.row_index()
     lists = [("time", times)] + ([("height", heights)] if heights is not None else [])
-    for role, values in lists:
-        not_finite = np.flatnonzero(~np.isfinite(values.values) & ok[peak_rows])
-        if len(not_finite):
-            raise _impossible(
-                path,
-                layout,
-                role,
-                start + int(peak_rows[not_finite[0]]),
-                values.values[not_finite[0]].item(),
-                "finite numbers",
-            )
+    _check_finite(path, layout, lists, ok, start)
+    peak_rows = times.row_index()
     flagged = np.flatnonzero(~np.isin(tags.values, _TAGS) & ok[peak_rows])
     rows_hit, first_flag = np.unique(peak_rows[flagged], return_index=True)
     for row, index in zip(rows_hit.tolist(), flagged[first_flag].tolist(), strict=True):
@@ -451,14 +477,47 @@ def _from_cepc(
             "expected 0, 1 or 2"
         )
     ok[rows_hit] = False
+    return times, tags, heights
 
-    time_samples_values = (
-        times.values if layout.time_unit == "samples" else times.values * rates[times.row_index()]
-    )
-    outside = (time_samples_values < 0) | (
-        time_samples_values >= samples.lengths[times.row_index()]
-    )
-    outside_rows = np.bincount(times.row_index()[outside], minlength=n) > 0
+
+def _check_finite(
+    path: Path,
+    layout: LabelledLayout,
+    lists: list[tuple[str, Ragged]],
+    ok: NDArray[np.bool_],
+    start: int,
+) -> None:
+    """Raise on the first value of ``lists`` (role, values) of a usable waveform
+    that is not finite."""
+    for role, values in lists:
+        rows = values.row_index()
+        not_finite = np.flatnonzero(~np.isfinite(values.values) & ok[rows])
+        if len(not_finite):
+            raise _impossible(
+                path,
+                layout,
+                role,
+                start + int(rows[not_finite[0]]),
+                values.values[not_finite[0]].item(),
+                "finite numbers",
+            )
+
+
+def _check_inside(
+    path: Path,
+    layout: LabelledLayout,
+    samples: Ragged,
+    times: Ragged,
+    time_samples: NDArray[np.float64],
+    ok: NDArray[np.bool_],
+    start: int,
+) -> None:
+    """Raise when peak times (``time_samples``, in samples) fall outside their
+    waveform: in most usable waveforms with peaks (a wrong unit setting), or in
+    any usable one (a label no waveform can have)."""
+    rows = times.row_index()
+    outside = (time_samples < 0) | (time_samples >= samples.lengths[rows])
+    outside_rows = np.bincount(rows[outside], minlength=len(samples)) > 0
     judged = ok & (times.lengths > 0)
     if judged.sum() and (outside_rows & judged).sum() > 0.5 * judged.sum():
         first = int(np.flatnonzero(outside_rows & judged)[0])
@@ -469,8 +528,8 @@ def _from_cepc(
             f"and sampling_rate_unit {layout.sampling_rate_unit!r}; check time_unit"
         )
     if (outside_rows & ok).any():
-        peak = int(np.flatnonzero(outside & ok[times.row_index()])[0])
-        outside_row = int(times.row_index()[peak])
+        peak = int(np.flatnonzero(outside & ok[rows])[0])
+        outside_row = int(rows[peak])
         raise _impossible(
             path,
             layout,
@@ -481,9 +540,18 @@ def _from_cepc(
             f"(time_unit {layout.time_unit!r})",
         )
 
-    _check_on_pulses(path, layout, samples, times, rates, tags, ok, start)
-    primary_tags = np.bincount(times.row_index()[tags.values == 1], minlength=n)
-    n_clusters = info["n_clusters"].to_numpy()
+
+def _check_counts(
+    path: Path,
+    layout: LabelledLayout,
+    times: Ragged,
+    tags: Ragged,
+    n_clusters: NDArray,
+    ok: NDArray[np.bool_],
+    start: int,
+) -> None:
+    """Raise when a usable waveform's ``n_clusters`` differs from its peaks tagged 1."""
+    primary_tags = np.bincount(times.row_index()[tags.values == 1], minlength=len(ok))
     wrong = ok & (primary_tags != n_clusters)
     if wrong.any():
         first = int(np.flatnonzero(wrong)[0])
@@ -495,12 +563,23 @@ def _from_cepc(
             "names.n_clusters and names.tag)"
         )
 
+
+def _tagged_peaks(
+    times: Ragged,
+    tags: Ragged,
+    heights: Ragged | None,
+    time_samples: NDArray[np.float64],
+    rates_ghz: NDArray[np.float64],
+    ok: NDArray[np.bool_],
+) -> tuple[pd.DataFrame, NDArray[np.int64]]:
+    """The peaks tagged 1 or 2 of the usable waveforms as electrons, in time order
+    within each waveform, and ``(n_usable + 1,)`` the offsets of each waveform's."""
     keep = np.flatnonzero(ok)
     peak_values = np.isin(tags.values, (1, 2)) & ok[times.row_index()]
     peak_rows = times.row_index()[peak_values]
-    row_map = np.full(n, -1, dtype=np.int64)
+    row_map = np.full(len(ok), -1, dtype=np.int64)
     row_map[keep] = np.arange(len(keep))
-    peak_time_ns = time_samples_values[peak_values] / rates[peak_rows]
+    peak_time_ns = time_samples[peak_values] / rates_ghz[peak_rows]
     weight = heights.values[peak_values] if heights is not None else np.ones(len(peak_rows))
     order = np.lexsort((peak_time_ns, peak_rows))
     new_rows = row_map[peak_rows[order]]
@@ -515,18 +594,7 @@ def _from_cepc(
     )
     offsets = np.zeros(len(keep) + 1, dtype=np.int64)
     np.cumsum(np.bincount(new_rows, minlength=len(keep)), out=offsets[1:])
-    kept_info = info.iloc[keep].reset_index(drop=True)
-    kept_info["peak_delay_ns"] = 0.0
-    # Truth the layout does not carry: unknown, so binned metrics leave these waveforms out.
-    for column in ("path_length_cm", "n_electrons", "noise_fraction", "polarity"):
-        kept_info[column] = np.nan
-    tag_counts = np.bincount(tags.values[ok[tags.row_index()]].clip(0, 2), minlength=3).astype(
-        np.int64
-    )
-    skipped = sorted((start + row, reason) for row, reason in problems.items())
-    return LabelledChunk(
-        WaveformSet(kept_info, samples.take(keep), electrons, offsets), tag_counts, skipped
-    )
+    return electrons, offsets
 
 
 def _noise_levels(
@@ -620,37 +688,11 @@ def _from_dndx(
     for name, values in extra.items():
         info[name] = np.asarray(values)
     samples = _ragged(by_role["waveform"], np.float64)
-    times = _ragged(by_role["time"], np.float64)
-    clusters = _ragged(by_role["cluster"], np.int64)
-    primary = _ragged(by_role["primary"], np.bool_)
-    amplitude = (
-        _ragged(by_role["amplitude"], np.float64)
-        if "amplitude" in by_role
-        else Ragged(np.ones(len(times.values)), times.offsets)
-    )
     ok, reasons = validate_rows(samples, min_samples)
     problems = dict(reasons)
-    mismatch = (
-        (clusters.lengths != times.lengths)
-        | (primary.lengths != times.lengths)
-        | (amplitude.lengths != times.lengths)
+    times, clusters, primary, amplitude = _electron_lists(
+        path, layout, by_role, ok, problems, start
     )
-    for row in np.flatnonzero(mismatch & ok):
-        problems[int(row)] = "the electron lists differ in length"
-    ok &= ~mismatch
-    times, clusters = _blank(times, mismatch), _blank(clusters, mismatch)
-    primary, amplitude = _blank(primary, mismatch), _blank(amplitude, mismatch)
-    for role, values in (("time", times), ("amplitude", amplitude)):
-        not_finite = np.flatnonzero(~np.isfinite(values.values) & ok[values.row_index()])
-        if len(not_finite):
-            raise _impossible(
-                path,
-                layout,
-                role,
-                start + int(values.row_index()[not_finite[0]]),
-                values.values[not_finite[0]].item(),
-                "finite numbers",
-            )
     if "rise_time_ns" not in info:
         info["peak_delay_ns"] = 0.0
     keep = np.flatnonzero(ok)
@@ -675,6 +717,43 @@ def _from_dndx(
         tag_counts,
         skipped,
     )
+
+
+def _electron_lists(
+    path: Path,
+    layout: LabelledLayout,
+    by_role: Mapping[str, ak.Array],
+    ok: NDArray[np.bool_],
+    problems: dict[int, str],
+    start: int,
+) -> tuple[Ragged, Ragged, Ragged, Ragged]:
+    """The ``time``, ``cluster``, ``primary`` and ``amplitude`` (1 where absent)
+    electron lists; a waveform whose lists differ in length is marked not ``ok``
+    (in place) with its reason in ``problems``, its lists emptied.
+
+    Raises:
+        InputError: a time or amplitude of a usable waveform is not finite.
+    """
+    times = _ragged(by_role["time"], np.float64)
+    clusters = _ragged(by_role["cluster"], np.int64)
+    primary = _ragged(by_role["primary"], np.bool_)
+    amplitude = (
+        _ragged(by_role["amplitude"], np.float64)
+        if "amplitude" in by_role
+        else Ragged(np.ones(len(times.values)), times.offsets)
+    )
+    mismatch = (
+        (clusters.lengths != times.lengths)
+        | (primary.lengths != times.lengths)
+        | (amplitude.lengths != times.lengths)
+    )
+    for row in np.flatnonzero(mismatch & ok):
+        problems[int(row)] = "the electron lists differ in length"
+    ok &= ~mismatch
+    times, clusters = _blank(times, mismatch), _blank(clusters, mismatch)
+    primary, amplitude = _blank(primary, mismatch), _blank(amplitude, mismatch)
+    _check_finite(path, layout, [("time", times), ("amplitude", amplitude)], ok, start)
+    return times, clusters, primary, amplitude
 
 
 def summarise_file(
