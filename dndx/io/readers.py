@@ -62,6 +62,7 @@ __all__ = [
     "LOCATION_KEYS",
     "PER_WAVEFORM_KEYS",
     "RATE_COLUMN_NAMES",
+    "READERS",
     "WAVEFORM_FORMATS",
     "WaveformChunk",
     "WaveformSource",
@@ -80,7 +81,8 @@ __all__ = [
 #: layouts write it (:mod:`dndx.io.labelled`: ``dndx``, then ``cepc``).
 RATE_COLUMN_NAMES: tuple[str, ...] = ("sampling_rate_ghz", "sampling_rate")
 
-_READERS: dict[str, type[WaveformReader]] = {
+#: The reader of each format in :data:`WAVEFORM_FORMATS`.
+READERS: dict[str, type[WaveformReader]] = {
     "root": RootReader,
     "hdf5": Hdf5Reader,
     "parquet": ParquetReader,
@@ -383,5 +385,5 @@ def _open(source: WaveformSource) -> Iterator[WaveformReader]:
         raise missing_file(path)
     if not path.is_file():
         raise InputError(f"{path}: not a regular file")
-    with _READERS[source.format](source) as opened:
+    with READERS[source.format](source) as opened:
         yield opened

@@ -15,10 +15,10 @@ import uproot
 
 from dndx.errors import InputError
 from dndx.io.hdf5 import Hdf5Reader, Hdf5Table
-from dndx.io.npz import NpzReader
-from dndx.io.parquet import ParquetReader, ParquetTable
-from dndx.io.root import RootReader, RootTable
-from dndx.io.source import LOCATION_KEYS, Table, WaveformReader, WaveformSource
+from dndx.io.parquet import ParquetTable
+from dndx.io.readers import READERS
+from dndx.io.root import RootTable
+from dndx.io.source import LOCATION_KEYS, WAVEFORM_FORMATS, Table, WaveformReader, WaveformSource
 from tests.labelled_files import cepc_branches, write_hdf5, write_parquet, write_tree
 
 N_WAVEFORMS, N_SAMPLES = 7, 5
@@ -48,24 +48,26 @@ def _npz(path: Path) -> None:
     np.savez_compressed(path, waveforms=_BLOCK, track=_TRACKS)
 
 
-READERS: list[tuple[type[WaveformReader], str, Callable[[Path], None], str]] = [
-    (RootReader, "w.root", _root, "track"),
-    (Hdf5Reader, "w.h5", _hdf5, "run/track"),
-    (ParquetReader, "w.parquet", _parquet, "track"),
-    (NpzReader, "w.npz", _npz, "track"),
+FILES: list[tuple[str, Callable[[Path], None], str]] = [
+    ("w.root", _root, "track"),
+    ("w.h5", _hdf5, "run/track"),
+    ("w.parquet", _parquet, "track"),
+    ("w.npz", _npz, "track"),
 ]
 
 
-@pytest.mark.parametrize(("reader", "name", "write", "track"), READERS)
+def test_every_format_has_a_reader_behind_the_interface() -> None:
+    assert set(READERS) == set(WAVEFORM_FORMATS)
+    assert all(issubclass(reader, WaveformReader) for reader in READERS.values())
+
+
+@pytest.mark.parametrize(("name", "write", "track"), FILES)
 def test_every_format_counts_reads_and_iterates_the_same_rows(
-    tmp_path: Path,
-    reader: type[WaveformReader],
-    name: str,
-    write: Callable[[Path], None],
-    track: str,
+    tmp_path: Path, name: str, write: Callable[[Path], None], track: str
 ) -> None:
     write(tmp_path / name)
     source = WaveformSource.from_path(tmp_path / name)
+    reader = READERS[source.format]
     with reader(WaveformSource(source.path, source.format, track_column=track)) as opened:
         assert opened.n_events == N_WAVEFORMS
         rows = opened.read(2, 6)
