@@ -286,23 +286,30 @@ def read_labelled(
     """
     path = Path(path)
     with _open_table(path, layout) as table:
-        roles = _require(path, table, layout)
-        if not 0 <= start <= stop <= table.n_entries:
-            raise InputError(
-                f"{path}: entries [{start}, {stop}) requested, the file holds {table.n_entries}"
-            )
-        arrays = table.read_columns(list(roles.values()), start, stop)
-        extra = []
-        if layout.layout == "dndx":
-            extra = [
-                name
-                for name, kind in table.kinds.items()
-                if name not in roles.values()
-                and kind in _SCALAR_KINDS
-                # uproot's counters of jagged branches ("nadc" of "adc") are not truth.
-                and name[1:] not in table.kinds
-            ]
-            arrays.update(table.read_columns(extra, start, stop) if extra else {})
+        return _read_entries(path, table, layout, start, stop, min_samples)
+
+
+def _read_entries(
+    path: Path, table: Table, layout: LabelledLayout, start: int, stop: int, min_samples: int
+) -> LabelledChunk:
+    """Entries ``[start, stop)`` of the open ``table``, as :func:`read_labelled`."""
+    roles = _require(path, table, layout)
+    if not 0 <= start <= stop <= table.n_entries:
+        raise InputError(
+            f"{path}: entries [{start}, {stop}) requested, the file holds {table.n_entries}"
+        )
+    arrays = table.read_columns(list(roles.values()), start, stop)
+    extra = []
+    if layout.layout == "dndx":
+        extra = [
+            name
+            for name, kind in table.kinds.items()
+            if name not in roles.values()
+            and kind in _SCALAR_KINDS
+            # uproot's counters of jagged branches ("nadc" of "adc") are not truth.
+            and name[1:] not in table.kinds
+        ]
+        arrays.update(table.read_columns(extra, start, stop) if extra else {})
     by_role = {role: arrays[name] for role, name in roles.items()}
     convert = _from_cepc if layout.layout == "cepc" else _from_dndx
     return convert(path, layout, by_role, {n: arrays[n] for n in extra}, start, min_samples)
@@ -767,13 +774,15 @@ def summarise_file(
     lengths: list[NDArray[np.int64]] = []
     problem = ""
     try:
-        n_entries = count_entries(path, layout)
-        for first in range(0, n_entries, chunk_size):
-            chunk = read_labelled(
-                path, layout, first, min(first + chunk_size, n_entries), min_samples
-            )
-            parts.append(chunk)
-            lengths.append(chunk.data.adc.lengths)
+        # One opening for the whole file: the chunks are read from the same table.
+        with _open_table(path, layout) as table:
+            _require(path, table, layout)
+            n_entries = table.n_entries
+            for first in range(0, n_entries, chunk_size):
+                stop = min(first + chunk_size, n_entries)
+                chunk = _read_entries(path, table, layout, first, stop, min_samples)
+                parts.append(chunk)
+                lengths.append(chunk.data.adc.lengths)
         if n_entries == 0:
             problem = f"{path}: holds no waveforms"
     except InputError as error:
