@@ -30,7 +30,6 @@ from dndx.io.source import (
     entries,
     library_errors,
     listing,
-    per_waveform_name,
     quoted,
     ragged_from_block,
     unreadable,
@@ -89,10 +88,9 @@ class Hdf5Reader(WaveformReader):
             block = self.dataset[start:stop]
         return ragged_from_block(block)
 
-    def per_waveform(self, key: str) -> Callable[[int, int], NDArray]:
+    def per_waveform(self, name: str, role: str) -> Callable[[int, int], NDArray]:
         path = self.source.path
-        column, role = per_waveform_name(self.source, key)
-        column = column.strip("/")
+        column = name.strip("/")
         if column not in self.datasets:
             raise InputError(
                 f"{path}: no dataset {column!r} ({role}); datasets in the file: {self.described}"

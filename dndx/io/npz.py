@@ -28,7 +28,6 @@ from dndx.io.source import (
     entries,
     library_errors,
     listing,
-    per_waveform_name,
     quoted,
     ragged_from_block,
     unreadable,
@@ -102,9 +101,8 @@ class NpzReader(WaveformReader):
                 rows = self._read_rows(member, start, stop)
             yield rows
 
-    def per_waveform(self, key: str) -> Callable[[int, int], NDArray]:
+    def per_waveform(self, name: str, role: str) -> Callable[[int, int], NDArray]:
         path = self.source.path
-        name, role = per_waveform_name(self.source, key)
         if name not in self.headers:
             raise InputError(
                 f"{path}: no array {name!r} ({role}); arrays in the file: {self.described}"

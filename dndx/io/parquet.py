@@ -29,7 +29,6 @@ from dndx.io.source import (
     entries,
     library_errors,
     listing,
-    per_waveform_name,
     quoted,
     unreadable,
 )
@@ -86,9 +85,8 @@ class ParquetReader(WaveformReader):
         rows = _read_rows(self.source.path, self.file, self.group_starts, self.column, start, stop)
         return _ragged_from_arrow(rows)
 
-    def per_waveform(self, key: str) -> Callable[[int, int], NDArray]:
+    def per_waveform(self, name: str, role: str) -> Callable[[int, int], NDArray]:
         path = self.source.path
-        name, role = per_waveform_name(self.source, key)
         if name not in self.types:
             raise InputError(f"{path}: no column {name!r} ({role}); columns: {self.described}")
         kind = self.types[name]

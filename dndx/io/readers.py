@@ -34,8 +34,8 @@ from __future__ import annotations
 import contextlib
 import queue
 import threading
-from collections.abc import Generator, Iterator, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Generator, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -126,13 +126,13 @@ def resolve_source(source: WaveformSource) -> WaveformSource:
     """
     with _open(source) as opened:
         if source.track_column is not None:
-            ids = opened.per_waveform("track_column")(0, opened.n_events)
+            ids = _column(opened, "track_column")(0, opened.n_events)
             _track_ids(ids, source.path, source.track_column)
         if source.path_column is not None:
-            lengths = opened.per_waveform("path_column")(0, opened.n_events)
+            lengths = _column(opened, "path_column")(0, opened.n_events)
             _path_lengths(lengths, source.path, source.path_column)
         if source.rate_column is not None:
-            rates = opened.per_waveform("rate_column")(0, opened.n_events)
+            rates = _column(opened, "rate_column")(0, opened.n_events)
             _positive(
                 rates, source.path, f"sampling-rate column {source.rate_column!r}", "rates in GS/s"
             )
@@ -148,14 +148,14 @@ def find_rate_column(source: WaveformSource) -> str | None:
         InputError: as :func:`resolve_source`.
     """
     prefix = (source.dataset or "").rpartition("/")[0]
-    for name in RATE_COLUMN_NAMES:
-        candidate = f"{prefix}/{name}" if prefix else name
-        with _open(replace(source, rate_column=candidate)) as opened:
+    with _open(source) as opened:
+        for name in RATE_COLUMN_NAMES:
+            candidate = f"{prefix}/{name}" if prefix else name
             try:
-                opened.per_waveform("rate_column")
+                opened.per_waveform(candidate, "the rate column")
             except InputError:
                 continue
-        return candidate
+            return candidate
     return None
 
 
@@ -169,7 +169,7 @@ def stored_rates(source: WaveformSource) -> NDArray[np.float64]:
     if source.rate_column is None:
         raise InputError(f"{source.path}: no sampling-rate column named")
     with _open(source) as opened:
-        rates = opened.per_waveform("rate_column")(0, opened.n_events)
+        rates = _column(opened, "rate_column")(0, opened.n_events)
         return _positive(
             rates, source.path, f"sampling-rate column {source.rate_column!r}", "rates in GS/s"
         )
@@ -365,17 +365,26 @@ def _read_range(opened: WaveformReader, start: int, stop: int) -> WaveformChunk:
     source = opened.source
     track_id = path_cm = None
     if source.track_column is not None:
-        ids = opened.per_waveform("track_column")(start, stop)
+        ids = _column(opened, "track_column")(start, stop)
         track_id = _track_ids(ids, source.path, source.track_column)
     if source.path_column is not None:
-        lengths = opened.per_waveform("path_column")(start, stop)
+        lengths = _column(opened, "path_column")(start, stop)
         path_cm = _path_lengths(lengths, source.path, source.path_column)
     rates = None
     if source.rate_column is not None:
-        stored = opened.per_waveform("rate_column")(start, stop)
+        stored = _column(opened, "rate_column")(start, stop)
         column = f"sampling-rate column {source.rate_column!r}"
         rates = _positive(stored, source.path, column, "rates in GS/s")
     return WaveformChunk(start, opened.read(start, stop), track_id, path_cm, rates)
+
+
+def _column(opened: WaveformReader, key: str) -> Callable[[int, int], NDArray]:
+    """The reader of the column the source names for ``key``, one of
+    :data:`PER_WAVEFORM_KEYS` (see :meth:`WaveformReader.per_waveform`)."""
+    name = getattr(opened.source, key)
+    if name is None:
+        raise ValueError(f"{opened.source.path}: no {key} named")
+    return opened.per_waveform(name, f"the {key.replace('_', ' ')}")
 
 
 @contextlib.contextmanager

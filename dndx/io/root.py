@@ -27,7 +27,6 @@ from dndx.io.source import (
     entries,
     library_errors,
     listing,
-    per_waveform_name,
     quoted,
     unreadable,
 )
@@ -112,9 +111,8 @@ class RootReader(WaveformReader):
             values = np.asarray(ak.flatten(array, axis=1), dtype=np.float64)
         return Ragged.from_lengths(values, lengths)
 
-    def per_waveform(self, key: str) -> Callable[[int, int], NDArray]:
+    def per_waveform(self, name: str, role: str) -> Callable[[int, int], NDArray]:
         path, tree, in_tree = self.source.path, self.tree, self.in_tree
-        name, role = per_waveform_name(self.source, key)
         if name not in self.types:
             raise InputError(
                 f"{path}: {in_tree} has no branch {name!r} ({role}); branches: {self.described}"

@@ -46,7 +46,6 @@ __all__ = [
     "library_errors",
     "listing",
     "missing_file",
-    "per_waveform_name",
     "quoted",
     "ragged_from_block",
     "unreadable",
@@ -261,10 +260,10 @@ class WaveformReader(OpenFile, ABC):
         """Entries ``[start, stop)`` as float64 rows, one per waveform."""
 
     @abstractmethod
-    def per_waveform(self, key: str) -> Callable[[int, int], NDArray]:
-        """The reader of entries ``[start, stop)`` of the source's column of
-        ``key`` (one of :data:`PER_WAVEFORM_KEYS`), once checked to hold one
-        number per entry beside the waveforms.
+    def per_waveform(self, name: str, role: str) -> Callable[[int, int], NDArray]:
+        """The reader of entries ``[start, stop)`` of the column ``name`` (the
+        branch, dataset, column or array; ``role`` in words, for messages), once
+        checked to hold one number per entry beside the waveforms.
 
         Raises:
             InputError: the column is missing or holds no number per entry.
@@ -349,14 +348,6 @@ def entries(start: int, stop: int) -> str:
     ('entry 4', 'entries 0 to 2')
     """
     return f"entry {start}" if stop == start + 1 else f"entries {start} to {stop - 1}"
-
-
-def per_waveform_name(source: WaveformSource, key: str) -> tuple[str, str]:
-    """The column ``source`` names for ``key`` and its role in words."""
-    name = getattr(source, key)
-    if name is None:
-        raise ValueError(f"{source.path}: no {key} named")
-    return name, f"the {key.replace('_', ' ')}"
 
 
 def check_one_per_waveform(

@@ -68,7 +68,7 @@ def test_every_format_counts_reads_and_iterates_the_same_rows(
     write(tmp_path / name)
     source = WaveformSource.from_path(tmp_path / name)
     reader = READERS[source.format]
-    with reader(WaveformSource(source.path, source.format, track_column=track)) as opened:
+    with reader(source) as opened:
         assert opened.n_events == N_WAVEFORMS
         rows = opened.read(2, 6)
         np.testing.assert_array_equal(rows.values.reshape(4, N_SAMPLES), _BLOCK[2:6])
@@ -76,7 +76,9 @@ def test_every_format_counts_reads_and_iterates_the_same_rows(
         assert [len(chunk) for chunk in chunks] == [3, 3, 1]
         whole = np.concatenate([chunk.values for chunk in chunks])
         np.testing.assert_array_equal(whole, _BLOCK.reshape(-1))
-        np.testing.assert_array_equal(opened.per_waveform("track_column")(1, 5), _TRACKS[1:5])
+        np.testing.assert_array_equal(
+            opened.per_waveform(track, "the track column")(1, 5), _TRACKS[1:5]
+        )
         assert all(getattr(opened.source, key) for key in LOCATION_KEYS[source.format])
 
 
