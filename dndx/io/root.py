@@ -59,9 +59,7 @@ class RootReader(WaveformReader):
     def open(self, source: WaveformSource) -> WaveformSource:
         path = source.path
         file = open_root(path, self.stack)
-        with library_errors(
-            path, "is not a readable ROOT file: wrong format, truncated or damaged"
-        ):
+        with library_errors(path, _NOT_ROOT):
             classes = file.classnames(recursive=True, cycle=False)
         tree_name = _find_tree(path, classes, source.tree)
         self.in_tree = f"tree {tree_name!r}"
