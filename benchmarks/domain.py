@@ -9,7 +9,7 @@ file of the validation split, a test file of the test split), read back through
 the labelled reader as a user's files would be, and scored per waveform:
 
 - ``source_only``: the registered pair (an ONNX bundle, ``--model-uri``) as
-  trained, through ONNX Runtime (:func:`tasks.registry.score_bundle`);
+  trained, through ONNX Runtime (:func:`dndx.scoring.bundle_scores.score_bundle`);
 - ``d2_source``: the D2 chain with the settings the bundle carries (tuned on the
   training domain's validation split);
 - ``d2_retuned``: the D2 chain with its thresholds and clusterization window
@@ -55,14 +55,15 @@ from dndx.io.labelled import LabelledLayout, count_entries, read_labelled
 from dndx.io.labelled_writer import write_labelled
 from dndx.ragged import Ragged
 from dndx.reporting.tables import markdown_table
+from dndx.scoring.bundle_scores import score_bundle, score_separation
 from dndx.scoring.evaluation import align_by_id, evaluate_counting, evaluate_peaks
+from dndx.scoring.promotion import SEPARATION
 from dndx.scoring.separation import mean_separation_ratio
 from dndx.scoring.tuning import tune_d2, tune_time_clusterization
 from dndx.simulation.generator import simulate_range
 from dndx.simulation.tracks import simulate_tracks, track_sets
 from dndx.truth.preparation import prepare_waveforms
 from dndx.waveforms import WaveformSet
-from tasks.registry import SEPARATION, score_bundle, score_separation
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -87,7 +88,7 @@ DOMAINS: dict[str, dict[str, Any]] = {
 PAIR: tuple[str, str] = ("pi", "K")
 MOMENTUM_GEV = 10.0
 
-#: The figures of each method, as :func:`tasks.registry.score_bundle` names them.
+#: The figures of each method, as :func:`dndx.scoring.bundle_scores.score_bundle` names them.
 FIGURES: tuple[str, ...] = (
     "relative_bias",
     "rms_over_sqrt_n",

@@ -24,7 +24,7 @@ samples a waveform, resampled to the models' 1.5 GS/s):
    :func:`dndx.chain.preselection.recall_safe_threshold`), and both together, the
    ``fast`` pair a default ``make run`` registers when it passes its gate.
    Ratios are reported, each variant's test figures
-   (:func:`tasks.registry.score_bundle` on simulated test waveforms) beside
+   (:func:`dndx.scoring.bundle_scores.score_bundle` on simulated test waveforms) beside
    its speed.
 3. **Peak memory** of the whole process tree (flow process, Dask workers,
    Prefect server), sampled every 50 ms, for N and 10 x N waveforms.
@@ -80,17 +80,17 @@ import pyarrow.parquet as pq  # noqa: E402
 from benchmarks.machine import best_seconds, cpu_model  # noqa: E402
 from dndx.chain.bundle import D2Settings, ModelBundle  # noqa: E402
 from dndx.chain.inference import PeakModels, infer_waveforms, infer_waveforms_d2, results_table  # noqa: E402
+from dndx.chain.onnx import OnnxModels  # noqa: E402
 from dndx.chain.preprocessing import normalise, validate_rows  # noqa: E402
 from dndx.chain.preselection import recall_safe_threshold, window_spread  # noqa: E402
 from dndx.config import (  # noqa: E402
     load_params,
 )
 from dndx.io.readers import WaveformSource, read_chunk  # noqa: E402
+from dndx.scoring.bundle_scores import score_bundle  # noqa: E402
 from dndx.simulation.generator import simulate_range  # noqa: E402
 from dndx.truth.preparation import prepare_waveforms  # noqa: E402
-from tasks.onnx_models import OnnxModels  # noqa: E402
 from tasks.quantization import quantize_bundle  # noqa: E402
-from tasks.registry import score_bundle  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "infer.json"
 #: ``model.predict``'s default batch size: the Keras path as usually written.
@@ -388,7 +388,7 @@ def make_variants(model_dir: Path, scratch: Path) -> dict[str, Any]:
 
 
 def variant_quality(dirs: dict[str, Path]) -> dict[str, dict[str, float]]:
-    """Each variant's test figures (:func:`tasks.registry.score_bundle`) on the
+    """Each variant's test figures (:func:`dndx.scoring.bundle_scores.score_bundle`) on the
     same simulated test waveforms."""
     data, truth, _ = _simulated("test")
     params = load_params()

@@ -31,10 +31,10 @@ import onnxruntime
 
 from benchmarks.machine import best_seconds, cpu_model
 from dndx.chain.inference import candidate_windows, infer_waveforms
+from dndx.chain.onnx import DEVICES, OnnxModels
 from dndx.config import load_params
 from dndx.ragged import Ragged
 from dndx.simulation.generator import simulate_range
-from tasks.onnx_models import DEVICES, OnnxModels
 
 RESULTS = Path(__file__).parent / "results"
 RATE_GHZ = 1.2

@@ -29,12 +29,12 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from dndx.chain.candidates import candidate_curvature
+from dndx.chain.onnx import OnnxModels
 from dndx.chain.preselection import recall_safe_threshold, window_spread
 from dndx.config import load_params
 from dndx.io.dataset import part_paths, read_waveform_set
 from dndx.ragged import Ragged
 from dndx.truth.preparation import PreparedChunk, prepare_waveforms
-from tasks.onnx_models import OnnxModels
 
 RESULTS = Path(__file__).parent / "results" / "preselect.json"
 

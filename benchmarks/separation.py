@@ -33,12 +33,12 @@ from pathlib import Path
 import pandas as pd
 
 from benchmarks.machine import cpu_model
+from dndx.chain.onnx import OnnxModels
 from dndx.config import Params, load_params
 from dndx.reporting.plots import LABELS
 from dndx.scoring.evaluation import BaselineTuning
 from dndx.scoring.track_evaluation import count_track_cells, evaluate_tracks
 from dndx.simulation.tracks import TrackSet, simulate_tracks
-from tasks.onnx_models import OnnxModels
 
 RESULTS = Path(__file__).parent / "results" / "separation.json"
 BUNDLE = Path("data/bundle")

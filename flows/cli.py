@@ -272,9 +272,9 @@ class _Interrupted(Exception):
 
 def _add_infer(commands: Any) -> None:
     from dndx.chain.inference import METHODS
+    from dndx.chain.onnx import DEVICES
     from dndx.chain.preprocessing import POLARITIES
     from dndx.io.readers import LOCATION_KEYS, WAVEFORM_FORMATS
-    from tasks.onnx_models import DEVICES
 
     infer = commands.add_parser(
         "infer",

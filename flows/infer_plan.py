@@ -269,7 +269,7 @@ def plan_inference(
         sources = [replace(source, rate_column=find_rate_column(source)) for source in sources]
     origins = [_stored_rates(source, sampling_rate_ghz) for source in sources]
 
-    from tasks.onnx_models import OnnxModels
+    from dndx.chain.onnx import OnnxModels
 
     uris = tuple(model_uris or DEFAULT_MODEL_URIS)
     cache = Path(model_cache_dir) if model_cache_dir else DEFAULT_MODEL_CACHE

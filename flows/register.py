@@ -6,7 +6,7 @@ path (ONNX Runtime) on the same validation tracks and test waveforms; the new
 pair becomes ``champion`` if it keeps at least as much of the Poisson
 separation power (where both have that figure; else it must be at least as good
 on every compared test figure), and ``challenger`` otherwise
-(:func:`tasks.registry.decide`). The int8 pair made from it is registered
+(:func:`dndx.scoring.promotion.decide`). The int8 pair made from it is registered
 beside it, under an alias of its own, only if it passes its gate on the same
 test waveforms.
 ``reports/registry.md`` says which, and why. The bundle carries the training
@@ -30,6 +30,13 @@ from dndx.chain.encoding import samples_per_bin
 from dndx.config import PARAMS_PATH, Params, load_params
 from dndx.domain.profile import TrainingDomain, headline
 from dndx.io.prepared import read_candidates
+from dndx.scoring.bundle_scores import (
+    RegistryInputs,
+    load_test_set,
+    load_validation_tracks,
+    score_bundle,
+    score_separation,
+)
 from dndx.storage import atomic_directory, atomic_file
 from flows.encode import INPUTS_DIR
 from flows.evaluate import METRICS_PATH as EVALUATION_PATH
@@ -39,14 +46,9 @@ from tasks.quantization import quantize_if_outcomes_hold, register_quantized_pai
 from tasks.registry import (
     COUNTER_NAME,
     PEAK_FINDER_NAME,
-    RegistryInputs,
     champion_bundle,
-    load_test_set,
-    load_validation_tracks,
     promote,
     register_bundle,
-    score_bundle,
-    score_separation,
 )
 from tasks.tracking import configure_mlflow, lineage_tags
 

@@ -27,13 +27,13 @@ from dndx.chain.inference import (
     minimum_length,
     results_table,
 )
+from dndx.chain.onnx import OnnxModels
 from dndx.chain.preprocessing import Polarity
 from dndx.errors import DndxError
 from dndx.io.inference_store import Chunk, ChunkResult
 from dndx.io.readers import read_ahead
 from dndx.ragged import Ragged
 from dndx.storage import atomic_file
-from tasks.onnx_models import OnnxModels
 
 __all__ = ["READ_BLOCK", "infer_chunk", "load_models"]
 

@@ -31,13 +31,15 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from dndx.chain.bundle import COUNTER_FILE, PEAK_FINDER_FILE
+from dndx.chain.onnx import OnnxModels
 from dndx.config import Params
 from dndx.domain.profile import DOMAIN_FILE
+from dndx.scoring.bundle_scores import score_bundle
 from dndx.scoring.parity import matching_threshold, outcome_parity
+from dndx.scoring.promotion import CHAMPION
 from dndx.storage import atomic_directory
 from dndx.waveforms import WaveformSet
-from tasks.onnx_models import OnnxModels
-from tasks.registry import CHAMPION, register_bundle, score_bundle
+from tasks.registry import register_bundle
 
 __all__ = [
     "ARITHMETIC",

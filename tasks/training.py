@@ -251,13 +251,13 @@ def _inference_cost(
 
     The model is exported as ``register`` exports it, to ``trial_dir/model.onnx``,
     and timed on the first :data:`COST_EXAMPLES` of ``inputs``, ``(n, *input_shape)``,
-    in the batches :mod:`tasks.onnx_models` uses. ``examples_per_waveform`` is the
+    in the batches :mod:`dndx.chain.onnx` uses. ``examples_per_waveform`` is the
     number of model inputs one waveform makes: mean candidates for the peak finder,
     1 for the counter.
     """
+    from dndx.chain.onnx import COUNTER_BATCH, PEAK_FINDER_BATCH, time_per_example_us
     from models.cost import multiply_adds
     from models.export import export_onnx
-    from tasks.onnx_models import COUNTER_BATCH, PEAK_FINDER_BATCH, time_per_example_us
 
     batch = {"peak_finder": PEAK_FINDER_BATCH, "cluster_counter": COUNTER_BATCH}[model.name]
     path = export_onnx(model, trial_dir / "model.onnx")

@@ -8,7 +8,7 @@ peak encoding and the cluster counter. Everything runs on whole arrays of
 waveforms; the models run in large batches.
 
 The models enter through :class:`PeakModels`, so the same chain runs with ONNX
-Runtime (:class:`tasks.onnx_models.OnnxModels`, the production path) or with
+Runtime (:class:`dndx.chain.onnx.OnnxModels`, the production path) or with
 anything else that maps windows to probabilities and encodings to counts (the
 benchmark runs the Keras originals through it). This module imports no runtime.
 """

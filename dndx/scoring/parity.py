@@ -18,7 +18,7 @@ from numpy.typing import NDArray
 
 __all__ = ["OUTCOME_FIGURES", "OutcomeParity", "matching_threshold", "outcome_parity"]
 
-#: The figures compared, as :func:`tasks.registry.score_bundle` names them.
+#: The figures compared, as :func:`dndx.scoring.bundle_scores.score_bundle` names them.
 OUTCOME_FIGURES: tuple[str, ...] = (
     "peak_efficiency_x_purity",
     "rms_over_sqrt_n",

@@ -38,6 +38,7 @@ from numpy.typing import NDArray
 from onnx import numpy_helper
 
 from dndx.chain.inference import infer_waveforms
+from dndx.chain.onnx import OnnxModels
 from dndx.config import load_params
 from dndx.errors import InputError
 from dndx.io.inference_store import lock_path
@@ -48,7 +49,6 @@ from dndx.simulation.generator import simulate_range
 from flows.cli import main as cli
 from flows.runtime import ensure_prefect_api
 from tasks.ingestion import ingest_chunk
-from tasks.onnx_models import OnnxModels
 from tests.conftest import ROOT, hold_output_lock
 from tests.labelled_files import PEAKS, cepc_branches, write_tree
 

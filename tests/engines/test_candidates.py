@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from dndx.chain.onnx import OnnxModels
 from dndx.chain.preselection import check_preselection, recall_safe_threshold, window_spread
 from dndx.config import parse_params
 from dndx.simulation.generator import simulate_range
 from dndx.truth.preparation import prepare_waveforms
-from tasks.onnx_models import OnnxModels
 from tests.conftest import tiny_params
 
 

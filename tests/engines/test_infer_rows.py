@@ -26,13 +26,13 @@ from dndx.chain.inference import (
     minimum_length,
     results_table,
 )
+from dndx.chain.onnx import OnnxModels
 from dndx.config import load_params
 from dndx.io.labelled_writer import write_labelled
 from dndx.io.readers import WaveformSource, read_chunk
 from dndx.ragged import Ragged
 from dndx.simulation.generator import simulate_range
 from flows.cli import main as cli
-from tasks.onnx_models import OnnxModels
 
 RATE_GHZ = 1.2
 #: Waveforms of each file; chunks of 25 and blocks of the task cut through files.

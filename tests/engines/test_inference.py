@@ -27,6 +27,7 @@ import uproot
 
 from dndx.chain.bundle import ModelBundle
 from dndx.chain.inference import RESULT_COLUMNS, RESULT_SCHEMA, infer_waveforms, results_table
+from dndx.chain.onnx import COUNTER_BATCH, PEAK_FINDER_BATCH, OnnxModels
 from dndx.chain.preprocessing import estimate_baseline_noise
 from dndx.config import load_params
 from dndx.errors import DndxError, InputError
@@ -39,7 +40,6 @@ from flows.infer import infer
 from flows.infer_plan import DEFAULT_MODEL_URIS, resolve_bundle, summary_path
 from flows.runtime import ensure_prefect_api
 from tasks.inference import infer_chunk
-from tasks.onnx_models import COUNTER_BATCH, PEAK_FINDER_BATCH, OnnxModels
 from tasks.registry import promote
 from tasks.tracking import configure_mlflow
 from tests.conftest import make_project, register_pair

@@ -16,12 +16,13 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from dndx.chain.inference import infer_waveforms
+from dndx.chain.onnx import OnnxModels
 from dndx.config import parse_params
 from dndx.io.dataset import read_waveform_set
+from dndx.scoring.promotion import CHAMPION
 from flows.runtime import dask_task_runner
 from flows.train_peak_finder import train_peak_finder
-from tasks.onnx_models import OnnxModels
-from tasks.registry import CHAMPION, COUNTER_NAME, PEAK_FINDER_NAME, fetch_bundle, promote
+from tasks.registry import COUNTER_NAME, PEAK_FINDER_NAME, fetch_bundle, promote
 from tasks.tracking import configure_mlflow
 from tests.conftest import free_port, register_pair, stop_process_group, tiny_params
 

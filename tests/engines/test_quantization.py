@@ -14,12 +14,13 @@ import pytest
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from dndx.chain.onnx import OnnxModels
 from dndx.config import parse_params
 from dndx.io.dataset import read_waveform_set
 from dndx.io.prepared import read_candidates, read_prepared_waveforms
+from dndx.scoring.bundle_scores import score_bundle
 from dndx.scoring.parity import OUTCOME_FIGURES
 from flows.cli import main as cli
-from tasks.onnx_models import OnnxModels
 from tasks.quantization import (
     ARITHMETIC,
     FAST,
@@ -28,7 +29,7 @@ from tasks.quantization import (
     quantize_if_outcomes_hold,
     register_quantized_pair,
 )
-from tasks.registry import COUNTER_NAME, PEAK_FINDER_NAME, fetch_bundle, promote, score_bundle
+from tasks.registry import COUNTER_NAME, PEAK_FINDER_NAME, fetch_bundle, promote
 from tests.conftest import register_pair, tiny_params
 
 

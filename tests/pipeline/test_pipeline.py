@@ -20,6 +20,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from dndx.chain.inference import infer_waveforms
+from dndx.chain.onnx import OnnxModels
 from dndx.config import load_params
 from dndx.io.dataset import part_paths
 from dndx.io.prepared import read_candidates
@@ -27,7 +28,6 @@ from dndx.scoring.parity import OUTCOME_FIGURES
 from dndx.simulation.generator import simulate_range
 from flows.pipeline import pipeline
 from models.saving import load_model
-from tasks.onnx_models import OnnxModels
 from tests.conftest import TrainedProject, copy_project, dvc
 
 pytestmark = pytest.mark.pipeline

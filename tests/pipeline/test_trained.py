@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from dndx.chain.inference import infer_waveforms
+from dndx.chain.onnx import OnnxModels
 from dndx.config import load_params
 from dndx.simulation.generator import simulate_range
-from tasks.onnx_models import OnnxModels
 
 BUNDLE = Path(__file__).resolve().parents[2] / "data" / "bundle"
 

@@ -1,9 +1,10 @@
 """The production runtime of the models: ONNX Runtime sessions on a device.
 
 :class:`OnnxModels` satisfies :class:`dndx.chain.inference.PeakModels`, so the pure
-chain of :func:`dndx.chain.inference.infer_waveforms` runs on it unchanged; the core
-itself never imports ONNX Runtime. A session's outputs are checked: a graph
-that returns NaN or inf is named as damaged instead of writing such counts.
+chain of :func:`dndx.chain.inference.infer_waveforms` runs on it unchanged; this
+module is the only one of the chain that imports ONNX Runtime, which training and
+serving both use (a runtime library, no engine). A session's outputs are checked:
+a graph that returns NaN or inf is named as damaged instead of writing such counts.
 """
 
 from __future__ import annotations
