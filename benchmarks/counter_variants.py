@@ -154,7 +154,7 @@ def _expected_peak_counts(data: Any, params: Params) -> pd.DataFrame:
 def _split_inputs(params: Params, root: Path, split: str, per_bin: bool) -> Any:
     """The run's counter inputs of ``split``; the clusters per bin, when the run's
     encode stage predates them, from its simulated waveforms."""
-    from tasks.training import CounterData
+    from dndx.training.counter_training import CounterData
 
     with np.load(root / "data/counter_inputs" / split / COUNTER_INPUT_FILE) as data:
         arrays = dict(data)
@@ -181,7 +181,7 @@ def _split_inputs(params: Params, root: Path, split: str, per_bin: bool) -> Any:
 def train_variant(params: Params, root: Path, name: str, epochs: int, work: Path) -> None:
     """Train one variant and keep its outputs on validation, test and the track
     cells: ``work/<name>.npz`` and ``work/<name>.json``."""
-    from tasks.training import _predict, train_counter
+    from models.fitting import predict, train_counter
 
     output, weighting = VARIANTS[name]
     model_cfg = dataclasses.replace(params.cluster_counter, output=output)
@@ -199,10 +199,10 @@ def train_variant(params: Params, root: Path, name: str, epochs: int, work: Path
     del train
     np.savez(
         work / f"{name}.npz",
-        validation=_predict(model, validation.x),
-        test=_predict(model, _split_inputs(params, root, "test", False).x),
-        tracks_test=_predict(model, np.load(work / "tracks-test.npy")),
-        tracks_validation=_predict(model, np.load(work / "tracks-validation.npy")),
+        validation=predict(model, validation.x),
+        test=predict(model, _split_inputs(params, root, "test", False).x),
+        tracks_test=predict(model, np.load(work / "tracks-test.npy")),
+        tracks_validation=predict(model, np.load(work / "tracks-validation.npy")),
     )
     summary = {"train_s": train_s, "epochs_trained": len(history), "history": history}
     (work / f"{name}.json").write_text(json.dumps(summary, indent=2) + "\n")
@@ -212,8 +212,8 @@ def keep_run_counter(root: Path, work: Path) -> None:
     """The run's own counter (``data/models/cluster_counter``, trained with the run's
     full settings) as the baseline: its outputs as :func:`train_variant` keeps them,
     its history from ``reports/cluster_counter_history.csv``."""
+    from models.fitting import predict
     from models.saving import load_model
-    from tasks.training import _predict
 
     model = load_model(root / "data/models/cluster_counter/model.keras")
 
@@ -223,10 +223,10 @@ def keep_run_counter(root: Path, work: Path) -> None:
 
     np.savez(
         work / "baseline.npz",
-        validation=_predict(model, inputs("validation")),
-        test=_predict(model, inputs("test")),
-        tracks_test=_predict(model, np.load(work / "tracks-test.npy")),
-        tracks_validation=_predict(model, np.load(work / "tracks-validation.npy")),
+        validation=predict(model, inputs("validation")),
+        test=predict(model, inputs("test")),
+        tracks_test=predict(model, np.load(work / "tracks-test.npy")),
+        tracks_validation=predict(model, np.load(work / "tracks-validation.npy")),
     )
     history = pd.read_csv(root / "reports/cluster_counter_history.csv").to_dict("records")
     summary = {

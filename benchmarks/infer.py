@@ -79,6 +79,7 @@ import pyarrow.parquet as pq  # noqa: E402
 
 from benchmarks.machine import best_seconds, cpu_model  # noqa: E402
 from dndx.chain.bundle import D2Settings, ModelBundle  # noqa: E402
+from dndx.chain.encoding import N_CHANNELS  # noqa: E402
 from dndx.chain.inference import PeakModels, infer_waveforms, infer_waveforms_d2, results_table  # noqa: E402
 from dndx.chain.onnx import OnnxModels  # noqa: E402
 from dndx.chain.preprocessing import normalise, validate_rows  # noqa: E402
@@ -141,9 +142,11 @@ def build_models(directory: Path) -> str:
         return f"make run's registered bundle (peak finder {selection['hyperparameters']}), {tuned}"
     params = load_params()
     peak_finder = build_peak_finder(params.peak_finder, window_length=15, seed=1)
-    counter = build_cluster_counter(params.cluster_counter, n_bins=1024, seed=2)
-    export_onnx(peak_finder, directory / "peak_finder.onnx")
-    export_onnx(counter, directory / "cluster_counter.onnx")
+    counter = build_cluster_counter(
+        params.cluster_counter, params.counter_input.n_bins, N_CHANNELS, seed=2
+    )
+    export_onnx(peak_finder, directory / "peak_finder.onnx", params.register.opset)
+    export_onnx(counter, directory / "cluster_counter.onnx", params.register.opset)
     peak_finder.save(directory / "peak_finder.keras")
     counter.save(directory / "cluster_counter.keras")
     ModelBundle(

@@ -19,6 +19,7 @@ import keras
 import numpy as np
 
 from benchmarks.machine import cpu_model
+from dndx.chain.encoding import N_CHANNELS
 from dndx.config import load_params
 from models import build_cluster_counter, build_peak_finder
 
@@ -64,7 +65,9 @@ def measure(n_windows: int = 262_144, n_waveforms: int = 4096) -> dict[str, obje
         finder[str(batch)] = round(_throughput(model, windows, labels, batch))
     counter = {}
     for batch in COUNTER_BATCHES:
-        model = build_cluster_counter(params.cluster_counter, n_bins=1024, seed=1)
+        model = build_cluster_counter(
+            params.cluster_counter, params.counter_input.n_bins, N_CHANNELS, seed=1
+        )
         counter[str(batch)] = round(_throughput(model, peaks, counts, batch))
     return {
         "backend": keras.backend.backend(),

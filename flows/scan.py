@@ -73,18 +73,15 @@ def run_scan(
     outputs: ScanOutputs,
     tags: dict[str, str],
     n_parallel: int,
+    opset: int,
     trial_task: Any = run_trial,
 ) -> dict[str, Any]:
-    """Run the scan of ``training.scan`` and keep the chosen model; returns its row."""
+    """Run the scan of ``training.scan`` and keep the chosen model; returns its row.
+
+    Each trial's model is exported at ONNX ``opset`` (``register.opset``) to time it.
+    """
     logger = get_run_logger()
     scan = training.scan
-    fixed = {
-        "model": kind,
-        **{f"training.{k}": v for k, v in dataclasses.asdict(training).items() if k != "scan"},
-        "scan.strategy": scan.strategy,
-    }
-    results: list[dict[str, Any]] = []
-
     with (
         atomic_directory(outputs.trials_dir) as trials_dir,
         mlflow.start_run(run_name=f"scan-{kind}") as parent,
@@ -95,30 +92,9 @@ def run_scan(
         )
 
         def submit(spec: TrialSpec) -> PrefectFuture[Any]:
-            return trial_task.submit(kind, spec, model_cfg, training, data_dir, trials_dir)
+            return trial_task.submit(kind, spec, model_cfg, training, data_dir, trials_dir, opset)
 
-        def collect(spec: TrialSpec, future: PrefectFuture[Any]) -> dict[str, Any]:
-            future.wait()
-            state = future.state
-            result = future.result() if state.is_completed() else _crashed(spec, state, trials_dir)
-            result["run_id"] = log_trial(result, fixed, tags)
-            results.append(result)
-            metric = training.selection[0]
-            logger.info(
-                "%s %s: %s (%s = %s) [%d done]",
-                kind, spec.name, result["status"], metric,
-                result.get("metrics", {}).get(metric, result.get("reason")), len(results),
-            )  # fmt: skip
-            return result
-
-        if scan.strategy == "optuna":
-            _run_optuna(training, n_parallel, submit, collect)
-        else:
-            specs = [TrialSpec(i, c) for i, c in enumerate(trial_choices(scan))]
-            futures = {submit(spec): spec for spec in specs}
-            for future in as_completed(list(futures)):
-                collect(futures[future], future)
-
+        results = _run_trials(kind, training, Path(trials_dir), tags, n_parallel, submit)
         ranked = rank_trials(pd.DataFrame([_row(r) for r in results]), training.selection)
         if ranked["status"].iloc[0] != "finished":
             raise RuntimeError(
@@ -127,19 +103,7 @@ def run_scan(
         best = ranked.iloc[
             select_cheapest(ranked, training.selection[0], training.cost_tolerance)
         ].to_dict()
-        names = list(scan.space)
-        metric_names = [m for m in METRIC_GOALS if m in ranked.columns]
-        with atomic_file(outputs.table_csv) as tmp:
-            ranked.to_csv(tmp, index=False)
-        with atomic_file(outputs.table_md) as tmp:
-            tmp.write_text(
-                f"# Scan of the {kind.replace('_', ' ')}\n\nStrategy `{scan.strategy}`, "
-                f"ranked by {', '.join(training.selection)}; best first. Kept: trial "
-                f"{best['trial']} ({_kept_because(training)}).\n\n"
-                + scan_markdown(ranked, names, metric_names)
-            )
-        mlflow.log_artifact(str(outputs.table_md))
-        mlflow.log_artifact(str(outputs.table_csv))
+        _write_tables(kind, training, ranked, best["trial"], outputs)
         best_result = next(r for r in results if r["trial"] == best["trial"])
         mlflow.log_metrics({f"best_{k}": float(v) for k, v in best_result["metrics"].items()})
         mlflow.set_tag("best_trial", str(best["trial"]))
@@ -149,6 +113,65 @@ def run_scan(
         )
     logger.info("%s scan: kept trial %d of %d", kind, best["trial"], len(results))
     return best
+
+
+def _run_trials(
+    kind: str,
+    training: TrainingConfig,
+    trials_dir: Path,
+    tags: dict[str, str],
+    n_parallel: int,
+    submit: Callable[[TrialSpec], PrefectFuture[Any]],
+) -> list[dict[str, Any]]:
+    """Every trial of the scan, each logged to MLflow as it finishes, in that order."""
+    logger = get_run_logger()
+    fixed = {
+        "model": kind,
+        **{f"training.{k}": v for k, v in dataclasses.asdict(training).items() if k != "scan"},
+        "scan.strategy": training.scan.strategy,
+    }
+    results: list[dict[str, Any]] = []
+
+    def collect(spec: TrialSpec, future: PrefectFuture[Any]) -> dict[str, Any]:
+        future.wait()
+        state = future.state
+        result = future.result() if state.is_completed() else _crashed(spec, state, trials_dir)
+        result["run_id"] = log_trial(result, fixed, tags)
+        results.append(result)
+        metric = training.selection[0]
+        logger.info(
+            "%s %s: %s (%s = %s) [%d done]",
+            kind, spec.name, result["status"], metric,
+            result.get("metrics", {}).get(metric, result.get("reason")), len(results),
+        )  # fmt: skip
+        return result
+
+    if training.scan.strategy == "optuna":
+        _run_optuna(training, n_parallel, submit, collect)
+    else:
+        specs = [TrialSpec(i, c) for i, c in enumerate(trial_choices(training.scan))]
+        futures = {submit(spec): spec for spec in specs}
+        for future in as_completed(list(futures)):
+            collect(futures[future], future)
+    return results
+
+
+def _write_tables(
+    kind: str, training: TrainingConfig, ranked: pd.DataFrame, kept: int, outputs: ScanOutputs
+) -> None:
+    """The ranked trials as CSV and Markdown, also logged to the scan's MLflow run."""
+    metric_names = [m for m in METRIC_GOALS if m in ranked.columns]
+    with atomic_file(outputs.table_csv) as tmp:
+        ranked.to_csv(tmp, index=False)
+    with atomic_file(outputs.table_md) as tmp:
+        tmp.write_text(
+            f"# Scan of the {kind.replace('_', ' ')}\n\nStrategy `{training.scan.strategy}`, "
+            f"ranked by {', '.join(training.selection)}; best first. Kept: trial "
+            f"{kept} ({_kept_because(training)}).\n\n"
+            + scan_markdown(ranked, list(training.scan.space), metric_names)
+        )
+    mlflow.log_artifact(str(outputs.table_md))
+    mlflow.log_artifact(str(outputs.table_csv))
 
 
 def _kept_because(training: TrainingConfig) -> str:

@@ -46,6 +46,7 @@ def train_cluster_counter(params: Params, root: Path) -> dict[str, object]:
         OUTPUTS,
         tags,
         n_parallel=params.dask.n_workers,
+        opset=params.register.opset,
     )
 
 

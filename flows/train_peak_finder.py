@@ -42,6 +42,7 @@ def train_peak_finder(params: Params, root: Path = Path(".")) -> dict[str, objec
         OUTPUTS,
         tags,
         n_parallel=params.dask.n_workers,
+        opset=params.register.opset,
     )
 
 

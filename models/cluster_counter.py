@@ -17,6 +17,7 @@ that the export, the registry and ``dndx infer`` read.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import keras
@@ -60,7 +61,7 @@ class SumPooling1D(keras.layers.Layer):
 
 
 def build_cluster_counter(
-    cfg: ClusterCounterModelConfig, n_bins: int = 1024, n_channels: int = 4, seed: int = 0
+    cfg: ClusterCounterModelConfig, n_bins: int, n_channels: int, seed: int = 0
 ) -> keras.Model:
     """Build and compile the cluster counter.
 
@@ -74,8 +75,8 @@ def build_cluster_counter(
 
     Args:
         cfg: topology, output and optimiser.
-        n_bins: time bins per waveform.
-        n_channels: features per bin.
+        n_bins: time bins per waveform (``counter_input.n_bins``).
+        n_channels: features per bin (:data:`dndx.chain.encoding.N_CHANNELS`).
         seed: source of the per-layer initialiser and dropout seeds.
 
     Returns:
@@ -86,10 +87,20 @@ def build_cluster_counter(
         squared errors are summed over the bins.
     """
     next_seed = seed_stream(seed)
-
     peaks = keras.Input(shape=(n_bins, n_channels), dtype="float32", name="peaks")
+    features, length = _convolutions(peaks, cfg, next_seed)
+    if cfg.output == "per_bin":
+        return _per_bin_counter(peaks, features, length, cfg, next_seed)
+    return _total_counter(peaks, features, cfg, next_seed)
+
+
+def _convolutions(
+    peaks: Any, cfg: ClusterCounterModelConfig, next_seed: Callable[[], int]
+) -> tuple[Any, int]:
+    """The ``Conv1D`` blocks over ``peaks``: their output ``(batch, length, filters)``
+    and its pooled ``length``."""
     x = peaks
-    length = n_bins
+    length = int(peaks.shape[1])
     for i, filters in enumerate(cfg.filters):
         x = keras.layers.Conv1D(
             filters,
@@ -102,30 +113,46 @@ def build_cluster_counter(
         if cfg.pool_size > 1 and length // cfg.pool_size >= cfg.pool_size:
             x = keras.layers.MaxPooling1D(cfg.pool_size, name=f"pool_{i}")(x)
             length //= cfg.pool_size
-    if cfg.output == "per_bin":
-        x = dense_head(x, cfg.dense_units, cfg.activation, cfg.dropout, next_seed)
-        per_step = keras.layers.Dense(
-            1,
-            activation="softplus",
-            kernel_initializer=keras.initializers.GlorotUniform(seed=next_seed()),
-            # Starting at softplus(0) = 0.69 clusters in every bin, the sum would be
-            # several times any count, and the first steps' gradients would kill the
-            # ReLUs below; this bias starts each bin at about 0.1.
-            bias_initializer=keras.initializers.Constant(PER_BIN_START_BIAS),
-            name="clusters_per_step",
-        )(x)
-        per_bin = keras.layers.Reshape((length,), name=PER_BIN_OUTPUT)(per_step)
-        n_clusters = keras.layers.Dense(
-            1, kernel_initializer="ones", trainable=False, name=COUNT_OUTPUT
-        )(per_bin)
-        model = keras.Model(peaks, [n_clusters, per_bin], name="cluster_counter")
-        model.compile(
-            optimizer=optimizer(cfg.optimizer, cfg.learning_rate),
-            loss={COUNT_OUTPUT: "mse", PER_BIN_OUTPUT: "mse"},
-            # Keras' mse averages over the bins: weighted by their number, it sums.
-            loss_weights={COUNT_OUTPUT: 1.0, PER_BIN_OUTPUT: float(length)},
-        )
-        return model
+    return x, length
+
+
+def _per_bin_counter(
+    peaks: Any,
+    x: Any,
+    length: int,
+    cfg: ClusterCounterModelConfig,
+    next_seed: Callable[[], int],
+) -> keras.Model:
+    """The ``per_bin`` head on the convolutions' output ``x``, compiled."""
+    x = dense_head(x, cfg.dense_units, cfg.activation, cfg.dropout, next_seed)
+    per_step = keras.layers.Dense(
+        1,
+        activation="softplus",
+        kernel_initializer=keras.initializers.GlorotUniform(seed=next_seed()),
+        # Starting at softplus(0) = 0.69 clusters in every bin, the sum would be
+        # several times any count, and the first steps' gradients would kill the
+        # ReLUs below; this bias starts each bin at about 0.1.
+        bias_initializer=keras.initializers.Constant(PER_BIN_START_BIAS),
+        name="clusters_per_step",
+    )(x)
+    per_bin = keras.layers.Reshape((length,), name=PER_BIN_OUTPUT)(per_step)
+    n_clusters = keras.layers.Dense(
+        1, kernel_initializer="ones", trainable=False, name=COUNT_OUTPUT
+    )(per_bin)
+    model = keras.Model(peaks, [n_clusters, per_bin], name="cluster_counter")
+    model.compile(
+        optimizer=optimizer(cfg.optimizer, cfg.learning_rate),
+        loss={COUNT_OUTPUT: "mse", PER_BIN_OUTPUT: "mse"},
+        # Keras' mse averages over the bins: weighted by their number, it sums.
+        loss_weights={COUNT_OUTPUT: 1.0, PER_BIN_OUTPUT: float(length)},
+    )
+    return model
+
+
+def _total_counter(
+    peaks: Any, x: Any, cfg: ClusterCounterModelConfig, next_seed: Callable[[], int]
+) -> keras.Model:
+    """The ``total`` head on the convolutions' output ``x``, compiled."""
     x = keras.layers.Concatenate(name="pooled")(
         [
             keras.layers.GlobalAveragePooling1D(name="mean_over_time")(x),
@@ -138,7 +165,6 @@ def build_cluster_counter(
         kernel_initializer=keras.initializers.GlorotUniform(seed=next_seed()),
         name=COUNT_OUTPUT,
     )(x)
-
     model = keras.Model(peaks, n_clusters, name="cluster_counter")
     model.compile(
         optimizer=optimizer(cfg.optimizer, cfg.learning_rate),

@@ -9,6 +9,7 @@ code can feed it by name.
 from __future__ import annotations
 
 import tempfile
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -61,7 +62,7 @@ def _name_batch_axes(graph: onnx.GraphProto) -> None:
 def export_onnx(
     model: keras.Model,
     path: str | Path,
-    opset: int = 17,
+    opset: int,
     metadata: Mapping[str, str] | None = None,
 ) -> Path:
     """Write ``model`` to ``path`` as a checked ONNX graph, atomically.
@@ -73,7 +74,7 @@ def export_onnx(
     Args:
         model: a single-input, single-output Keras model, built or loaded.
         path: the ``.onnx`` file to write.
-        opset: ONNX operator set version of the graph.
+        opset: ONNX operator set version of the graph (``register.opset``).
         metadata: key-value pairs stored as the graph's ``metadata_props``.
 
     Returns:
@@ -91,7 +92,11 @@ def export_onnx(
     copy = _exportable_copy(model)
     with tempfile.TemporaryDirectory() as scratch:
         raw_path = Path(scratch) / "model.onnx"
-        copy.export(raw_path, format="onnx", opset_version=opset, verbose=False)
+        with warnings.catch_warnings():
+            # tf2onnx probes ``np.object``, which NumPy answers with a FutureWarning
+            # that no user of dndx can act on.
+            warnings.filterwarnings("ignore", message=".*np.object", category=FutureWarning)
+            copy.export(raw_path, format="onnx", opset_version=opset, verbose=False)
         proto = onnx.load(raw_path)
 
     _rename_tensor(proto.graph, proto.graph.input[0].name, model.inputs[0].name)
@@ -105,7 +110,7 @@ def export_onnx(
 
 
 def onnx_parity(
-    model: keras.Model, onnx_path: str | Path, inputs: NDArray[np.float32], atol: float = 1e-4
+    model: keras.Model, onnx_path: str | Path, inputs: NDArray[np.float32], atol: float
 ) -> float:
     """Largest absolute difference between ONNX Runtime and Keras on ``inputs``.
 
@@ -113,7 +118,7 @@ def onnx_parity(
         model: the Keras model that was exported.
         onnx_path: its ONNX graph, as written by :func:`export_onnx`.
         inputs: ``(n_examples, *model.input_shape[1:])`` float32.
-        atol: the largest difference accepted.
+        atol: the largest difference accepted (``register.parity_atol``).
 
     Returns:
         ``max |onnx - keras|`` over all outputs ``(n_examples, ...)``.

@@ -259,6 +259,7 @@ def untrained_pair(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Untrained, seeded models as ``.keras`` files and as an ONNX bundle directory
     (``bundle/``), as the register stage would write them."""
     from dndx.chain.bundle import ModelBundle
+    from dndx.chain.encoding import N_CHANNELS
     from dndx.config import load_params
     from models import build_cluster_counter, build_peak_finder
     from models.export import export_onnx
@@ -266,11 +267,13 @@ def untrained_pair(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("pair")
     params = load_params()
     finder = build_peak_finder(params.peak_finder, window_length=15, seed=3)
-    counter = build_cluster_counter(params.cluster_counter, n_bins=1024, seed=4)
+    counter = build_cluster_counter(
+        params.cluster_counter, params.counter_input.n_bins, N_CHANNELS, seed=4
+    )
     finder.save(root / "peak_finder.keras")
     counter.save(root / "cluster_counter.keras")
-    export_onnx(finder, root / "bundle" / "peak_finder.onnx")
-    export_onnx(counter, root / "bundle" / "cluster_counter.onnx")
+    export_onnx(finder, root / "bundle" / "peak_finder.onnx", params.register.opset)
+    export_onnx(counter, root / "bundle" / "cluster_counter.onnx", params.register.opset)
     ModelBundle(
         model_sampling_rate_ghz=1.5,
         candidate_threshold_sigma=2.0,

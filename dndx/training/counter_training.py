@@ -31,10 +31,28 @@ from dndx.scoring.metrics import counting_metrics
 __all__ = [
     "MAX_WEIGHT_RATIO",
     "Calibration",
+    "CounterData",
     "coarsen_bins",
     "fit_calibration",
     "flat_count_weights",
 ]
+
+
+@dataclass(frozen=True, eq=False)
+class CounterData:
+    """What the cluster counter trains or is scored on.
+
+    Attributes:
+        x: ``(n, n_bins, channels)`` float32 counter inputs.
+        n_clusters: ``(n,)`` float32 true cluster counts.
+        clusters_per_bin: ``(n, n_bins)`` true clusters per input bin
+            (:func:`dndx.chain.encoding.clusters_per_bin`); None where not needed.
+    """
+
+    x: np.ndarray
+    n_clusters: np.ndarray
+    clusters_per_bin: np.ndarray | None = None
+
 
 #: The rarest counts weigh at most this many times the most frequent one: beyond
 #: it a handful of waveforms would dominate the loss.

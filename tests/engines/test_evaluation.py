@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dndx.chain.encoding import encode_scored_candidates, samples_per_bin
+from dndx.chain.encoding import N_CHANNELS, encode_scored_candidates, samples_per_bin
 from dndx.chain.preprocessing import normalise
 from dndx.config import load_params, parse_params
 from dndx.errors import ConfigError, InputError
@@ -324,7 +324,9 @@ def _fake_models(data_dir: Path) -> None:
     counter_dir = data_dir / "models" / "cluster_counter"
     counter_dir.mkdir(parents=True)
     counter = build_cluster_counter(
-        dataclasses.replace(PARAMS.cluster_counter, filters=(4,), dense_units=(8,)), n_bins=N_BINS
+        dataclasses.replace(PARAMS.cluster_counter, filters=(4,), dense_units=(8,)),
+        n_bins=N_BINS,
+        n_channels=N_CHANNELS,
     )
     counter.save(counter_dir / "model.keras")
     (counter_dir / "selection.json").write_text(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 from pathlib import Path
@@ -197,3 +198,28 @@ def test_the_fast_aliases_follow_the_float_pairs_promotion_and_gate(
     assert error.startswith(f"dndx: error: {uris[0]}: not in the model registry at ")
     assert error.count("\n") == 1 and "PREFECT_API_URL" not in os.environ
     assert not out.exists()
+
+
+def test_quantizing_drops_only_the_advice_to_pre_process(
+    untrained_pair: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from dndx.chain.bundle import PEAK_FINDER_FILE
+    from tasks.quantization import quantize_bundle
+
+    windows = np.zeros((8, OnnxModels.load(untrained_pair / "bundle").bundle.window_length))
+    with caplog.at_level("WARNING"):
+        # ONNX Runtime called bare gives the advice on the root logger ...
+        quantize_dynamic(
+            untrained_pair / "bundle" / PEAK_FINDER_FILE,
+            tmp_path / "bare.onnx",
+            weight_type=QuantType.QInt8,
+        )
+        advised = [r for r in caplog.records if "pre-processing" in r.getMessage()]
+        caplog.clear()
+        quantize_bundle(untrained_pair / "bundle", tmp_path / "int8", windows.astype(np.float32))
+        # ... which quantize_bundle drops, leaving the root logger's filters as they were.
+        dropped = [r for r in caplog.records if "pre-processing" in r.getMessage()]
+    assert (len(advised), dropped) == (1, [])
+    assert not logging.getLogger().filters

@@ -179,7 +179,8 @@ def test_a_trial_that_raises_is_recorded_as_failed_and_the_scan_completes(
     def scan() -> dict[str, Any]:
         return run_scan(
             "peak_finder", params.peak_finder, params.train_peak_finder, Path("data/prepared"),
-            outputs, {"test": "yes"}, n_parallel=2, trial_task=flaky_trial,
+            outputs, {"test": "yes"}, n_parallel=2, opset=params.register.opset,
+            trial_task=flaky_trial,
         )  # fmt: skip
 
     best = scan.with_options(task_runner=dask_task_runner(params.dask))()
