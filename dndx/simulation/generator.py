@@ -24,6 +24,9 @@ so the main stream is what it was before those two were added: with both at 0
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
@@ -82,8 +85,75 @@ def _uniform(rng: np.random.Generator, r: Range, n: int) -> NDArray[np.float64]:
 
 
 def simulate_block(cfg: SimulationConfig, rng: np.random.Generator, n: int) -> WaveformSet:
-    """Simulate ``n`` waveforms drawing every random number from ``rng``."""
-    # The track and the cell.
+    """Simulate ``n`` waveforms drawing every random number from ``rng``.
+
+    The steps draw from ``rng`` in this order, which is part of the data's definition.
+    """
+    track = _draw_tracks(cfg, rng, n)
+    settings = _draw_settings(cfg, rng, n)
+    electrons = _draw_electrons(cfg, rng, track, settings)
+    rows = _digitise(cfg, rng, settings, electrons)
+    info = pd.DataFrame(
+        {
+            **{k: v for k, v in track.items() if k != "half_chord_cm"},
+            "n_clusters": track["n_clusters"].astype(np.int64),
+            "n_electrons": np.diff(electrons.offsets),
+            **{k: v for k, v in settings.items() if k not in _NOT_IN_INFO},
+            "noise_sigma_adc": settings["noise_fraction"]
+            * settings["single_electron_amplitude_adc"],
+            "sampling_rate_ghz": settings["sampling_rate_ghz"],
+            "single_electron_amplitude_adc": settings["single_electron_amplitude_adc"],
+            "baseline_adc": _baseline_adc(cfg, settings),
+            "polarity": settings["polarity"].astype(np.int8),
+        }
+    )[list(_INFO_COLUMNS)]
+    adc_rows = Ragged.from_lengths(
+        np.concatenate(rows) if n else np.empty(0, np.uint16), [len(r) for r in rows]
+    )
+    return WaveformSet(info, adc_rows, electrons.table, electrons.offsets)
+
+
+#: The columns of a simulated waveform's ``info``, in order.
+_INFO_COLUMNS = (
+    "particle",
+    "momentum_gev",
+    "beta_gamma",
+    "cluster_density_per_cm",
+    "cell_half_width_cm",
+    "impact_parameter_cm",
+    "track_angle_deg",
+    "path_length_cm",
+    "n_clusters",
+    "n_electrons",
+    "drift_time_at_5mm_ns",
+    "drift_quadratic_fraction",
+    "diffusion_sigma_at_5mm_ns",
+    "trigger_offset_ns",
+    "rise_time_ns",
+    "fall_time_ns",
+    "ion_tail_fraction",
+    "ion_tail_time_ns",
+    "shaping_time_ns",
+    "noise_fraction",
+    "noise_sigma_adc",
+    "noise_correlation_time_ns",
+    "baseline_wander_fraction",
+    "sampling_rate_ghz",
+    "single_electron_amplitude_adc",
+    "baseline_adc",
+    "polarity",
+)
+#: Settings drawn per waveform that ``info`` holds as another column or not at all.
+_NOT_IN_INFO = frozenset(
+    {"pedestal_adc", "polarity", "sampling_rate_ghz", "single_electron_amplitude_adc"}
+)
+
+Columns = dict[str, NDArray[Any]]
+
+
+def _draw_tracks(cfg: SimulationConfig, rng: np.random.Generator, n: int) -> Columns:
+    """The track and the cell of each waveform: ``(n,)`` columns named as in ``info``,
+    and the ``half_chord_cm`` the clusters lie on."""
     particle = np.asarray(cfg.particles)[rng.integers(len(cfg.particles), size=n)]
     mass_gev = np.array([PARTICLE_MASSES_GEV[p] for p in particle])
     log_p = rng.uniform(np.log(cfg.momentum_gev.low), np.log(cfg.momentum_gev.high), n)
@@ -95,32 +165,74 @@ def simulate_block(cfg: SimulationConfig, rng: np.random.Generator, n: int) -> W
     angle_deg = _uniform(rng, cfg.track_angle_deg, n)
     half_chord_cm = np.sqrt(half_width_cm**2 - impact_cm**2)
     path_cm = 2.0 * half_chord_cm / np.cos(np.radians(angle_deg))
-    n_clusters = rng.poisson(density_per_cm * path_cm)
+    return {
+        "particle": particle,
+        "momentum_gev": momentum_gev,
+        "beta_gamma": beta_gamma,
+        "cluster_density_per_cm": density_per_cm,
+        "cell_half_width_cm": half_width_cm,
+        "impact_parameter_cm": impact_cm,
+        "track_angle_deg": angle_deg,
+        "path_length_cm": path_cm,
+        "n_clusters": rng.poisson(density_per_cm * path_cm),
+        "half_chord_cm": half_chord_cm,
+    }
 
-    # Drift, front end and digitiser settings of each waveform.
-    t5_ns = _uniform(rng, cfg.drift_time_at_5mm_ns, n)
-    quadratic = _uniform(rng, cfg.drift_quadratic_fraction, n)
-    sigma5_ns = _uniform(rng, cfg.diffusion_sigma_at_5mm_ns, n)
-    offset_ns = _uniform(rng, cfg.trigger_offset_ns, n)
-    rise_ns = _uniform(rng, cfg.rise_time_ns, n)
-    fall_ns = _uniform(rng, cfg.fall_time_ns, n)
-    ion_fraction = _uniform(rng, cfg.ion_tail_fraction, n)
-    ion_ns = _uniform(rng, cfg.ion_tail_time_ns, n)
+
+def _draw_settings(cfg: SimulationConfig, rng: np.random.Generator, n: int) -> Columns:
+    """Drift, front end and digitiser settings of each waveform: ``(n,)`` columns."""
+    settings = {
+        name: _uniform(rng, getattr(cfg, name), n)
+        for name in (
+            "drift_time_at_5mm_ns",
+            "drift_quadratic_fraction",
+            "diffusion_sigma_at_5mm_ns",
+            "trigger_offset_ns",
+            "rise_time_ns",
+            "fall_time_ns",
+            "ion_tail_fraction",
+            "ion_tail_time_ns",
+        )
+    }
     front_end_rng = rng.spawn(1)[0]
-    shaping_ns = _uniform(front_end_rng, cfg.shaping_time_ns, n)
-    correlation_ns = _uniform(front_end_rng, cfg.noise_correlation_time_ns, n)
-    noise_fraction = _uniform(rng, cfg.noise_fraction, n)
-    wander_fraction = _uniform(rng, cfg.baseline_wander_fraction, n)
-    rate_ghz = np.asarray(cfg.sampling_rates_ghz)[rng.integers(len(cfg.sampling_rates_ghz), size=n)]
-    amplitude_adc = _uniform(rng, cfg.single_electron_amplitude_adc, n)
-    pedestal_adc = _uniform(rng, cfg.pedestal_adc, n)
-    polarity = np.asarray(cfg.polarities)[rng.integers(len(cfg.polarities), size=n)]
+    settings["shaping_time_ns"] = _uniform(front_end_rng, cfg.shaping_time_ns, n)
+    settings["noise_correlation_time_ns"] = _uniform(
+        front_end_rng, cfg.noise_correlation_time_ns, n
+    )
+    settings["noise_fraction"] = _uniform(rng, cfg.noise_fraction, n)
+    settings["baseline_wander_fraction"] = _uniform(rng, cfg.baseline_wander_fraction, n)
+    rates = np.asarray(cfg.sampling_rates_ghz)
+    settings["sampling_rate_ghz"] = rates[rng.integers(len(rates), size=n)]
+    settings["single_electron_amplitude_adc"] = _uniform(rng, cfg.single_electron_amplitude_adc, n)
+    settings["pedestal_adc"] = _uniform(rng, cfg.pedestal_adc, n)
+    settings["polarity"] = np.asarray(cfg.polarities)[rng.integers(len(cfg.polarities), size=n)]
+    return settings
 
-    # Clusters on the chord, electrons in the clusters.
+
+@dataclass(frozen=True, eq=False)
+class _Electrons:
+    """The drifted electrons of a block, in the order they were drawn (``waveform``,
+    ``arrival_ns``, ``gain``: ``(n_electrons,)``), and as the
+    :class:`~dndx.waveforms.WaveformSet` holds them: ``table`` sorted by waveform and
+    time, ``offsets`` ``(n + 1,)`` into it."""
+
+    waveform: NDArray[np.int64]
+    arrival_ns: NDArray[np.float64]
+    gain: NDArray[np.float64]
+    table: pd.DataFrame
+    offsets: NDArray[np.int64]
+
+
+def _draw_electrons(
+    cfg: SimulationConfig, rng: np.random.Generator, track: Columns, settings: Columns
+) -> _Electrons:
+    """Clusters on each chord, electrons in the clusters, their drift and gain."""
+    n = len(track["n_clusters"])
+    n_clusters = track["n_clusters"]
     n_total_clusters = int(n_clusters.sum())
     cluster_wf = np.repeat(np.arange(n), n_clusters)
-    along_cm = rng.uniform(-1.0, 1.0, n_total_clusters) * half_chord_cm[cluster_wf]
-    radius_cm = np.hypot(impact_cm[cluster_wf], along_cm)
+    along_cm = rng.uniform(-1.0, 1.0, n_total_clusters) * track["half_chord_cm"][cluster_wf]
+    radius_cm = np.hypot(track["impact_parameter_cm"][cluster_wf], along_cm)
     cluster_size = draw_cluster_sizes(rng, n_total_clusters)
     electron_cluster = np.repeat(np.arange(n_total_clusters), cluster_size)
     electron_wf = cluster_wf[electron_cluster]
@@ -128,10 +240,11 @@ def simulate_block(cfg: SimulationConfig, rng: np.random.Generator, n: int) -> W
     primary = np.zeros(len(electron_cluster), dtype=bool)
     primary[cluster_start] = True
     electron_radius = radius_cm[electron_cluster]
+    t5_ns, quadratic = settings["drift_time_at_5mm_ns"], settings["drift_quadratic_fraction"]
     arrival_ns = (
-        offset_ns[electron_wf]
+        settings["trigger_offset_ns"][electron_wf]
         + drift_time_ns(electron_radius, t5_ns[electron_wf], quadratic[electron_wf])
-        + diffusion_sigma_ns(electron_radius, sigma5_ns[electron_wf])
+        + diffusion_sigma_ns(electron_radius, settings["diffusion_sigma_at_5mm_ns"][electron_wf])
         * rng.standard_normal(len(electron_cluster))
     )
     arrival_ns = np.maximum(arrival_ns, 0.0)
@@ -139,7 +252,8 @@ def simulate_block(cfg: SimulationConfig, rng: np.random.Generator, n: int) -> W
 
     order = np.lexsort((arrival_ns, electron_wf))
     first_cluster = np.concatenate([[0], np.cumsum(n_clusters)[:-1]])
-    electrons = pd.DataFrame(
+    amplitude_adc = settings["single_electron_amplitude_adc"]
+    table = pd.DataFrame(
         {
             "waveform": electron_wf[order].astype(np.int64),
             "time_ns": arrival_ns[order],
@@ -148,77 +262,68 @@ def simulate_block(cfg: SimulationConfig, rng: np.random.Generator, n: int) -> W
             "amplitude_adc": (gain * amplitude_adc[electron_wf])[order],
         }
     )
-    electron_offsets = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(np.bincount(electron_wf, minlength=n), out=electron_offsets[1:])
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.bincount(electron_wf, minlength=n), out=offsets[1:])
+    return _Electrons(electron_wf, arrival_ns, gain, table, offsets)
 
-    # Render each sampling rate's waveforms together; noise is drawn rate by rate
-    # in a fixed order so the stream stays reproducible.
+
+def _baseline_adc(cfg: SimulationConfig, settings: Columns) -> NDArray[np.float64]:
+    """``(n,)`` the baseline: the pedestal, from the top of the range for a negative pulse."""
     full_scale = 2**cfg.adc_bits - 1
-    baseline_adc = np.where(polarity > 0, pedestal_adc, full_scale - pedestal_adc)
-    rows: list[NDArray[np.uint16]] = [np.empty(0, np.uint16)] * n
+    pedestal = settings["pedestal_adc"]
+    return np.where(settings["polarity"] > 0, pedestal, full_scale - pedestal)
+
+
+def _digitise(
+    cfg: SimulationConfig, rng: np.random.Generator, settings: Columns, electrons: _Electrons
+) -> list[NDArray[np.uint16]]:
+    """Each waveform's ADC samples: its electrons' pulses plus noise, digitised.
+
+    Each sampling rate's waveforms are rendered together; noise is drawn rate by
+    rate in a fixed order so the stream stays reproducible.
+    """
+    full_scale = 2**cfg.adc_bits - 1
+    baseline_adc = _baseline_adc(cfg, settings)
+    rate_ghz = settings["sampling_rate_ghz"]
+    electron_wf = electrons.waveform
+    rows: list[NDArray[np.uint16]] = [np.empty(0, np.uint16)] * len(rate_ghz)
     for rate in sorted(set(rate_ghz.tolist())):
         members = np.flatnonzero(rate_ghz == rate)
-        n_samples = round(cfg.window_ns * rate)
         of_members = np.isin(electron_wf, members)
         pulses = _render_pulses(
-            n_samples,
+            round(cfg.window_ns * rate),
             rate,
             np.searchsorted(members, electron_wf[of_members]),
-            arrival_ns[of_members],
-            gain[of_members],
-            rise_ns[members],
-            fall_ns[members],
-            ion_fraction[members],
-            ion_ns[members],
-            shaping_ns[members],
-            wander_fraction[members],
+            electrons.arrival_ns[of_members],
+            electrons.gain[of_members],
+            *(
+                settings[name][members]
+                for name in (
+                    "rise_time_ns",
+                    "fall_time_ns",
+                    "ion_tail_fraction",
+                    "ion_tail_time_ns",
+                    "shaping_time_ns",
+                    "baseline_wander_fraction",
+                )
+            ),
             rng,
         )
         noise = _correlate(
-            rng.standard_normal(pulses.shape, dtype=np.float32), rate, correlation_ns[members]
+            rng.standard_normal(pulses.shape, dtype=np.float32),
+            rate,
+            settings["noise_correlation_time_ns"][members],
         )
-        pulses += noise_fraction[members, None].astype(np.float32) * noise
-        scale = (polarity[members] * amplitude_adc[members]).astype(np.float32)
+        pulses += settings["noise_fraction"][members, None].astype(np.float32) * noise
+        amplitude = (
+            settings["polarity"][members] * settings["single_electron_amplitude_adc"][members]
+        )
+        scale = amplitude.astype(np.float32)
         adc = np.rint(baseline_adc[members, None].astype(np.float32) + scale[:, None] * pulses)
         np.clip(adc, 0, full_scale, out=adc)
         for i, row in zip(members, adc.astype(np.uint16), strict=True):
             rows[i] = row
-
-    info = pd.DataFrame(
-        {
-            "particle": particle,
-            "momentum_gev": momentum_gev,
-            "beta_gamma": beta_gamma,
-            "cluster_density_per_cm": density_per_cm,
-            "cell_half_width_cm": half_width_cm,
-            "impact_parameter_cm": impact_cm,
-            "track_angle_deg": angle_deg,
-            "path_length_cm": path_cm,
-            "n_clusters": n_clusters.astype(np.int64),
-            "n_electrons": np.diff(electron_offsets),
-            "drift_time_at_5mm_ns": t5_ns,
-            "drift_quadratic_fraction": quadratic,
-            "diffusion_sigma_at_5mm_ns": sigma5_ns,
-            "trigger_offset_ns": offset_ns,
-            "rise_time_ns": rise_ns,
-            "fall_time_ns": fall_ns,
-            "ion_tail_fraction": ion_fraction,
-            "ion_tail_time_ns": ion_ns,
-            "shaping_time_ns": shaping_ns,
-            "noise_fraction": noise_fraction,
-            "noise_sigma_adc": noise_fraction * amplitude_adc,
-            "noise_correlation_time_ns": correlation_ns,
-            "baseline_wander_fraction": wander_fraction,
-            "sampling_rate_ghz": rate_ghz,
-            "single_electron_amplitude_adc": amplitude_adc,
-            "baseline_adc": baseline_adc,
-            "polarity": polarity.astype(np.int8),
-        }
-    )
-    adc_rows = Ragged.from_lengths(
-        np.concatenate(rows) if n else np.empty(0, np.uint16), [len(r) for r in rows]
-    )
-    return WaveformSet(info, adc_rows, electrons, electron_offsets)
+    return rows
 
 
 def _render_pulses(
