@@ -58,6 +58,7 @@ __all__ = [
     "Params",
     "PeakFinderModelConfig",
     "PrepareConfig",
+    "QualityGateConfig",
     "Range",
     "RegisterConfig",
     "ScanConfig",
@@ -161,6 +162,7 @@ Size = Annotated[
 ]
 BinEdges = Annotated[tuple[Annotated[StrictFloat, Field(ge=0.0)], ...], AfterValidator(_increasing)]
 Grid = Annotated[tuple[Annotated[StrictFloat, Field(ge=0.0)], ...], NonEmpty]
+Share = Annotated[StrictFloat, Field(ge=0.0, le=1.0)]
 
 
 @dataclass(frozen=True, config=_MODEL)
@@ -485,6 +487,28 @@ class RegisterConfig:
 
 
 @dataclass(frozen=True, config=_MODEL)
+class QualityGateConfig:
+    """The ``quality_gate`` section: the user's acceptance thresholds. The evaluate
+    stage checks the test figures against them and reports each as met or not;
+    with ``require``, ``register`` promotes no pair that misses one."""
+
+    #: Whether ``register`` promotes only a pair that meets every threshold.
+    require: StrictBool
+    min_candidate_precision: Share
+    min_candidate_recall: Share
+    min_candidate_auc: Share
+    #: Peak efficiency x purity of the LSTM minus that of D2.
+    min_peak_gain_over_d2: Annotated[StrictFloat, Field(ge=-1.0, le=1.0)]
+    min_peak_efficiency_x_purity: Share
+    max_abs_relative_bias: Annotated[StrictFloat, Field(ge=0.0)]
+    #: The track-level thresholds hold for ``train_cluster_counter.separation_pair``
+    #: at this momentum.
+    separation_momentum_gev: Annotated[StrictFloat, Field(gt=0.0)]
+    min_separation_ratio_to_poisson: Annotated[StrictFloat, Field(ge=0.0)]
+    min_separation_gain_over_d2: Annotated[StrictFloat, Field(ge=0.0)]
+
+
+@dataclass(frozen=True, config=_MODEL)
 class DomainConfig:
     """The ``domain`` section: how a domain profile is measured
     (:func:`dndx.domain.profile.profile_waveforms`) and how far an input's profile may lie
@@ -667,6 +691,7 @@ class Params:
     cluster_counter: ClusterCounterModelConfig
     train_cluster_counter: CounterTrainingConfig
     evaluate: EvaluateConfig
+    quality_gate: QualityGateConfig
     register: RegisterConfig
     mlflow: MlflowConfig
     dask: DaskConfig

@@ -67,16 +67,18 @@ def _run(args: argparse.Namespace) -> None:
             f"RMS/sqrt(N) {demo['rms_over_sqrt_n']:.3f}"
         )
     if separation := _read("metrics/separation.json"):
-        _print_separation(separation)
+        pair = load_params(args.params or PARAMS_PATH).train_cluster_counter.separation_pair
+        _print_separation(separation, pair)
 
 
-def _print_separation(separation: dict[str, Any]) -> None:
-    """The headline pair's separation power per method and momentum."""
+def _print_separation(separation: dict[str, Any], pair: tuple[str, str]) -> None:
+    """The separation power of ``pair`` (``train_cluster_counter.separation_pair``)
+    per method and momentum."""
     from dndx.reporting.plots import LABELS
     from dndx.reporting.report import pair_name
-    from dndx.scoring.track_evaluation import SEPARATION_TARGETS, TRACK_METHODS
+    from dndx.scoring.track_evaluation import TRACK_METHODS
 
-    a, b = SEPARATION_TARGETS.pair
+    a, b = pair
     by_momentum = separation["separation"].get(f"{a}_{b}")
     if not by_momentum:
         return

@@ -20,6 +20,7 @@ from dndx.config import PARAMS_PATH, Params, load_params
 from dndx.errors import InputError
 from dndx.io.dataset import part_paths
 from dndx.scoring.evaluation import BaselineTuning
+from dndx.scoring.track_evaluation import SeparationTargets
 from flows.runtime import dask_task_runner, ensure_prefect_api
 from tasks.encoding import read_score_threshold
 from tasks.evaluation import (
@@ -93,24 +94,28 @@ def evaluate(
         params.prepare, data_dir, data_dir / "models/peak_finder/model.keras", threshold
     )
     tuning = tune_on_validation(validation.result(), tolerance, cfg)
-    evaluation = score_test(test.result(), tuning, cnn.result(), threshold, tolerance, cfg)
+    evaluation = score_test(
+        test.result(), tuning, cnn.result(), threshold, tolerance, cfg, params.quality_gate
+    )
     cells = count_tracks.with_options(task_runner=dask_task_runner(params.dask))(
         params, tuning, threshold, data_dir
     )
-    tracks = score_tracks(cells, cfg.dedx_keep_fraction)
-    plots = draw_plots(evaluation, test.result(), tracks, plots_dir)
+    targets = SeparationTargets(params.quality_gate, params.train_cluster_counter.separation_pair)
+    tracks = score_tracks(cells, cfg.dedx_keep_fraction, targets)
+    plots = draw_plots(evaluation, test.result(), tracks, params.quality_gate, plots_dir)
     write_report(evaluation, tracks, preselection.result(), plots, report_path)
     metrics = write_metrics(
         evaluation, tracks, preselection.result(), metrics_path, separation_path
     )
     for check in (*evaluation.targets, *tracks.targets):
         logger.info(
-            "target %-28s %s: %.4f %s %g",
+            "target %-28s %s: %.4f %s %g (%s)",
             check.name,
             "met" if check.passed else "NOT met",
             check.value,
             check.comparison,
             check.limit,
+            check.param,
         )
     return metrics
 

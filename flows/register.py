@@ -29,7 +29,9 @@ from dndx.chain.bundle import COUNTER_FILE, PEAK_FINDER_FILE, D2Settings, ModelB
 from dndx.chain.encoding import samples_per_bin
 from dndx.config import PARAMS_PATH, Params, load_params
 from dndx.domain.profile import TrainingDomain, headline
+from dndx.errors import InputError
 from dndx.io.prepared import read_candidates
+from dndx.reporting.tables import MISSING, markdown_table
 from dndx.scoring.bundle_scores import (
     RegistryInputs,
     load_test_set,
@@ -37,9 +39,11 @@ from dndx.scoring.bundle_scores import (
     score_bundle,
     score_separation,
 )
+from dndx.scoring.quality_gate import missed_thresholds
 from dndx.storage import atomic_directory, atomic_file
 from flows.encode import INPUTS_DIR
 from flows.evaluate import METRICS_PATH as EVALUATION_PATH
+from flows.evaluate import SEPARATION_PATH
 from flows.runtime import ensure_prefect_api, project_root
 from tasks.domain import profile_training
 from tasks.quantization import quantize_if_outcomes_hold, register_quantized_pair
@@ -49,6 +53,7 @@ from tasks.registry import (
     champion_bundle,
     promote,
     register_bundle,
+    withhold,
 )
 from tasks.tracking import configure_mlflow, lineage_tags
 
@@ -62,6 +67,8 @@ BUNDLE_DIR = Path("data/bundle")
 CACHE_DIR = Path("data/registry-cache")
 SUMMARY_PATH = Path("metrics/register.json")
 REPORT_PATH = Path("reports/registry.md")
+#: The columns of the report's tables: the new pair beside the champion before it.
+FIGURE_HEADER = ["figure", "new pair", "champion before"]
 
 
 @task(task_run_name="export and check parity", cache_policy=NO_CACHE)
@@ -183,10 +190,11 @@ def register(params: Params, root: Path) -> dict[str, Any]:
     }
     examples = {PEAK_FINDER_NAME: test.windows[:5], COUNTER_NAME: test.encoded[:2]}
     versions = register_bundle(bundle_dir, keras_files, examples, new_scores, tags)
-    decision = promote(
-        versions,
-        {**new_separation, **new_scores},
-        None if champion_scores is None else {**(champion_separation or {}), **champion_scores},
+    champion = (
+        None if champion_scores is None else {**(champion_separation or {}), **champion_scores}
+    )
+    decision = _promote_or_withhold(
+        params, root, versions, {**new_separation, **new_scores}, champion
     )
     logger.info("registered %s as %s: %s", versions, decision["alias"], decision["reason"])
     fast = register_quantized_pair(quantized, bundle_dir, keras_files, examples, tags, decision)
@@ -213,21 +221,49 @@ def register(params: Params, root: Path) -> dict[str, Any]:
     return summary
 
 
+def _promote_or_withhold(
+    params: Params,
+    root: Path,
+    versions: dict[str, str],
+    new: dict[str, float],
+    champion: dict[str, float] | None,
+) -> dict[str, Any]:
+    """:func:`tasks.registry.promote`, unless ``quality_gate.require`` is on and the
+    evaluate stage found a threshold missed: then no alias (:func:`tasks.registry.withhold`)."""
+    if params.quality_gate.require:
+        missed = missed_thresholds(
+            _evaluate_metrics(root / EVALUATION_PATH), _evaluate_metrics(root / SEPARATION_PATH)
+        )
+        if missed:
+            return withhold(versions, missed)
+    return promote(versions, new, champion)
+
+
+def _evaluate_metrics(path: Path) -> dict[str, Any]:
+    try:
+        return dict(json.loads(path.read_text()))
+    except (OSError, ValueError) as error:
+        raise InputError(
+            f"{path}: cannot read the evaluate stage's checks, which quality_gate.require "
+            f"asks for ({error}); run the evaluate stage first"
+        ) from None
+
+
 def _report(summary: dict[str, Any]) -> str:
+    champion = summary["champion_before"]
     rows = [
-        f"| {key} | {value:.4f} | "
-        + (f"{summary['champion_before'][key]:.4f}" if summary["champion_before"] else "–")
-        + " |"
+        [key, f"{value:.4f}", f"{champion[key]:.4f}" if champion else MISSING]
         for key, value in summary["test"].items()
     ]
     versions = ", ".join(f"`{n}` version {v}" for n, v in summary["versions"].items())
     return (
         "# Model registry\n\n"
-        f"Registered {versions} as **{summary['alias']}**.\n\n"
+        f"Registered {versions} as **{summary['alias'] or 'no alias (not promoted)'}**.\n\n"
         f"Why: {summary['reason']}.\n\n"
         + _separation_report(summary["separation"])
         + "Both pairs run through ONNX Runtime on the same test waveforms:\n\n"
-        "| figure | new pair | champion before |\n|---|--:|--:|\n" + "\n".join(rows) + "\n\n"
+        + markdown_table(FIGURE_HEADER, rows)
+        + "\n\n"
         f"ONNX parity with Keras (max abs difference): {summary['onnx_parity']}\n\n"
         f"int8 pair ({_int8_outcome(summary['int8'])}): {summary['int8']['reason']}.\n"
     )
@@ -245,16 +281,24 @@ def _separation_report(separation: dict[str, Any]) -> str:
 
     def figure(scores: dict[str, float] | None) -> str:
         if not scores:
-            return "–"
+            return MISSING
         return f"{scores['separation_ratio']:.4f} ± {scores['separation_ratio_error']:.4f}"
 
     return (
         f"What decides, through ONNX Runtime: S / S_Poisson of {pair} on the validation "
         f"tracks at {momenta} GeV/c, the mean over the momenta; the new pair becomes "
         "champion if it keeps at least the champion's:\n\n"
-        "| figure | new pair | champion before |\n|---|--:|--:|\n"
-        f"| separation_ratio | {figure(separation['new'])} | "
-        f"{figure(separation['champion_before'])} |\n\n"
+        + markdown_table(
+            FIGURE_HEADER,
+            [
+                [
+                    "separation_ratio",
+                    figure(separation["new"]),
+                    figure(separation["champion_before"]),
+                ]
+            ],
+        )
+        + "\n\n"
     )
 
 

@@ -23,8 +23,9 @@ from prefect.futures import PrefectFuture, as_completed
 from prefect.states import State
 
 from dndx.config import METRIC_GOALS, TrainingConfig
+from dndx.reporting.scan_table import scan_markdown
 from dndx.storage import atomic_directory, atomic_file
-from dndx.training.scan import rank_trials, scan_markdown, select_cheapest, trial_choices
+from dndx.training.scan import rank_trials, select_cheapest, trial_choices
 from tasks.tracking import log_trial
 from tasks.training import TrialSpec, run_trial
 

@@ -31,7 +31,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from dndx.chain.preselection import PreselectionCheck, check_preselection, window_spread
-from dndx.config import EvaluateConfig, PrepareConfig
+from dndx.config import EvaluateConfig, PrepareConfig, QualityGateConfig
 from dndx.errors import InputError
 from dndx.io.dataset import part_paths, read_waveform_set
 from dndx.io.prepared import read_prepared_waveforms
@@ -54,7 +54,7 @@ from dndx.scoring.evaluation import (
     evaluate_split,
     tune_baselines,
 )
-from dndx.scoring.track_evaluation import SEPARATION_TARGETS, TrackEvaluation
+from dndx.scoring.track_evaluation import TrackEvaluation
 from dndx.storage import atomic_directory, atomic_file
 from dndx.truth.preparation import prepare_waveforms
 
@@ -173,8 +173,10 @@ def score_test(
     score_threshold: float,
     tolerance_samples: float,
     cfg: EvaluateConfig,
+    gate: QualityGateConfig,
 ) -> Evaluation:
-    """:func:`dndx.scoring.evaluation.evaluate_split` of the test split."""
+    """:func:`dndx.scoring.evaluation.evaluate_split` of the test split, checked
+    against the user's ``gate``."""
     waveform_id, n_rec = cnn
     return evaluate_split(
         test,
@@ -184,12 +186,17 @@ def score_test(
         score_threshold=score_threshold,
         tolerance_samples=tolerance_samples,
         cfg=cfg,
+        gate=gate,
     )
 
 
 @task(task_run_name="draw the figures", cache_policy=NO_CACHE)
 def draw_plots(
-    evaluation: Evaluation, test: SplitInputs, tracks: TrackEvaluation, plots_dir: Path
+    evaluation: Evaluation,
+    test: SplitInputs,
+    tracks: TrackEvaluation,
+    gate: QualityGateConfig,
+    plots_dir: Path,
 ) -> dict[str, Path]:
     """Every figure as a PNG in ``plots_dir`` (replaced whole); title to final path."""
     c = evaluation.candidate
@@ -238,7 +245,7 @@ def draw_plots(
                 tracks.pair_table(*tracks.headline_pair),
                 tracks.reference,
                 pair_name(*tracks.headline_pair),
-                SEPARATION_TARGETS.min_ratio_to_poisson,
+                gate.min_separation_ratio_to_poisson,
                 tmp / names[7],
             )
     return {title: plots_dir / name for title, name in figures.items()}

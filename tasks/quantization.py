@@ -172,7 +172,8 @@ def register_quantized_pair(
     became champion, :data:`FAST_CHALLENGER` where it became challenger.
 
     A pair that failed the gate is not registered, and the alias it would have
-    taken is removed: it named the int8 pair of an earlier float pair.
+    taken is removed: it named the int8 pair of an earlier float pair. Nor is the
+    int8 pair of a float pair left without an alias (:func:`tasks.registry.withhold`).
 
     Args:
         verdict: what :func:`quantize_if_outcomes_hold` returned.
@@ -186,6 +187,8 @@ def register_quantized_pair(
         ``alias`` and the registered ``versions`` by name (None and empty where
         the gate failed).
     """
+    if float_promotion["alias"] is None:  # the float pair was withheld: so is its int8 pair
+        return {"alias": None, "versions": {}}
     alias = FAST if float_promotion["alias"] == CHAMPION else FAST_CHALLENGER
     float_versions = float_promotion["versions"]
     if not verdict["passed"]:

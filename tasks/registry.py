@@ -40,6 +40,7 @@ __all__ = [
     "promote",
     "register_bundle",
     "registry_uri",
+    "withhold",
 ]
 
 PEAK_FINDER_NAME = "peak-finder"
@@ -111,6 +112,17 @@ def promote(
         client.set_registered_model_alias(name, alias, version)
         client.set_model_version_tag(name, version, "promotion", f"{alias}: {reason}")
     return {"alias": alias, "reason": reason, "versions": versions}
+
+
+def withhold(versions: dict[str, str], missed: list[str]) -> dict[str, Any]:
+    """Leave the new pair without an alias, as ``quality_gate.require`` asks of a pair
+    that ``missed`` thresholds (:func:`dndx.scoring.promotion.missed_thresholds`);
+    its versions' ``promotion`` tag says which."""
+    reason = "not promoted: quality_gate.require is on and it missed " + "; ".join(missed)
+    client = MlflowClient()
+    for name, version in versions.items():
+        client.set_model_version_tag(name, version, "promotion", reason)
+    return {"alias": None, "reason": reason, "versions": versions}
 
 
 def champion_bundle(cache_dir: Path) -> Path | None:

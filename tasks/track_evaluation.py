@@ -21,7 +21,12 @@ from dndx.config import CounterInputConfig, PrepareConfig
 from dndx.errors import InputError
 from dndx.io.dataset import read_waveform_set
 from dndx.scoring.evaluation import BaselineTuning
-from dndx.scoring.track_evaluation import TrackEvaluation, count_track_cells, evaluate_tracks
+from dndx.scoring.track_evaluation import (
+    SeparationTargets,
+    TrackEvaluation,
+    count_track_cells,
+    evaluate_tracks,
+)
 
 __all__ = ["count_track_chunk", "score_tracks"]
 
@@ -74,6 +79,9 @@ def count_track_chunk(
 
 
 @task(task_run_name="separation power on the test tracks", cache_policy=NO_CACHE)
-def score_tracks(cells: list[pd.DataFrame], keep_fraction: float) -> TrackEvaluation:
-    """:func:`dndx.scoring.track_evaluation.evaluate_tracks` of every counted cell."""
-    return evaluate_tracks(pd.concat(cells, ignore_index=True), keep_fraction)
+def score_tracks(
+    cells: list[pd.DataFrame], keep_fraction: float, targets: SeparationTargets
+) -> TrackEvaluation:
+    """:func:`dndx.scoring.track_evaluation.evaluate_tracks` of every counted cell,
+    checked against ``targets``."""
+    return evaluate_tracks(pd.concat(cells, ignore_index=True), keep_fraction, targets)

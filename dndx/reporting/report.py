@@ -159,12 +159,16 @@ def _targets(checks: Sequence[TargetCheck]) -> str:
             check.description,
             format_number(check.value, 4),
             f"{'≥' if check.comparison == '>=' else '≤'} {check.limit:g}",
+            f"`{check.param}`",
         ]
         for check in checks
     ]
     n_passed = sum(check.passed for check in checks)
-    table = markdown_table(["", "target", "measured", "required"], rows)
-    return f"{n_passed} of {len(checks)} targets met.\n\n{table}"
+    table = markdown_table(["", "target", "measured", "required", "set by"], rows)
+    return (
+        f"{n_passed} of {len(checks)} targets met. The thresholds are yours: the "
+        f"`quality_gate` section of `params.yaml`.\n\n{table}"
+    )
 
 
 def _peak_bins(
@@ -290,11 +294,10 @@ _WHY_TARGETS = (
 )
 
 
-def _tracks(tracks: TrackEvaluation) -> str:
+def _tracks_intro(tracks: TrackEvaluation) -> str:
+    """What the track tables measure, on how many tracks of how much gas."""
     table = tracks.tracks
     n_sets = table.groupby(["particle", "momentum_gev"]).ngroups
-    momenta = tracks.momenta_gev
-    header = ["method", *(f"{m:g} GeV/c" for m in momenta)]
     n_per_set = len(table) // max(n_sets, 1)
     metres = table["path_length_cm"].mean() / 100
     gas = f"{metres:.2f} m of gas on average" if math.isfinite(metres) else "path unknown"
@@ -316,9 +319,43 @@ def _tracks(tracks: TrackEvaluation) -> str:
             "without one): their dN/dx is clusters per cell and their dE/dx charge per cell, "
             "in the files' own charge unit where no calibration is known."
         )
+    return intro
+
+
+def _other_pairs(tracks: TrackEvaluation, headline: tuple[str, str]) -> list[str]:
+    """S_Poisson and S / S_Poisson of every pair but ``headline``, as a titled table
+    (none with a single pair)."""
+    a, b = headline
+    rest = tracks.separation[
+        (tracks.separation["particle_a"] != a) | (tracks.separation["particle_b"] != b)
+    ]
+    if rest.empty:
+        return []
+    others = [m for m in tracks.methods if m != tracks.reference]
+    rows = []
+    for (pa, pb, momentum), group in rest.groupby(
+        ["particle_a", "particle_b", "momentum_gev"], sort=False
+    ):
+        by_method = group.set_index("method")
+        rows.append(
+            [
+                pair_name(str(pa), str(pb)),
+                f"{momentum:g}",
+                _separation_cell(by_method.loc[tracks.reference]),
+                *(_ratio_cell(by_method.loc[m]) for m in others),
+            ]
+        )
+    header = ["pair", "p [GeV/c]", "S_Poisson", *(LABELS.get(m, m) for m in others)]
+    return ["### The other pairs: S_Poisson and S / S_Poisson", markdown_table(header, rows)]
+
+
+def _tracks(tracks: TrackEvaluation) -> str:
+    intro = _tracks_intro(tracks)
     if tracks.headline_pair is None:
         return intro + "\n\nOne particle only: nothing to separate."
     a, b = tracks.headline_pair
+    momenta = tracks.momenta_gev
+    header = ["method", *(f"{m:g} GeV/c" for m in momenta)]
     pair = tracks.pair_table(a, b)
     others = [m for m in tracks.methods if m != tracks.reference]
     methods = [tracks.reference, *others]
@@ -334,30 +371,8 @@ def _tracks(tracks: TrackEvaluation) -> str:
         markdown_table(header, _by_momentum(pair, others, momenta, _ratio_cell)),
         f"### Resolution σ / μ of the {_particle(a)} tracks",
         markdown_table(header, _by_momentum(resolution, methods, momenta, _resolution_cell)),
+        *_other_pairs(tracks, (a, b)),
     ]
-    rest = tracks.separation[
-        (tracks.separation["particle_a"] != a) | (tracks.separation["particle_b"] != b)
-    ]
-    if not rest.empty:
-        rows = []
-        for (pa, pb, momentum), group in rest.groupby(
-            ["particle_a", "particle_b", "momentum_gev"], sort=False
-        ):
-            by_method = group.set_index("method")
-            rows.append(
-                [
-                    pair_name(str(pa), str(pb)),
-                    f"{momentum:g}",
-                    _separation_cell(by_method.loc[tracks.reference]),
-                    *(_ratio_cell(by_method.loc[m]) for m in others),
-                ]
-            )
-        parts += [
-            "### The other pairs: S_Poisson and S / S_Poisson",
-            markdown_table(
-                ["pair", "p [GeV/c]", "S_Poisson", *(LABELS.get(m, m) for m in others)], rows
-            ),
-        ]
     return "\n\n".join(parts)
 
 

@@ -16,7 +16,8 @@ Everything is scored on the test set against truth (docs/physics.md, "Metrics"):
   peaks and of the D2 peaks (windows tuned on validation); relative bias,
   RMS / sqrt(N) and the linearity slope, overall and per particle and momentum.
 
-The targets (docs/physics.md, "How dndx implements this") become pass/fail checks,
+The user's thresholds (``params.yaml`` ``quality_gate``; the source studies'
+figures of docs/physics.md, "How dndx implements this") become pass/fail checks,
 reported whatever they say.
 """
 
@@ -33,7 +34,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from dndx.chain.baselines import d2_peaks, time_clusterize
 from dndx.chain.preprocessing import normalise
-from dndx.config import EvaluateConfig
+from dndx.config import EvaluateConfig, QualityGateConfig
 from dndx.errors import InputError
 from dndx.ragged import Ragged
 from dndx.scoring.metrics import (
@@ -46,6 +47,7 @@ from dndx.scoring.metrics import (
     roc_auc,
     roc_curve,
 )
+from dndx.scoring.quality_gate import THRESHOLDS
 from dndx.scoring.tuning import ClusterTuning, D2Tuning, tune_d2, tune_time_clusterization
 from dndx.truth.labels import match_peaks
 
@@ -53,7 +55,6 @@ __all__ = [
     "CLUSTERIZATIONS",
     "COUNTERS",
     "PEAK_FINDERS",
-    "TARGETS",
     "BaselineTuning",
     "CandidateEvaluation",
     "CountingEvaluation",
@@ -61,7 +62,6 @@ __all__ = [
     "PeakEvaluation",
     "SplitInputs",
     "TargetCheck",
-    "Targets",
     "align_by_id",
     "assemble_split",
     "check_targets",
@@ -86,26 +86,6 @@ COUNTERS: tuple[str, ...] = (
 )
 #: The counters whose clusterization window is tuned on validation.
 CLUSTERIZATIONS: tuple[str, ...] = COUNTERS[1:]
-
-
-@dataclass(frozen=True)
-class Targets:
-    """Thresholds the test-set figures are checked against (docs/physics.md, "How dndx
-    implements this"): the source talk's candidate precision and recall, and the peak
-    finding and counting bias a pair must keep. The counting resolution and linearity
-    are judged along tracks, by the separation power they keep
-    (:mod:`dndx.scoring.track_evaluation`), not against per-waveform limits."""
-
-    min_precision: float = 0.96
-    min_recall: float = 0.94
-    min_auc: float = 0.99
-    min_peak_gain_over_d2: float = 0.10
-    min_peak_efficiency_x_purity: float = 0.80
-    max_abs_relative_bias: float = 0.02
-
-
-#: The targets every evaluation checks.
-TARGETS = Targets()
 
 
 @dataclass(frozen=True, eq=False)
@@ -424,6 +404,7 @@ class TargetCheck:
         value: the measured figure (NaN when it could not be measured: a fail).
         comparison: ``">="`` or ``"<="``.
         limit: the target.
+        param: where the limit is set, e.g. ``quality_gate.min_candidate_precision``.
         passed: ``value comparison limit``.
     """
 
@@ -432,6 +413,19 @@ class TargetCheck:
     value: float
     comparison: str
     limit: float
+    param: str
+
+    @classmethod
+    def against(
+        cls, gate: QualityGateConfig, name: str, description: str, value: float
+    ) -> TargetCheck:
+        """``value`` checked against its ``quality_gate`` threshold
+        (:data:`THRESHOLDS`): at least a ``min_*`` one, at most a ``max_*`` one."""
+        key = THRESHOLDS[name]
+        comparison = ">=" if key.startswith("min_") else "<="
+        return cls(
+            name, description, float(value), comparison, getattr(gate, key), f"quality_gate.{key}"
+        )
 
     @property
     def passed(self) -> bool:
@@ -446,65 +440,38 @@ def check_targets(
     lstm_peaks: Mapping[str, float],
     d2_peaks_scores: Mapping[str, float],
     cnn_counting: Mapping[str, float],
-    targets: Targets = TARGETS,
+    gate: QualityGateConfig,
 ) -> tuple[TargetCheck, ...]:
-    """The targets as checks.
+    """The user's thresholds as checks.
 
     Args:
         candidate: :attr:`CandidateEvaluation.scores` of the LSTM.
         lstm_peaks, d2_peaks_scores: :attr:`PeakEvaluation.scores` of the LSTM and D2.
         cnn_counting: :attr:`CountingEvaluation.scores` of the CNN.
-        targets: the limits.
+        gate: the thresholds (``params.yaml`` ``quality_gate``).
 
+    >>> from dndx.config import load_params
     >>> checks = check_targets({"precision": 0.97, "recall": 0.93, "auc": 0.995},
     ...                        {"efficiency_x_purity": 0.8}, {"efficiency_x_purity": 0.75},
-    ...                        {"relative_bias": -0.01})
+    ...                        {"relative_bias": -0.01}, load_params().quality_gate)
     >>> [(c.name, c.passed) for c in checks]  # doctest: +NORMALIZE_WHITESPACE
     [('candidate_precision', True), ('candidate_recall', False), ('candidate_auc', True),
      ('peak_gain_over_d2', False), ('peak_efficiency_x_purity', True),
      ('counting_abs_relative_bias', True)]
+    >>> checks[1].param
+    'quality_gate.min_candidate_recall'
     """
-    gain = lstm_peaks["efficiency_x_purity"] - d2_peaks_scores["efficiency_x_purity"]
-    return (
-        TargetCheck(
-            "candidate_precision",
-            "LSTM candidate precision",
-            candidate["precision"],
-            ">=",
-            targets.min_precision,
-        ),
-        TargetCheck(
-            "candidate_recall",
-            "LSTM candidate recall",
-            candidate["recall"],
-            ">=",
-            targets.min_recall,
-        ),
-        TargetCheck(
-            "candidate_auc", "LSTM candidate ROC AUC", candidate["auc"], ">=", targets.min_auc
-        ),
-        TargetCheck(
-            "peak_gain_over_d2",
-            "peak efficiency×purity, LSTM minus D2",
-            gain,
-            ">=",
-            targets.min_peak_gain_over_d2,
-        ),
-        TargetCheck(
-            "peak_efficiency_x_purity",
-            "LSTM peak efficiency×purity",
-            lstm_peaks["efficiency_x_purity"],
-            ">=",
-            targets.min_peak_efficiency_x_purity,
-        ),
-        TargetCheck(
-            "counting_abs_relative_bias",
-            "CNN |relative bias|",
-            abs(cnn_counting["relative_bias"]),
-            "<=",
-            targets.max_abs_relative_bias,
-        ),
-    )
+    lstm = lstm_peaks["efficiency_x_purity"]
+    figures = (
+        ("candidate_precision", "LSTM candidate precision", candidate["precision"]),
+        ("candidate_recall", "LSTM candidate recall", candidate["recall"]),
+        ("candidate_auc", "LSTM candidate ROC AUC", candidate["auc"]),
+        ("peak_gain_over_d2", "peak efficiency×purity, LSTM minus D2",
+         lstm - d2_peaks_scores["efficiency_x_purity"]),
+        ("peak_efficiency_x_purity", "LSTM peak efficiency×purity", lstm),
+        ("counting_abs_relative_bias", "CNN |relative bias|", abs(cnn_counting["relative_bias"])),
+    )  # fmt: skip
+    return tuple(TargetCheck.against(gate, *figure) for figure in figures)
 
 
 @dataclass(frozen=True, eq=False)
@@ -686,7 +653,7 @@ def evaluate_split(
     score_threshold: float,
     tolerance_samples: float,
     cfg: EvaluateConfig,
-    targets: Targets = TARGETS,
+    gate: QualityGateConfig,
 ) -> Evaluation:
     """Score models and baselines on ``test``.
 
@@ -699,7 +666,7 @@ def evaluate_split(
             decisions are ``test.candidate_detected``).
         tolerance_samples: the matching tolerance of the labels.
         cfg: bins.
-        targets: the limits of the checks.
+        gate: the thresholds of the checks (``quality_gate``).
     """
     candidate = evaluate_candidates(
         test.candidate_label, test.candidate_probability, test.candidate_detected, score_threshold
@@ -737,6 +704,6 @@ def evaluate_split(
         peaks["lstm"].scores,
         peaks["d2"].scores,
         counting["cnn"].scores,
-        targets,
+        gate,
     )
     return Evaluation(len(test), candidate, peaks, counting, tuning, checks)

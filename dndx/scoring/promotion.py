@@ -9,6 +9,11 @@ the champion pair, from figures both pairs were scored on through ONNX Runtime
    of :data:`COMPARED` are reported beside it;
 2. without a separation figure for both pairs, the test figures decide: the new
    pair becomes :data:`CHAMPION` only if it is at least as good on each.
+
+Where the user requires the quality gate (``quality_gate.require``), a pair that
+missed one of its thresholds in the evaluate stage
+(:func:`dndx.scoring.quality_gate.missed_thresholds`) is registered but promoted to
+neither.
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ from numpy.typing import NDArray
 
 from dndx.chain.baselines import d2_peaks
 from dndx.chain.encoding import encode_scored_candidates, samples_per_bin
-from dndx.config import PrepareConfig
+from dndx.config import PrepareConfig, QualityGateConfig
 from dndx.scoring.evaluation import (
     COUNTERS,
     BaselineTuning,
@@ -40,7 +40,6 @@ from dndx.waveforms import WaveformSet
 
 __all__ = [
     "DEDX",
-    "SEPARATION_TARGETS",
     "TRACK_METHODS",
     "TRUTH",
     "Predict",
@@ -141,18 +140,14 @@ def momentum_key(momentum_gev: float) -> str:
 
 @dataclass(frozen=True)
 class SeparationTargets:
-    """What the counter must keep of the separation power: on the first pair at
-    ``momentum_gev``, at least ``min_ratio_to_poisson`` of the Poisson limit and
-    ``min_gain_over_d2`` times the separation of D2 with time clusterization."""
+    """What the counter must keep of the separation power: on ``pair``
+    (``train_cluster_counter.separation_pair``) at the ``quality_gate``'s
+    ``separation_momentum_gev``, at least ``min_separation_ratio_to_poisson`` of the
+    Poisson limit and ``min_separation_gain_over_d2`` times the separation of D2 with
+    time clusterization."""
 
-    pair: tuple[str, str] = ("pi", "K")
-    momentum_gev: float = 10.0
-    min_ratio_to_poisson: float = 0.85
-    min_gain_over_d2: float = 1.6
-
-
-#: The track-level targets every evaluation checks.
-SEPARATION_TARGETS = SeparationTargets()
+    gate: QualityGateConfig
+    pair: tuple[str, str]
 
 
 @dataclass(frozen=True, eq=False)
@@ -276,6 +271,7 @@ def _finite(value: object) -> float | None:
 def evaluate_tracks(
     cells: pd.DataFrame,
     keep_fraction: float,
+    targets: SeparationTargets | None = None,
     counts: Sequence[str] = TRACK_METHODS[:-1],
     reference: str = TRUTH,
     charge: str = DEDX,
@@ -287,6 +283,7 @@ def evaluate_tracks(
             every particle and momentum; the particles are paired in the order
             they first appear.
         keep_fraction: the share of cells the dE/dx truncated mean keeps.
+        targets: the thresholds checked (none without them).
         counts: the count columns, the reference among them.
         reference: the count column of the limit.
         charge: the per-cell charge column.
@@ -316,47 +313,47 @@ def evaluate_tracks(
         tracks=tracks,
         resolution=resolution_table(tracks, methods),
         separation=separation,
-        targets=check_separation_targets(separation),
+        targets=() if targets is None else check_separation_targets(separation, targets),
     )
 
 
 def check_separation_targets(
-    separation: pd.DataFrame, targets: SeparationTargets = SEPARATION_TARGETS
+    separation: pd.DataFrame, targets: SeparationTargets
 ) -> tuple[TargetCheck, ...]:
-    """The track-level targets as checks on :func:`separation_table`'s rows; a
+    """The track-level thresholds as checks on :func:`separation_table`'s rows; a
     figure that could not be measured (pair or momentum absent) fails.
 
+    >>> from dndx.config import load_params
     >>> rows = pd.DataFrame({"method": ["cnn", "d2_clusterization"], "particle_a": "pi",
     ...                      "particle_b": "K", "momentum_gev": 10.0, "separation": [4.0, 2.0],
     ...                      "separation_error": 0.3, "ratio": [0.8, 0.4], "ratio_error": 0.05})
-    >>> [(c.name, c.value, c.passed) for c in check_separation_targets(rows)]
+    >>> targets = SeparationTargets(load_params().quality_gate, ("pi", "K"))
+    >>> [(c.name, c.value, c.passed) for c in check_separation_targets(rows, targets)]
     [('separation_ratio_to_poisson', 0.8, False), ('separation_gain_over_d2', 2.0, True)]
     """
-    a, b = targets.pair
+    (a, b), gate = targets.pair, targets.gate
     chosen = separation[
         (separation["particle_a"] == a)
         & (separation["particle_b"] == b)
-        & np.isclose(separation["momentum_gev"], targets.momentum_gev)
+        & np.isclose(separation["momentum_gev"], gate.separation_momentum_gev)
     ].set_index("method")
 
     def figure(method: str, column: str) -> float:
         return float(chosen.loc[method, column]) if method in chosen.index else math.nan
 
     d2 = figure("d2_clusterization", "separation")
-    where = f"{a}/{b} at {targets.momentum_gev:g} GeV/c"
+    where = f"{a}/{b} at {gate.separation_momentum_gev:g} GeV/c"
     return (
-        TargetCheck(
+        TargetCheck.against(
+            gate,
             "separation_ratio_to_poisson",
             f"LSTM → CNN S / S_Poisson, {where}",
             figure("cnn", "ratio"),
-            ">=",
-            targets.min_ratio_to_poisson,
         ),
-        TargetCheck(
+        TargetCheck.against(
+            gate,
             "separation_gain_over_d2",
             f"LSTM → CNN S over D2 → time clusterization S, {where}",
             figure("cnn", "separation") / d2 if d2 > 0 else math.nan,
-            ">=",
-            targets.min_gain_over_d2,
         ),
     )

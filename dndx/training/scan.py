@@ -7,7 +7,6 @@ flows run the trials and the sequential optimiser.
 from __future__ import annotations
 
 import itertools
-import math
 from typing import Any
 
 import numpy as np
@@ -19,7 +18,6 @@ __all__ = [
     "COST_COLUMNS",
     "grid_choices",
     "rank_trials",
-    "scan_markdown",
     "select_cheapest",
     "trial_choices",
 ]
@@ -67,7 +65,7 @@ def rank_trials(table: pd.DataFrame, selection: tuple[str, ...]) -> pd.DataFrame
     missing or non-finite selection metric come last.
 
     >>> t = pd.DataFrame({"trial": [0, 1, 2], "status": ["finished", "failed", "finished"],
-    ...                   "val_f1": [0.8, math.nan, 0.9], "val_auc": [0.9, math.nan, 0.9]})
+    ...                   "val_f1": [0.8, float("nan"), 0.9], "val_auc": [0.9, float("nan"), 0.9]})
     >>> rank_trials(t, ("val_f1", "val_auc"))["trial"].tolist()
     [2, 0, 1]
     """
@@ -103,34 +101,3 @@ def select_cheapest(ranked: pd.DataFrame, metric: str, cost_tolerance: float) ->
     eligible = ranked[close & ranked["status"].eq("finished")]
     cheapest = eligible.sort_values(list(COST_COLUMNS), kind="stable", na_position="last")
     return int(ranked.index.get_loc(cheapest.index[0]))
-
-
-def scan_markdown(ranked: pd.DataFrame, hyperparameters: list[str], metrics: list[str]) -> str:
-    """A Markdown table of a ranked scan: one row per trial, best first."""
-    # What each trial costs at inference beside its scores.
-    columns = [
-        "trial",
-        "status",
-        *hyperparameters,
-        *metrics,
-        *COST_COLUMNS,
-        "n_parameters",
-        "wall_time_s",
-        "peak_memory_mb",
-    ]
-    present = [c for c in columns if c in ranked.columns]
-    lines = [
-        "| " + " | ".join(present) + " |",
-        "|" + "|".join("---" for _ in present) + "|",
-    ]
-    for _, row in ranked.iterrows():
-        lines.append("| " + " | ".join(_cell(row[c]) for c in present) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def _cell(value: Any) -> str:
-    if isinstance(value, float):
-        return "" if math.isnan(value) else f"{value:.4g}"
-    if isinstance(value, tuple | list):
-        return "[" + ", ".join(map(str, value)) + "]"
-    return str(value)

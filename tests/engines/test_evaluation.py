@@ -119,6 +119,7 @@ def test_targets_pass_at_their_limits_and_fail_on_nan() -> None:
         {"efficiency_x_purity": 0.80},
         {"efficiency_x_purity": 0.75},
         {"relative_bias": -0.02},
+        PARAMS.quality_gate,
     )
     passed = {c.name: c.passed for c in checks}
     assert passed == {
@@ -131,6 +132,19 @@ def test_targets_pass_at_their_limits_and_fail_on_nan() -> None:
     }
     gain = next(c for c in checks if c.name == "peak_gain_over_d2")
     assert gain.value == pytest.approx(0.05)
+
+
+def test_the_thresholds_are_the_users_and_each_check_names_its_param() -> None:
+    stricter = dataclasses.replace(PARAMS.quality_gate, min_candidate_recall=0.95)
+    checks = check_targets(
+        {"precision": 0.96, "recall": 0.94, "auc": 0.995},
+        {"efficiency_x_purity": 0.90},
+        {"efficiency_x_purity": 0.75},
+        {"relative_bias": 0.0},
+        stricter,
+    )
+    failed = [(c.name, c.limit, c.param) for c in checks if not c.passed]
+    assert failed == [("candidate_recall", 0.95, "quality_gate.min_candidate_recall")]
 
 
 def test_config_rejects_bad_edges() -> None:
@@ -183,6 +197,7 @@ def test_perfect_inputs_give_perfect_scores_and_honest_targets() -> None:
         score_threshold=0.5,
         tolerance_samples=2,
         cfg=cfg,
+        gate=PARAMS.quality_gate,
     )
     for name in PEAK_FINDERS:
         assert evaluation.peaks[name].scores["efficiency_x_purity"] == 1.0
@@ -211,6 +226,7 @@ def test_perfect_inputs_give_perfect_scores_and_honest_targets() -> None:
             score_threshold=0.5,
             tolerance_samples=2,
             cfg=cfg,
+            gate=PARAMS.quality_gate,
         )
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from pathlib import Path
 
 import mlflow
@@ -9,6 +11,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from dndx.chain.bundle import ModelBundle
+from dndx.config import load_params
 from dndx.errors import InputError
 from dndx.scoring.promotion import CHALLENGER, CHAMPION
 from tasks.registry import COUNTER_NAME, PEAK_FINDER_NAME, fetch_bundle, promote
@@ -57,3 +60,56 @@ def test_fetching_an_unknown_alias_names_it(untrained_pair: Path, local_registry
             local_registry / "cache",
             mlflow.get_tracking_uri(),
         )
+
+
+def _evaluated(root: Path, recall: float) -> None:
+    """The evaluate stage's checks, as its metrics files hold them, with this recall."""
+    (root / "metrics").mkdir(exist_ok=True)
+    limit = load_params().quality_gate.min_candidate_recall
+    (root / "metrics/evaluate.json").write_text(
+        json.dumps(
+            {
+                "target.candidate_recall.value": recall,
+                "target.candidate_recall.limit": limit,
+                "target.candidate_recall.passed": recall >= limit,
+            }
+        )
+    )
+    gain = {"value": 1.7, "limit": 1.6, "passed": True}
+    (root / "metrics/separation.json").write_text(
+        json.dumps({"target": {"separation_gain_over_d2": gain}})
+    )
+
+
+def test_a_required_quality_gate_withholds_a_pair_that_missed_a_threshold(
+    untrained_pair: Path, local_registry: Path
+) -> None:
+    from flows.register import _promote_or_withhold
+
+    off = load_params()
+    assert not off.quality_gate.require
+    on = dataclasses.replace(off, quality_gate=dataclasses.replace(off.quality_gate, require=True))
+    scores = {"peak_efficiency_x_purity": 0.70, "rms_over_sqrt_n": 0.80}
+    client = MlflowClient()
+
+    def aliases(versions: dict[str, str]) -> list[list[str]]:
+        return [client.get_model_version(n, v).aliases for n, v in versions.items()]
+
+    _evaluated(local_registry, recall=0.93)
+    versions = register_pair(untrained_pair, scores)
+    # On: the pair is registered without an alias, and the reason names the threshold.
+    withheld = _promote_or_withhold(on, local_registry, versions, scores, None)
+    assert (withheld["alias"], aliases(versions)) == (None, [[], []])
+    missed = "missed candidate_recall 0.93 vs quality_gate.min_candidate_recall 0.94"
+    assert withheld["reason"].endswith(missed)
+    tags = [client.get_model_version(n, v).tags["promotion"] for n, v in versions.items()]
+    assert all(tag.endswith(missed) for tag in tags)
+    # Off (params.yaml's default): the missed threshold changes nothing.
+    assert _promote_or_withhold(off, local_registry, versions, scores, None)["alias"] == CHAMPION
+    assert aliases(versions) == [[CHAMPION], [CHAMPION]]
+    # On, every threshold met: promoted as ever.
+    _evaluated(local_registry, recall=0.95)
+    assert _promote_or_withhold(on, local_registry, versions, scores, None)["alias"] == CHAMPION
+    (local_registry / "metrics/separation.json").unlink()
+    with pytest.raises(InputError, match=r"separation\.json: cannot read the evaluate stage"):
+        _promote_or_withhold(on, local_registry, versions, scores, None)

@@ -222,7 +222,7 @@ def test_track_metrics_nest_for_dvc_and_end_the_run_summary(
     limit = metrics["separation"]["pi_K"]["2_5GeV"][TRUTH]
     assert limit["ratio"] == 1.0 and limit["ratio_error"] == 0.0
 
-    _print_separation(metrics)
+    _print_separation(metrics, ("pi", "K"))
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0].startswith("π / K separation power S (S / S_Poisson) on 40 test tracks")
     assert lines[1].split() == ["p", "[GeV/c]", "2.5", "10"]
