@@ -7,9 +7,13 @@ import json
 import shutil
 import sys
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from dndx.errors import DndxError
+
+if TYPE_CHECKING:  # the commands import what they use when they run: a fast --help
+    from dndx.config import DomainConfig, Params
+    from dndx.domain.profile import DomainProfile, DomainVerdict, TrainingDomain
 
 __all__ = ["main"]
 
@@ -489,22 +493,10 @@ def _data_write(args: argparse.Namespace) -> None:
 
 
 def _data_profile(args: argparse.Namespace) -> None:
-    import json
-    import math
-
-    from dndx.chain.bundle import ModelBundle
     from dndx.config import load_params
     from dndx.domain.files import profile_files
-    from dndx.domain.profile import (
-        TrainingDomain,
-        describe,
-        judge,
-        not_judged,
-        plot_domain,
-        profile_table,
-    )
-    from dndx.storage import atomic_file
-    from flows.infer_plan import DEFAULT_MODEL_CACHE, resolve_bundle, resolve_sources
+    from dndx.domain.profile import describe, judge, not_judged
+    from flows.infer_plan import resolve_sources
 
     out = Path(args.json)
     outputs = [out, out.with_suffix(".md"), out.with_suffix(".png")]
@@ -518,6 +510,41 @@ def _data_profile(args: argparse.Namespace) -> None:
     }
     sources = resolve_sources(args.files, args.format, locations)
     params = load_params(args.params) if args.params else load_params()
+    cfg, threshold, rate, training = _profile_settings(args, params)
+    profile = profile_files(sources, rate, cfg, threshold, args.polarity)
+    if training is not None:
+        verdict = judge(profile, training)
+    elif args.model_uri:
+        verdict = not_judged(
+            "unknown", "the models hold no training domain (registered before it was stored)"
+        )
+    else:
+        verdict = not_judged("not judged", "no models given (--model-uri)")
+    _write_profile(
+        outputs, [str(source.path) for source in sources], rate, profile, training, verdict
+    )
+    rise, fall = profile.rise_time_ns, profile.fall_time_ns
+    print(
+        f"{out}: {profile.n_waveforms} waveforms, {profile.n_pulses} isolated pulses, rise "
+        f"{rise if rise is None else f'{rise:.2f}'} ns, fall "
+        f"{fall if fall is None else f'{fall:.2f}'} ns, noise RMS / white sigma "
+        f"{profile.noise_excess if profile.noise_excess is None else f'{profile.noise_excess:.2f}'}"
+    )
+    print(f"domain: {describe(verdict)}")
+
+
+def _profile_settings(
+    args: argparse.Namespace, params: Params
+) -> tuple[DomainConfig, float, float, TrainingDomain | None]:
+    """How ``dndx data profile`` measures: the ``domain`` settings, candidate threshold
+    and model rate of the project, or of the models of ``--model-uri`` (with their
+    training domain, else None), the rate overridden by ``--sampling-rate-ghz``."""
+    import math
+
+    from dndx.chain.bundle import ModelBundle
+    from dndx.domain.profile import TrainingDomain
+    from flows.infer_plan import DEFAULT_MODEL_CACHE, resolve_bundle
+
     cfg, threshold = params.domain, params.prepare.candidate_threshold_sigma
     rate = params.prepare.model_sampling_rate_ghz
     training = None
@@ -534,16 +561,22 @@ def _data_profile(args: argparse.Namespace) -> None:
                 f"--sampling-rate-ghz {args.sampling_rate_ghz}: expected a positive, finite number"
             )
         rate = args.sampling_rate_ghz
-    profile = profile_files(sources, rate, cfg, threshold, args.polarity)
-    if training is not None:
-        verdict = judge(profile, training)
-    elif args.model_uri:
-        verdict = not_judged(
-            "unknown", "the models hold no training domain (registered before it was stored)"
-        )
-    else:
-        verdict = not_judged("not judged", "no models given (--model-uri)")
-    names = [str(source.path) for source in sources]
+    return cfg, threshold, rate, training
+
+
+def _write_profile(
+    outputs: list[Path],
+    names: list[str],
+    rate: float,
+    profile: DomainProfile,
+    training: TrainingDomain | None,
+    verdict: DomainVerdict,
+) -> None:
+    """The profile as JSON, Markdown and a figure (``outputs``), each written atomically."""
+    from dndx.domain.profile import describe, plot_domain, profile_table
+    from dndx.storage import atomic_file
+
+    out, markdown, figure = outputs
     record = {
         "files": names,
         "sampling_rate_ghz": rate,
@@ -558,23 +591,15 @@ def _data_profile(args: argparse.Namespace) -> None:
         "",
         *profile_table(profile, training.profile if training else None),
         "",
-        f"![pulse shape and noise spectrum]({outputs[2].name})",
+        f"![pulse shape and noise spectrum]({figure.name})",
         "",
     ]
     out.parent.mkdir(parents=True, exist_ok=True)
-    plot_domain(profile, training.profile if training else None, outputs[2])
-    with atomic_file(outputs[1]) as tmp:
+    plot_domain(profile, training.profile if training else None, figure)
+    with atomic_file(markdown) as tmp:
         tmp.write_text("\n".join(lines))
     with atomic_file(out) as tmp:
         tmp.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
-    rise, fall = profile.rise_time_ns, profile.fall_time_ns
-    print(
-        f"{out}: {profile.n_waveforms} waveforms, {profile.n_pulses} isolated pulses, rise "
-        f"{rise if rise is None else f'{rise:.2f}'} ns, fall "
-        f"{fall if fall is None else f'{fall:.2f}'} ns, noise RMS / white sigma "
-        f"{profile.noise_excess if profile.noise_excess is None else f'{profile.noise_excess:.2f}'}"
-    )
-    print(f"domain: {describe(verdict)}")
 
 
 def _add_data(commands: Any) -> None:

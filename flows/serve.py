@@ -346,7 +346,6 @@ def serve(repo_dir: Path = Path("."), host: str = "127.0.0.1", port: int = 4200)
         # The worker's flow runs start their stages and Dask workers from this environment.
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
     }
-    pid_file = repo_dir / PID_FILE
     record: dict[str, Any] = {
         "host": host,
         "port": port,
@@ -361,30 +360,14 @@ def serve(repo_dir: Path = Path("."), host: str = "127.0.0.1", port: int = 4200)
                 held = f" ({describe(holder)})" if holder is not None else ""
                 print(f"Using the Prefect server already at {api_url}{held}")
             else:
-                log = repo_dir / ".prefect" / "server.log"
-                server = start_server(host, port, env, log)
-                record["server"] = _entry(server)
-                _write_record(pid_file, record)
-                print(f"Starting a Prefect server on {host}:{port} (log: {log}) ...", flush=True)
+                server = _start_recorded_server(repo_dir, env, record)
                 wait_for_api(api_url, server=server)
             ensure_work_pool(env, repo_dir)
             registered = re.findall(r"Deployment '([^']+)' successfully", deploy(env, repo_dir))
             worker = start_worker(env, repo_dir)
             record["worker"] = _entry(worker)
-            _write_record(pid_file, record)
-            print(
-                f"""
-Prefect UI:   http://{host}:{port}
-Deployments:  {", ".join(registered)} (work pool '{WORK_POOL}')
-Run them from the UI, or from another terminal:
-  export PREFECT_API_URL={api_url}
-  prefect deployment run 'pipeline/dndx-pipeline'
-  prefect deployment run 'infer/dndx-infer' \\
-      -p inputs='["/path/to/waveforms.root"]' -p out=/path/to/results.parquet
-A worker for the pool '{WORK_POOL}' runs here; Ctrl-C stops it, its flow runs and the server.
-""",
-                flush=True,
-            )
+            _write_record(repo_dir / PID_FILE, record)
+            print(_ready(host, port, registered), flush=True)
             code = worker.wait()
             raise DndxError(f"the worker for the pool '{WORK_POOL}' exited by itself ({code})")
         except KeyboardInterrupt:
@@ -396,8 +379,36 @@ A worker for the pool '{WORK_POOL}' runs here; Ctrl-C stops it, its flow runs an
                 signal.signal(signal.SIGINT, signal.SIG_IGN)
                 _say("  killing what is left")
                 kill_trees(psutil.Process(p.pid) for p in (worker, server) if p is not None)
-            pid_file.unlink(missing_ok=True)
+            (repo_dir / PID_FILE).unlink(missing_ok=True)
     _say("Stopped.")
+
+
+def _start_recorded_server(
+    repo_dir: Path, env: dict[str, str], record: dict[str, Any]
+) -> subprocess.Popen[bytes]:
+    """Start a Prefect server on ``record``'s host and port, logging to
+    ``.prefect/server.log``, and record it in the PID file at once."""
+    host, port = record["host"], record["port"]
+    log = repo_dir / ".prefect" / "server.log"
+    server = start_server(host, port, env, log)
+    record["server"] = _entry(server)
+    _write_record(repo_dir / PID_FILE, record)
+    print(f"Starting a Prefect server on {host}:{port} (log: {log}) ...", flush=True)
+    return server
+
+
+def _ready(host: str, port: int, deployments: list[str]) -> str:
+    """What ``dndx serve`` says once its worker runs: where to look, how to run."""
+    return f"""
+Prefect UI:   http://{host}:{port}
+Deployments:  {", ".join(deployments)} (work pool '{WORK_POOL}')
+Run them from the UI, or from another terminal:
+  export PREFECT_API_URL=http://{host}:{port}/api
+  prefect deployment run 'pipeline/dndx-pipeline'
+  prefect deployment run 'infer/dndx-infer' \\
+      -p inputs='["/path/to/waveforms.root"]' -p out=/path/to/results.parquet
+A worker for the pool '{WORK_POOL}' runs here; Ctrl-C stops it, its flow runs and the server.
+"""
 
 
 def stop_stale(repo_dir: Path = Path(".")) -> None:

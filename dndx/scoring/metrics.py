@@ -265,26 +265,11 @@ def counting_metrics(
     true = np.asarray(n_true, dtype=np.float64)
     n = len(true)
     if n == 0:
-        nan = float("nan")
-        return {
-            "n": 0,
-            "mean_true": nan,
-            "mean_rec": nan,
-            "mean_residual": nan,
-            "rms_residual": nan,
-            "relative_bias": nan,
-            "rms_over_sqrt_n": nan,
-            "linearity_slope": nan,
-        }
+        return {"n": 0, **dict.fromkeys(_COUNTING_FIGURES[1:], float("nan"))}
     residual = rec - true
     mean_true = float(true.mean())
     mean_residual = float(residual.mean())
     rms_residual = float(np.sqrt(np.mean(residual**2)))
-    low, high = linearity_range
-    in_range = (true >= low) & (true <= high)
-    x, y = true[in_range], rec[in_range]
-    spread = float(np.sum((x - x.mean()) ** 2)) if len(x) else 0.0
-    slope = float(np.sum((x - x.mean()) * (y - y.mean()))) / spread if spread else float("nan")
     return {
         "n": n,
         "mean_true": mean_true,
@@ -293,8 +278,33 @@ def counting_metrics(
         "rms_residual": rms_residual,
         "relative_bias": _ratio(mean_residual, mean_true),
         "rms_over_sqrt_n": _ratio(rms_residual, np.sqrt(mean_true)),
-        "linearity_slope": slope,
+        "linearity_slope": _linearity_slope(rec, true, linearity_range),
     }
+
+
+#: The figures of :func:`counting_metrics`, in order.
+_COUNTING_FIGURES = (
+    "n",
+    "mean_true",
+    "mean_rec",
+    "mean_residual",
+    "rms_residual",
+    "relative_bias",
+    "rms_over_sqrt_n",
+    "linearity_slope",
+)
+
+
+def _linearity_slope(
+    rec: NDArray[np.float64], true: NDArray[np.float64], linearity_range: tuple[float, float]
+) -> float:
+    """The least-squares slope of ``rec`` against ``true`` ``(n_cells,)`` over the cells
+    with ``true`` in ``linearity_range``; NaN where they hold no spread."""
+    low, high = linearity_range
+    in_range = (true >= low) & (true <= high)
+    x, y = true[in_range], rec[in_range]
+    spread = float(np.sum((x - x.mean()) ** 2)) if len(x) else 0.0
+    return float(np.sum((x - x.mean()) * (y - y.mean()))) / spread if spread else float("nan")
 
 
 def _bin_index(values: ArrayLike, edges: ArrayLike) -> NDArray[np.int64]:
@@ -393,28 +403,15 @@ def peak_table_by_drift_time(
     [[1, 2, 1], [2, 1, 1]]
     """
     expected_drift = np.asarray(expected_drift_time_ns, dtype=np.float64)
-    offset = np.full(len(expected_time_ns), np.inf)
-    np.minimum.at(offset, expected_time_ns.row_index(), expected_time_ns.values - expected_drift)
-    detection_drift = (
-        np.asarray(detected_time_ns.values, dtype=np.float64) - offset[detected_time_ns.row_index()]
+    detection_drift = _detection_drift_ns(
+        detected_time_ns, expected_time_ns, expected_drift, matching
     )
-    matched = matching.detection_match >= 0
-    detection_drift[matched] = expected_drift[matching.detection_match[matched]]
-
     e = np.asarray(edges_ns, dtype=np.float64)
     n_bins = len(e) - 1
     expected_bin = _bin_index(expected_drift, e)
-    detection_bin = _bin_index(detection_drift, e)
-    expected_matched = matching.expected_match >= 0
-
-    def count(bins: NDArray[np.int64], weights: NDArray[np.bool_] | None = None) -> NDArray:
-        inside = bins >= 0
-        w = None if weights is None else weights[inside]
-        return np.bincount(bins[inside], weights=w, minlength=n_bins).astype(np.int64)
-
-    n_true = count(expected_bin)
-    n_detected = count(detection_bin)
-    n_matched = count(expected_bin, expected_matched)
+    n_true = _count_in_bins(expected_bin, n_bins)
+    n_detected = _count_in_bins(_bin_index(detection_drift, e), n_bins)
+    n_matched = _count_in_bins(expected_bin, n_bins, matching.expected_match >= 0)
     records = [
         {
             "drift_time_ns_low": e[b],
@@ -424,6 +421,35 @@ def peak_table_by_drift_time(
         for b in range(n_bins)
     ]
     return pd.DataFrame.from_records(records)
+
+
+def _detection_drift_ns(
+    detected_time_ns: Ragged,
+    expected_time_ns: Ragged,
+    expected_drift_ns: NDArray[np.float64],
+    matching: Matching,
+) -> NDArray[np.float64]:
+    """``(n_detected,)`` the drift time of each detection, as
+    :func:`peak_table_by_drift_time` assigns it (inf in a waveform without expected
+    peaks)."""
+    offset = np.full(len(expected_time_ns), np.inf)
+    np.minimum.at(offset, expected_time_ns.row_index(), expected_time_ns.values - expected_drift_ns)
+    detection_drift = (
+        np.asarray(detected_time_ns.values, dtype=np.float64) - offset[detected_time_ns.row_index()]
+    )
+    matched = matching.detection_match >= 0
+    detection_drift[matched] = expected_drift_ns[matching.detection_match[matched]]
+    return detection_drift
+
+
+def _count_in_bins(
+    bins: NDArray[np.int64], n_bins: int, selected: NDArray[np.bool_] | None = None
+) -> NDArray[np.int64]:
+    """``(n_bins,)`` how many of ``bins`` (``-1``: in none), of the ``selected`` ones,
+    fall in each bin."""
+    inside = bins >= 0
+    weights = None if selected is None else selected[inside]
+    return np.bincount(bins[inside], weights=weights, minlength=n_bins).astype(np.int64)
 
 
 def counting_table(

@@ -29,6 +29,7 @@ from dndx.config import PrepareConfig, QualityGateConfig
 from dndx.scoring.evaluation import (
     COUNTERS,
     BaselineTuning,
+    SplitInputs,
     TargetCheck,
     assemble_split,
     count_clusters,
@@ -62,6 +63,26 @@ TRACK_METHODS: tuple[str, ...] = (TRUTH, *COUNTERS, DEDX)
 Predict = Callable[[NDArray[np.float32]], NDArray[np.floating]]
 
 
+def _score_cells(
+    data: WaveformSet, prepare: PrepareConfig, peak_finder: Predict, score_threshold: float
+) -> SplitInputs:
+    """The cells of ``data`` prepared as the other splits are, their candidates scored
+    by ``peak_finder`` and decided at ``score_threshold``."""
+    prepared = prepare_waveforms(data, prepare)
+    probability = np.asarray(peak_finder(prepared.windows), dtype=np.float64)
+    scores = prepared.candidates[["waveform_id", "sample", "label"]].assign(
+        probability=probability, detected=probability >= score_threshold
+    )
+    return assemble_split(
+        prepared.waveforms,
+        scores,
+        data.adc,
+        data.info["waveform_id"].to_numpy(),
+        data.info["sampling_rate_ghz"].to_numpy(),
+        prepare.model_sampling_rate_ghz,
+    )
+
+
 def count_track_cells(
     data: WaveformSet,
     prepare: PrepareConfig,
@@ -91,21 +112,8 @@ def count_track_cells(
         column per name of :data:`TRACK_METHODS`: the counts, and the charge
         (:func:`dndx.truth.charge.cell_charge`) under ``dedx``.
     """
-    prepared = prepare_waveforms(data, prepare)
-    probability = np.asarray(peak_finder(prepared.windows), dtype=np.float64)
-    scores = prepared.candidates[["waveform_id", "sample", "label"]].assign(
-        probability=probability, detected=probability >= score_threshold
-    )
-    info = data.info
+    cells = _score_cells(data, prepare, peak_finder, score_threshold)
     rate = prepare.model_sampling_rate_ghz
-    cells = assemble_split(
-        prepared.waveforms,
-        scores,
-        data.adc,
-        info["waveform_id"].to_numpy(),
-        info["sampling_rate_ghz"].to_numpy(),
-        rate,
-    )
     counter_input = encode_scored_candidates(
         cells.samples,
         cells.lengths,
@@ -115,6 +123,7 @@ def count_track_cells(
         n_bins,
         samples_per_bin(window_ns, rate, n_bins),
     )
+    info = data.info
     d2 = d2_peaks(cells.samples, cells.lengths, tuning.d2.t1_sigma, tuning.d2.t2)
     cnn = np.asarray(cluster_counter(counter_input.encoded), dtype=np.float64)
     counts = count_clusters(cells, d2, tuning, cnn)
