@@ -199,11 +199,11 @@ def _separation_scores(
     """``val_separation_ratio`` (and its ``_error``): what the counter keeps of the
     Poisson separation power on the encoded validation tracks; nothing where the
     encode stage found none of the chosen particles and momenta."""
+    from models.fitting import predict
+
     path = tracks_dir / COUNTER_INPUT_FILE
     if not path.is_file():
         return {}
-    from models.fitting import predict
-
     with np.load(path) as data:
         cells = pd.DataFrame(
             {key: data[key] for key in ("track_id", "particle", "momentum_gev", "path_length_cm")}
