@@ -74,7 +74,7 @@ def cosine_learning_rate(start: float, epochs: int, epoch: int, _current: float)
     return start * 0.5 * (1.0 + math.cos(math.pi * epoch / epochs))
 
 
-class _EpochEnd(keras.callbacks.Callback):  # type: ignore[misc]
+class _EpochEnd(keras.callbacks.Callback):
     """Scores the validation split at the end of each epoch into the logs (where
     early stopping reads them) and the history, logs a line, and stops a diverged
     fit."""

@@ -296,17 +296,12 @@ def _digitise(
             np.searchsorted(members, electron_wf[of_members]),
             electrons.arrival_ns[of_members],
             electrons.gain[of_members],
-            *(
-                settings[name][members]
-                for name in (
-                    "rise_time_ns",
-                    "fall_time_ns",
-                    "ion_tail_fraction",
-                    "ion_tail_time_ns",
-                    "shaping_time_ns",
-                    "baseline_wander_fraction",
-                )
-            ),
+            settings["rise_time_ns"][members],
+            settings["fall_time_ns"][members],
+            settings["ion_tail_fraction"][members],
+            settings["ion_tail_time_ns"][members],
+            settings["shaping_time_ns"][members],
+            settings["baseline_wander_fraction"][members],
             rng,
         )
         noise = _correlate(
