@@ -42,6 +42,7 @@ from pydantic_core import ArgsKwargs, ErrorDetails
 from dndx.errors import ConfigError
 
 __all__ = [
+    "FIT_FIELDS",
     "METRIC_GOALS",
     "PARAMS_PATH",
     "PARTICLE_MASSES_GEV",
@@ -63,6 +64,8 @@ __all__ = [
     "RegisterConfig",
     "ScanConfig",
     "SimulationConfig",
+    "TargetConfig",
+    "TargetFitConfig",
     "TracksConfig",
     "TrainingConfig",
     "load_params",
@@ -555,6 +558,75 @@ class DomainConfig:
         return self
 
 
+#: The ``simulate`` ranges a target fit may choose (:mod:`dndx.domain.fit`): the
+#: front end and its noise, which a beam test's digitiser sets and its waveforms show.
+FIT_FIELDS: tuple[str, ...] = (
+    "rise_time_ns",
+    "fall_time_ns",
+    "shaping_time_ns",
+    "noise_fraction",
+    "noise_correlation_time_ns",
+    "single_electron_amplitude_adc",
+    "baseline_wander_fraction",
+)
+
+
+def _fit_fields(candidates: dict[str, tuple[Range, ...]]) -> dict[str, tuple[Range, ...]]:
+    unknown = sorted(set(candidates) - set(FIT_FIELDS))
+    if unknown:
+        raise ValueError(f"{unknown}: not fitted; the fit chooses among {list(FIT_FIELDS)}")
+    return candidates
+
+
+@dataclass(frozen=True, config=_MODEL)
+class TargetFitConfig:
+    """How the simulator's front end is fitted to a target's profile
+    (:func:`dndx.domain.fit.fit_front_end`).
+
+    ``candidates`` maps ``simulate`` ranges (of :data:`FIT_FIELDS`) to the
+    ranges the fit may choose for them; ``rounds`` passes over them, each
+    field in turn set to its best candidate with the others held; every
+    candidate setting is ``n_waveforms`` waveforms simulated from the same
+    ``seed``, so two settings differ by their front end alone.
+    """
+
+    seed: Seed
+    n_waveforms: Annotated[StrictInt, Field(ge=10, le=10**6)]
+    rounds: Annotated[StrictInt, Field(ge=1, le=20)]
+    #: Random points of the candidates' grid simulated first; the search starts at the best.
+    random_starts: Annotated[StrictInt, Field(ge=0, le=10000)]
+    candidates: Annotated[
+        dict[StrictStr, Annotated[tuple[Range, ...], NonEmpty]], AfterValidator(_fit_fields)
+    ]
+
+
+@dataclass(frozen=True, config=_MODEL)
+class TargetConfig:
+    """The ``target`` section: unlabelled files the models should serve (a beam
+    test), and how the simulation is adapted to them (README: "Beam-test data:
+    check and adapt").
+
+    ``files`` are globs relative to ``root`` (a directory DVC tracks, the
+    ``profile`` stage's dependency); empty: no target, and the simulation is the
+    ``simulate`` section's alone. ``format`` and the location keys (``tree``,
+    ``branch``, ``dataset``, ``column``, ``array``) are ``dndx infer``'s reader
+    options, ``""`` where the file's suffix or content decides.
+    ``sampling_rate_ghz`` is the files' rate where they store none; a file that
+    stores another stops the run.
+    """
+
+    root: Annotated[StrictStr, NonEmpty]
+    files: tuple[StrictStr, ...]
+    format: Literal["", "root", "hdf5", "parquet", "npz"]
+    tree: StrictStr
+    branch: StrictStr
+    dataset: StrictStr
+    column: StrictStr
+    array: StrictStr
+    sampling_rate_ghz: Annotated[StrictFloat, Field(gt=0.0, le=100.0)]
+    fit: TargetFitConfig
+
+
 @dataclass(frozen=True, config=_MODEL)
 class MlflowConfig:
     """Where runs and models are tracked. ``MLFLOW_TRACKING_URI`` in the environment wins."""
@@ -697,6 +769,7 @@ class Params:
     dask: DaskConfig
     data: DataConfig
     domain: DomainConfig
+    target: TargetConfig
 
     @field_validator("train_peak_finder", "train_cluster_counter", mode="after")
     @classmethod
@@ -749,6 +822,21 @@ class Params:
                 f"{list(training.separation_momenta_gev)}: {missing_momenta} not in "
                 f"tracks.momenta_gev {list(tracks.momenta_gev)}"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _fit_candidates_simulate(self) -> Params:
+        for name, candidates in self.target.fit.candidates.items():
+            for index, candidate in enumerate(candidates):
+                try:
+                    dataclasses.replace(self.simulate, **{name: candidate})
+                except ValidationError as error:
+                    detail = error.errors(include_url=False)[0]
+                    problem = str(detail.get("ctx", {}).get("error", detail["msg"]))
+                    raise ValueError(
+                        f"target.fit.candidates.{name}[{index}] = {candidate}: not a simulate "
+                        f"setting: {problem}"
+                    ) from None
         return self
 
 
