@@ -28,10 +28,13 @@ from prefect.cache_policies import NO_CACHE
 from dndx.chain.bundle import COUNTER_FILE, PEAK_FINDER_FILE, D2Settings, ModelBundle
 from dndx.chain.encoding import samples_per_bin
 from dndx.config import PARAMS_PATH, Params, load_params
+from dndx.domain.checks import target_tags
+from dndx.domain.fit import TARGET_FILE, TARGET_FIT_PATH, TargetFit
 from dndx.domain.profile import TrainingDomain, headline
+from dndx.domain.target import target_sources
 from dndx.errors import InputError
 from dndx.io.prepared import read_candidates
-from dndx.reporting.tables import MISSING, markdown_table
+from dndx.reporting.tables import MISSING, format_number, markdown_table
 from dndx.scoring.bundle_scores import (
     RegistryInputs,
     load_test_set,
@@ -45,7 +48,7 @@ from flows.encode import INPUTS_DIR
 from flows.evaluate import METRICS_PATH as EVALUATION_PATH
 from flows.evaluate import SEPARATION_PATH
 from flows.runtime import ensure_prefect_api, project_root
-from tasks.domain import profile_training
+from tasks.domain import check_target, profile_training
 from tasks.quantization import quantize_if_outcomes_hold, register_quantized_pair
 from tasks.registry import (
     COUNTER_NAME,
@@ -73,7 +76,11 @@ FIGURE_HEADER = ["figure", "new pair", "champion before"]
 
 @task(task_run_name="export and check parity", cache_policy=NO_CACHE)
 def export_pair(
-    params: Params, root: Path, test: RegistryInputs, domain: TrainingDomain
+    params: Params,
+    root: Path,
+    test: RegistryInputs,
+    domain: TrainingDomain,
+    target: TargetFit | None,
 ) -> dict[str, float]:
     """Write the ONNX bundle, with the training ``domain``, and return the largest
     ONNX-vs-Keras differences."""
@@ -132,6 +139,8 @@ def export_pair(
         export_onnx(counter, tmp / COUNTER_FILE, opset=cfg.opset, metadata=metadata)
         bundle.save(tmp)
         domain.save(tmp)
+        if target is not None:
+            target.save(tmp / TARGET_FILE)
         # The gate: a bundle that disagrees with Keras never reaches the registry.
         return {
             PEAK_FINDER_NAME: onnx_parity(
@@ -156,7 +165,8 @@ def register(params: Params, root: Path) -> dict[str, Any]:
     domain = profile_training(
         root / SIMULATED_DIR / "train", params.domain, params.prepare.candidate_threshold_sigma
     )
-    parity = export_pair(params, root, test, domain)
+    target = TargetFit.load(root / TARGET_FIT_PATH) if params.target.files else None
+    parity = export_pair(params, root, test, domain, target)
     logger.info("ONNX parity (max |ONNX - Keras|): %s", parity)
 
     bundle_dir = root / BUNDLE_DIR
@@ -177,8 +187,19 @@ def register(params: Params, root: Path) -> dict[str, Any]:
     new_separation = score_separation(bundle_dir, tracks, training)
     champion_separation = score_separation(champion_dir, tracks, training) if champion_dir else None
 
+    checks = (
+        check_target(
+            bundle_dir,
+            target_sources(params.target, root),
+            target,
+            params.domain.max_waveforms,
+        )
+        if target is not None
+        else None
+    )
     tags = {
         **ModelBundle.load(bundle_dir).provenance,
+        **(target_tags(target, checks) if target is not None and checks is not None else {}),
         "onnx_opset": str(params.register.opset),
         **{f"onnx_parity.{k}": f"{v:.3g}" for k, v in parity.items()},
         **{f"val_{k}": f"{v:.4g}" for k, v in new_separation.items()},
@@ -213,6 +234,7 @@ def register(params: Params, root: Path) -> dict[str, Any]:
         },
         "onnx_parity": parity,
         "int8": {**quantized, "registered": fast},
+        "target": None if target is None else {"files": list(target.files), "checks": checks},
     }
     with atomic_file(root / SUMMARY_PATH) as tmp:
         tmp.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
@@ -266,6 +288,22 @@ def _report(summary: dict[str, Any]) -> str:
         + "\n\n"
         f"ONNX parity with Keras (max abs difference): {summary['onnx_parity']}\n\n"
         f"int8 pair ({_int8_outcome(summary['int8'])}): {summary['int8']['reason']}.\n"
+        + _target_report(summary["target"])
+    )
+
+
+def _target_report(target: dict[str, Any] | None) -> str:
+    """The label-free checks on the target files, as a Markdown section ("" without)."""
+    if target is None:
+        return ""
+    checks = target["checks"]
+    rows = "\n".join(f"| {key} | {format_number(value)} |" for key, value in checks.items())
+    return (
+        f"\n## Target ({len(target['files'])} files, no labels)\n\n"
+        "The new pair on the target's waveforms, beside the classical chain (D2) with the "
+        "bundle's settings, and the target's profile against the pair's training domain "
+        "(data/target/target.md: the fit):\n\n"
+        "| check | value |\n|---|--:|\n" + rows + "\n"
     )
 
 

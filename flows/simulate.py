@@ -14,6 +14,7 @@ from pathlib import Path
 from prefect import flow, get_run_logger
 
 from dndx.config import PARAMS_PATH, Params, load_params
+from dndx.domain.fit import TARGET_FIT_PATH, adapted_params
 from dndx.storage import atomic_directory, link_files
 from dndx.waveforms import SPLITS
 from flows.runtime import dask_task_runner
@@ -73,7 +74,8 @@ def main(params_path: str | Path = PARAMS_PATH) -> None:
     if params.data.source == "files":
         publish_ingested()
         return
-    simulate.with_options(task_runner=dask_task_runner(params.dask))(params)
+    adapted = adapted_params(params, TARGET_FIT_PATH)
+    simulate.with_options(task_runner=dask_task_runner(params.dask))(adapted)
 
 
 if __name__ == "__main__":

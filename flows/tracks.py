@@ -13,6 +13,7 @@ from pathlib import Path
 from prefect import flow, get_run_logger
 
 from dndx.config import PARAMS_PATH, Params, load_params
+from dndx.domain.fit import TARGET_FIT_PATH, adapted_params
 from dndx.simulation.tracks import TRACK_SPLITS, track_chunks
 from dndx.storage import atomic_directory
 from flows.runtime import dask_task_runner
@@ -106,7 +107,8 @@ def _simulate(params: Params, out_dir: Path) -> dict[str, int]:
 def main(params_path: str | Path = PARAMS_PATH) -> None:
     """Entry point of the DVC stage: ``python -m flows.tracks``."""
     params = load_params(params_path)
-    tracks.with_options(task_runner=dask_task_runner(params.dask))(params)
+    adapted = adapted_params(params, TARGET_FIT_PATH)
+    tracks.with_options(task_runner=dask_task_runner(params.dask))(adapted)
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ import numpy as np
 from pydantic import ConfigDict, TypeAdapter, ValidationError
 from pydantic.dataclasses import dataclass
 
-from dndx.config import DomainConfig, Range, SimulationConfig, TargetFitConfig
+from dndx.config import DomainConfig, Params, Range, SimulationConfig, TargetFitConfig
 from dndx.domain.profile import AMPLITUDE_QUANTILES, DomainProfile, profile_waveforms
 from dndx.errors import InputError
 from dndx.simulation.generator import simulate_block
@@ -45,11 +45,15 @@ from dndx.storage import atomic_file
 __all__ = [
     "MISSING_PENALTY",
     "SHAPE_TOLERANCE",
+    "TARGET_FILE",
+    "TARGET_FIT_PATH",
     "Setting",
     "TargetFit",
     "Trial",
+    "adapted_params",
     "apply_fit",
     "fit_front_end",
+    "fit_report",
     "profile_distance",
     "simulate_profile",
 ]
@@ -58,6 +62,10 @@ __all__ = [
 #: (too few isolated pulses): ten limits away.
 MISSING_PENALTY = 100.0
 
+#: The target fit's file in a model bundle directory: the registered pair's target lineage.
+TARGET_FILE = "target.json"
+#: Where the ``profile`` stage writes its :class:`TargetFit`, in the DVC project.
+TARGET_FIT_PATH = Path("data/target/fit.json")
 #: An RMS difference of the mean pulse shapes (1 at the top) worth one limit.
 SHAPE_TOLERANCE = 0.1
 
@@ -266,3 +274,53 @@ def fit_front_end(
         if not changed:
             break
     return current, seen[_key(current)][1], trials
+
+
+def fit_report(fit: TargetFit, simulate: SimulationConfig) -> list[str]:
+    """Markdown lines: the target's files, the fitted ranges beside the ``simulate``
+    section's, the distances, and the target's profile beside the fitted simulation's."""
+    from dndx.domain.profile import profile_table
+    from dndx.reporting.tables import markdown_table
+
+    if fit.target is None or fit.matched is None:
+        return ["# Target", "", f"No target: {fit.reason}.", ""]
+    rows = [
+        [f"`{name}`", str(getattr(simulate, name)), f"[{low:g}, {high:g}]"]
+        for name, (low, high) in fit.setting.items()
+    ]
+    return [
+        "# Target: profile and front-end fit",
+        "",
+        f"Files ({len(fit.files)}): " + ", ".join(f"`{name}`" for name in fit.files),
+        "",
+        markdown_table(["simulate range", "section", "fitted"], rows),
+        "",
+        f"Distance to the target's profile (sum of squares in units of the domain limits; "
+        f"below 1: well in): {fit.start_distance:.3g} with the simulate section, "
+        f"{fit.distance:.3g} fitted, after {len(fit.trials)} simulated settings.",
+        "",
+        "Below, *input* is the target and *training* the fitted simulation.",
+        "",
+        *profile_table(fit.target, fit.matched),
+        "",
+        "![pulse shape and noise spectrum](target.png)",
+        "",
+    ]
+
+
+def adapted_params(params: Params, fit_path: Path) -> Params:
+    """``params`` with the ``simulate`` ranges of the target fit at ``fit_path`` (written
+    by the ``profile`` stage); ``params`` itself without target files, the fit unread.
+
+    Raises:
+        InputError: as :meth:`TargetFit.load`; a fit of other files than the target's.
+    """
+    if not params.target.files:
+        return params
+    fit = TargetFit.load(fit_path)
+    if not fit.files:
+        raise InputError(
+            f"{fit_path}: a fit without a target, but target.files names some; "
+            "run the profile stage (dvc repro profile) first"
+        )
+    return dataclasses.replace(params, simulate=apply_fit(params.simulate, fit.ranges))

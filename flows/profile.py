@@ -1,0 +1,92 @@
+"""DVC stage ``profile``: the target files' domain profile, and the simulator's front end
+fitted to it (:mod:`dndx.domain.fit`), for ``simulate`` and ``tracks`` to train on.
+
+With ``target.files: []`` (the default) it writes a "no target" result and starts no
+Dask cluster: the simulation stays the ``simulate`` section's, byte for byte. With
+files, every candidate setting of a pass is simulated and profiled as one Dask task.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from prefect import flow, get_run_logger
+
+from dndx.config import PARAMS_PATH, Params, load_params
+from dndx.domain.fit import TARGET_FIT_PATH, Setting, TargetFit, fit_front_end, fit_report
+from dndx.domain.profile import DomainProfile, plot_domain
+from dndx.domain.target import target_sources
+from dndx.storage import atomic_directory
+from flows.runtime import dask_task_runner
+from tasks.domain import profile_setting, profile_target
+
+__all__ = ["OUT_DIR", "main", "profile"]
+
+OUT_DIR = TARGET_FIT_PATH.parent
+NO_TARGET = "no target files (target.files is empty)"
+
+
+def _write(fit: TargetFit, params: Params, out_dir: Path) -> None:
+    with atomic_directory(out_dir) as tmp:
+        fit.save(tmp / TARGET_FIT_PATH.name)
+        (tmp / "target.md").write_text("\n".join(fit_report(fit, params.simulate)))
+        if fit.target is not None:
+            plot_domain(fit.target, fit.matched, tmp / "target.png")
+
+
+@flow(name="profile", log_prints=True)
+def profile(params: Params, project_dir: Path, out_dir: Path = OUT_DIR) -> TargetFit:
+    """Profile the target files under ``project_dir`` and fit the front end to them
+    into ``out_dir``."""
+    logger = get_run_logger()
+    cfg = params.target
+    sources = target_sources(cfg, project_dir)
+    threshold = params.prepare.candidate_threshold_sigma
+    target = profile_target(sources, cfg.sampling_rate_ghz, params.domain, threshold)
+    logger.info("target: %d files, %d waveforms profiled", len(sources), target.n_waveforms)
+
+    def profiles(settings: Sequence[Setting]) -> list[DomainProfile]:
+        futures = [
+            profile_setting.submit(params.simulate, s, cfg.fit, params.domain, threshold)
+            for s in settings
+        ]
+        return [future.result() for future in futures]
+
+    setting, matched, trials = fit_front_end(
+        target, params.simulate, cfg.fit, params.domain, profiles
+    )
+    fit = TargetFit(
+        files=tuple(str(s.path) for s in sources),
+        reason="",
+        sampling_rate_ghz=cfg.sampling_rate_ghz,
+        target=target,
+        setting={name: (r.low, r.high) for name, r in setting.items()},
+        start_distance=trials[0].distance,
+        distance=min(trial.distance for trial in trials),
+        matched=matched,
+        trials=tuple(trials),
+    )
+    _write(fit, params, out_dir)
+    logger.info(
+        "target fit: distance %.3g -> %.3g over %d settings: %s",
+        fit.start_distance,
+        fit.distance,
+        len(trials),
+        fit.setting,
+    )
+    return fit
+
+
+def main(params_path: str | Path = PARAMS_PATH) -> None:
+    """Entry point of the DVC stage: ``python -m flows.profile``."""
+    params = load_params(params_path)
+    if not params.target.files:
+        _write(TargetFit.none(NO_TARGET), params, OUT_DIR)
+        return
+    runner = dask_task_runner(params.dask)
+    profile.with_options(task_runner=runner)(params, Path("."))
+
+
+if __name__ == "__main__":
+    main()
