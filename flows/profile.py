@@ -8,6 +8,7 @@ files, every candidate setting of a pass is simulated and profiled as one Dask t
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,6 +18,8 @@ from dndx.config import PARAMS_PATH, Params, load_params
 from dndx.domain.fit import TARGET_FIT_PATH, Setting, TargetFit, fit_front_end, fit_report
 from dndx.domain.profile import DomainProfile, plot_domain
 from dndx.domain.target import target_sources
+from dndx.errors import DndxError
+from dndx.io.readers import WaveformSource
 from dndx.storage import atomic_directory
 from flows.runtime import dask_task_runner
 from tasks.domain import profile_setting, profile_target
@@ -36,12 +39,10 @@ def _write(fit: TargetFit, params: Params, out_dir: Path) -> None:
 
 
 @flow(name="profile", log_prints=True)
-def profile(params: Params, project_dir: Path, out_dir: Path = OUT_DIR) -> TargetFit:
-    """Profile the target files under ``project_dir`` and fit the front end to them
-    into ``out_dir``."""
+def profile(params: Params, sources: list[WaveformSource], out_dir: Path = OUT_DIR) -> TargetFit:
+    """Profile the target files ``sources`` and fit the front end to them into ``out_dir``."""
     logger = get_run_logger()
     cfg = params.target
-    sources = target_sources(cfg, project_dir)
     threshold = params.prepare.candidate_threshold_sigma
     target = profile_target(sources, cfg.sampling_rate_ghz, params.domain, threshold)
     logger.info("target: %d files, %d waveforms profiled", len(sources), target.n_waveforms)
@@ -84,8 +85,13 @@ def main(params_path: str | Path = PARAMS_PATH) -> None:
     if not params.target.files:
         _write(TargetFit.none(NO_TARGET), params, OUT_DIR)
         return
-    runner = dask_task_runner(params.dask)
-    profile.with_options(task_runner=runner)(params, Path("."))
+    try:
+        sources = target_sources(params.target, Path("."))
+    except DndxError as error:
+        # The user's files: one line, before Prefect starts, as dndx infer says it.
+        print(f"dndx: error: {error}", file=sys.stderr)
+        sys.exit(2)
+    profile.with_options(task_runner=dask_task_runner(params.dask))(params, sources)
 
 
 if __name__ == "__main__":
