@@ -200,12 +200,48 @@ class TrainedProject:
 
 @pytest.fixture(scope="session")
 def trained_project(tmp_path_factory: pytest.TempPathFactory, prefect_api: str) -> TrainedProject:
-    """One tiny pipeline, simulate to demo, trained once per session through real DVC,
-    Prefect, Dask and MLflow. Its tests live in one module (tests/pipeline/test_pipeline.py), so
-    that `make test` (one module per xdist worker) builds it once. Tests read it; a test
+    """One tiny pipeline, profile to demo, adapted to a target (:func:`use_target`),
+    trained once per session through real DVC, Prefect, Dask and MLflow. Its tests live
+    in one module (tests/pipeline/test_pipeline.py), so that `make test` (one module per
+    xdist worker) builds it once. Tests read it; a test
     that changes it works on a copy (:func:`copy_project`) or restores what it changed."""
     repo = make_project(tmp_path_factory.mktemp("trained") / "project")
+    use_target(repo)
     return TrainedProject(repo, dvc(repo, "repro"))
+
+
+#: The front end of :func:`use_target`'s files: a slower fall than the simulate section's.
+TARGET_FALL_TIME_NS = (4.0, 8.0)
+
+
+def use_target(repo: Path, n_waveforms: int = 300) -> None:
+    """Give the project at ``repo`` a target: two unlabelled-to-the-pipeline files of
+    ``n_waveforms`` waveforms in all, at 1.5 GS/s, with fall times of
+    :data:`TARGET_FALL_TIME_NS`, under the default ``target.root``; name them in
+    ``target.files``. They stay within the training domain's limits, so the tests of
+    the simulator's own files still find them ``in`` after the fit."""
+    import dataclasses
+
+    from dndx.config import Range, load_params
+    from dndx.io.labelled_writer import write_labelled
+    from dndx.simulation.generator import simulate_range
+
+    cfg = dataclasses.replace(
+        load_params(repo / "params.yaml").simulate,
+        seed=5,
+        n_train=n_waveforms,
+        block_size=n_waveforms // 2,
+        chunk_size=n_waveforms,
+        sampling_rates_ghz=(1.5,),
+        fall_time_ns=Range(*TARGET_FALL_TIME_NS),
+    )
+    half = n_waveforms // 2
+    for i in range(2):
+        data = simulate_range(cfg, "train", half * i, half * (i + 1))
+        write_labelled(data, repo / f"examples/target/run{i}.h5", "dndx")
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["target"]["files"] = ["run*.h5"]
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
 def copy_project(trained: TrainedProject, destination: Path) -> Path:

@@ -21,7 +21,7 @@ from mlflow.tracking import MlflowClient
 
 from dndx.chain.inference import infer_waveforms
 from dndx.chain.onnx import OnnxModels
-from dndx.config import load_params
+from dndx.config import Range, load_params
 from dndx.io.dataset import part_paths
 from dndx.io.prepared import read_candidates
 from dndx.scoring.parity import OUTCOME_FIGURES
@@ -33,6 +33,7 @@ from tests.conftest import TrainedProject, copy_project, dvc
 pytestmark = pytest.mark.pipeline
 
 STAGES = (
+    "profile",
     "simulate",
     "tracks",
     "prepare",
@@ -254,6 +255,43 @@ def test_the_registered_pair_carries_its_training_domain(trained_project: Traine
     # The demo's file, from the training simulator at another rate and polarity, is in.
     summary = json.loads((project / "data/demo/results.summary.json").read_text())
     assert [entry["verdict"] for entry in summary["domain"]] == ["in"]
+
+
+def test_the_target_is_profiled_fitted_trained_on_and_recorded(
+    trained_project: TrainedProject,
+) -> None:
+    from dndx.domain.fit import TARGET_FILE, TARGET_FIT_PATH, TargetFit
+    from dndx.io.dataset import read_waveform_set
+
+    project = trained_project.path
+    fit = TargetFit.load(project / TARGET_FIT_PATH)
+    assert fit.files == ("examples/target/run0.h5", "examples/target/run1.h5")
+    assert fit.target is not None and fit.target.sampling_rates_ghz == (1.5,)
+    # The fit chose among the tiny candidates, no worse than the simulate section.
+    candidates = load_params(project / "params.yaml").target.fit.candidates
+    for name, (low, high) in fit.setting.items():
+        assert Range(low, high) in candidates[name]
+    assert fit.distance is not None and fit.start_distance is not None
+    assert fit.distance <= fit.start_distance
+    assert "Target: profile and front-end fit" in (project / "data/target/target.md").read_text()
+    # simulate trained on the fitted front end.
+    low, high = fit.setting["fall_time_ns"]
+    for path in part_paths(project / "data/simulated/train"):
+        fall = read_waveform_set(path).info["fall_time_ns"]
+        assert fall.between(low, high).all()
+    # The bundle and the registered versions carry the target's files, fit and checks.
+    assert TargetFit.load(project / "data/bundle" / TARGET_FILE) == fit
+    checks = json.loads((project / "metrics/register.json").read_text())["target"]["checks"]
+    assert checks["n_counted"] > 0 and checks["count_ratio_to_d2"] > 0
+    assert 0 < checks["peak_acceptance"] <= 1
+    assert checks["verdict"] in ("in", "outside")
+    assert "## Target (2 files, no labels)" in (project / "reports/registry.md").read_text()
+    client = MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
+    for name in ("peak-finder", "cluster-counter"):
+        tags = client.get_model_version_by_alias(name, "champion").tags
+        assert tags["target.files"] == "examples/target/run0.h5, examples/target/run1.h5"
+        assert tags["target.fit.fall_time_ns"] == f"[{low:g}, {high:g}]"
+        assert tags["target.verdict"] == checks["verdict"]
 
 
 @pytest.mark.parametrize(
