@@ -829,7 +829,8 @@ class Params:
         for name, candidates in self.target.fit.candidates.items():
             for index, candidate in enumerate(candidates):
                 try:
-                    dataclasses.replace(self.simulate, **{name: candidate})
+                    change: dict[str, Any] = {name: candidate}
+                    dataclasses.replace(self.simulate, **change)
                 except ValidationError as error:
                     detail = error.errors(include_url=False)[0]
                     problem = str(detail.get("ctx", {}).get("error", detail["msg"]))

@@ -31,6 +31,7 @@ import json
 import math
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from pydantic import ConfigDict, TypeAdapter, ValidationError
@@ -144,7 +145,8 @@ def simulate_profile(
 
 def apply_fit(cfg: SimulationConfig, setting: Mapping[str, Range]) -> SimulationConfig:
     """``cfg`` with the fitted ranges of ``setting`` in place of its own."""
-    return dataclasses.replace(cfg, **setting)
+    changes: dict[str, Any] = dict(setting)
+    return dataclasses.replace(cfg, **changes)
 
 
 @dataclass(frozen=True, config=_STRICT)

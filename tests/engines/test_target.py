@@ -9,6 +9,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -34,7 +35,7 @@ def _write_target(directory: Path, rate_ghz: float = 1.5, n: int = 20) -> Path:
     return directory / "run1.h5"
 
 
-def _target(directory: Path, **changes: object) -> TargetConfig:
+def _target(directory: Path, **changes: Any) -> TargetConfig:
     return dataclasses.replace(
         PARAMS.target, **{"root": str(directory), "files": ("*.h5",), **changes}
     )

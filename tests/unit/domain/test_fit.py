@@ -4,6 +4,7 @@ target's profile alone, and its result file round-trips."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,8 @@ import pytest
 import yaml
 
 from dndx.config import PARAMS_PATH, Range, load_params, parse_params
-from dndx.domain.fit import TargetFit, apply_fit, fit_front_end, simulate_profile
+from dndx.domain.fit import Setting, TargetFit, apply_fit, fit_front_end, simulate_profile
+from dndx.domain.profile import DomainProfile
 from dndx.errors import ConfigError, InputError
 
 PARAMS = load_params()
@@ -30,7 +32,7 @@ FIT = dataclasses.replace(
 )
 
 
-def _profiles(settings):
+def _profiles(settings: Sequence[Setting]) -> list[DomainProfile]:
     return [
         simulate_profile(
             apply_fit(PARAMS.simulate, setting),
