@@ -36,6 +36,7 @@ from prefect.cache_policies import NO_CACHE
 from dndx.chain.bundle import COUNTER_FILE, PEAK_FINDER_FILE
 from dndx.chain.onnx import OnnxModels
 from dndx.config import Params
+from dndx.domain.fit import TARGET_FILE
 from dndx.domain.profile import DOMAIN_FILE
 from dndx.scoring.bundle_scores import score_bundle
 from dndx.scoring.parity import matching_threshold, outcome_parity
@@ -96,8 +97,9 @@ def quantize_bundle(
                 source / PEAK_FINDER_FILE, tmp / PEAK_FINDER_FILE, weight_type=QuantType.QInt8
             )
         shutil.copy(source / COUNTER_FILE, tmp / COUNTER_FILE)
-        if (source / DOMAIN_FILE).is_file():
-            shutil.copy(source / DOMAIN_FILE, tmp / DOMAIN_FILE)
+        for lineage in (DOMAIN_FILE, TARGET_FILE):
+            if (source / lineage).is_file():
+                shutil.copy(source / lineage, tmp / lineage)
         bundle.save(tmp)
         threshold = matching_threshold(
             float_models.peak_probability(validation_windows),
