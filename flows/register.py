@@ -28,13 +28,13 @@ from prefect.cache_policies import NO_CACHE
 from dndx.chain.bundle import COUNTER_FILE, PEAK_FINDER_FILE, D2Settings, ModelBundle
 from dndx.chain.encoding import samples_per_bin
 from dndx.config import PARAMS_PATH, Params, load_params
-from dndx.domain.checks import target_tags
+from dndx.domain.checks import checks_table, target_tags
 from dndx.domain.fit import TARGET_FILE, TARGET_FIT_PATH, TargetFit
 from dndx.domain.profile import TrainingDomain, headline
 from dndx.domain.target import target_sources
 from dndx.errors import InputError
 from dndx.io.prepared import read_candidates
-from dndx.reporting.tables import MISSING, format_number, markdown_table
+from dndx.reporting.tables import MISSING, markdown_table
 from dndx.scoring.bundle_scores import (
     RegistryInputs,
     load_test_set,
@@ -296,14 +296,11 @@ def _target_report(target: dict[str, Any] | None) -> str:
     """The label-free checks on the target files, as a Markdown section ("" without)."""
     if target is None:
         return ""
-    checks = target["checks"]
-    rows = "\n".join(f"| {key} | {format_number(value)} |" for key, value in checks.items())
     return (
         f"\n## Target ({len(target['files'])} files, no labels)\n\n"
         "The new pair on the target's waveforms, beside the classical chain (D2) with the "
         "bundle's settings, and the target's profile against the pair's training domain "
-        "(data/target/target.md: the fit):\n\n"
-        "| check | value |\n|---|--:|\n" + rows + "\n"
+        "(data/target/target.md: the fit):\n\n" + "\n".join(checks_table(target["checks"])) + "\n"
     )
 
 

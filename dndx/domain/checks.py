@@ -27,7 +27,7 @@ import pandas as pd
 from dndx.domain.fit import TargetFit, profile_distance
 from dndx.domain.profile import DomainProfile, TrainingDomain, headline, judge
 
-__all__ = ["COUNT_QUANTILES", "target_checks", "target_tags"]
+__all__ = ["COUNT_QUANTILES", "checks_table", "target_checks", "target_tags"]
 
 #: The quantiles of the per-waveform counts the checks report.
 COUNT_QUANTILES: tuple[float, ...] = (0.1, 0.5, 0.9)
@@ -137,3 +137,21 @@ def target_tags(fit: TargetFit, checks: dict[str, Any]) -> dict[str, str]:
     if fit.target is not None:
         tags |= {f"target.profile.{k}": f"{v:.4g}" for k, v in headline(fit.target).items()}
     return tags
+
+
+def checks_table(checks: dict[str, Any]) -> list[str]:
+    """Markdown lines: every check and its value.
+
+    >>> print("\\n".join(checks_table({"verdict": "in", "count_ratio_to_d2": 1.25})))
+    | check | value |
+    |:--|:--|
+    | verdict | in |
+    | count_ratio_to_d2 | 1.250 |
+    """
+    from dndx.reporting.tables import format_number, markdown_table
+
+    rows = [
+        [key, value if isinstance(value, str) else format_number(value)]
+        for key, value in checks.items()
+    ]
+    return markdown_table(["check", "value"], rows).splitlines()
