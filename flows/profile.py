@@ -57,17 +57,8 @@ def profile(params: Params, sources: list[WaveformSource], out_dir: Path = OUT_D
     setting, matched, trials = fit_front_end(
         target, params.simulate, cfg.fit, params.domain, profiles
     )
-    fit = TargetFit(
-        files=tuple(str(s.path) for s in sources),
-        reason="",
-        sampling_rate_ghz=cfg.sampling_rate_ghz,
-        target=target,
-        setting={name: (r.low, r.high) for name, r in setting.items()},
-        start_distance=trials[0].distance,
-        distance=min(trial.distance for trial in trials),
-        matched=matched,
-        trials=tuple(trials),
-    )
+    files = tuple(str(source.path) for source in sources)
+    fit = TargetFit.found(files, cfg.sampling_rate_ghz, target, setting, matched, trials)
     _write(fit, params, out_dir)
     logger.info(
         "target fit: distance %.3g -> %.3g over %d settings: %s",

@@ -190,6 +190,24 @@ class TargetFit:
         """The result without a target: the simulation stays the ``simulate`` section's."""
         return cls((), reason, None, None, {}, None, None, None, ())
 
+    @classmethod
+    def found(
+        cls,
+        files: tuple[str, ...],
+        sampling_rate_ghz: float,
+        target: DomainProfile,
+        setting: Setting,
+        matched: DomainProfile,
+        trials: Sequence[Trial],
+    ) -> TargetFit:
+        """The result of :func:`fit_front_end` on the target ``files``."""
+        pairs = {name: (r.low, r.high) for name, r in setting.items()}
+        distances = [trial.distance for trial in trials]
+        return cls(
+            files, "", sampling_rate_ghz, target, pairs, distances[0], min(distances), matched,
+            tuple(trials),
+        )  # fmt: skip
+
     @property
     def ranges(self) -> Setting:
         """:attr:`setting` as :class:`Range` values, for :func:`apply_fit`."""
