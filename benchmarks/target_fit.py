@@ -82,7 +82,8 @@ def main() -> None:
     rows = [fit_domain(name, args.n_target) for name in DOMAINS]
     record = {"cpu": cpu_model(), "n_target": args.n_target, "domains": rows}
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "target_fit.json").write_text(json.dumps(record, indent=2) + "\n")
+    stem = RESULTS / "target_fit"
+    stem.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
     table = markdown_table(
         ["domain", "range", "made the target", "fitted"],
         [
@@ -106,12 +107,12 @@ def main() -> None:
             for row in rows
         ],
     )
-    (RESULTS / "target_fit.md").write_text(
+    stem.with_suffix(".md").write_text(
         f"Front-end fit on the shifted domains (`python -m benchmarks.target_fit`), "
         f"{args.n_target} target waveforms a domain, {record['cpu']}, one process:\n\n"
         f"{table}\n\n{distances}\n"
     )
-    print((RESULTS / "target_fit.md").read_text())
+    print(stem.with_suffix(".md").read_text())
 
 
 if __name__ == "__main__":

@@ -33,9 +33,10 @@ NO_TARGET = "no target files (target.files is empty)"
 def _write(fit: TargetFit, params: Params, out_dir: Path) -> None:
     with atomic_directory(out_dir) as tmp:
         fit.save(tmp / TARGET_FIT_PATH.name)
-        (tmp / "target.md").write_text("\n".join(fit_report(fit, params.simulate)))
+        report = tmp / TARGET_FIT_PATH.name
+        report.with_suffix(".md").write_text("\n".join(fit_report(fit, params.simulate)))
         if fit.target is not None:
-            plot_domain(fit.target, fit.matched, tmp / "target.png")
+            plot_domain(fit.target, fit.matched, report.with_suffix(".png"))
 
 
 @flow(name="profile", log_prints=True)

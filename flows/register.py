@@ -300,7 +300,7 @@ def _target_report(target: dict[str, Any] | None) -> str:
         f"\n## Target ({len(target['files'])} files, no labels)\n\n"
         "The new pair on the target's waveforms, beside the classical chain (D2) with the "
         "bundle's settings, and the target's profile against the pair's training domain "
-        "(data/target/target.md: the fit):\n\n" + "\n".join(checks_table(target["checks"])) + "\n"
+        "(data/target/fit.md: the fit):\n\n" + "\n".join(checks_table(target["checks"])) + "\n"
     )
 
 

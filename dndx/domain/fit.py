@@ -323,7 +323,7 @@ def fit_report(fit: TargetFit, simulate: SimulationConfig) -> list[str]:
         "",
         *profile_table(fit.target, fit.matched),
         "",
-        "![pulse shape and noise spectrum](target.png)",
+        "![pulse shape and noise spectrum](fit.png)",
         "",
     ]
 

@@ -109,7 +109,7 @@ def test_without_target_files_the_stage_writes_no_target_and_simulate_reads_noth
     fit = TargetFit.load(project / TARGET_FIT_PATH)
     assert fit == TargetFit.none("no target files (target.files is empty)")
     assert json.loads((project / TARGET_FIT_PATH).read_text())["setting"] == {}
-    assert "No target" in (project / TARGET_FIT_PATH.parent / "target.md").read_text()
+    assert "No target" in (project / TARGET_FIT_PATH.with_suffix(".md")).read_text()
     # The simulation is the simulate section's: the fit is not even read.
     assert adapted_params(PARAMS, tmp_missing := project / "no-such-fit.json") is PARAMS
     assert not tmp_missing.exists()

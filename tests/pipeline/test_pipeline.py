@@ -273,7 +273,7 @@ def test_the_target_is_profiled_fitted_trained_on_and_recorded(
         assert Range(low, high) in candidates[name]
     assert fit.distance is not None and fit.start_distance is not None
     assert fit.distance <= fit.start_distance
-    assert "Target: profile and front-end fit" in (project / "data/target/target.md").read_text()
+    assert "Target: profile and front-end fit" in (project / "data/target/fit.md").read_text()
     # simulate trained on the fitted front end.
     low, high = fit.setting["fall_time_ns"]
     for path in part_paths(project / "data/simulated/train"):
