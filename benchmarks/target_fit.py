@@ -21,6 +21,7 @@ import argparse
 import dataclasses
 import json
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -45,7 +46,7 @@ def fit_domain(name: str, n_target: int) -> dict[str, Any]:
         target_cfg, np.random.default_rng(_TARGET_SEED), n_target, domain, threshold
     )
 
-    def profiles(settings: list[Setting]) -> list[DomainProfile]:
+    def profiles(settings: Sequence[Setting]) -> list[DomainProfile]:
         return [
             simulate_profile(
                 apply_fit(params.simulate, s),

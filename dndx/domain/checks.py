@@ -151,7 +151,7 @@ def checks_table(checks: dict[str, Any]) -> list[str]:
     from dndx.reporting.tables import format_number, markdown_table
 
     rows = [
-        [key, value if isinstance(value, str | int) else format_number(value)]
+        [key, str(value) if isinstance(value, str | int) else format_number(value)]
         for key, value in checks.items()
     ]
     return markdown_table(["check", "value"], rows).splitlines()
