@@ -386,7 +386,12 @@ def test_push_then_pull_into_an_empty_checkout_restores_the_data_byte_for_byte(
     trained_project: TrainedProject, tmp_path: Path
 ) -> None:
     project = copy_project(trained_project, tmp_path)
-    outputs = {"ingest": "data/ingested", "simulate": "data/simulated", "prepare": "data/prepared"}
+    outputs = {
+        "ingest": "data/ingested",
+        "profile": "data/target",
+        "simulate": "data/simulated",
+        "prepare": "data/prepared",
+    }
     before = {stage: _digests(project / out) for stage, out in outputs.items()}
     assert all(before.values())
 
