@@ -12,6 +12,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from dndx.chain.inference import infer_waveforms, infer_waveforms_d2
+from dndx.chain.onnx import OnnxModels
 from dndx.config import DomainConfig, SimulationConfig, TargetFitConfig
 from dndx.domain.checks import target_checks
 from dndx.domain.files import profile_files, read_sample
@@ -21,7 +22,6 @@ from dndx.errors import InputError
 from dndx.io.dataset import part_paths, read_waveform_samples
 from dndx.io.readers import WaveformSource
 from dndx.ragged import Ragged
-from tasks.onnx_models import OnnxModels
 
 __all__ = ["check_target", "profile_setting", "profile_target", "profile_training"]
 
