@@ -33,6 +33,7 @@ __all__ = [
     "REGISTRY_REPORT",
     "REPORTS_DIR",
     "SCANS_DIR",
+    "SCORES_FILE",
     "SELECTION_FILE",
     "SIMULATED_DIR",
     "TRACKS_DIR",
@@ -74,6 +75,8 @@ MODEL_FILE = "model.keras"
 SELECTION_FILE = "selection.json"
 #: In ``data/counter_inputs``: the selection of the peak finder that made the inputs.
 PEAK_FINDER_SELECTION_FILE = "peak_finder_selection.json"
+#: In ``data/counter_inputs/<split>``: the peak finder's score of every candidate.
+SCORES_FILE = "scores.parquet"
 
 
 def metrics_file(stage: str) -> Path:

@@ -26,6 +26,7 @@ from dndx.chain.preprocessing import normalise
 from dndx.config import CounterInputConfig, PrepareConfig
 from dndx.errors import InputError
 from dndx.io.dataset import part_name, read_waveform_set
+from dndx.paths import SCORES_FILE
 from dndx.ragged import Ragged
 from dndx.scoring.separation import selection_rows
 from dndx.storage import atomic_file
@@ -206,7 +207,7 @@ def merge_split(split_dir: Path) -> int:
     scores = sorted(split_dir.glob("scores-part-*.parquet"))
     if scores:
         pd.concat([pd.read_parquet(p) for p in scores], ignore_index=True).to_parquet(
-            split_dir / "scores.parquet", index=False
+            split_dir / SCORES_FILE, index=False
         )
     encoded = sorted(split_dir.glob("encoded-part-*.npz"))
     parts = [dict(np.load(p)) for p in encoded]

@@ -34,7 +34,7 @@ from dndx.config import EvaluateConfig, PrepareConfig, QualityGateConfig, with_c
 from dndx.errors import InputError
 from dndx.io.dataset import part_paths, read_waveform_set
 from dndx.io.prepared import read_prepared_waveforms
-from dndx.paths import COUNTER_INPUTS_DIR, PREPARED_DIR, SIMULATED_DIR
+from dndx.paths import COUNTER_INPUTS_DIR, PREPARED_DIR, SCORES_FILE, SIMULATED_DIR
 from dndx.ragged import Ragged
 from dndx.reporting.plots import (
     plot_counting_by_bin,
@@ -96,7 +96,7 @@ def load_split(prepare: PrepareConfig, split: str, root: Path) -> SplitInputs:
     info = pd.concat([p.info[["waveform_id", "sampling_rate_ghz"]] for p in parts])
     return assemble_split(
         read_prepared_waveforms(root / PREPARED_DIR / split),
-        _read_scores(root / COUNTER_INPUTS_DIR / split / "scores.parquet"),
+        _read_scores(root / COUNTER_INPUTS_DIR / split / SCORES_FILE),
         Ragged.concatenate([p.adc for p in parts]),
         info["waveform_id"].to_numpy(),
         info["sampling_rate_ghz"].to_numpy(),

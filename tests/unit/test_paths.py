@@ -14,6 +14,8 @@ from dndx.config import PROJECT_ROOT
 
 #: The top-level directories the stages' paths live in.
 TOP_LEVEL = ("data", "metrics", "reports")
+#: The names of the files inside the stages' directories.
+FILE_NAMES = {getattr(paths, name) for name in paths.__all__ if name.endswith("_FILE")}
 
 
 def _dvc_paths() -> set[str]:
@@ -82,7 +84,6 @@ def test_no_module_spells_a_stage_path_itself(package: str) -> None:
         f"{module.relative_to(PROJECT_ROOT)}: {literal!r}"
         for module in sorted((PROJECT_ROOT / package).glob("*.py"))
         for literal in _literals(module)
-        if literal.startswith(tuple(f"{top}/" for top in TOP_LEVEL))
-        or literal in ("model.keras", "selection.json")
+        if literal.startswith(tuple(f"{top}/" for top in TOP_LEVEL)) or literal in FILE_NAMES
     }
     assert not spelled, "name these in dndx.paths: " + ", ".join(sorted(spelled))
