@@ -159,7 +159,7 @@ def _split_inputs(params: Params, root: Path, split: str, per_bin: bool) -> Any:
     with np.load(root / "data/counter_inputs" / split / COUNTER_INPUT_FILE) as data:
         arrays = dict(data)
     if per_bin and "clusters_per_bin" not in arrays:
-        rate = params.prepare.model_sampling_rate_ghz
+        rate = params.prepare.candidates.model_sampling_rate_ghz
         n_bins = params.counter_input.n_bins
         width = samples_per_bin(params.simulate.window_ns, rate, n_bins)
         parts, ids = [], []

@@ -126,7 +126,7 @@ def read_domain_file(path: Path, params: Params) -> tuple[WaveformSet, pd.DataFr
     waveform, in the file's order."""
     layout = LabelledLayout("dndx")
     chunk = read_labelled(
-        path, layout, 0, count_entries(path, layout), params.prepare.window_length
+        path, layout, 0, count_entries(path, layout), params.prepare.candidates.window_length
     )
     data = chunk.data
     truth = prepare_waveforms(data, params.prepare).waveforms
@@ -137,7 +137,9 @@ def read_domain_file(path: Path, params: Params) -> tuple[WaveformSet, pd.DataFr
 
 def _normalised(data: WaveformSet, params: Params) -> tuple[np.ndarray, np.ndarray]:
     norm = normalise(
-        data.adc, data.info["sampling_rate_ghz"].to_numpy(), params.prepare.model_sampling_rate_ghz
+        data.adc,
+        data.info["sampling_rate_ghz"].to_numpy(),
+        params.prepare.candidates.model_sampling_rate_ghz,
     )
     return norm.samples, norm.lengths
 
@@ -151,7 +153,7 @@ def _expected_samples(truth: pd.DataFrame, rate_ghz: float) -> Ragged:
 def retune_d2(tune: tuple[WaveformSet, pd.DataFrame], params: Params) -> D2Settings:
     """The D2 chain's settings tuned on a domain's labelled ``tune`` file, as the
     evaluation tunes them on the training domain's validation split."""
-    rate = params.prepare.model_sampling_rate_ghz
+    rate = params.prepare.candidates.model_sampling_rate_ghz
     grids = params.evaluate
     samples, lengths = _normalised(tune[0], params)
     d2 = tune_d2(
@@ -189,7 +191,7 @@ def d2_scores(
     test: tuple[WaveformSet, pd.DataFrame], settings: D2Settings, params: Params
 ) -> dict[str, float]:
     """:data:`FIGURES` of the D2 chain with ``settings`` on ``test``."""
-    rate = params.prepare.model_sampling_rate_ghz
+    rate = params.prepare.candidates.model_sampling_rate_ghz
     grids = params.evaluate
     data, truth = test
     peaks = _d2_peak_samples(data, settings, params)
@@ -250,7 +252,7 @@ def separation(
     cells = tracks.info[["track_id", "particle", "momentum_gev", "path_length_cm"]].assign(
         truth=tracks.info["n_clusters"].to_numpy()
     )
-    rate = params.prepare.model_sampling_rate_ghz
+    rate = params.prepare.candidates.model_sampling_rate_ghz
     for method, settings in d2.items():
         cells[method] = _clusterize(_d2_peak_samples(tracks, settings, params), settings, rate)
         ratio = mean_separation_ratio(cells, method, "truth", PAIR, (MOMENTUM_GEV,))

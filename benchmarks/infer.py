@@ -84,9 +84,7 @@ from dndx.chain.inference import PeakModels, infer_waveforms, infer_waveforms_d2
 from dndx.chain.onnx import OnnxModels  # noqa: E402
 from dndx.chain.preprocessing import normalise, validate_rows  # noqa: E402
 from dndx.chain.preselection import recall_safe_threshold, window_spread  # noqa: E402
-from dndx.config import (  # noqa: E402
-    load_params,
-)
+from dndx.config import CandidateConfig, load_params, with_candidates  # noqa: E402
 from dndx.io.readers import WaveformSource, read_chunk  # noqa: E402
 from dndx.scoring.bundle_scores import score_bundle  # noqa: E402
 from dndx.simulation.generator import simulate_range  # noqa: E402
@@ -149,9 +147,9 @@ def build_models(directory: Path) -> str:
     export_onnx(counter, directory / "cluster_counter.onnx", params.register.opset)
     peak_finder.save(directory / "peak_finder.keras")
     counter.save(directory / "cluster_counter.keras")
-    ModelBundle(
-        1.5, 2.0, 0.0, 5, 9, 0.5, 1024, 3000 / 1024, {"origin": "benchmarks/infer.py"}, UNTUNED_D2
-    ).save(directory)
+    candidates = CandidateConfig(1.5, 2.0, 0.0, 0.0, 5, 9)
+    origin = {"origin": "benchmarks/infer.py"}
+    ModelBundle(candidates, 0.5, 1024, 3000 / 1024, origin, UNTUNED_D2).save(directory)
     return "untrained default topologies (no data/bundle: run make run first)"
 
 
@@ -266,7 +264,7 @@ def stage_breakdown(
     started = time.perf_counter()
     infer_waveforms(samples, RATE_GHZ, "auto", timed)
     total = time.perf_counter() - started
-    rate = onnx_models.bundle.model_sampling_rate_ghz
+    rate = onnx_models.bundle.candidates.model_sampling_rate_ghz
     normalising = best_seconds(lambda: normalise(samples, RATE_GHZ, rate, "auto"))
     windows, peaks = timed.inputs["windows"], timed.inputs["peaks"]
     per_1000 = 1000 / n_waveforms * 1000
@@ -358,7 +356,7 @@ def _simulated(split: str) -> tuple[Any, pd.DataFrame, Any]:
         chunk_size=QUALITY_WAVEFORMS,
     )
     data = simulate_range(sim, split, 0, QUALITY_WAVEFORMS)
-    every = dataclasses.replace(params.prepare, min_curvature_sigma=0.0, min_window_std_sigma=0.0)
+    every = with_candidates(params.prepare, min_curvature_sigma=0.0, min_window_std_sigma=0.0)
     prepared = prepare_waveforms(data, every)
     return data, prepared.waveforms, prepared
 
@@ -367,7 +365,7 @@ def make_variants(model_dir: Path, scratch: Path) -> dict[str, Any]:
     """The float bundle without pre-selection, its int8 pair, the float pair behind
     the recall-safe pre-selection chosen on simulated validation waveforms, and
     the int8 pair behind it (``fast``); where each lives."""
-    every = dataclasses.replace(
+    every = with_candidates(
         ModelBundle.load(model_dir), min_curvature_sigma=0.0, min_window_std_sigma=0.0
     )
     every.save(model_dir)
@@ -381,7 +379,7 @@ def make_variants(model_dir: Path, scratch: Path) -> dict[str, Any]:
     for name, source in (("preselected", model_dir), ("fast", int8)):
         dirs[name] = Path(shutil.copytree(source, scratch / name))
         bundle = ModelBundle.load(source)
-        dataclasses.replace(bundle, min_window_std_sigma=threshold).save(dirs[name])
+        with_candidates(bundle, min_window_std_sigma=threshold).save(dirs[name])
     return {
         "dirs": dirs,
         "min_window_std_sigma": threshold,

@@ -30,7 +30,8 @@ import numpy as np
 import onnxruntime
 
 from benchmarks.machine import best_seconds, cpu_model
-from dndx.chain.inference import candidate_windows, infer_waveforms
+from dndx.chain.candidates import candidate_step
+from dndx.chain.inference import infer_waveforms
 from dndx.chain.onnx import DEVICES, OnnxModels
 from dndx.config import load_params
 from dndx.ragged import Ragged
@@ -72,7 +73,7 @@ def measure(bundle_dir: Path, device: str, samples: Ragged) -> dict[str, Any]:
     """Models alone over batch sizes, then the whole chain, on ``device`` of
     :data:`dndx.chain.inference.DEVICES`."""
     chain = OnnxModels.on_device(bundle_dir, device)
-    _, _, windows = candidate_windows(samples, RATE_GHZ, "auto", chain.bundle)
+    _, _, windows = candidate_step(samples, RATE_GHZ, "auto", chain.bundle.candidates)
     encodings = np.zeros((len(samples), chain.bundle.n_bins, 4), dtype=np.float32)
     encodings[:, ::7, 0] = 1.0
 

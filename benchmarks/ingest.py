@@ -136,7 +136,7 @@ def measure(n_waveforms: int, repeats: int) -> dict[str, object]:
     """Best-of-``repeats`` ingest times of ``n_waveforms`` per format."""
     params = load_params()
     chunk_size = params.data.chunk_size
-    min_samples = params.prepare.window_before + params.prepare.window_after + 1
+    min_samples = params.prepare.candidates.window_length
     ranges = [
         (start, min(start + chunk_size, n_waveforms)) for start in range(0, n_waveforms, chunk_size)
     ]

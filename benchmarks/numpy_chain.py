@@ -47,7 +47,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     params = load_params()
-    prep = params.prepare
+    prep = params.prepare.candidates
     n = args.waveforms
     sim = dataclasses.replace(
         params.simulate, n_train=n, block_size=n, chunk_size=n, sampling_rates_ghz=(RATE_GHZ,)

@@ -8,7 +8,7 @@ without any pre-selection; the threshold is the least spread
 less ``--margin``. On test the script counts the windows the threshold spares
 the peak finder and the accepted candidates, and the true accepted peaks, it
 would lose; the curvature, the pre-selection tried before, is measured the same
-way beside it. ``prepare.min_window_std_sigma`` in ``params.yaml`` takes the
+way beside it. ``prepare.candidates.min_window_std_sigma`` in ``params.yaml`` takes the
 threshold.
 
 Needs ``make run``'s ``data/simulated`` and ``data/bundle`` (``--data`` names
@@ -20,7 +20,6 @@ another ``data`` directory); writes ``benchmarks/results/preselect.json``.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 from pathlib import Path
 
@@ -31,7 +30,7 @@ from numpy.typing import NDArray
 from dndx.chain.candidates import candidate_curvature
 from dndx.chain.onnx import OnnxModels
 from dndx.chain.preselection import recall_safe_threshold, window_spread
-from dndx.config import load_params
+from dndx.config import load_params, with_candidates
 from dndx.io.dataset import part_paths, read_waveform_set
 from dndx.ragged import Ragged
 from dndx.truth.preparation import PreparedChunk, prepare_waveforms
@@ -49,7 +48,7 @@ def window_curvature(windows: NDArray[np.float32], window_before: int) -> NDArra
 def prepare_every_candidate(simulated_dir: Path) -> PreparedChunk:
     """The candidates, windows and labels of every waveform in ``simulated_dir``,
     as ``prepare`` makes them with the pre-selection off."""
-    prepare = dataclasses.replace(
+    prepare = with_candidates(
         load_params().prepare, min_curvature_sigma=0.0, min_window_std_sigma=0.0
     )
     chunks = [prepare_waveforms(read_waveform_set(p), prepare) for p in part_paths(simulated_dir)]
@@ -94,13 +93,13 @@ def main() -> None:
         windows = prepared.windows
         accepted[split] = models.peak_probability(windows) >= bundle.score_threshold
         spread[split] = window_spread(windows)
-        curvature[split] = window_curvature(windows, bundle.window_before)
+        curvature[split] = window_curvature(windows, bundle.candidates.window_before)
         if split == "test":
             true = prepared.candidates["label"].to_numpy() == 1
             n_waveforms = len(prepared.waveforms)
     result = {
-        "bundle_min_window_std_sigma": bundle.min_window_std_sigma,
-        "bundle_min_curvature_sigma": bundle.min_curvature_sigma,
+        "bundle_min_window_std_sigma": bundle.candidates.min_window_std_sigma,
+        "bundle_min_curvature_sigma": bundle.candidates.min_curvature_sigma,
         "margin": args.margin,
         "test_waveforms": n_waveforms,
         "test_windows": len(true),

@@ -29,7 +29,8 @@ from dndx.simulation.generator import simulate_range
 from dndx.truth.preparation import prepare_waveforms
 from dndx.waveforms import SPLITS
 from flows.runtime import dask_task_runner, ensure_prefect_api
-from flows.train_peak_finder import OUTPUTS, train_peak_finder
+from flows.scan import ScanOutputs
+from flows.train_peak_finder import train_peak_finder
 
 RESULTS = Path(__file__).parent / "results" / "scan.json"
 
@@ -71,7 +72,7 @@ def _run(root: Path, params: Params, n_workers: int) -> dict[str, Any]:
     started = time.perf_counter()
     train_peak_finder.with_options(task_runner=runner)(params, root)
     wall = time.perf_counter() - started
-    table = pd.read_csv(root / OUTPUTS.table_csv)
+    table = pd.read_csv(ScanOutputs.of("peak_finder", root).table_csv)
     trial_wall = float(table["wall_time_s"].sum())
     return {
         "workers": n_workers,

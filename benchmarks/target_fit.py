@@ -40,7 +40,7 @@ def fit_domain(name: str, n_target: int) -> dict[str, Any]:
     """The fit on domain ``name``'s profile, and what it found."""
     params = load_params()
     fit, domain = params.target.fit, params.domain
-    threshold = params.prepare.candidate_threshold_sigma
+    threshold = params.prepare.candidates.candidate_threshold_sigma
     target_cfg = dataclasses.replace(params.simulate, **DOMAINS[name])
     target = simulate_profile(
         target_cfg, np.random.default_rng(_TARGET_SEED), n_target, domain, threshold

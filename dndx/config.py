@@ -19,7 +19,7 @@ import itertools
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, Protocol, TypeVar, get_args
 
 import yaml
 from pydantic import (
@@ -48,6 +48,7 @@ __all__ = [
     "PARTICLE_MASSES_GEV",
     "PROJECT_ROOT",
     "SAMPLING_RATES_GHZ",
+    "CandidateConfig",
     "ClusterCounterModelConfig",
     "CounterInputConfig",
     "CounterTrainingConfig",
@@ -55,6 +56,7 @@ __all__ = [
     "DataConfig",
     "DomainConfig",
     "EvaluateConfig",
+    "HoldsCandidates",
     "MlflowConfig",
     "Params",
     "PeakFinderModelConfig",
@@ -71,6 +73,8 @@ __all__ = [
     "load_params",
     "load_section",
     "parse_params",
+    "validate_mapping",
+    "with_candidates",
 ]
 
 #: The repository: the directory holding ``dvc.yaml`` and this package.
@@ -284,9 +288,13 @@ class SimulationConfig:
 
 
 @dataclass(frozen=True, config=_MODEL)
-class PrepareConfig:
-    """The ``prepare`` section: candidates, windows and truth labels."""
+class CandidateConfig:
+    """The candidate step, normalise -> find -> pre-select, as training and serving
+    both run it (:func:`dndx.chain.candidates.candidate_step`): held by the
+    ``prepare`` section and by every model bundle (:class:`dndx.chain.bundle.ModelBundle`).
+    """
 
+    #: Every waveform is resampled to this rate, at training as at inference.
     model_sampling_rate_ghz: SamplingRate
     candidate_threshold_sigma: Annotated[StrictFloat, Field(ge=0.0, le=20.0)]
     #: The candidates' pre-selection (:func:`dndx.chain.candidates.find_candidates`); 0 keeps all.
@@ -296,14 +304,43 @@ class PrepareConfig:
     min_window_std_sigma: Annotated[StrictFloat, Field(ge=0.0, le=20.0)]
     window_before: Annotated[StrictInt, Field(ge=0, le=50)]
     window_after: Annotated[StrictInt, Field(ge=0, le=50)]
-    match_tolerance_samples: Annotated[StrictInt, Field(ge=0, le=20)]
-    #: Electrons closer than this form one peak.
-    resolving_time_ns: Annotated[StrictFloat, Field(ge=0.0, le=50.0)]
 
     @property
     def window_length(self) -> int:
         """Samples per candidate window."""
         return self.window_before + 1 + self.window_after
+
+
+class HoldsCandidates(Protocol):
+    """What holds the candidate step's settings: the ``prepare`` section or a model bundle."""
+
+    @property
+    def candidates(self) -> CandidateConfig: ...
+
+
+H = TypeVar("H", bound=HoldsCandidates)
+
+
+def with_candidates(holder: H, **changes: Any) -> H:
+    """``holder`` with its candidate settings changed, validated as given.
+
+    >>> prepare = with_candidates(load_params().prepare, min_window_std_sigma=0.0)
+    >>> prepare.candidates.min_window_std_sigma, prepare.candidates.window_length
+    (0.0, 15)
+    """
+    candidates = dataclasses.replace(holder.candidates, **changes)
+    changed: H = dataclasses.replace(holder, candidates=candidates)  # type: ignore[type-var]
+    return changed
+
+
+@dataclass(frozen=True, config=_MODEL)
+class PrepareConfig:
+    """The ``prepare`` section: the candidate step and the truth labels."""
+
+    candidates: CandidateConfig
+    match_tolerance_samples: Annotated[StrictInt, Field(ge=0, le=20)]
+    #: Electrons closer than this form one peak.
+    resolving_time_ns: Annotated[StrictFloat, Field(ge=0.0, le=50.0)]
 
 
 @dataclass(frozen=True, config=_MODEL)
@@ -853,6 +890,8 @@ def _keys_at(root: type, loc: Sequence[int | str]) -> list[str]:
     section: Any = root
     for key in loc:
         section = section.__pydantic_fields__[key].annotation
+        # An optional section (``X | None``): the keys are X's.
+        section = next((t for t in get_args(section) if t is not type(None)), section)
     return list(section.__pydantic_fields__)
 
 
@@ -882,18 +921,18 @@ def parse_params(mapping: Any, source: str | Path = "params.yaml") -> Params:
 
     >>> import yaml
     >>> mapping = yaml.safe_load(PARAMS_PATH.read_text())
-    >>> parse_params(mapping).prepare.window_length
+    >>> parse_params(mapping).prepare.candidates.window_length
     15
-    >>> mapping["prepare"]["window_after"] = "nine"
-    >>> del mapping["prepare"]["window_before"]
+    >>> mapping["prepare"]["candidates"]["window_after"] = "nine"
+    >>> del mapping["prepare"]["candidates"]["window_before"]
     >>> parse_params(mapping, "my.yaml")
     Traceback (most recent call last):
     ...
     dndx.errors.ConfigError: my.yaml: 2 problems:
-      prepare.window_before: missing; every key must be given
-      prepare.window_after = 'nine': should be a valid integer
+      prepare.candidates.window_before: missing; every key must be given
+      prepare.candidates.window_after = 'nine': should be a valid integer
     """
-    return _validate(Params, mapping, source, ())
+    return validate_mapping(Params, mapping, source, ())
 
 
 def _line(detail: ErrorDetails, cls: type, loc: tuple[str, ...]) -> str:
@@ -905,7 +944,14 @@ def _line(detail: ErrorDetails, cls: type, loc: tuple[str, ...]) -> str:
     return f"{where or 'top level'}{_problem(detail, cls)}"
 
 
-def _validate(cls: type[T], mapping: Any, source: str | Path, loc: tuple[str, ...]) -> T:
+def validate_mapping(
+    cls: type[T], mapping: Any, source: str | Path, loc: tuple[str, ...] = ()
+) -> T:
+    """``mapping`` read from ``source`` (at key path ``loc``) validated into ``cls``.
+
+    Raises:
+        ConfigError: one line per problem, naming ``source``, the key and the value.
+    """
     try:
         return TypeAdapter(cls).validate_python(mapping)
     except ValidationError as error:
@@ -954,4 +1000,4 @@ def load_section(path: str | Path, name: str, cls: type[T]) -> T:
     mapping = _read(path)
     if not isinstance(mapping, Mapping) or name not in mapping:
         raise ConfigError(f"{path}: no section {name!r} at the top level")
-    return _validate(cls, mapping[name], path, (name,))
+    return validate_mapping(cls, mapping[name], path, (name,))

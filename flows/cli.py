@@ -18,16 +18,20 @@ if TYPE_CHECKING:  # the commands import what they use when they run: a fast --h
 __all__ = ["main"]
 
 
-def _read(path: str) -> dict[str, Any] | None:
-    file = Path(path)
+def _read(root: Path, stage: str) -> dict[str, Any] | None:
+    """The metrics ``stage`` wrote under the project ``root``; None if it has not run."""
+    from dndx.paths import metrics_file
+
+    file = root / metrics_file(stage)
     return json.loads(file.read_text()) if file.exists() else None
 
 
 def _run(args: argparse.Namespace) -> None:
     from dndx.config import PARAMS_PATH, load_params
     from flows.network import check_reachable
-    from flows.runtime import DASK_ADDRESS_ENV, dask_config_from_environment
+    from flows.runtime import DASK_ADDRESS_ENV, dask_config_from_environment, project_root
 
+    root = project_root(args.params or PARAMS_PATH)
     dask = dask_config_from_environment(load_params(args.params or PARAMS_PATH).dask)
     if dask.mode == "address":
         check_reachable(dask.address, f"the Dask scheduler ({DASK_ADDRESS_ENV} or dask.address)")
@@ -35,7 +39,7 @@ def _run(args: argparse.Namespace) -> None:
 
     ran = run_pipeline(args.params or PARAMS_PATH, args.stage or None)
     print("\nStages:", ", ".join(f"{s} ({'ran' if r else 'up to date'})" for s, r in ran.items()))
-    if balance := _read("metrics/prepare.json"):
+    if balance := _read(root, "prepare"):
         print("\nClass balance of the peak candidates (metrics/prepare.json):")
         for split, counts in balance.items():
             print(
@@ -43,7 +47,7 @@ def _run(args: argparse.Namespace) -> None:
                 f"{100 * counts['signal_fraction']:5.1f} % signal, "
                 f"{100 * (1 - counts['signal_fraction']):5.1f} % noise"
             )
-    if evaluation := _read("metrics/evaluate.json"):
+    if evaluation := _read(root, "evaluate"):
         print("\nTest set, models beside baselines (reports/evaluation.md):")
         for finder, counter, name in (
             ("lstm", "cnn", "LSTM -> CNN"),
@@ -60,17 +64,17 @@ def _run(args: argparse.Namespace) -> None:
                 f"{evaluation[f'counting.{counter}.linearity_slope']:.3f}"
             )
         print(f"  targets met: {evaluation['targets.n_passed']} of {evaluation['targets.n_total']}")
-    if registry := _read("metrics/register.json"):
+    if registry := _read(root, "register"):
         versions = ", ".join(f"{n} v{v}" for n, v in registry["versions"].items())
         print(f"\nRegistry (reports/registry.md): {versions} -> {registry['alias']}")
         print(f"  {registry['reason']}")
-    if demo := _read("metrics/demo.json"):
+    if demo := _read(root, "demo"):
         print(
             f"\nChampions on a new file (data/demo/results.summary.md): {demo['n_waveforms']} "
             f"waveforms, count bias {100 * demo['relative_bias']:+.1f} %, "
             f"RMS/sqrt(N) {demo['rms_over_sqrt_n']:.3f}"
         )
-    if separation := _read("metrics/separation.json"):
+    if separation := _read(root, "separation"):
         pair = load_params(args.params or PARAMS_PATH).train_cluster_counter.separation_pair
         _print_separation(separation, pair)
 
@@ -439,7 +443,7 @@ def _data_check(args: argparse.Namespace) -> None:
     layout = _layout(args)
     problems = 0
     for path in args.files:
-        summary = summarise_file(path, layout, prepare.window_before + prepare.window_after + 1)
+        summary = summarise_file(path, layout, prepare.candidates.window_length)
         rates = ", ".join(f"{r:g}" for r in summary.sampling_rates_ghz) or "-"
         momenta = summary.momenta_gev
         span = (
@@ -545,16 +549,14 @@ def _profile_settings(
     from dndx.domain.profile import TrainingDomain
     from flows.infer_plan import DEFAULT_MODEL_CACHE, resolve_bundle
 
-    cfg, threshold = params.domain, params.prepare.candidate_threshold_sigma
-    rate = params.prepare.model_sampling_rate_ghz
-    training = None
+    cfg, candidates, training = params.domain, params.prepare.candidates, None
     if args.model_uri:
         bundle_dir = resolve_bundle(args.model_uri, DEFAULT_MODEL_CACHE, args.tracking_uri)
-        bundle = ModelBundle.load(bundle_dir)
-        threshold, rate = bundle.candidate_threshold_sigma, bundle.model_sampling_rate_ghz
+        candidates = ModelBundle.load(bundle_dir).candidates
         training = TrainingDomain.load(bundle_dir)
         if training is not None:
             cfg = training.config
+    threshold, rate = candidates.candidate_threshold_sigma, candidates.model_sampling_rate_ghz
     if args.sampling_rate_ghz is not None:
         if not (math.isfinite(args.sampling_rate_ghz) and args.sampling_rate_ghz > 0):
             raise DndxError(

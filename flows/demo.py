@@ -18,22 +18,21 @@ from prefect import flow, get_run_logger
 
 from dndx.config import PARAMS_PATH, Params, load_params
 from dndx.io.dataset import write_root_waveforms
+from dndx.paths import DEMO_DIR, metrics_file
 from dndx.scoring.metrics import counting_metrics
 from dndx.simulation.generator import simulate_range
 from dndx.storage import atomic_file
 from flows.infer import infer
 from flows.infer_plan import DEFAULT_MODEL_URIS
-from flows.runtime import ensure_prefect_api
+from flows.runtime import ensure_prefect_api, project_root
 
 __all__ = ["main", "run_demo"]
 
-DEMO_DIR = Path("data/demo")
-METRICS_PATH = Path("metrics/demo.json")
-
 
 @flow(name="demo", log_prints=True)
-def run_demo(params: Params) -> dict[str, float]:
-    """Simulate the demo file, run the champions on it, score against truth."""
+def run_demo(params: Params, root: Path) -> dict[str, float]:
+    """Simulate the demo file under the project ``root``, run the champions on it,
+    score against truth."""
     logger = get_run_logger()
     cfg = params.register
     n = cfg.demo_waveforms
@@ -47,7 +46,7 @@ def run_demo(params: Params) -> dict[str, float]:
         polarities=(cfg.demo_polarity,),
     )
     data = simulate_range(sim, "test", 0, n)
-    root_file = DEMO_DIR / "beam_test.root"
+    root_file = root / DEMO_DIR / "beam_test.root"
     write_root_waveforms(data.adc, root_file)
     polarity = "negative" if cfg.demo_polarity < 0 else "positive"
     logger.info(
@@ -56,7 +55,7 @@ def run_demo(params: Params) -> dict[str, float]:
     )  # fmt: skip
     report = infer(
         inputs=[str(root_file)],
-        out=str(DEMO_DIR / "results.parquet"),
+        out=str(root / DEMO_DIR / "results.parquet"),
         tree="sim",
         branch="wf_i",
         sampling_rate_ghz=cfg.demo_sampling_rate_ghz,
@@ -75,7 +74,7 @@ def run_demo(params: Params) -> dict[str, float]:
         "waveforms_per_second": report.waveforms_per_second,
         **{k: scores[k] for k in ("relative_bias", "rms_over_sqrt_n", "linearity_slope")},
     }
-    with atomic_file(METRICS_PATH) as tmp:
+    with atomic_file(root / metrics_file("demo")) as tmp:
         tmp.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     print(report.summary.read_text())
     logger.info(
@@ -89,7 +88,7 @@ def main(params_path: str | Path = PARAMS_PATH) -> None:
     """Entry point of the DVC stage: ``python -m flows.demo``."""
     params = load_params(params_path)
     ensure_prefect_api()
-    run_demo(params)
+    run_demo(params, project_root(params_path))
 
 
 if __name__ == "__main__":

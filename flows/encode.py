@@ -11,22 +11,24 @@ from pathlib import Path
 from prefect import flow, get_run_logger
 
 from dndx.chain.encoding import VALIDATION_TRACKS_DIR
-from dndx.config import Params, load_params
+from dndx.config import PARAMS_PATH, Params, load_params
 from dndx.io.dataset import part_paths
+from dndx.paths import (
+    COUNTER_INPUTS_DIR,
+    MODEL_FILE,
+    PEAK_FINDER_DIR,
+    PEAK_FINDER_SELECTION_FILE,
+    PREPARED_DIR,
+    SELECTION_FILE,
+    SIMULATED_DIR,
+    TRACKS_DIR,
+)
 from dndx.storage import atomic_directory
 from dndx.waveforms import SPLITS
 from flows.runtime import dask_task_runner, project_root
 from tasks.encoding import encode_chunk, encode_track_chunk, merge_split, read_score_threshold
 
-__all__ = ["INPUTS_DIR", "PEAK_FINDER_SELECTION", "encode", "main"]
-
-SIMULATED_DIR = Path("data/simulated")
-PREPARED_DIR = Path("data/prepared")
-TRACKS_DIR = Path("data/tracks")
-PEAK_FINDER_DIR = Path("data/models/peak_finder")
-INPUTS_DIR = Path("data/counter_inputs")
-#: The selection of the peak finder that made the inputs, kept beside them.
-PEAK_FINDER_SELECTION = "peak_finder_selection.json"
+__all__ = ["encode", "main"]
 
 
 @flow(name="encode", log_prints=True)
@@ -34,7 +36,7 @@ def encode(params: Params, root: Path) -> dict[str, int]:
     """Score and encode every split and the validation tracks' chosen cells;
     returns the waveforms (cells) of each."""
     logger = get_run_logger()
-    selection = root / PEAK_FINDER_DIR / "selection.json"
+    selection = root / PEAK_FINDER_DIR / SELECTION_FILE
     threshold = read_score_threshold(selection)
     jobs = [
         (split, index, path)
@@ -42,11 +44,11 @@ def encode(params: Params, root: Path) -> dict[str, int]:
         for index, path in enumerate(part_paths(root / SIMULATED_DIR / split))
     ]
     training = params.train_cluster_counter
-    with atomic_directory(root / INPUTS_DIR) as tmp:
+    with atomic_directory(root / COUNTER_INPUTS_DIR) as tmp:
         track_futures = [
             encode_track_chunk.submit(
                 index, path, training.separation_pair, training.separation_momenta_gev,
-                root / PEAK_FINDER_DIR / "model.keras", threshold,
+                root / PEAK_FINDER_DIR / MODEL_FILE, threshold,
                 params.prepare, params.counter_input, params.simulate.window_ns, tmp,
             )
             for index, path in enumerate(part_paths(root / TRACKS_DIR / "validation"))
@@ -54,7 +56,7 @@ def encode(params: Params, root: Path) -> dict[str, int]:
         futures = [
             encode_chunk.submit(
                 split, index, path, root / PREPARED_DIR / split / "candidates" / path.name,
-                root / PEAK_FINDER_DIR / "model.keras", threshold,
+                root / PEAK_FINDER_DIR / MODEL_FILE, threshold,
                 params.prepare, params.counter_input, params.simulate.window_ns, tmp,
             )
             for split, index, path in jobs
@@ -80,11 +82,11 @@ def encode(params: Params, root: Path) -> dict[str, int]:
                 "encode: no validation track of %s GeV/c: the counter's "
                 "val_separation_ratio cannot be measured", chosen,
             )  # fmt: skip
-        shutil.copy(selection, tmp / PEAK_FINDER_SELECTION)
+        shutil.copy(selection, tmp / PEAK_FINDER_SELECTION_FILE)
     return n_waveforms
 
 
-def main(params_path: str = "params.yaml") -> None:
+def main(params_path: str | Path = PARAMS_PATH) -> None:
     """Entry point of the DVC stage: ``python -m flows.encode``."""
     params = load_params(params_path)
     encode.with_options(task_runner=dask_task_runner(params.dask))(

@@ -19,9 +19,20 @@ from dndx.chain.encoding import COUNTER_INPUT_FILE
 from dndx.config import PARAMS_PATH, Params, load_params
 from dndx.errors import InputError
 from dndx.io.dataset import part_paths
+from dndx.paths import (
+    COUNTER_DIR,
+    COUNTER_INPUTS_DIR,
+    EVALUATION_REPORT,
+    MODEL_FILE,
+    PEAK_FINDER_DIR,
+    PLOTS_DIR,
+    SELECTION_FILE,
+    TRACKS_DIR,
+    metrics_file,
+)
 from dndx.scoring.evaluation import BaselineTuning
 from dndx.scoring.track_evaluation import SeparationTargets
-from flows.runtime import dask_task_runner, ensure_prefect_api
+from flows.runtime import dask_task_runner, ensure_prefect_api, project_root
 from tasks.encoding import read_score_threshold
 from tasks.evaluation import (
     check_test_preselection,
@@ -37,20 +48,14 @@ from tasks.track_evaluation import count_track_chunk, score_tracks
 
 __all__ = ["evaluate", "main"]
 
-DATA_DIR = Path("data")
-METRICS_PATH = Path("metrics/evaluate.json")
-SEPARATION_PATH = Path("metrics/separation.json")
-REPORT_PATH = Path("reports/evaluation.md")
-PLOTS_DIR = Path("reports/plots")
-
 
 @flow(name="count the test tracks", log_prints=True)
 def count_tracks(
-    params: Params, tuning: BaselineTuning, score_threshold: float, data_dir: Path
+    params: Params, tuning: BaselineTuning, score_threshold: float, root: Path
 ) -> list[pd.DataFrame]:
     """Every cell of the test tracks counted by every method, one chunk per task."""
-    models = data_dir.resolve() / "models"
-    tracks_dir = data_dir.resolve() / "tracks" / "test"
+    root = root.resolve()
+    tracks_dir = root / TRACKS_DIR / "test"
     paths = part_paths(tracks_dir)
     if not paths:
         raise InputError(f"{tracks_dir}: no track files; run the tracks stage first")
@@ -60,8 +65,8 @@ def count_tracks(
             params.prepare,
             params.counter_input,
             params.simulate.window_ns,
-            models / "peak_finder/model.keras",
-            models / "cluster_counter/model.keras",
+            root / PEAK_FINDER_DIR / MODEL_FILE,
+            root / COUNTER_DIR / MODEL_FILE,
             score_threshold,
             tuning,
         )
@@ -71,41 +76,38 @@ def count_tracks(
 
 
 @flow(name="evaluate", log_prints=True)
-def evaluate(
-    params: Params,
-    data_dir: Path = DATA_DIR,
-    metrics_path: Path = METRICS_PATH,
-    separation_path: Path = SEPARATION_PATH,
-    report_path: Path = REPORT_PATH,
-    plots_dir: Path = PLOTS_DIR,
-) -> dict[str, Any]:
-    """Evaluate on the test split; write and return the flat metrics."""
+def evaluate(params: Params, root: Path) -> dict[str, Any]:
+    """Evaluate on the test split under the project ``root``; write and return the
+    flat metrics."""
     logger = get_run_logger()
     cfg = params.evaluate
     tolerance = params.prepare.match_tolerance_samples
-    threshold = read_score_threshold(data_dir / "models/peak_finder/selection.json")
-    validation = load_split.submit(params.prepare, "validation", data_dir)
-    test = load_split.submit(params.prepare, "test", data_dir)
+    threshold = read_score_threshold(root / PEAK_FINDER_DIR / SELECTION_FILE)
+    validation = load_split.submit(params.prepare, "validation", root)
+    test = load_split.submit(params.prepare, "test", root)
     cnn = predict_counts.submit(
-        data_dir / "models/cluster_counter/model.keras",
-        data_dir / "counter_inputs/test" / COUNTER_INPUT_FILE,
+        root / COUNTER_DIR / MODEL_FILE, root / COUNTER_INPUTS_DIR / "test" / COUNTER_INPUT_FILE
     )
     preselection = check_test_preselection.submit(
-        params.prepare, data_dir, data_dir / "models/peak_finder/model.keras", threshold
+        params.prepare, root, root / PEAK_FINDER_DIR / MODEL_FILE, threshold
     )
     tuning = tune_on_validation(validation.result(), tolerance, cfg)
     evaluation = score_test(
         test.result(), tuning, cnn.result(), threshold, tolerance, cfg, params.quality_gate
     )
     cells = count_tracks.with_options(task_runner=dask_task_runner(params.dask))(
-        params, tuning, threshold, data_dir
+        params, tuning, threshold, root
     )
     targets = SeparationTargets(params.quality_gate, params.train_cluster_counter.separation_pair)
     tracks = score_tracks(cells, cfg.dedx_keep_fraction, targets)
-    plots = draw_plots(evaluation, test.result(), tracks, params.quality_gate, plots_dir)
-    write_report(evaluation, tracks, preselection.result(), plots, report_path)
+    plots = draw_plots(evaluation, test.result(), tracks, params.quality_gate, root / PLOTS_DIR)
+    write_report(evaluation, tracks, preselection.result(), plots, root / EVALUATION_REPORT)
     metrics = write_metrics(
-        evaluation, tracks, preselection.result(), metrics_path, separation_path
+        evaluation,
+        tracks,
+        preselection.result(),
+        root / metrics_file("evaluate"),
+        root / metrics_file("separation"),
     )
     for check in (*evaluation.targets, *tracks.targets):
         logger.info(
@@ -124,7 +126,7 @@ def main(params_path: str | Path = PARAMS_PATH) -> None:
     """Entry point of the DVC stage: ``python -m flows.evaluate``."""
     params = load_params(params_path)
     ensure_prefect_api()
-    evaluate(params)
+    evaluate(params, project_root(params_path))
 
 
 if __name__ == "__main__":

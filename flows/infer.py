@@ -467,7 +467,7 @@ def _judge_domain(plan: InferencePlan) -> list[tuple[str, DomainVerdict]]:
                 [source],
                 plan.sampling_rate_ghz,
                 training.config,
-                plan.bundle.candidate_threshold_sigma,
+                plan.bundle.candidates.candidate_threshold_sigma,
                 plan.polarity,
             )
         except InputError as error:

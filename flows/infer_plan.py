@@ -172,7 +172,7 @@ class InferencePlan:
 
     def settings(self) -> dict[str, str]:
         """The run's settings as the summary lists them."""
-        model_rate = self.bundle.model_sampling_rate_ghz
+        model_rate = self.bundle.candidates.model_sampling_rate_ghz
         resampled = (
             "" if self.sampling_rate_ghz == model_rate else ", resampled to the models' rate"
         )
@@ -284,7 +284,11 @@ def plan_inference(
             f"{bundle_dir}: the bundle holds no D2 settings for --method d2: it was "
             "registered without an evaluation (run the evaluate stage, then register)"
         )
-    rate = bundle.model_sampling_rate_ghz if sampling_rate_ghz is None else sampling_rate_ghz
+    rate = (
+        bundle.candidates.model_sampling_rate_ghz
+        if sampling_rate_ghz is None
+        else sampling_rate_ghz
+    )
     fallback = (
         f"{rate:g} GS/s, given (--sampling-rate-ghz)"
         if sampling_rate_ghz is not None

@@ -18,15 +18,14 @@ from dndx.config import PARAMS_PATH, Params, load_params
 from dndx.errors import InputError
 from dndx.io.ingestion import labelled_layout, plan_jobs, split_files
 from dndx.io.labelled import count_entries
+from dndx.paths import INGESTED_DIR, metrics_file
 from dndx.storage import atomic_directory, atomic_file
 from dndx.waveforms import SPLITS
-from flows.runtime import dask_task_runner
+from flows.runtime import dask_task_runner, project_root
 from tasks.ingestion import ingest_chunk
 
 __all__ = ["ingest", "main"]
 
-OUT_DIR = Path("data/ingested")
-METRICS_PATH = Path("metrics/ingest.json")
 SOURCE_FILE = "SOURCE"
 
 
@@ -64,20 +63,18 @@ def _empty_metrics(files: list[Path]) -> dict[str, Any]:
 
 
 @flow(name="ingest", log_prints=True)
-def ingest(
-    params: Params, out_dir: Path = OUT_DIR, metrics_path: Path = METRICS_PATH
-) -> dict[str, Any]:
-    """Ingest every split's labelled files; write and return the metrics per split."""
+def ingest(params: Params, root: Path) -> dict[str, Any]:
+    """Ingest every split's labelled files into ``data/ingested`` under the project
+    ``root``; write and return the metrics per split."""
     logger = get_run_logger()
     cfg = params.data
     metrics: dict[str, Any] = {"source": cfg.source}
-    with atomic_directory(out_dir) as tmp:
+    with atomic_directory(root / INGESTED_DIR) as tmp:
         (tmp / SOURCE_FILE).write_text(f"{cfg.source}\n")
         if cfg.source == "files":
-            root = Path(cfg.root)
-            files = split_files(cfg, root)
+            files = split_files(cfg, Path(cfg.root))
             layouts = {
-                path: labelled_layout(cfg, path.relative_to(root))
+                path: labelled_layout(cfg, path.relative_to(cfg.root))
                 for paths in files.values()
                 for path in paths
             }
@@ -85,7 +82,9 @@ def ingest(
             jobs = plan_jobs(files, entries, cfg.chunk_size)
             totals = {split: _empty_metrics(files[split]) for split in SPLITS}
             futures = [
-                ingest_chunk.submit(layouts[job.path], job, params.prepare.window_length, tmp)
+                ingest_chunk.submit(
+                    layouts[job.path], job, params.prepare.candidates.window_length, tmp
+                )
                 for job in jobs
             ]
             for done, (job, future) in enumerate(zip(jobs, futures, strict=True), 1):
@@ -108,7 +107,7 @@ def ingest(
                     total["n_skipped"],
                 )
             metrics.update(totals)
-    with atomic_file(metrics_path) as tmp_metrics:
+    with atomic_file(root / metrics_file("ingest")) as tmp_metrics:
         tmp_metrics.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     return metrics
 
@@ -116,7 +115,8 @@ def ingest(
 def main(params_path: str | Path = PARAMS_PATH) -> None:
     """Entry point of the DVC stage: ``python -m flows.ingest``."""
     params = load_params(params_path)
-    ingest.with_options(task_runner=dask_task_runner(params.dask))(params)
+    runner = dask_task_runner(params.dask)
+    ingest.with_options(task_runner=runner)(params, project_root(params_path))
 
 
 if __name__ == "__main__":

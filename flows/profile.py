@@ -15,18 +15,18 @@ from pathlib import Path
 from prefect import flow, get_run_logger
 
 from dndx.config import PARAMS_PATH, Params, load_params
-from dndx.domain.fit import TARGET_FIT_PATH, Setting, TargetFit, fit_front_end, fit_report
+from dndx.domain.fit import Setting, TargetFit, fit_front_end, fit_report
 from dndx.domain.profile import DomainProfile, plot_domain
 from dndx.domain.target import target_sources
 from dndx.errors import DndxError
 from dndx.io.readers import WaveformSource
+from dndx.paths import TARGET_DIR, TARGET_FIT_PATH
 from dndx.storage import atomic_directory
-from flows.runtime import dask_task_runner
+from flows.runtime import dask_task_runner, project_root
 from tasks.domain import profile_setting, profile_target
 
-__all__ = ["OUT_DIR", "main", "profile"]
+__all__ = ["main", "profile"]
 
-OUT_DIR = TARGET_FIT_PATH.parent
 NO_TARGET = "no target files (target.files is empty)"
 
 
@@ -40,11 +40,11 @@ def _write(fit: TargetFit, params: Params, out_dir: Path) -> None:
 
 
 @flow(name="profile", log_prints=True)
-def profile(params: Params, sources: list[WaveformSource], out_dir: Path = OUT_DIR) -> TargetFit:
+def profile(params: Params, sources: list[WaveformSource], out_dir: Path) -> TargetFit:
     """Profile the target files ``sources`` and fit the front end to them into ``out_dir``."""
     logger = get_run_logger()
     cfg = params.target
-    threshold = params.prepare.candidate_threshold_sigma
+    threshold = params.prepare.candidates.candidate_threshold_sigma
     target = profile_target(sources, cfg.sampling_rate_ghz, params.domain, threshold)
     logger.info("target: %d files, %d waveforms profiled", len(sources), target.n_waveforms)
 
@@ -74,16 +74,19 @@ def profile(params: Params, sources: list[WaveformSource], out_dir: Path = OUT_D
 def main(params_path: str | Path = PARAMS_PATH) -> None:
     """Entry point of the DVC stage: ``python -m flows.profile``."""
     params = load_params(params_path)
+    root = project_root(params_path)
     if not params.target.files:
-        _write(TargetFit.none(NO_TARGET), params, OUT_DIR)
+        _write(TargetFit.none(NO_TARGET), params, root / TARGET_DIR)
         return
     try:
-        sources = target_sources(params.target, Path("."))
+        sources = target_sources(params.target, root)
     except DndxError as error:
         # The user's files: one line, before Prefect starts, as dndx infer says it.
         print(f"dndx: error: {error}", file=sys.stderr)
         sys.exit(2)
-    profile.with_options(task_runner=dask_task_runner(params.dask))(params, sources)
+    profile.with_options(task_runner=dask_task_runner(params.dask))(
+        params, sources, root / TARGET_DIR
+    )
 
 
 if __name__ == "__main__":

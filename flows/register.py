@@ -17,7 +17,6 @@ say when its inputs lie outside the training domain.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -29,11 +28,26 @@ from dndx.chain.bundle import COUNTER_FILE, PEAK_FINDER_FILE, D2Settings, ModelB
 from dndx.chain.encoding import samples_per_bin
 from dndx.config import PARAMS_PATH, Params, load_params
 from dndx.domain.checks import checks_table, target_tags
-from dndx.domain.fit import TARGET_FILE, TARGET_FIT_PATH, TargetFit
+from dndx.domain.fit import TARGET_FILE, TargetFit
 from dndx.domain.profile import TrainingDomain, headline
 from dndx.domain.target import target_sources
 from dndx.errors import InputError
 from dndx.io.prepared import read_candidates
+from dndx.paths import (
+    BUNDLE_DIR,
+    COUNTER_DIR,
+    COUNTER_INPUTS_DIR,
+    MODEL_FILE,
+    PEAK_FINDER_DIR,
+    PREPARED_DIR,
+    REGISTRY_CACHE_DIR,
+    REGISTRY_REPORT,
+    SELECTION_FILE,
+    SIMULATED_DIR,
+    TARGET_FIT_PATH,
+    TRACKS_DIR,
+    metrics_file,
+)
 from dndx.reporting.tables import MISSING, markdown_table
 from dndx.scoring.bundle_scores import (
     RegistryInputs,
@@ -44,9 +58,6 @@ from dndx.scoring.bundle_scores import (
 )
 from dndx.scoring.quality_gate import missed_thresholds
 from dndx.storage import atomic_directory, atomic_file
-from flows.encode import INPUTS_DIR
-from flows.evaluate import METRICS_PATH as EVALUATION_PATH
-from flows.evaluate import SEPARATION_PATH
 from flows.runtime import ensure_prefect_api, project_root
 from tasks.domain import check_target, profile_training
 from tasks.quantization import quantize_if_outcomes_hold, register_quantized_pair
@@ -60,18 +71,58 @@ from tasks.registry import (
 )
 from tasks.tracking import configure_mlflow, lineage_tags
 
-__all__ = ["BUNDLE_DIR", "main", "register"]
+__all__ = ["main", "register"]
 
-MODELS_DIR = Path("data/models")
-SIMULATED_DIR = Path("data/simulated")
-PREPARED_DIR = Path("data/prepared")
-VALIDATION_TRACKS_DIR = Path("data/tracks/validation")
-BUNDLE_DIR = Path("data/bundle")
-CACHE_DIR = Path("data/registry-cache")
-SUMMARY_PATH = Path("metrics/register.json")
-REPORT_PATH = Path("reports/registry.md")
 #: The columns of the report's tables: the new pair beside the champion before it.
 FIGURE_HEADER = ["figure", "new pair", "champion before"]
+#: The pair's Keras models as the scans chose them, by registered name.
+KERAS_FILES = {
+    PEAK_FINDER_NAME: PEAK_FINDER_DIR / MODEL_FILE,
+    COUNTER_NAME: COUNTER_DIR / MODEL_FILE,
+}
+
+
+def new_bundle(params: Params, root: Path) -> ModelBundle:
+    """The bundle of the models the scans chose: the ``prepare`` section's
+    candidate step, the chosen working point, the evaluation's D2 tuning (None
+    without an evaluation: the bundle then serves the models only, not
+    ``--method d2``) and the pair's lineage."""
+    finder_selection = json.loads((root / PEAK_FINDER_DIR / SELECTION_FILE).read_text())
+    counter_selection = json.loads((root / COUNTER_DIR / SELECTION_FILE).read_text())
+    evaluation = root / metrics_file("evaluate")
+    d2 = (
+        D2Settings.from_metrics(json.loads(evaluation.read_text()), evaluation)
+        if evaluation.is_file()
+        else None
+    )
+    candidates = params.prepare.candidates
+    tags = lineage_tags(
+        root,
+        params,
+        ["data", "simulate", "prepare", "counter_input"],
+        [str(PREPARED_DIR), str(SIMULATED_DIR)],
+    )
+    # data/simulated holds the ingested files' parts when the source is files.
+    tags["data_source"] = (
+        f"files:{params.data.root}" if params.data.source == "files" else "simulate"
+    )
+    n_bins = params.counter_input.n_bins
+    return ModelBundle(
+        candidates=candidates,
+        score_threshold=float(finder_selection["score_threshold"]),
+        n_bins=n_bins,
+        samples_per_bin=samples_per_bin(
+            params.simulate.window_ns, candidates.model_sampling_rate_ghz, n_bins
+        ),
+        provenance={
+            **tags,
+            "peak_finder_scan_run_id": finder_selection["scan_run_id"],
+            "peak_finder_trial_run_id": finder_selection["trial_run_id"],
+            "cluster_counter_scan_run_id": counter_selection["scan_run_id"],
+            "cluster_counter_trial_run_id": counter_selection["trial_run_id"],
+        },
+        d2=d2,
+    )
 
 
 @task(task_run_name="export and check parity", cache_policy=NO_CACHE)
@@ -88,52 +139,16 @@ def export_pair(
     from models.saving import load_model
 
     cfg = params.register
-    models_dir = root / MODELS_DIR
-    finder_selection = json.loads((models_dir / "peak_finder/selection.json").read_text())
-    counter_selection = json.loads((models_dir / "cluster_counter/selection.json").read_text())
-    evaluation = root / EVALUATION_PATH
-    # Without an evaluation the bundle serves the models only, not --method d2.
-    d2 = (
-        D2Settings.from_metrics(json.loads(evaluation.read_text()), evaluation)
-        if evaluation.is_file()
-        else None
-    )
-    finder = load_model(models_dir / "peak_finder/model.keras")
-    counter = load_model(models_dir / "cluster_counter/model.keras")
-    tags = lineage_tags(
-        root,
-        params,
-        ["data", "simulate", "prepare", "counter_input"],
-        [str(PREPARED_DIR), "data/simulated"],
-    )
-    # data/simulated holds the ingested files' parts when the source is files.
-    tags["data_source"] = (
-        f"files:{params.data.root}" if params.data.source == "files" else "simulate"
-    )
-    bundle = ModelBundle(
-        model_sampling_rate_ghz=params.prepare.model_sampling_rate_ghz,
-        candidate_threshold_sigma=params.prepare.candidate_threshold_sigma,
-        min_curvature_sigma=params.prepare.min_curvature_sigma,
-        window_before=params.prepare.window_before,
-        window_after=params.prepare.window_after,
-        score_threshold=float(finder_selection["score_threshold"]),
-        n_bins=params.counter_input.n_bins,
-        samples_per_bin=samples_per_bin(
-            params.simulate.window_ns,
-            params.prepare.model_sampling_rate_ghz,
-            params.counter_input.n_bins,
-        ),
-        provenance={
-            **tags,
-            "peak_finder_scan_run_id": finder_selection["scan_run_id"],
-            "peak_finder_trial_run_id": finder_selection["trial_run_id"],
-            "cluster_counter_scan_run_id": counter_selection["scan_run_id"],
-            "cluster_counter_trial_run_id": counter_selection["trial_run_id"],
-        },
-        d2=d2,
-        min_window_std_sigma=params.prepare.min_window_std_sigma,
-    )
-    metadata = {k: str(v) for k, v in dataclasses.asdict(bundle).items() if k != "provenance"}
+    bundle = new_bundle(params, root)
+    described = bundle.to_json()
+    # The graphs carry the bundle's settings, flat as bundles of earlier releases held them.
+    metadata = {
+        key: str(value)
+        for key, value in {**described.pop("candidates"), **described}.items()
+        if key != "provenance"
+    }
+    finder = load_model(root / KERAS_FILES[PEAK_FINDER_NAME])
+    counter = load_model(root / KERAS_FILES[COUNTER_NAME])
     with atomic_directory(root / BUNDLE_DIR) as tmp:
         export_onnx(finder, tmp / PEAK_FINDER_FILE, opset=cfg.opset, metadata=metadata)
         export_onnx(counter, tmp / COUNTER_FILE, opset=cfg.opset, metadata=metadata)
@@ -154,39 +169,57 @@ def export_pair(
         }  # fmt: skip
 
 
+def _scores(
+    params: Params, root: Path, test: RegistryInputs, champion_dir: Path | None
+) -> dict[str, Any]:
+    """The new pair's and the champion's (None without one) test figures and
+    separation power, both through ONNX Runtime, and the int8 pair's outcome."""
+    bundle_dir = root / BUNDLE_DIR
+    new = score_bundle(bundle_dir, test.waveforms, test.truth, params)
+    _, validation_windows = read_candidates(root / PREPARED_DIR / "validation")
+    quantized = quantize_if_outcomes_hold(
+        bundle_dir, validation_windows, test.waveforms, test.truth, new, params
+    )
+    training = params.train_cluster_counter
+    tracks = load_validation_tracks(root / TRACKS_DIR / "validation", training)
+    return {
+        "test": new,
+        "champion_before": (
+            score_bundle(champion_dir, test.waveforms, test.truth, params) if champion_dir else None
+        ),
+        "separation": score_separation(bundle_dir, tracks, training),
+        "champion_separation": (
+            score_separation(champion_dir, tracks, training) if champion_dir else None
+        ),
+        "int8": quantized,
+    }
+
+
 @flow(name="register", log_prints=True)
 def register(params: Params, root: Path) -> dict[str, Any]:
     """Export, check, score, register and promote; returns the summary."""
     logger = get_run_logger()
     configure_mlflow(params.mlflow, root)
     test = load_test_set(
-        root / SIMULATED_DIR / "test", root / PREPARED_DIR / "test", root / INPUTS_DIR / "test"
+        root / SIMULATED_DIR / "test",
+        root / PREPARED_DIR / "test",
+        root / COUNTER_INPUTS_DIR / "test",
     )
     domain = profile_training(
-        root / SIMULATED_DIR / "train", params.domain, params.prepare.candidate_threshold_sigma
+        root / SIMULATED_DIR / "train",
+        params.domain,
+        params.prepare.candidates.candidate_threshold_sigma,
     )
     target = TargetFit.load(root / TARGET_FIT_PATH) if params.target.files else None
     parity = export_pair(params, root, test, domain, target)
     logger.info("ONNX parity (max |ONNX - Keras|): %s", parity)
-
-    bundle_dir = root / BUNDLE_DIR
-    new_scores = score_bundle(bundle_dir, test.waveforms, test.truth, params)
-    _, validation_windows = read_candidates(root / PREPARED_DIR / "validation")
-    quantized = quantize_if_outcomes_hold(
-        bundle_dir, validation_windows, test.waveforms, test.truth, new_scores, params
-    )
+    scores = _scores(params, root, test, champion_bundle(root / REGISTRY_CACHE_DIR))
+    quantized, champion = scores["int8"], scores["champion_before"]
     logger.info(
         "int8 pair %s: %s", "kept" if quantized["passed"] else "refused", quantized["reason"]
     )
-    champion_dir = champion_bundle(root / CACHE_DIR)
-    champion_scores = (
-        score_bundle(champion_dir, test.waveforms, test.truth, params) if champion_dir else None
-    )
-    training = params.train_cluster_counter
-    tracks = load_validation_tracks(root / VALIDATION_TRACKS_DIR, training)
-    new_separation = score_separation(bundle_dir, tracks, training)
-    champion_separation = score_separation(champion_dir, tracks, training) if champion_dir else None
 
+    bundle_dir = root / BUNDLE_DIR
     checks = (
         check_target(
             bundle_dir,
@@ -202,45 +235,62 @@ def register(params: Params, root: Path) -> dict[str, Any]:
         **(target_tags(target, checks) if target is not None and checks is not None else {}),
         "onnx_opset": str(params.register.opset),
         **{f"onnx_parity.{k}": f"{v:.3g}" for k, v in parity.items()},
-        **{f"val_{k}": f"{v:.4g}" for k, v in new_separation.items()},
+        **{f"val_{k}": f"{v:.4g}" for k, v in scores["separation"].items()},
         **{f"domain.{k}": f"{v:.4g}" for k, v in headline(domain.profile).items()},
     }
-    keras_files = {
-        PEAK_FINDER_NAME: root / MODELS_DIR / "peak_finder/model.keras",
-        COUNTER_NAME: root / MODELS_DIR / "cluster_counter/model.keras",
-    }
+    keras_files = {name: root / path for name, path in KERAS_FILES.items()}
     examples = {PEAK_FINDER_NAME: test.windows[:5], COUNTER_NAME: test.encoded[:2]}
-    versions = register_bundle(bundle_dir, keras_files, examples, new_scores, tags)
-    champion = (
-        None if champion_scores is None else {**(champion_separation or {}), **champion_scores}
-    )
+    versions = register_bundle(bundle_dir, keras_files, examples, scores["test"], tags)
     decision = _promote_or_withhold(
-        params, root, versions, {**new_separation, **new_scores}, champion
+        params,
+        root,
+        versions,
+        {**scores["separation"], **scores["test"]},
+        None if champion is None else {**(scores["champion_separation"] or {}), **champion},
     )
     logger.info("registered %s as %s: %s", versions, decision["alias"], decision["reason"])
     fast = register_quantized_pair(quantized, bundle_dir, keras_files, examples, tags, decision)
     logger.info("int8 pair registered: %s", fast)
-    summary = {
+    summary = _summary(params, scores, parity, versions, decision, fast)
+    summary["target"] = None if target is None else {"files": list(target.files), "checks": checks}
+    _write_summary(root, summary)
+    return summary
+
+
+def _summary(
+    params: Params,
+    scores: dict[str, Any],
+    parity: dict[str, float],
+    versions: dict[str, str],
+    decision: dict[str, Any],
+    fast: dict[str, Any],
+) -> dict[str, Any]:
+    """What ``metrics/register.json`` holds: the registered versions and their
+    alias, why, both pairs' figures, the ONNX parity and the int8 pair's fate."""
+    training = params.train_cluster_counter
+    return {
         "versions": versions,
         "alias": decision["alias"],
         "reason": decision["reason"],
-        "test": new_scores,
-        "champion_before": champion_scores,
+        "test": scores["test"],
+        "champion_before": scores["champion_before"],
         "separation": {
             "pair": list(training.separation_pair),
             "momenta_gev": list(training.separation_momenta_gev),
-            "new": new_separation,
-            "champion_before": champion_separation,
+            "new": scores["separation"],
+            "champion_before": scores["champion_separation"],
         },
         "onnx_parity": parity,
-        "int8": {**quantized, "registered": fast},
-        "target": None if target is None else {"files": list(target.files), "checks": checks},
+        "int8": {**scores["int8"], "registered": fast},
     }
-    with atomic_file(root / SUMMARY_PATH) as tmp:
+
+
+def _write_summary(root: Path, summary: dict[str, Any]) -> None:
+    """``metrics/register.json`` and ``reports/registry.md``, atomically."""
+    with atomic_file(root / metrics_file("register")) as tmp:
         tmp.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
-    with atomic_file(root / REPORT_PATH) as tmp:
+    with atomic_file(root / REGISTRY_REPORT) as tmp:
         tmp.write_text(_report(summary))
-    return summary
 
 
 def _promote_or_withhold(
@@ -254,7 +304,8 @@ def _promote_or_withhold(
     evaluate stage found a threshold missed: then no alias (:func:`tasks.registry.withhold`)."""
     if params.quality_gate.require:
         missed = missed_thresholds(
-            _evaluate_metrics(root / EVALUATION_PATH), _evaluate_metrics(root / SEPARATION_PATH)
+            _evaluate_metrics(root / metrics_file("evaluate")),
+            _evaluate_metrics(root / metrics_file("separation")),
         )
         if missed:
             return withhold(versions, missed)

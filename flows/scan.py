@@ -23,6 +23,7 @@ from prefect.futures import PrefectFuture, as_completed
 from prefect.states import State
 
 from dndx.config import METRIC_GOALS, TrainingConfig
+from dndx.paths import MODEL_FILE, MODELS_DIR, REPORTS_DIR, SCANS_DIR, SELECTION_FILE, metrics_file
 from dndx.reporting.scan_table import scan_markdown
 from dndx.storage import atomic_directory, atomic_file
 from dndx.training.scan import rank_trials, select_cheapest, trial_choices
@@ -42,6 +43,22 @@ class ScanOutputs:
     table_csv: Path  # one row per trial (DVC plots)
     table_md: Path  # the same for people
     history_csv: Path  # best trial's per-epoch curves (DVC plots)
+
+    @classmethod
+    def of(cls, kind: str, root: Path) -> ScanOutputs:
+        """Where the ``train_<kind>`` stage writes, under the project ``root``.
+
+        >>> ScanOutputs.of("peak_finder", Path("/repo")).history_csv
+        PosixPath('/repo/reports/peak_finder_history.csv')
+        """
+        return cls(
+            model_dir=root / MODELS_DIR / kind,
+            trials_dir=root / SCANS_DIR / kind,
+            metrics=root / metrics_file(f"train_{kind}"),
+            table_csv=root / REPORTS_DIR / f"scan_{kind}.csv",
+            table_md=root / REPORTS_DIR / f"scan_{kind}.md",
+            history_csv=root / REPORTS_DIR / f"{kind}_history.csv",
+        )
 
 
 def _row(result: dict[str, Any]) -> dict[str, Any]:
@@ -202,8 +219,8 @@ def _keep_best(
     }
     trial_dir = trials_dir / Path(result["trial_dir"]).name
     with atomic_directory(outputs.model_dir) as tmp:
-        shutil.copy(trial_dir / "model.keras", tmp / "model.keras")
-        (tmp / "selection.json").write_text(json.dumps(selection, indent=2, default=str) + "\n")
+        shutil.copy(trial_dir / MODEL_FILE, tmp / MODEL_FILE)
+        (tmp / SELECTION_FILE).write_text(json.dumps(selection, indent=2, default=str) + "\n")
     with atomic_file(outputs.metrics) as tmp_metrics:
         tmp_metrics.write_text(
             json.dumps({"best_trial": result["trial"], **result["metrics"]}, indent=2) + "\n"

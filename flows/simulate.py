@@ -14,22 +14,22 @@ from pathlib import Path
 from prefect import flow, get_run_logger
 
 from dndx.config import PARAMS_PATH, Params, load_params
-from dndx.domain.fit import TARGET_FIT_PATH, adapted_params
+from dndx.domain.fit import adapted_params
+from dndx.paths import INGESTED_DIR, SIMULATED_DIR, TARGET_FIT_PATH
 from dndx.storage import atomic_directory, link_files
 from dndx.waveforms import SPLITS
-from flows.runtime import dask_task_runner
+from flows.runtime import dask_task_runner, project_root
 from tasks.simulation import simulate_chunk
 
 __all__ = ["main", "simulate"]
 
-OUT_DIR = Path("data/simulated")
-INGESTED_DIR = Path("data/ingested")
-
 
 @flow(name="publish ingested", log_prints=True)
-def publish_ingested(in_dir: Path = INGESTED_DIR, out_dir: Path = OUT_DIR) -> dict[str, int]:
-    """The ingested parts as ``out_dir/<split>/part-*.parquet``; returns parts per split."""
-    with atomic_directory(out_dir) as tmp:
+def publish_ingested(root: Path) -> dict[str, int]:
+    """The ingested parts under the project ``root`` as
+    ``data/simulated/<split>/part-*.parquet``; returns parts per split."""
+    in_dir = root / INGESTED_DIR
+    with atomic_directory(root / SIMULATED_DIR) as tmp:
         counts = {
             split: link_files(in_dir / split, tmp / split, "part-*.parquet") for split in SPLITS
         }
@@ -38,8 +38,9 @@ def publish_ingested(in_dir: Path = INGESTED_DIR, out_dir: Path = OUT_DIR) -> di
 
 
 @flow(name="simulate", log_prints=True)
-def simulate(params: Params, out_dir: Path = OUT_DIR) -> dict[str, int]:
-    """Simulate every split into ``out_dir/<split>/part-*.parquet``; returns waveforms per split."""
+def simulate(params: Params, root: Path) -> dict[str, int]:
+    """Simulate every split into ``data/simulated/<split>/part-*.parquet`` under the
+    project ``root``; returns waveforms per split."""
     logger = get_run_logger()
     cfg = params.simulate
     jobs = [
@@ -48,7 +49,7 @@ def simulate(params: Params, out_dir: Path = OUT_DIR) -> dict[str, int]:
         for index, start in enumerate(range(0, cfg.n_waveforms(split), cfg.chunk_size))
     ]
     started = time.perf_counter()
-    with atomic_directory(out_dir) as tmp:
+    with atomic_directory(root / SIMULATED_DIR) as tmp:
         futures = [simulate_chunk.submit(cfg, s, i, a, b, tmp) for s, i, a, b in jobs]
         counts = {split: 0 for split in SPLITS}
         for done, ((split, index, _, _), future) in enumerate(zip(jobs, futures, strict=True), 1):
@@ -71,11 +72,12 @@ def simulate(params: Params, out_dir: Path = OUT_DIR) -> dict[str, int]:
 def main(params_path: str | Path = PARAMS_PATH) -> None:
     """Entry point of the DVC stage: ``python -m flows.simulate``."""
     params = load_params(params_path)
+    root = project_root(params_path)
     if params.data.source == "files":
-        publish_ingested()
+        publish_ingested(root)
         return
-    adapted = adapted_params(params, TARGET_FIT_PATH)
-    simulate.with_options(task_runner=dask_task_runner(params.dask))(adapted)
+    adapted = adapted_params(params, root / TARGET_FIT_PATH)
+    simulate.with_options(task_runner=dask_task_runner(params.dask))(adapted, root)
 
 
 if __name__ == "__main__":

@@ -13,28 +13,24 @@ from pathlib import Path
 from prefect import flow, get_run_logger
 
 from dndx.config import PARAMS_PATH, Params, load_params
-from dndx.domain.fit import TARGET_FIT_PATH, adapted_params
+from dndx.domain.fit import adapted_params
+from dndx.paths import INGESTED_DIR, TARGET_FIT_PATH, TRACKS_DIR
 from dndx.simulation.tracks import TRACK_SPLITS, track_chunks
 from dndx.storage import atomic_directory
-from flows.runtime import dask_task_runner
+from flows.runtime import dask_task_runner, project_root
 from tasks.tracks import group_ingested_tracks, simulate_track_chunk
 
 __all__ = ["main", "tracks"]
 
-OUT_DIR = Path("data/tracks")
-INGESTED_DIR = Path("data/ingested")
-
 
 @flow(name="tracks", log_prints=True)
-def tracks(
-    params: Params, out_dir: Path = OUT_DIR, ingested_dir: Path = INGESTED_DIR
-) -> dict[str, int]:
-    """Every split's tracks into ``out_dir/<split>/part-*.parquet``, simulated or
-    (``data.source: files``) grouped from ``ingested_dir``; returns the tracks
-    of each split."""
+def tracks(params: Params, root: Path) -> dict[str, int]:
+    """Every split's tracks into ``data/tracks/<split>/part-*.parquet`` under the
+    project ``root``, simulated or (``data.source: files``) grouped from
+    ``data/ingested``; returns the tracks of each split."""
     if params.data.source == "files":
-        return _group_ingested(params, out_dir, ingested_dir)
-    return _simulate(params, out_dir)
+        return _group_ingested(params, root / TRACKS_DIR, root / INGESTED_DIR)
+    return _simulate(params, root / TRACKS_DIR)
 
 
 def _group_ingested(params: Params, out_dir: Path, ingested_dir: Path) -> dict[str, int]:
@@ -107,8 +103,9 @@ def _simulate(params: Params, out_dir: Path) -> dict[str, int]:
 def main(params_path: str | Path = PARAMS_PATH) -> None:
     """Entry point of the DVC stage: ``python -m flows.tracks``."""
     params = load_params(params_path)
-    adapted = adapted_params(params, TARGET_FIT_PATH)
-    tracks.with_options(task_runner=dask_task_runner(params.dask))(adapted)
+    root = project_root(params_path)
+    adapted = adapted_params(params, root / TARGET_FIT_PATH)
+    tracks.with_options(task_runner=dask_task_runner(params.dask))(adapted, root)
 
 
 if __name__ == "__main__":

@@ -9,21 +9,12 @@ from pathlib import Path
 from prefect import flow
 
 from dndx.config import PARAMS_PATH, Params, load_params
-from flows.encode import INPUTS_DIR, PEAK_FINDER_SELECTION
+from dndx.paths import COUNTER_INPUTS_DIR, PEAK_FINDER_SELECTION_FILE
 from flows.runtime import dask_task_runner, project_root
 from flows.scan import ScanOutputs, run_scan
 from tasks.tracking import configure_mlflow, lineage_tags
 
-__all__ = ["OUTPUTS", "main", "train_cluster_counter"]
-
-OUTPUTS = ScanOutputs(
-    model_dir=Path("data/models/cluster_counter"),
-    trials_dir=Path("data/scans/cluster_counter"),
-    metrics=Path("metrics/train_cluster_counter.json"),
-    table_csv=Path("reports/scan_cluster_counter.csv"),
-    table_md=Path("reports/scan_cluster_counter.md"),
-    history_csv=Path("reports/cluster_counter_history.csv"),
-)
+__all__ = ["main", "train_cluster_counter"]
 
 
 @flow(name="train_cluster_counter", log_prints=True)
@@ -34,16 +25,16 @@ def train_cluster_counter(params: Params, root: Path) -> dict[str, object]:
         root,
         params,
         ["simulate", "prepare", "counter_input", "cluster_counter", "train_cluster_counter"],
-        [str(INPUTS_DIR)],
+        [str(COUNTER_INPUTS_DIR)],
     )
-    selection = json.loads((root / INPUTS_DIR / PEAK_FINDER_SELECTION).read_text())
+    selection = json.loads((root / COUNTER_INPUTS_DIR / PEAK_FINDER_SELECTION_FILE).read_text())
     tags["peak_finder_trial_run_id"] = selection["trial_run_id"]
     return run_scan(
         "cluster_counter",
         params.cluster_counter,
         params.train_cluster_counter,
-        root / INPUTS_DIR,
-        OUTPUTS,
+        root / COUNTER_INPUTS_DIR,
+        ScanOutputs.of("cluster_counter", root),
         tags,
         n_parallel=params.dask.n_workers,
         opset=params.register.opset,

@@ -7,26 +7,18 @@ from pathlib import Path
 from prefect import flow
 
 from dndx.config import PARAMS_PATH, Params, load_params
-from flows.runtime import dask_task_runner
+from dndx.paths import PREPARED_DIR
+from flows.runtime import dask_task_runner, project_root
 from flows.scan import ScanOutputs, run_scan
 from tasks.tracking import configure_mlflow, lineage_tags
 
-__all__ = ["OUTPUTS", "main", "train_peak_finder"]
-
-PREPARED_DIR = Path("data/prepared")
-OUTPUTS = ScanOutputs(
-    model_dir=Path("data/models/peak_finder"),
-    trials_dir=Path("data/scans/peak_finder"),
-    metrics=Path("metrics/train_peak_finder.json"),
-    table_csv=Path("reports/scan_peak_finder.csv"),
-    table_md=Path("reports/scan_peak_finder.md"),
-    history_csv=Path("reports/peak_finder_history.csv"),
-)
+__all__ = ["main", "train_peak_finder"]
 
 
 @flow(name="train_peak_finder", log_prints=True)
-def train_peak_finder(params: Params, root: Path = Path(".")) -> dict[str, object]:
-    """Run the peak-finder scan on the prepared windows; returns the best trial's row."""
+def train_peak_finder(params: Params, root: Path) -> dict[str, object]:
+    """Run the peak-finder scan on the prepared windows under the project ``root``;
+    returns the best trial's row."""
     configure_mlflow(params.mlflow, root)
     tags = lineage_tags(
         root,
@@ -38,8 +30,8 @@ def train_peak_finder(params: Params, root: Path = Path(".")) -> dict[str, objec
         "peak_finder",
         params.peak_finder,
         params.train_peak_finder,
-        PREPARED_DIR,
-        OUTPUTS,
+        root / PREPARED_DIR,
+        ScanOutputs.of("peak_finder", root),
         tags,
         n_parallel=params.dask.n_workers,
         opset=params.register.opset,
@@ -51,7 +43,7 @@ def main(params_path: str | Path = PARAMS_PATH) -> None:
     params = load_params(params_path)
     # Trials are the only tasks: a lone trial gets every worker's cores.
     runner = dask_task_runner(params.dask, params.train_peak_finder.scan.n_trials)
-    train_peak_finder.with_options(task_runner=runner)(params)
+    train_peak_finder.with_options(task_runner=runner)(params, project_root(params_path))
 
 
 if __name__ == "__main__":

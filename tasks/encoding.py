@@ -26,6 +26,7 @@ from dndx.chain.preprocessing import normalise
 from dndx.config import CounterInputConfig, PrepareConfig
 from dndx.errors import InputError
 from dndx.io.dataset import part_name, read_waveform_set
+from dndx.paths import SCORES_FILE
 from dndx.ragged import Ragged
 from dndx.scoring.separation import selection_rows
 from dndx.storage import atomic_file
@@ -73,7 +74,9 @@ def _score_and_encode(
     and ``sample`` per candidate, its window ``(n_candidates, window_length)`` in
     ``windows``) and the counter's input of every waveform of ``data``."""
     norm = normalise(
-        data.adc, data.info["sampling_rate_ghz"].to_numpy(), prepare.model_sampling_rate_ghz
+        data.adc,
+        data.info["sampling_rate_ghz"].to_numpy(),
+        prepare.candidates.model_sampling_rate_ghz,
     )
     waveform_ids = data.info["waveform_id"].to_numpy()
     rows = np.searchsorted(waveform_ids, table["waveform_id"].to_numpy())
@@ -83,7 +86,7 @@ def _score_and_encode(
     probability = _peak_finder(str(model_path)).predict(
         windows[:, :, None], batch_size=8192, verbose=0
     )[:, 0]
-    rate = prepare.model_sampling_rate_ghz
+    rate = prepare.candidates.model_sampling_rate_ghz
     n_bins = counter_input.n_bins
     bin_width = samples_per_bin(window_ns, rate, n_bins)
     counter = encode_scored_candidates(
@@ -137,9 +140,11 @@ def encode_chunk(
             n_clusters=data.info["n_clusters"].to_numpy(),
             clusters_per_bin=clusters_per_bin(
                 data,
-                prepare.model_sampling_rate_ghz,
+                prepare.candidates.model_sampling_rate_ghz,
                 counter_input.n_bins,
-                samples_per_bin(window_ns, prepare.model_sampling_rate_ghz, counter_input.n_bins),
+                samples_per_bin(
+                    window_ns, prepare.candidates.model_sampling_rate_ghz, counter_input.n_bins
+                ),
             ),
         )
     return {"n_waveforms": len(data), "n_detected": int(counter.detected.sum())}
@@ -202,7 +207,7 @@ def merge_split(split_dir: Path) -> int:
     scores = sorted(split_dir.glob("scores-part-*.parquet"))
     if scores:
         pd.concat([pd.read_parquet(p) for p in scores], ignore_index=True).to_parquet(
-            split_dir / "scores.parquet", index=False
+            split_dir / SCORES_FILE, index=False
         )
     encoded = sorted(split_dir.glob("encoded-part-*.npz"))
     parts = [dict(np.load(p)) for p in encoded]

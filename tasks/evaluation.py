@@ -17,7 +17,6 @@ them caches on its inputs.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 from collections.abc import Mapping
@@ -31,10 +30,11 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from dndx.chain.preselection import PreselectionCheck, check_preselection, window_spread
-from dndx.config import EvaluateConfig, PrepareConfig, QualityGateConfig
+from dndx.config import EvaluateConfig, PrepareConfig, QualityGateConfig, with_candidates
 from dndx.errors import InputError
 from dndx.io.dataset import part_paths, read_waveform_set
 from dndx.io.prepared import read_prepared_waveforms
+from dndx.paths import COUNTER_INPUTS_DIR, PREPARED_DIR, SCORES_FILE, SIMULATED_DIR
 from dndx.ragged import Ragged
 from dndx.reporting.plots import (
     plot_counting_by_bin,
@@ -86,19 +86,21 @@ def _read_scores(path: Path) -> pd.DataFrame:
 
 
 @task(task_run_name="load {split}", cache_policy=NO_CACHE)
-def load_split(prepare: PrepareConfig, split: str, data_dir: Path) -> SplitInputs:
-    """Raw waveforms, prepared truth and peak-finder scores of ``split``, aligned."""
-    parts = [read_waveform_set(path) for path in part_paths(data_dir / "simulated" / split)]
+def load_split(prepare: PrepareConfig, split: str, root: Path) -> SplitInputs:
+    """Raw waveforms, prepared truth and peak-finder scores of ``split`` under the
+    project ``root``, aligned."""
+    simulated = root / SIMULATED_DIR / split
+    parts = [read_waveform_set(path) for path in part_paths(simulated)]
     if not parts:
-        raise InputError(f"{data_dir / 'simulated' / split}: no simulated waveforms found")
+        raise InputError(f"{simulated}: no simulated waveforms found")
     info = pd.concat([p.info[["waveform_id", "sampling_rate_ghz"]] for p in parts])
     return assemble_split(
-        read_prepared_waveforms(data_dir / "prepared" / split),
-        _read_scores(data_dir / "counter_inputs" / split / "scores.parquet"),
+        read_prepared_waveforms(root / PREPARED_DIR / split),
+        _read_scores(root / COUNTER_INPUTS_DIR / split / SCORES_FILE),
         Ragged.concatenate([p.adc for p in parts]),
         info["waveform_id"].to_numpy(),
         info["sampling_rate_ghz"].to_numpy(),
-        prepare.model_sampling_rate_ghz,
+        prepare.candidates.model_sampling_rate_ghz,
     )
 
 
@@ -124,20 +126,22 @@ def predict_counts(model_path: Path, encoded_path: Path) -> tuple[NDArray[Any], 
 
 @task(task_run_name="measure what the pre-selection drops on test", cache_policy=NO_CACHE)
 def check_test_preselection(
-    prepare: PrepareConfig, data_dir: Path, model_path: Path, score_threshold: float
+    prepare: PrepareConfig, root: Path, model_path: Path, score_threshold: float
 ) -> PreselectionCheck:
-    """The test candidates found without the window-spread cut; the ones it drops
-    scored by the chosen peak finder (:func:`dndx.chain.preselection.check_preselection`)."""
-    every = dataclasses.replace(prepare, min_window_std_sigma=0.0)
+    """The test candidates under the project ``root`` found without the window-spread
+    cut; the ones it drops scored by the chosen peak finder
+    (:func:`dndx.chain.preselection.check_preselection`)."""
+    every = with_candidates(prepare, min_window_std_sigma=0.0)
     dropped, labels, dropped_windows = [], [], []
-    for path in part_paths(data_dir / "simulated" / "test"):
+    simulated = root / SIMULATED_DIR / "test"
+    for path in part_paths(simulated):
         prepared = prepare_waveforms(read_waveform_set(path), every)
-        cut = window_spread(prepared.windows) < prepare.min_window_std_sigma
+        cut = window_spread(prepared.windows) < prepare.candidates.min_window_std_sigma
         dropped.append(cut)
         labels.append(prepared.candidates["label"].to_numpy())
         dropped_windows.append(prepared.windows[cut])
     if not dropped:
-        raise InputError(f"{data_dir / 'simulated' / 'test'}: no simulated waveforms found")
+        raise InputError(f"{simulated}: no simulated waveforms found")
     windows = np.concatenate(dropped_windows)
     probability = np.zeros(0)
     if len(windows):
@@ -153,7 +157,7 @@ def check_test_preselection(
         np.concatenate(labels),
         probability,
         score_threshold,
-        prepare.min_window_std_sigma,
+        prepare.candidates.min_window_std_sigma,
     )
 
 

@@ -30,6 +30,7 @@ from dndx.config import (
 )
 from dndx.errors import InputError
 from dndx.io.prepared import read_candidates, read_prepared_waveforms
+from dndx.paths import MODEL_FILE
 from dndx.reporting.plots import (
     plot_linearity,
     plot_roc,
@@ -137,7 +138,7 @@ def _peak_finder_trial(
         "candidates_per_waveform": candidates_per_waveform,
         **cost,
     }
-    model.save(trial_dir / "model.keras")
+    model.save(trial_dir / MODEL_FILE)
     fpr, tpr, _ = roc_curve(yv, scores)
     specificity = 2 * at_threshold["balanced_accuracy"] - at_threshold["recall"]
     working_point = (1.0 - specificity, at_threshold["recall"])
@@ -188,7 +189,7 @@ def _counter_trial(
     }
     if calibration is not None:
         metrics.update(calibration_scale=calibration.scale, calibration_offset=calibration.offset)
-    model.save(trial_dir / "model.keras")
+    model.save(trial_dir / MODEL_FILE)
     plot_linearity(yv, {"cnn": predicted}, trial_dir / "counts.png")
     return {"metrics": metrics, "inference_time": inference_time, "history": history}
 

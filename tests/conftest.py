@@ -296,7 +296,7 @@ def untrained_pair(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (``bundle/``), as the register stage would write them."""
     from dndx.chain.bundle import ModelBundle
     from dndx.chain.encoding import N_CHANNELS
-    from dndx.config import load_params
+    from dndx.config import CandidateConfig, load_params
     from models import build_cluster_counter, build_peak_finder
     from models.export import export_onnx
 
@@ -311,15 +311,19 @@ def untrained_pair(tmp_path_factory: pytest.TempPathFactory) -> Path:
     export_onnx(finder, root / "bundle" / "peak_finder.onnx", params.register.opset)
     export_onnx(counter, root / "bundle" / "cluster_counter.onnx", params.register.opset)
     ModelBundle(
-        model_sampling_rate_ghz=1.5,
-        candidate_threshold_sigma=2.0,
-        min_curvature_sigma=0.0,
-        window_before=5,
-        window_after=9,
+        candidates=CandidateConfig(
+            model_sampling_rate_ghz=1.5,
+            candidate_threshold_sigma=2.0,
+            min_curvature_sigma=0.0,
+            min_window_std_sigma=0.0,
+            window_before=5,
+            window_after=9,
+        ),
         score_threshold=0.5,
         n_bins=1024,
         samples_per_bin=3000 / 1024,
         provenance={"origin": "tests"},
+        d2=None,
     ).save(root / "bundle")
     return root
 

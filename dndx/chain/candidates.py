@@ -11,7 +11,9 @@ also pre-select it (``min_curvature_sigma``); on the simulated waveforms the
 peak finder accepts candidates of every curvature down to 0, so the recall-safe
 cut is the window's spread instead (:mod:`dndx.chain.preselection`). Training,
 evaluation and inference all find candidates here, so the pre-selection is the
-same everywhere.
+same everywhere: :func:`candidate_step` is the one step, normalise -> find ->
+pre-select, that training and serving both run, configured by one
+:class:`~dndx.config.CandidateConfig`.
 """
 
 from __future__ import annotations
@@ -19,10 +21,14 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
+from dndx.chain.preprocessing import Normalised, Polarity, normalise
+from dndx.chain.preselection import select_candidates
+from dndx.config import CandidateConfig
 from dndx.ragged import Ragged
 
 __all__ = [
     "candidate_curvature",
+    "candidate_step",
     "extract_windows",
     "find_candidates",
     "smooth",
@@ -146,3 +152,43 @@ def candidate_curvature(samples: NDArray[np.float32], candidates: Ragged) -> NDA
         - 2 * smoothed_at(samples, rows, columns)
     )
     return -d2
+
+
+def candidate_step(
+    samples: Ragged,
+    sampling_rate_ghz: NDArray[np.floating] | float,
+    polarity: Polarity,
+    settings: CandidateConfig,
+) -> tuple[Normalised, Ragged, NDArray[np.float32]]:
+    """Normalise raw waveforms, find their candidates and pre-select them, as
+    training (:func:`dndx.truth.preparation.prepare_waveforms`) and serving
+    (:func:`dndx.chain.inference.infer_waveforms`) both do.
+
+    Args:
+        samples: ``n_waveforms`` rows of raw samples in any unit.
+        sampling_rate_ghz: the rate of each row, ``(n_waveforms,)``, or one for all.
+        polarity: the sign of the signal, or ``"auto"``
+            (:func:`dndx.chain.preprocessing.normalise`).
+        settings: the candidate step's settings.
+
+    Returns:
+        The waveforms at the model rate, their kept candidates (``n_waveforms``
+        rows of sample indices) and the candidates' windows,
+        ``(n_candidates, window_length)`` float32, C-contiguous.
+    """
+    norm = normalise(samples, sampling_rate_ghz, settings.model_sampling_rate_ghz, polarity)
+    before, after = settings.window_before, settings.window_after
+    candidates = find_candidates(
+        norm.samples,
+        norm.lengths,
+        settings.candidate_threshold_sigma,
+        before,
+        after,
+        settings.min_curvature_sigma,
+    )
+    candidates, windows = select_candidates(
+        candidates,
+        extract_windows(norm.samples, candidates, before, after),
+        settings.min_window_std_sigma,
+    )
+    return norm, candidates, np.ascontiguousarray(windows, dtype=np.float32)

@@ -3,9 +3,10 @@
 The chain is the one the models were trained on, with no truth anywhere:
 :func:`~dndx.chain.preprocessing.normalise` (baseline, noise and polarity from each
 waveform itself, resampling to the model's rate), peak candidates and their
-windows, the peak finder on every window, the working-point threshold, the
-peak encoding and the cluster counter. Everything runs on whole arrays of
-waveforms; the models run in large batches.
+windows (:func:`~dndx.chain.candidates.candidate_step`, as in training, with the
+bundle's :class:`~dndx.config.CandidateConfig`), the peak finder on every
+window, the working-point threshold, the peak encoding and the cluster counter.
+Everything runs on whole arrays of waveforms; the models run in large batches.
 
 The models enter through :class:`PeakModels`, so the same chain runs with ONNX
 Runtime (:class:`dndx.chain.onnx.OnnxModels`, the production path) or with
@@ -26,10 +27,9 @@ from numpy.typing import NDArray
 
 from dndx.chain.baselines import d2_peaks, time_clusterize
 from dndx.chain.bundle import ModelBundle
-from dndx.chain.candidates import extract_windows, find_candidates
+from dndx.chain.candidates import candidate_step
 from dndx.chain.encoding import encode_scored_candidates
 from dndx.chain.preprocessing import Normalised, Polarity, normalise, validate_rows
-from dndx.chain.preselection import select_candidates
 from dndx.errors import DndxError
 from dndx.ragged import Ragged
 
@@ -42,7 +42,6 @@ __all__ = [
     "STATUSES",
     "TRACK_FIELDS",
     "PeakModels",
-    "candidate_windows",
     "check_sampling_rate",
     "infer_rows",
     "infer_waveforms",
@@ -167,12 +166,14 @@ def minimum_length(bundle: ModelBundle, sampling_rate_ghz: float) -> int:
     """The fewest samples at ``sampling_rate_ghz`` a waveform needs: one
     candidate window at the models' rate.
 
-    >>> bundle = ModelBundle(1.5, 2.0, 0.0, 5, 9, 0.5, 1024, 3000 / 1024)
+    >>> from dndx.config import CandidateConfig
+    >>> candidates = CandidateConfig(1.5, 2.0, 0.0, 0.0, 5, 9)
+    >>> bundle = ModelBundle(candidates, 0.5, 1024, 3000 / 1024, {}, None)
     >>> minimum_length(bundle, 1.5), minimum_length(bundle, 1.2)
     (15, 12)
     """
-    scale = sampling_rate_ghz / bundle.model_sampling_rate_ghz
-    return max(2, math.ceil(bundle.window_length * scale))
+    scale = sampling_rate_ghz / bundle.candidates.model_sampling_rate_ghz
+    return max(2, math.ceil(bundle.candidates.window_length * scale))
 
 
 def _empty_results() -> pd.DataFrame:
@@ -245,29 +246,6 @@ def _statuses(
     return status
 
 
-def candidate_windows(
-    samples: Ragged, sampling_rate_ghz: float, polarity: Polarity, bundle: ModelBundle
-) -> tuple[Normalised, Ragged, NDArray[np.float32]]:
-    """The first steps of :func:`infer_waveforms`: the waveforms at the model rate,
-    their peak candidates, and the candidates' windows,
-    ``(n_candidates, window_length)`` float32, C-contiguous."""
-    norm = normalise(samples, sampling_rate_ghz, bundle.model_sampling_rate_ghz, polarity)
-    candidates = find_candidates(
-        norm.samples,
-        norm.lengths,
-        bundle.candidate_threshold_sigma,
-        bundle.window_before,
-        bundle.window_after,
-        bundle.min_curvature_sigma,
-    )
-    candidates, windows = select_candidates(
-        candidates,
-        extract_windows(norm.samples, candidates, bundle.window_before, bundle.window_after),
-        bundle.min_window_std_sigma,
-    )
-    return norm, candidates, np.ascontiguousarray(windows, dtype=np.float32)
-
-
 def infer_waveforms(
     samples: Ragged,
     sampling_rate_ghz: float,
@@ -298,7 +276,9 @@ def infer_waveforms(
     if len(samples) == 0:
         return _empty_results()
     bundle = models.bundle
-    norm, candidates, windows = candidate_windows(samples, sampling_rate_ghz, polarity, bundle)
+    norm, candidates, windows = candidate_step(
+        samples, sampling_rate_ghz, polarity, bundle.candidates
+    )
     rows = candidates.row_index()
     counter = encode_scored_candidates(
         norm.samples,
@@ -336,7 +316,7 @@ def infer_waveforms_d2(
         )
     if len(samples) == 0:
         return _empty_results()
-    rate = bundle.model_sampling_rate_ghz
+    rate = bundle.candidates.model_sampling_rate_ghz
     norm = normalise(samples, sampling_rate_ghz, rate, polarity)
     peaks = d2_peaks(norm.samples, norm.lengths, bundle.d2.t1_sigma, bundle.d2.t2)
     clusters = time_clusterize(
@@ -359,7 +339,7 @@ def _results(
     """The :data:`RESULT_COLUMNS` of each waveform from its peaks' samples at the
     model rate and its cluster count (``(n_waveforms,)``, valid for ``ok`` rows)."""
     n_peaks = peaks.lengths
-    peak_time_ns = (peaks.values / bundle.model_sampling_rate_ghz).astype(np.float32)
+    peak_time_ns = (peaks.values / bundle.candidates.model_sampling_rate_ghz).astype(np.float32)
     flat = _flat(samples)
     status = _statuses(samples, norm, n_peaks, bundle.n_bins * bundle.samples_per_bin, flat)
     # A flat row has no noise and no sign: say so rather than report the

@@ -125,7 +125,7 @@ class OnnxModels:
         directory = Path(bundle_dir)
         bundle = ModelBundle.load(directory)
         peak_finder = _session(
-            directory / PEAK_FINDER_FILE, providers, "window", (bundle.window_length, 1)
+            directory / PEAK_FINDER_FILE, providers, "window", (bundle.candidates.window_length, 1)
         )
         counter = _session(
             directory / COUNTER_FILE, providers, "peaks", (bundle.n_bins, N_CHANNELS)
@@ -172,7 +172,7 @@ class OnnxModels:
         Raises:
             InputError: a graph returned NaN or inf.
         """
-        self.peak_probability(np.zeros((1, self.bundle.window_length), np.float32))
+        self.peak_probability(np.zeros((1, self.bundle.candidates.window_length), np.float32))
         self.count_clusters(np.zeros((1, self.bundle.n_bins, N_CHANNELS), np.float32))
 
     def peak_probability(self, windows: NDArray[np.float32]) -> NDArray[np.float32]:

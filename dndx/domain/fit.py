@@ -47,7 +47,6 @@ __all__ = [
     "MISSING_PENALTY",
     "SHAPE_TOLERANCE",
     "TARGET_FILE",
-    "TARGET_FIT_PATH",
     "Setting",
     "TargetFit",
     "Trial",
@@ -65,8 +64,6 @@ MISSING_PENALTY = 100.0
 
 #: The target fit's file in a model bundle directory: the registered pair's target lineage.
 TARGET_FILE = "target.json"
-#: Where the ``profile`` stage writes its :class:`TargetFit`, in the DVC project.
-TARGET_FIT_PATH = Path("data/target/fit.json")
 #: An RMS difference of the mean pulse shapes (1 at the top) worth one limit.
 SHAPE_TOLERANCE = 0.1
 

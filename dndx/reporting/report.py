@@ -114,7 +114,10 @@ def _preselection(check: PreselectionCheck) -> str:
     1000 test candidates (37.0 %). Scored anyway, 0 of them pass ...
     """
     if check.min_window_std_sigma <= 0:
-        return "Off (`prepare.min_window_std_sigma` is 0): every candidate reaches the peak finder."
+        return (
+            "Off (`prepare.candidates.min_window_std_sigma` is 0): every candidate "
+            "reaches the peak finder."
+        )
     share = 100 * check.n_dropped / check.n_candidates if check.n_candidates else 0.0
     return (
         f"Candidates whose window spreads less than {format_number(check.min_window_std_sigma)} "

@@ -52,7 +52,7 @@ def score_bundle(
     """Run a bundle through the inference path (ONNX Runtime) on the test waveforms
     and score it against the truth: peak efficiency x purity and counting figures."""
     found = _infer(OnnxModels.load(bundle_dir), test)
-    rate = params.prepare.model_sampling_rate_ghz
+    rate = params.prepare.candidates.model_sampling_rate_ghz
     detected = Ragged.from_rows([np.asarray(t) * rate for t in found["peak_time_ns"]], np.float64)
     expected = Ragged.from_rows(
         [np.asarray(t) * rate for t in truth["expected_time_ns"]], np.float64

@@ -79,7 +79,7 @@ def _score_cells(
         data.adc,
         data.info["waveform_id"].to_numpy(),
         data.info["sampling_rate_ghz"].to_numpy(),
-        prepare.model_sampling_rate_ghz,
+        prepare.candidates.model_sampling_rate_ghz,
     )
 
 
@@ -113,7 +113,7 @@ def count_track_cells(
         (:func:`dndx.truth.charge.cell_charge`) under ``dedx``.
     """
     cells = _score_cells(data, prepare, peak_finder, score_threshold)
-    rate = prepare.model_sampling_rate_ghz
+    rate = prepare.candidates.model_sampling_rate_ghz
     counter_input = encode_scored_candidates(
         cells.samples,
         cells.lengths,

@@ -13,9 +13,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from dndx.chain.candidates import extract_windows, find_candidates
-from dndx.chain.preprocessing import normalise
-from dndx.chain.preselection import select_candidates
+from dndx.chain.candidates import candidate_step
 from dndx.config import PrepareConfig
 from dndx.ragged import Ragged
 from dndx.truth.labels import expected_peaks, match_peaks
@@ -64,20 +62,9 @@ class PreparedChunk:
 def prepare_waveforms(data: WaveformSet, cfg: PrepareConfig) -> PreparedChunk:
     """Candidates, windows and truth labels of simulated waveforms."""
     info = data.info
-    rate = cfg.model_sampling_rate_ghz
-    norm = normalise(data.adc, info["sampling_rate_ghz"].to_numpy(), rate)
-    candidates = find_candidates(
-        norm.samples,
-        norm.lengths,
-        cfg.candidate_threshold_sigma,
-        cfg.window_before,
-        cfg.window_after,
-        cfg.min_curvature_sigma,
-    )
-    candidates, windows = select_candidates(
-        candidates,
-        extract_windows(norm.samples, candidates, cfg.window_before, cfg.window_after),
-        cfg.min_window_std_sigma,
+    rate = cfg.candidates.model_sampling_rate_ghz
+    norm, candidates, windows = candidate_step(
+        data.adc, info["sampling_rate_ghz"].to_numpy(), "auto", cfg.candidates
     )
 
     electrons = data.electrons
@@ -128,7 +115,7 @@ def prepare_waveforms(data: WaveformSet, cfg: PrepareConfig) -> PreparedChunk:
     )
     waveforms["expected_drift_time_ns"] = _split(drift_ns.astype(np.float32), expected.time_ns)
     waveforms["expected_n_primary"] = _split(expected.n_primary.astype(np.int16), expected.time_ns)
-    return PreparedChunk(candidate_table, windows.astype(np.float32), waveforms)
+    return PreparedChunk(candidate_table, windows, waveforms)
 
 
 def _split(values: NDArray, like: Ragged) -> list[NDArray]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +9,7 @@ import pandas as pd
 
 from dndx.chain.onnx import OnnxModels
 from dndx.chain.preselection import check_preselection, recall_safe_threshold, window_spread
-from dndx.config import parse_params
+from dndx.config import parse_params, with_candidates
 from dndx.simulation.generator import simulate_range
 from dndx.truth.preparation import prepare_waveforms
 from tests.conftest import tiny_params
@@ -18,7 +17,7 @@ from tests.conftest import tiny_params
 
 def test_preselection_keeps_every_true_peak_the_peak_finder_accepts(untrained_pair: Path) -> None:
     params = parse_params(tiny_params())
-    every = dataclasses.replace(params.prepare, min_window_std_sigma=0.0)
+    every = with_candidates(params.prepare, min_window_std_sigma=0.0)
     models = OnnxModels.load(untrained_pair / "bundle")
     validation = simulate_range(params.simulate, "validation", 0, params.simulate.n_validation)
     full = prepare_waveforms(validation, every)
@@ -30,9 +29,7 @@ def test_preselection_keeps_every_true_peak_the_peak_finder_accepts(untrained_pa
 
     chosen = accepted(full.windows, full.candidates["label"].to_numpy())
     threshold = recall_safe_threshold(window_spread(full.windows), chosen, 0.1)
-    selected = prepare_waveforms(
-        validation, dataclasses.replace(every, min_window_std_sigma=threshold)
-    )
+    selected = prepare_waveforms(validation, with_candidates(every, min_window_std_sigma=threshold))
 
     key = ["waveform_id", "sample"]
     kept = full.candidates.reset_index().merge(selected.candidates[key], on=key)

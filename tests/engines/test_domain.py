@@ -43,7 +43,7 @@ from flows.runtime import ensure_prefect_api
 
 PARAMS = load_params()
 CFG = PARAMS.domain
-THRESHOLD = PARAMS.prepare.candidate_threshold_sigma
+THRESHOLD = PARAMS.prepare.candidates.candidate_threshold_sigma
 
 
 def _simulate(n: int, seed: int, **settings: Any) -> WaveformSet:

@@ -46,22 +46,19 @@ def test_training_and_inference_encode_the_same_waveforms(
     from tasks.encoding import encode_chunk
 
     params = parse_params(tiny_params())
-    rate = params.prepare.model_sampling_rate_ghz
+    rate = params.prepare.candidates.model_sampling_rate_ghz
     n_bins = params.counter_input.n_bins
     simulated = prepared_data / "data/simulated/test" / part_name(0)
     model_path = untrained_pair / "peak_finder.keras"
     # A working point inside the untrained model's range, so that both decisions occur.
     candidates, windows = read_candidates(prepared_data / "data/prepared/test")
     bundle = ModelBundle(
-        model_sampling_rate_ghz=rate,
-        candidate_threshold_sigma=params.prepare.candidate_threshold_sigma,
-        min_curvature_sigma=params.prepare.min_curvature_sigma,
-        min_window_std_sigma=params.prepare.min_window_std_sigma,
-        window_before=params.prepare.window_before,
-        window_after=params.prepare.window_after,
+        candidates=params.prepare.candidates,
         score_threshold=0.0,
         n_bins=n_bins,
         samples_per_bin=samples_per_bin(params.simulate.window_ns, rate, n_bins),
+        provenance={},
+        d2=None,
     )
     models = KerasPeakFinder(model_path, bundle)
     threshold = float(np.median(models.peak_probability(windows)))

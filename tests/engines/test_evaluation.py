@@ -17,7 +17,7 @@ import pytest
 
 from dndx.chain.encoding import N_CHANNELS, encode_scored_candidates, samples_per_bin
 from dndx.chain.preprocessing import normalise
-from dndx.config import load_params, parse_params
+from dndx.config import load_params, parse_params, with_candidates
 from dndx.errors import ConfigError, InputError
 from dndx.io.dataset import part_name, part_paths, read_waveform_set, write_waveform_set
 from dndx.io.prepared import write_prepared
@@ -288,7 +288,7 @@ def _fake_counter_inputs(data_dir: Path, split: str, rng: np.random.Generator) -
         table = chunk.candidates
         label = table["label"].to_numpy()
         probability = np.clip(0.1 + 0.8 * label + 0.15 * rng.standard_normal(len(label)), 0, 1)
-        rate = prepare.model_sampling_rate_ghz
+        rate = prepare.candidates.model_sampling_rate_ghz
         norm = normalise(data.adc, data.info["sampling_rate_ghz"].to_numpy(), rate)
         rows = np.searchsorted(data.info["waveform_id"].to_numpy(), table["waveform_id"])
         candidates = Ragged.from_lengths(
@@ -331,7 +331,7 @@ def _fake_models(data_dir: Path) -> None:
     peak_dir.mkdir(parents=True)
     finder = build_peak_finder(
         dataclasses.replace(PARAMS.peak_finder, lstm_units=(4,), dense_units=(4,)),
-        window_length=PARAMS.prepare.window_length,
+        window_length=PARAMS.prepare.candidates.window_length,
         seed=3,
     )
     finder.save(peak_dir / "model.keras")
@@ -369,8 +369,8 @@ _PEAK_COUNTS = ("n_true", "n_detected", "n_matched")
 def _dropped_by_the_preselection(data_dir: Path) -> pd.DataFrame:
     """The test candidates, found without the cut, whose windows spread less than
     it allows: their label, and whether the fake peak finder accepts them."""
-    every = dataclasses.replace(PARAMS.prepare, min_window_std_sigma=0.0)
-    cut_sigma = PARAMS.prepare.min_window_std_sigma
+    every = with_candidates(PARAMS.prepare, min_window_std_sigma=0.0)
+    cut_sigma = PARAMS.prepare.candidates.min_window_std_sigma
     finder = keras.saving.load_model(data_dir / "models/peak_finder/model.keras")
     dropped = []
     for path in part_paths(data_dir / "simulated" / "test"):
@@ -428,14 +428,7 @@ def test_evaluate_flow_writes_metrics_report_and_plots(tmp_path: Path, prefect_a
     params = dataclasses.replace(
         PARAMS, counter_input=dataclasses.replace(PARAMS.counter_input, n_bins=N_BINS)
     )
-    returned = evaluate(
-        params,
-        data_dir=data_dir,
-        metrics_path=metrics_path,
-        separation_path=separation_path,
-        report_path=report_path,
-        plots_dir=plots_dir,
-    )
+    returned = evaluate(params, tmp_path)
 
     metrics = json.loads(metrics_path.read_text())
     assert metrics == returned
@@ -468,7 +461,10 @@ def test_evaluate_flow_writes_metrics_report_and_plots(tmp_path: Path, prefect_a
     # The candidate scores are those of the written decisions.
     # The pre-selection's check finds the test candidates anew: the ones it keeps
     # are the prepared ones, the ones it drops are scored.
-    assert metrics["preselection.min_window_std_sigma"] == PARAMS.prepare.min_window_std_sigma
+    assert (
+        metrics["preselection.min_window_std_sigma"]
+        == PARAMS.prepare.candidates.min_window_std_sigma
+    )
     assert metrics["preselection.candidates"] - metrics["preselection.dropped"] == len(scores)
     dropped = _dropped_by_the_preselection(data_dir)
     assert metrics["preselection.dropped"] == len(dropped)

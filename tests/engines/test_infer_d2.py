@@ -78,7 +78,7 @@ def test_d2_method_gives_the_d2_baselines_counts_and_sums_them_per_track(
     results = pd.read_parquet(out)
     assert len(results) == N_WAVEFORMS
     assert list(results.columns) == [*RESULT_SCHEMA.names, "track", "path_cm"]
-    norm = normalise(adc, RATE_GHZ, ModelBundle.load(bundle_dir).model_sampling_rate_ghz)
+    norm = normalise(adc, RATE_GHZ, ModelBundle.load(bundle_dir).candidates.model_sampling_rate_ghz)
     peaks = d2_peaks(norm.samples, norm.lengths, SETTINGS.t1_sigma, SETTINGS.t2)
     clusters = time_clusterize(
         Ragged(peaks.values / norm.sampling_rate_ghz, peaks.offsets),

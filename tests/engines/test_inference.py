@@ -29,7 +29,7 @@ from dndx.chain.bundle import ModelBundle
 from dndx.chain.inference import RESULT_COLUMNS, RESULT_SCHEMA, infer_waveforms, results_table
 from dndx.chain.onnx import COUNTER_BATCH, PEAK_FINDER_BATCH, OnnxModels
 from dndx.chain.preprocessing import estimate_baseline_noise
-from dndx.config import load_params
+from dndx.config import load_params, with_candidates
 from dndx.errors import DndxError, InputError
 from dndx.io.inference_store import Chunk, ChunkResult
 from dndx.io.readers import WaveformSource
@@ -152,7 +152,7 @@ def test_a_bundle_that_does_not_fit_its_graphs_is_refused(bundle_dir: Path, tmp_
     for name in ("peak_finder.onnx", "cluster_counter.onnx"):
         (tmp_path / name).write_bytes((bundle_dir / name).read_bytes())
     bundle = ModelBundle.load(bundle_dir)
-    ModelBundle(**{**bundle.__dict__, "window_after": 7}).save(tmp_path)
+    with_candidates(bundle, window_after=7).save(tmp_path)
     with pytest.raises(InputError, match=r"peak_finder\.onnx: input 'window' has shape"):
         OnnxModels.load(tmp_path)
 

@@ -71,7 +71,7 @@ def test_cepc_candidates_on_tagged_peaks_are_signal(tmp_path: Path) -> None:
     tagged_ns = {at / RATE_GHZ for p in PEAKS for at, tag in p if tag in (1, 2)}
     for time_ns in signal["time_ns"]:
         gap = min(abs(time_ns - t) for t in tagged_ns)
-        assert gap <= prepare.match_tolerance_samples / prepare.model_sampling_rate_ghz
+        assert gap <= prepare.match_tolerance_samples / prepare.candidates.model_sampling_rate_ghz
     # The background-tagged pulse at sample 220 is a candidate but not signal.
     assert np.isclose(noise["time_ns"], 220 / RATE_GHZ, atol=2.0).any()
     assert chunk.waveforms["n_clusters"].tolist() == [2, 3, 1, 2]

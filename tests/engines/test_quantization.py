@@ -208,7 +208,9 @@ def test_quantizing_drops_only_the_advice_to_pre_process(
     from dndx.chain.bundle import PEAK_FINDER_FILE
     from tasks.quantization import quantize_bundle
 
-    windows = np.zeros((8, OnnxModels.load(untrained_pair / "bundle").bundle.window_length))
+    windows = np.zeros(
+        (8, OnnxModels.load(untrained_pair / "bundle").bundle.candidates.window_length)
+    )
     with caplog.at_level("WARNING"):
         # ONNX Runtime called bare gives the advice on the root logger ...
         quantize_dynamic(

@@ -16,10 +16,11 @@ import pytest
 import yaml
 
 from dndx.config import TargetConfig, load_params
-from dndx.domain.fit import TARGET_FIT_PATH, TargetFit, adapted_params
+from dndx.domain.fit import TargetFit, adapted_params
 from dndx.domain.target import target_sources
 from dndx.errors import InputError
 from dndx.io.labelled_writer import write_labelled
+from dndx.paths import TARGET_FIT_PATH
 from dndx.simulation.generator import simulate_range
 
 PARAMS = load_params()
@@ -91,7 +92,8 @@ def test_the_stage_stops_in_one_line_before_prefect_and_writes_nothing(project: 
     )
     assert result.returncode == 2
     assert result.stderr.splitlines()[-1] == (
-        "dndx: error: examples/target/run1.h5: sampling-rate column 'dndx/sampling_rate_ghz' "
+        f"dndx: error: {project}/examples/target/run1.h5: "
+        "sampling-rate column 'dndx/sampling_rate_ghz' "
         "holds 1.5 GS/s, which contradicts target.sampling_rate_ghz 1.2"
     )
     assert "Beginning flow run" not in result.stderr + result.stdout

@@ -14,6 +14,7 @@ from dndx.config import PARAMS_PATH, PARTICLE_MASSES_GEV, load_params, parse_par
 from dndx.errors import ConfigError, InputError
 from dndx.io.dataset import part_name, part_paths, read_waveform_set, write_waveform_set
 from dndx.io.labelled_writer import write_labelled
+from dndx.paths import TRACKS_DIR
 from dndx.physics import cluster_density_per_cm
 from dndx.scoring.evaluation import BaselineTuning
 from dndx.scoring.separation import spread, track_dndx
@@ -143,11 +144,11 @@ def test_the_tracks_flow_writes_every_chunk_of_every_split(
 ) -> None:
     params = parse_params(tiny_params())
     cfg = params.tracks
-    counts = tracks(params, tmp_path / "tracks")
+    counts = tracks(params, tmp_path)
     n_sets = len(cfg.particles) * len(cfg.momenta_gev)
     assert counts == {"validation": n_sets * cfg.n_validation, "test": n_sets * cfg.n_test}
     for split in TRACK_SPLITS:
-        paths = part_paths(tmp_path / "tracks" / split)
+        paths = part_paths(tmp_path / TRACKS_DIR / split)
         chunks = track_chunks(cfg, split)
         assert len(paths) == len(chunks)
         written = read_waveform_set(paths[-1])
@@ -160,7 +161,7 @@ def test_the_tracks_flow_writes_every_chunk_of_every_split(
 def _count_with_stand_ins(data: WaveformSet) -> pd.DataFrame:
     """Stand-ins for the models: a peak finder that thresholds the window's
     centre, and a counter that counts the detected peaks of its input."""
-    before = PARAMS.prepare.window_before
+    before = PARAMS.prepare.candidates.window_before
     no_scan = pd.DataFrame()
     tuning = BaselineTuning(
         D2Tuning(3.0, 1.0, no_scan),
@@ -229,13 +230,13 @@ def test_imported_files_of_one_particle_each_are_cut_into_tracks_and_separated(
         "particles": {"*/pi.root": "pi", "*/K.root": "K"},
     }
     params = parse_params(tiny_params(data=data))
-    ingest(params, tmp_path / "ingested", tmp_path / "ingest.json")
+    ingest(params, tmp_path)
 
-    counts = tracks(params, tmp_path / "tracks", tmp_path / "ingested")
+    counts = tracks(params, tmp_path)
 
     assert counts == {"validation": 4, "test": 9}
     test = WaveformSet.concatenate(
-        [read_waveform_set(p) for p in part_paths(tmp_path / "tracks" / "test")]
+        [read_waveform_set(p) for p in part_paths(tmp_path / TRACKS_DIR / "test")]
     )
     info = test.info
     assert len(info) == 90
@@ -265,5 +266,5 @@ def test_ingested_waveforms_of_no_particle_make_no_track_and_say_why(tmp_path: P
     write_waveform_set(data, tmp_path / "ingested" / "test" / part_name(0))
     cfg = dataclasses.replace(TRACKS, n_cells=10)
     with pytest.raises(InputError, match=r"no track of 10 cells in 20 waveforms.*data\.particles"):
-        group_ingested_tracks.fn(cfg, "test", tmp_path / "ingested", tmp_path / "tracks")
-    assert not (tmp_path / "tracks").exists()
+        group_ingested_tracks.fn(cfg, "test", tmp_path / "ingested", tmp_path / TRACKS_DIR)
+    assert not (tmp_path / TRACKS_DIR).exists()

@@ -260,8 +260,9 @@ def test_the_registered_pair_carries_its_training_domain(trained_project: Traine
 def test_the_target_is_profiled_fitted_trained_on_and_recorded(
     trained_project: TrainedProject,
 ) -> None:
-    from dndx.domain.fit import TARGET_FILE, TARGET_FIT_PATH, TargetFit
+    from dndx.domain.fit import TARGET_FILE, TargetFit
     from dndx.io.dataset import read_waveform_set
+    from dndx.paths import TARGET_FIT_PATH
 
     project = trained_project.path
     fit = TargetFit.load(project / TARGET_FIT_PATH)

@@ -169,9 +169,9 @@ def test_wrong_types_name_key_value_and_allowed(path: str, value: Any, message: 
         ),
         ("simulate.polarities", [], "simulate.polarities = []: should be a non-empty list"),
         (
-            "prepare.window_before",
+            "prepare.candidates.window_before",
             -1,
-            "prepare.window_before = -1: should be greater than or equal to 0",
+            "prepare.candidates.window_before = -1: should be greater than or equal to 0",
         ),
         ("simulate.window_ns", float("inf"), "simulate.window_ns = inf: should be a finite"),
         ("simulate.chunk_size", 2600, "simulate: chunk_size = 2600 should be a multiple of"),

@@ -105,7 +105,7 @@ def validation_set() -> ValidationSet:
     prep = params.prepare
     data = simulate_range(sim, "validation", 0, 40)
     waveforms = prepare_waveforms(data, prep).waveforms
-    rate = prep.model_sampling_rate_ghz
+    rate = prep.candidates.model_sampling_rate_ghz
     norm = normalise(data.adc, data.info["sampling_rate_ghz"].to_numpy(), rate)
     expected = Ragged.from_lengths(
         np.concatenate(waveforms["expected_time_ns"].to_list()).astype(np.float64) * rate,

@@ -17,7 +17,7 @@ from dndx.domain.profile import DomainProfile
 from dndx.errors import ConfigError, InputError
 
 PARAMS = load_params()
-THRESHOLD = PARAMS.prepare.candidate_threshold_sigma
+THRESHOLD = PARAMS.prepare.candidates.candidate_threshold_sigma
 # Small but enough: 300 waveforms a candidate, 8 random starts, two passes.
 FIT = dataclasses.replace(
     PARAMS.target.fit,

@@ -28,7 +28,7 @@ def prepared():
 
 def test_signal_labels_lie_near_true_electrons(prepared) -> None:
     data, chunk = prepared
-    rate = PREP.model_sampling_rate_ghz
+    rate = PREP.candidates.model_sampling_rate_ghz
     electrons = data.electrons
     delay = pulse_peak_delay_ns(data.info["rise_time_ns"], data.info["fall_time_ns"])
     signal = chunk.candidates[chunk.candidates["label"] == 1]
@@ -44,7 +44,7 @@ def test_no_expected_peak_is_matched_twice(prepared) -> None:
     per_waveform = chunk.candidates.groupby("waveform_id")["label"].sum()
     expected = chunk.waveforms.set_index("waveform_id")["n_expected_peaks"]
     assert np.all(per_waveform <= expected.loc[per_waveform.index])
-    assert chunk.windows.shape == (len(chunk.candidates), PREP.window_length)
+    assert chunk.windows.shape == (len(chunk.candidates), PREP.candidates.window_length)
 
 
 def _greedy_reference(det: list[float], exp: list[float], tol: float) -> list[int]:
