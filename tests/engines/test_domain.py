@@ -22,7 +22,11 @@ from flows.cli import main as cli
 from flows.infer import _judge_domain, infer
 from flows.infer_plan import plan_inference
 from flows.runtime import ensure_prefect_api
-from tests.unit.domain.test_profile import _simulate, shifted, training_domain
+from tests.front_ends import (
+    shifted,
+    simulate_waveforms,
+    training_domain,
+)
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +52,7 @@ def domain_bundle(untrained_pair: Path, tmp_path_factory: pytest.TempPathFactory
 def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A training-like and a shifted NPZ file at 1.5 GS/s, and an empty one."""
     root = tmp_path_factory.mktemp("files")
-    data = _simulate(300, seed=6, sampling_rates_ghz=(1.5,))
+    data = simulate_waveforms(300, seed=6, sampling_rates_ghz=(1.5,))
     rates = data.info["sampling_rate_ghz"].to_numpy()
     paths = {name: root / f"{name}.npz" for name in ("like", "shifted", "empty")}
     np.savez(paths["like"], waveforms=np.stack(list(data.adc)))

@@ -16,6 +16,7 @@ import pytest
 
 from dndx.chain.encoding import N_CHANNELS, encode_scored_candidates, samples_per_bin
 from dndx.chain.preprocessing import normalise
+from dndx.config import load_params
 from dndx.io.dataset import part_name, part_paths, read_waveform_set, write_waveform_set
 from dndx.io.prepared import write_prepared
 from dndx.ragged import Ragged
@@ -28,8 +29,8 @@ from dndx.scoring.track_evaluation import TRACK_METHODS
 from dndx.simulation.generator import simulate_range
 from dndx.simulation.tracks import simulate_tracks, track_chunks
 from dndx.truth.preparation import prepare_waveforms
-from tests.unit.scoring.test_evaluation import PARAMS
 
+PARAMS = load_params()
 SIM = dataclasses.replace(
     PARAMS.simulate, n_train=30, n_validation=60, n_test=60, block_size=30, chunk_size=30
 )

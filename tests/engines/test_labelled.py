@@ -13,12 +13,13 @@ import pytest
 from dndx.io.labelled import LabelledLayout, summarise_file
 from flows.cli import main
 from tests.labelled_files import (
+    MIN_SAMPLES,
     PEAKS,
     cepc_branches,
     random_cepc_branches,
+    without_branch,
     write_tree,
 )
-from tests.unit.io.test_labelled import MIN_SAMPLES, _drop
 
 
 def test_data_check_reports_and_fails_on_a_problem(
@@ -31,7 +32,7 @@ def test_data_check_reports_and_fails_on_a_problem(
     assert "tags 0/1/2: 1/8/4" in out
     assert "particles K" in out
     assert "mean ncls 2.00" in out
-    bad = write_tree(tmp_path / "bad.root", _drop(cepc_branches(), "ncls"))
+    bad = write_tree(tmp_path / "bad.root", without_branch(cepc_branches(), "ncls"))
     assert main(["data", "check", str(good), str(bad), "--layout", "cepc"]) == 2
     captured = capsys.readouterr()
     assert "first problem" in captured.out

@@ -25,8 +25,7 @@ from flows.ingest import ingest
 from flows.tracks import tracks
 from tasks.tracks import group_ingested_tracks
 from tests.conftest import tiny_params
-from tests.unit.scoring.test_track_evaluation import _count_with_stand_ins
-from tests.unit.simulation.test_tracks import TRACKS, _simulate
+from tests.track_cells import TRACKS, count_with_stand_ins, simulate_cells
 
 
 def test_the_tracks_flow_writes_every_chunk_of_every_split(
@@ -57,11 +56,11 @@ def test_imported_files_of_one_particle_each_are_cut_into_tracks_and_separated(
     pion, kaon = track_sets(TRACKS, "test")[1], track_sets(TRACKS, "test")[3]
     # 57 pion and 40 kaon test cells, tracks of 10: 5 + 4 tracks, 7 pions left out.
     files = {
-        "test/pi.root": _simulate(pion, 0, 3).take(np.arange(57)),
-        "test/K.root": _simulate(kaon, 0, 2),
-        "validation/pi.root": _simulate(pion, 0, 1, "validation"),
-        "validation/K.root": _simulate(kaon, 0, 1, "validation"),
-        "train/pi.root": _simulate(pion, 3, 4),
+        "test/pi.root": simulate_cells(pion, 0, 3).take(np.arange(57)),
+        "test/K.root": simulate_cells(kaon, 0, 2),
+        "validation/pi.root": simulate_cells(pion, 0, 1, "validation"),
+        "validation/K.root": simulate_cells(kaon, 0, 1, "validation"),
+        "train/pi.root": simulate_cells(pion, 3, 4),
     }
     root = tmp_path / "labelled"
     for name, data in files.items():
@@ -95,7 +94,7 @@ def test_imported_files_of_one_particle_each_are_cut_into_tracks_and_separated(
     assert pions.tolist() == files["test/pi.root"].info["n_clusters"].to_numpy()[:50].tolist()
     assert info["path_length_cm"].isna().all()
 
-    cells = _count_with_stand_ins(test)
+    cells = count_with_stand_ins(test)
     assert np.isfinite(cells[DEDX]).all() and (cells[DEDX] > 0).all()
     evaluation = evaluate_tracks(cells, params.evaluate.dedx_keep_fraction)
     per_cell = evaluation.tracks.set_index("track_id")[TRUTH]
@@ -105,7 +104,7 @@ def test_imported_files_of_one_particle_each_are_cut_into_tracks_and_separated(
 
 
 def test_ingested_waveforms_of_no_particle_make_no_track_and_say_why(tmp_path: Path) -> None:
-    data = _simulate(track_sets(TRACKS, "test")[0], 0, 1)
+    data = simulate_cells(track_sets(TRACKS, "test")[0], 0, 1)
     data.info["particle"] = ""
     write_waveform_set(data, tmp_path / "ingested" / "test" / part_name(0))
     cfg = dataclasses.replace(TRACKS, n_cells=10)

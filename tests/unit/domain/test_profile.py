@@ -8,75 +8,27 @@ one-pole low-pass filter), drawn from a seeded generator.
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 import json
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
-from scipy.signal import lfilter
 
-from dndx.config import load_params
 from dndx.domain.profile import (
     DOMAIN_FILE,
-    DomainProfile,
     TrainingDomain,
     judge,
-    profile_waveforms,
     shape_times,
 )
 from dndx.errors import InputError
 from dndx.physics import pulse_peak_norm
-from dndx.ragged import Ragged
-from dndx.simulation.generator import simulate_range
-from dndx.waveforms import WaveformSet
-
-PARAMS = load_params()
-CFG = PARAMS.domain
-THRESHOLD = PARAMS.prepare.candidate_threshold_sigma
-
-
-def _simulate(n: int, seed: int, **settings: Any) -> WaveformSet:
-    # Ranges given as (low, high) are validated into Range as in params.yaml.
-    cfg = dataclasses.replace(
-        PARAMS.simulate, seed=seed, n_train=n, block_size=100, chunk_size=100, **settings
-    )
-    return simulate_range(cfg, "train", 0, n)
-
-
-def _profile(data: WaveformSet | Ragged, rates: np.ndarray | None = None) -> DomainProfile:
-    if isinstance(data, WaveformSet):
-        return profile_waveforms(
-            data.adc, data.info["sampling_rate_ghz"].to_numpy(), CFG, THRESHOLD
-        )
-    assert rates is not None
-    return profile_waveforms(data, rates, CFG, THRESHOLD)
-
-
-def shifted(data: WaveformSet, rng: np.random.Generator, shaping_ns: float) -> Ragged:
-    """``data`` through an extra exponential shaping stage of ``shaping_ns`` (its
-    gain chosen to keep pulse heights alike), plus band-limited noise: white noise
-    through a one-pole low-pass of 2 ns, of 8 % of the single-electron amplitude."""
-    rows = []
-    for i, row in enumerate(data.adc):
-        rate = float(data.info["sampling_rate_ghz"][i])
-        baseline = float(data.info["baseline_adc"][i])
-        signal = row.astype(np.float64) - baseline
-        kernel = np.exp(-np.arange(int(8 * shaping_ns * rate)) / (shaping_ns * rate))
-        signal = np.convolve(signal, kernel / kernel.sum())[: len(signal)] * shaping_ns / 2
-        decay = np.exp(-1 / (2.0 * rate))
-        noise = lfilter([np.sqrt(1 - decay**2)], [1, -decay], rng.standard_normal(len(row)))
-        sigma = 0.08 * float(data.info["single_electron_amplitude_adc"][i])
-        rows.append(baseline + signal + sigma * noise)
-    return Ragged.from_rows(rows, np.float64)
-
-
-@functools.cache
-def training_domain() -> TrainingDomain:
-    """The profile of waveforms drawn over every setting of the simulate section."""
-    return TrainingDomain(_profile(_simulate(1000, seed=1)), CFG)
+from tests.front_ends import (
+    CFG,
+    profile_of,
+    shifted,
+    simulate_waveforms,
+    training_domain,
+)
 
 
 @pytest.fixture
@@ -87,7 +39,7 @@ def training() -> TrainingDomain:
 def test_the_profile_recovers_a_known_front_end() -> None:
     # Sparse waveforms (short chords, no diffusion) of one front end at one rate.
     rise_ns, fall_ns = 0.8, 4.0
-    data = _simulate(
+    data = simulate_waveforms(
         600,
         seed=2,
         cell_half_width_cm=(0.05, 0.1),
@@ -99,7 +51,7 @@ def test_the_profile_recovers_a_known_front_end() -> None:
         sampling_rates_ghz=(1.5,),
         polarities=(-1,),
     )
-    profile = _profile(data)
+    profile = profile_of(data)
     # The single-electron response of the simulator, finely sampled.
     t = np.arange(0.0, 60.0, 0.01)
     response = pulse_peak_norm(rise_ns, fall_ns) * (np.exp(-t / fall_ns) - np.exp(-t / rise_ns))
@@ -138,25 +90,27 @@ def test_the_profile_recovers_a_known_front_end() -> None:
 def test_files_of_the_training_simulator_at_any_setting_are_in(
     training: TrainingDomain, settings: dict[str, object]
 ) -> None:
-    verdict = judge(_profile(_simulate(500, seed=3, **settings)), training)
+    verdict = judge(profile_of(simulate_waveforms(500, seed=3, **settings)), training)
     assert verdict.verdict == "in", verdict
 
 
 def test_slower_shaping_or_band_limited_noise_is_outside(training: TrainingDomain) -> None:
-    data = _simulate(500, seed=4)
+    data = simulate_waveforms(500, seed=4)
     rates = data.info["sampling_rate_ghz"].to_numpy()
-    verdict = judge(_profile(shifted(data, np.random.default_rng(5), 6.0), rates), training)
+    verdict = judge(profile_of(shifted(data, np.random.default_rng(5), 6.0), rates), training)
     assert verdict.verdict == "outside"
     outside = {d.quantity for d in verdict.differences if d.outside}
     assert "noise_autocorrelation_1ns" in outside
     # Three times the simulator's slowest fall, white noise: the pulse shape alone.
-    slow = judge(_profile(_simulate(500, seed=4, fall_time_ns=(15.0, 15.0))), training)
+    slow = judge(profile_of(simulate_waveforms(500, seed=4, fall_time_ns=(15.0, 15.0))), training)
     assert slow.verdict == "outside"
     assert {d.quantity for d in slow.differences if d.outside} >= {"fall_time_ns"}
     fall = next(d for d in slow.differences if d.quantity == "fall_time_ns")
     assert fall.change is not None and fall.change > 2.0
     # The simulator's own band-limited noise (benchmarks/domain.py's `noise` domain).
-    noisy = judge(_profile(_simulate(500, seed=4, noise_correlation_time_ns=(1.0, 3.0))), training)
+    noisy = judge(
+        profile_of(simulate_waveforms(500, seed=4, noise_correlation_time_ns=(1.0, 3.0))), training
+    )
     assert "noise_autocorrelation_1ns" in {d.quantity for d in noisy.differences if d.outside}
 
 

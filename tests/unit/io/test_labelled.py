@@ -19,20 +19,18 @@ from dndx.io.labelled_writer import write_labelled
 from dndx.simulation.generator import simulate_range
 from dndx.truth.preparation import prepare_waveforms
 from tests.labelled_files import (
+    MIN_SAMPLES,
     N_SAMPLES,
     PEAKS,
     RATE_GHZ,
     cepc_branches,
+    without_branch,
     write_hdf5,
     write_parquet,
     write_tree,
 )
 
 _WRITERS = {"root": write_tree, "hdf5": write_hdf5}
-
-
-#: Waveforms shorter than one candidate window (15 samples) are skipped.
-MIN_SAMPLES = 15
 
 
 def test_cepc_file_reads_tagged_peaks_as_truth(tmp_path: Path) -> None:
@@ -122,16 +120,16 @@ def test_one_bad_waveform_is_skipped_with_its_entry(
 
 
 BAD_FILES = [
-    ("missing branch", lambda p: write_tree(p, _drop(cepc_branches(), "tag")), "names.tag"),
+    (
+        "missing branch",
+        lambda p: write_tree(p, without_branch(cepc_branches(), "tag")),
+        "names.tag",
+    ),
     ("wrong tree", lambda p: write_tree(p, cepc_branches(), "events"), "names.tree"),
     ("time unit", lambda p: p, "time_unit"),
     ("truncated", lambda p: _truncate(write_tree(p, cepc_branches())), "truncated"),
     ("not a file", lambda p: p.with_name("missing.root"), "no such file"),
 ]
-
-
-def _drop(branches: dict, name: str) -> dict:
-    return {k: v for k, v in branches.items() if k != name}
 
 
 def _truncate(path: Path) -> Path:
@@ -193,7 +191,7 @@ def test_cepc_file_in_other_formats_reads_as_root(tmp_path: Path, write: Any, sh
 
 def _string_tags(path: Path) -> Path:
     branches = cepc_branches()
-    write_hdf5(path, _drop(branches, "tag"))
+    write_hdf5(path, without_branch(branches, "tag"))
     with h5py.File(path, "a") as file:
         file["sim"].create_dataset("tag", data=np.array([b"a", b"b", b"c", b"d"]))
     return path
@@ -202,7 +200,7 @@ def _string_tags(path: Path) -> Path:
 BAD_HDF5 = [
     (
         "missing dataset",
-        lambda p: write_hdf5(p, _drop(cepc_branches(), "tag")),
+        lambda p: write_hdf5(p, without_branch(cepc_branches(), "tag")),
         "no dataset 'tag' in group 'sim' for 'tag' (layout cepc; rename it with names.tag)",
     ),
     (

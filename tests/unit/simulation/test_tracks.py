@@ -9,36 +9,22 @@ import pandas as pd
 import pytest
 import yaml
 
-from dndx.config import PARAMS_PATH, PARTICLE_MASSES_GEV, load_params, parse_params
+from dndx.config import PARAMS_PATH, PARTICLE_MASSES_GEV, parse_params
 from dndx.errors import ConfigError
 from dndx.physics import cluster_density_per_cm
 from dndx.scoring.separation import spread, track_dndx
 from dndx.simulation.tracks import TrackSet, simulate_tracks, track_sets
 from dndx.truth.charge import waveform_charge_electrons
 from dndx.waveforms import WaveformSet
-
-PARAMS = load_params()
-
-
-SIMULATE = PARAMS.simulate
-
-
-TRACKS = dataclasses.replace(
-    PARAMS.tracks, particles=("pi", "K"), momenta_gev=(5.0, 10.0), n_cells=20, n_test=6
-)
-
+from tests.track_cells import SIMULATE, TRACKS, simulate_cells
 
 N_CELLS = TRACKS.n_cells
 
 
-def _simulate(track_set: TrackSet, start: int, stop: int, split: str = "test") -> WaveformSet:
-    return simulate_tracks(SIMULATE, TRACKS, split, track_set, start, stop)
-
-
 def test_track_ranges_simulated_apart_equal_the_set_simulated_whole() -> None:
     kaon = track_sets(TRACKS, "test")[3]
-    whole = _simulate(kaon, 0, 6)
-    parts = WaveformSet.concatenate([_simulate(kaon, 0, 2), _simulate(kaon, 2, 6)])
+    whole = simulate_cells(kaon, 0, 6)
+    parts = WaveformSet.concatenate([simulate_cells(kaon, 0, 2), simulate_cells(kaon, 2, 6)])
     pd.testing.assert_frame_equal(whole.info, parts.info)
     pd.testing.assert_frame_equal(whole.electrons, parts.electrons)
     assert np.array_equal(whole.adc.values, parts.adc.values)
@@ -49,7 +35,7 @@ def test_a_set_is_the_same_whatever_else_is_listed() -> None:
     (kaon_alone,) = track_sets(alone, "test")
     kaon_among_others = track_sets(TRACKS, "test")[3]
     assert (kaon_among_others.particle, kaon_among_others.momentum_gev) == ("K", 10.0)
-    a, b = _simulate(kaon_alone, 0, 2), _simulate(kaon_among_others, 0, 2)
+    a, b = simulate_cells(kaon_alone, 0, 2), simulate_cells(kaon_among_others, 0, 2)
     assert np.array_equal(a.adc.values, b.adc.values)
     # Only the numbering differs: each set has its own range of track ids.
     assert a.info["track_id"].tolist() != b.info["track_id"].tolist()
@@ -59,10 +45,10 @@ def test_splits_sets_and_tracks_draw_different_cells() -> None:
     sets = track_sets(TRACKS, "test")
     validation = track_sets(TRACKS, "validation")[0]
     paths = [
-        _simulate(sets[0], 0, 1).info["path_length_cm"],
-        _simulate(sets[0], 1, 2).info["path_length_cm"],
-        _simulate(sets[2], 0, 1).info["path_length_cm"],
-        _simulate(validation, 0, 1, "validation").info["path_length_cm"],
+        simulate_cells(sets[0], 0, 1).info["path_length_cm"],
+        simulate_cells(sets[0], 1, 2).info["path_length_cm"],
+        simulate_cells(sets[2], 0, 1).info["path_length_cm"],
+        simulate_cells(validation, 0, 1, "validation").info["path_length_cm"],
     ]
     for i, first in enumerate(paths):
         for second in paths[i + 1 :]:
@@ -71,7 +57,7 @@ def test_splits_sets_and_tracks_draw_different_cells() -> None:
 
 def test_a_track_is_one_particle_at_one_momentum_through_cells_of_their_own() -> None:
     pion = track_sets(TRACKS, "test")[1]
-    data = _simulate(pion, 0, 6)
+    data = simulate_cells(pion, 0, 6)
     info = data.info
     assert len(info) == 6 * N_CELLS
     assert set(info["particle"]) == {"pi"}
@@ -97,7 +83,7 @@ def test_true_dndx_of_the_tracks_is_the_cluster_density_of_the_particle() -> Non
 
 
 def test_waveform_charge_is_the_sum_of_the_electrons_gains() -> None:
-    data = _simulate(track_sets(TRACKS, "test")[0], 0, 6)
+    data = simulate_cells(track_sets(TRACKS, "test")[0], 0, 6)
     charge = waveform_charge_electrons(data)
     electrons = data.electrons
     gains = (
@@ -112,7 +98,7 @@ def test_bad_splits_and_ranges_are_refused() -> None:
     with pytest.raises(ValueError, match="track sets exist for"):
         track_sets(TRACKS, "train")
     with pytest.raises(ValueError, match="outside the 6 tracks"):
-        _simulate(track_sets(TRACKS, "test")[0], 4, 7)
+        simulate_cells(track_sets(TRACKS, "test")[0], 4, 7)
 
 
 def test_a_repeated_particle_or_momentum_is_a_config_error() -> None:
