@@ -66,7 +66,7 @@ def server(tmp_path: Path) -> Iterator[dict[str, str]]:
     }
     process = start_server("127.0.0.1", port, env, tmp_path / "server.log")
     try:
-        wait_for_api(env["PREFECT_API_URL"], timeout_s=120)
+        wait_for_api(env["PREFECT_API_URL"], timeout_s=300)
         yield env
     finally:
         stop_process_group(process)
