@@ -30,7 +30,8 @@ serve: setup
 
 # Style and types first: CI (.ci/run) calls this target alone. The tests run in one
 # process per core (pytest-xdist), a module to a process (the tests that share a
-# session-built project share a module), the modules marked `pipeline` first.
+# session-built project share a module), the longest modules first (LONGEST_FIRST in
+# tests/conftest.py) so that none waits behind another at the end.
 test: lint
 	$(BIN)/python -m pytest -m "not slow" -n auto --maxprocesses 4 --dist loadfile \
 		--no-loadscope-reorder

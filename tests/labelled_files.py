@@ -120,3 +120,12 @@ def use_files(project: Path, **data: Any) -> dict:
     )
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     return params
+
+
+#: Waveforms shorter than one candidate window (15 samples) are skipped.
+MIN_SAMPLES = 15
+
+
+def without_branch(branches: dict, name: str) -> dict:
+    """``branches`` less the branch ``name``."""
+    return {k: v for k, v in branches.items() if k != name}

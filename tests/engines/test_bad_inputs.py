@@ -54,6 +54,8 @@ from tests.labelled_files import PEAKS, cepc_branches, write_tree
 
 RATE_GHZ = 1.5
 N_GOOD = 12
+#: Chunks of the interrupted run: the first finishes, the barrier holds the others.
+N_CHUNKS = 3
 STORED_RATES_GHZ = (1.2, 1.5, 2.0)
 FULL_SCALE = 4095.0
 
@@ -424,7 +426,7 @@ def test_ctrl_c_stops_keeping_finished_chunks_and_the_same_command_resumes(
 ) -> None:
     source = tmp_path / "long_run.h5"
     with h5py.File(source, "w") as file:
-        file["adc"] = np.tile(good_adc, (20, 1))
+        file["adc"] = np.tile(good_adc, (N_CHUNKS, 1))
     out = tmp_path / "results.parquet"
     command = [sys.executable, "-m", "flows.cli", "infer", str(source), "--out", str(out)]
     command += ["--model-uri", str(untrained_pair / "bundle"), "--chunk-size", str(N_GOOD)]
@@ -466,7 +468,7 @@ def test_ctrl_c_stops_keeping_finished_chunks_and_the_same_command_resumes(
     resumed = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming 1 finished chunks" in resumed.stderr, resumed.stderr
-    assert pq.read_table(out)["event"].to_pylist() == list(range(20 * N_GOOD))
+    assert pq.read_table(out)["event"].to_pylist() == list(range(N_CHUNKS * N_GOOD))
     assert not list(tmp_path.glob(".results.parquet.*"))
 
 

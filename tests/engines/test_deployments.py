@@ -1,7 +1,9 @@
-"""Prefect deployments for real: a `prefect server` on a free loopback port, the
-deployments of infra/prefect.yaml, a `prefect worker` process, and an inference
-run triggered as a user would, on a tiny NPZ file with untrained, seeded models;
-and `dndx serve` itself, stopped by SIGINT after a run and during one."""
+"""Prefect deployments for real, through `dndx serve`: a Prefect server on a free
+loopback port (or one already running), the deployments of infra/prefect.yaml and a
+`prefect worker` process; an inference run triggered as a user would, on a tiny NPZ
+file with untrained, seeded models; serve stopped by SIGINT after a run and during
+one, the leftovers of a killed serve, and a port another program holds. The server
+and worker starts are the cost here: each scenario starts one serve, no more."""
 
 from __future__ import annotations
 
@@ -36,10 +38,8 @@ from flows.serve import (
     PREFECT_FILE,
     WORK_POOL,
     api_is_up,
-    deploy,
     ensure_work_pool,
     start_server,
-    start_worker,
     wait_for_api,
 )
 from tests.conftest import ROOT, free_port, make_project, stop_process_group, venv_env
@@ -66,7 +66,7 @@ def server(tmp_path: Path) -> Iterator[dict[str, str]]:
     }
     process = start_server("127.0.0.1", port, env, tmp_path / "server.log")
     try:
-        wait_for_api(env["PREFECT_API_URL"], timeout_s=120)
+        wait_for_api(env["PREFECT_API_URL"], timeout_s=300)
         yield env
     finally:
         stop_process_group(process)
@@ -121,51 +121,6 @@ def test_prefect_yaml_declares_both_deployments_on_the_process_pool() -> None:
     assert set(deployments["dndx-pipeline"]["parameters"]) == {"repo_dir", "stages"}
     step = config["pull"][0]["prefect.deployments.steps.set_working_directory"]
     assert step["directory"] == "{{ repository.stdout }}"
-
-
-def test_the_inference_deployment_runs_through_a_worker(
-    server: dict[str, str], bundle_dir: Path, tmp_path: Path
-) -> None:
-    env = server
-    ensure_work_pool(env, ROOT)
-    ensure_work_pool(env, ROOT)  # a second call finds the pool
-    report = deploy(env, ROOT)
-    for name in ("pipeline/dndx-pipeline", "infer/dndx-infer"):
-        assert f"Deployment '{name}' successfully created" in report
-
-    waveforms = _write_waveforms(tmp_path / "waveforms.npz")
-    out = tmp_path / "results" / "waveforms.parquet"
-
-    worker = start_worker(env, tmp_path, tmp_path / "worker.log")
-    try:
-        run = _run_inference(env, tmp_path, waveforms, out, bundle_dir)
-    finally:
-        stop_process_group(worker)
-    log = run.stdout + run.stderr + (tmp_path / "worker.log").read_text()
-    assert run.returncode == 0, log
-    assert "Completed" in run.stdout, log
-
-    results = pq.read_table(out).to_pandas()
-    assert results["event"].tolist() == list(range(N_WAVEFORMS))
-    summary = out.with_name("waveforms.summary.md").read_text()
-    for status, count in results["status"].value_counts().items():
-        assert f"| {status} | {count} |" in summary
-    with (
-        temporary_settings({PREFECT_API_URL: env["PREFECT_API_URL"]}),
-        get_client(sync_client=True) as client,
-    ):
-        deployment = client.read_deployment_by_name("infer/dndx-infer")
-        pipeline = client.read_deployment_by_name("pipeline/dndx-pipeline")
-        (flow_run,) = client.read_flow_runs()
-    # The nightly re-training is registered switched off.
-    (schedule,) = pipeline.schedules
-    assert schedule.active is False
-    assert pipeline.work_pool_name == WORK_POOL
-    # The worker ran the flow in the repository the deployment was registered from.
-    (step,) = deployment.pull_steps or []
-    assert step["prefect.deployments.steps.set_working_directory"]["directory"] == str(ROOT)
-    assert flow_run.deployment_id == deployment.id
-    assert flow_run.state is not None and flow_run.state.is_completed()
 
 
 def _wait_for(event: Callable[[], object], timeout_s: float, what: str) -> object:
@@ -272,22 +227,28 @@ def serve_env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
-def test_one_sigint_after_a_deployment_run_stops_serve_its_worker_and_server(
+def test_serve_runs_the_inference_deployment_through_its_worker_and_one_sigint_stops_it(
     served_project: Path, serve_env: dict[str, str], bundle_dir: Path, tmp_path: Path
 ) -> None:
+    """`dndx serve` registers both deployments of infra/prefect.yaml on its work pool,
+    an inference run triggered as a user would goes through its worker, and one SIGINT
+    stops serve, its worker and the server it started."""
     port = free_port()
     served = _Served(served_project, serve_env, port)
     try:
         served.wait_for_line("A worker for the pool", timeout_s=300)
+        assert "Deployments:  pipeline/dndx-pipeline, infer/dndx-infer" in "".join(served.output)
         record = json.loads((served_project / PID_FILE).read_text())
         assert {record["server"]["pid"], record["worker"]["pid"]} <= {
             process.pid for process in served.tree()
         }
         env = {**serve_env, "PREFECT_API_URL": f"http://127.0.0.1:{port}/api"}
+        ensure_work_pool(env, served_project)  # a second call finds the pool
         waveforms = _write_waveforms(tmp_path / "waveforms.npz")
         out = tmp_path / "results" / "waveforms.parquet"
         run = _run_inference(env, tmp_path, waveforms, out, bundle_dir)
         assert run.returncode == 0 and "Completed" in run.stdout, run.stdout + run.stderr
+        _check_the_deployments_and_their_run(env, served_project)
         started = served.tree()
         elapsed = served.interrupt()
     finally:
@@ -298,7 +259,31 @@ def test_one_sigint_after_a_deployment_run_stops_serve_its_worker_and_server(
     assert not [process for process in started if alive(process)], output
     assert listener("127.0.0.1", port) is None and _refuses_connections(port)
     assert not (served_project / PID_FILE).exists()
-    assert pq.read_metadata(out).num_rows == N_WAVEFORMS
+    results = pq.read_table(out).to_pandas()
+    assert results["event"].tolist() == list(range(N_WAVEFORMS))
+    summary = out.with_name("waveforms.summary.md").read_text()
+    for status, count in results["status"].value_counts().items():
+        assert f"| {status} | {count} |" in summary
+
+
+def _check_the_deployments_and_their_run(env: dict[str, str], repo_dir: Path) -> None:
+    """The deployments as the API holds them: the nightly re-training registered
+    switched off, both on the work pool, run in ``repo_dir``; the one flow run the
+    inference deployment's, completed."""
+    with (
+        temporary_settings({PREFECT_API_URL: env["PREFECT_API_URL"]}),
+        get_client(sync_client=True) as client,
+    ):
+        deployment = client.read_deployment_by_name("infer/dndx-infer")
+        pipeline = client.read_deployment_by_name("pipeline/dndx-pipeline")
+        (flow_run,) = client.read_flow_runs()
+    (schedule,) = pipeline.schedules
+    assert schedule.active is False
+    assert pipeline.work_pool_name == deployment.work_pool_name == WORK_POOL
+    (step,) = deployment.pull_steps or []
+    assert step["prefect.deployments.steps.set_working_directory"]["directory"] == str(repo_dir)
+    assert flow_run.deployment_id == deployment.id
+    assert flow_run.state is not None and flow_run.state.is_completed()
 
 
 def test_sigint_during_a_pipeline_run_cancels_it_and_stops_every_process_it_started(

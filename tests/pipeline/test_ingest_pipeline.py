@@ -25,6 +25,7 @@ def test_full_pipeline_on_cepc_files(project: Path, prefect_api: str) -> None:
     for i in range(6):
         write_tree(root / f"signal_pi_12.5_{i}.root", random_cepc_branches(rng, 40))
     use_files(project, particle="pi", chunk_size=40)
+    _one_trial_per_scan(project)
     dvc(project, "add", "data/labelled")
     log = dvc(project, "repro", "register")
     # register reads the baselines evaluate tuned, so evaluate runs before it.
@@ -49,3 +50,13 @@ def test_full_pipeline_on_cepc_files(project: Path, prefect_api: str) -> None:
     lock = yaml.safe_load((project / "dvc.lock").read_text())["stages"]
     simulated = next(o for o in lock["simulate"]["outs"] if o["path"] == "data/simulated")
     assert provenance["data_version.data/simulated"] == simulated["md5"]
+
+
+def _one_trial_per_scan(project: Path) -> None:
+    """Scans of one trial: test_pipeline.py's trained project covers scans of several
+    and what is kept of them; here the files' path through every stage is tested."""
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    for stage, name in (("train_peak_finder", "lstm_units"), ("train_cluster_counter", "filters")):
+        scan = params[stage]["scan"]
+        scan.update(n_trials=1, space={name: scan["space"][name][:1]})
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
