@@ -21,8 +21,8 @@ from dndx.io.inference_store import Chunk
 from dndx.io.readers import WaveformSource, read_chunk, resolve_source
 from dndx.scoring.separation import counted_tracks
 from dndx.simulation.generator import simulate_range
-from flows.infer_plan import plan_inference, resolve_sources
-from tasks.inference import infer_chunk
+from flows.infer_plan import InferenceRequest, plan_inference, resolve_sources
+from tasks.inference import run_chunk
 
 N_WAVEFORMS = 6
 N_SAMPLES = 20
@@ -141,7 +141,11 @@ def test_columns_that_hold_no_number_per_waveform_are_refused(tmp_path: Path) ->
 def test_a_path_column_without_a_track_column_is_refused(tmp_path: Path) -> None:
     source = _hdf5(tmp_path, TRACKS)
     with pytest.raises(DndxError, match=r"--path-column len_cm: .* --track-column"):
-        plan_inference([str(source.path)], str(tmp_path / "out.parquet"), path_column="len_cm")
+        plan_inference(
+            InferenceRequest(
+                (str(source.path),), str(tmp_path / "out.parquet"), path_column="len_cm"
+            )
+        )
 
 
 def test_tracks_sum_their_counted_cells_only() -> None:
@@ -188,7 +192,7 @@ def test_the_models_rows_carry_their_track_and_path_past_a_skipped_waveform(
     source = WaveformSource(path, "hdf5", dataset="adc", track_column="trk", path_column="len_cm")
     chunk = Chunk(resolve_source(source), 1, N_WAVEFORMS, tmp_path / "part.parquet")
 
-    result = infer_chunk.fn(chunk, str(untrained_pair / "bundle"), "auto", 1.5)
+    result = run_chunk(chunk, str(untrained_pair / "bundle"), "auto", 1.5, "cpu", "lstm")
 
     rows = pq.read_table(chunk.path).to_pandas()
     assert [event for event, _ in result.bad_rows] == [2]
