@@ -253,7 +253,7 @@ def _add_infer(commands: Any) -> None:
         "Parquet row per waveform and a summary (Markdown and PNG) beside it.",
         argument_default=argparse.SUPPRESS,
     )
-    defaults = {f.name: f.default for f in dataclasses.fields(InferenceRequest)}
+    defaults = InferenceRequest((), "")
     infer.add_argument("inputs", nargs="+", metavar="INPUT", help="waveform files")
     infer.add_argument("--out", required=True, help="the results file (Parquet)")
     infer.add_argument(
@@ -325,12 +325,12 @@ def _add_infer(commands: Any) -> None:
         choices=METHODS,
         help="lstm: the bundle's peak finder and cluster counter; d2: the classical D2 "
         "peaks and time clusterization with the settings the evaluation tuned, kept in "
-        f"the bundle (default: {defaults['method']})",
+        f"the bundle (default: {defaults.method})",
     )
     infer.add_argument(
         "--polarity",
         choices=POLARITIES,
-        help=f"sign of the signal (default: {defaults['polarity']}, read off each waveform)",
+        help=f"sign of the signal (default: {defaults.polarity}, read off each waveform)",
     )
     infer.add_argument(
         "--model-uri",
@@ -338,7 +338,7 @@ def _add_infer(commands: Any) -> None:
         metavar="URI",
         action="append",
         help="a local model bundle directory, or MLflow model URIs (repeatable; default: "
-        f"{' and '.join(defaults['model_uris'])})",
+        f"{' and '.join(defaults.model_uris)})",
     )
     infer.add_argument(
         "--tracking-uri",
@@ -354,13 +354,12 @@ def _add_infer(commands: Any) -> None:
     infer.add_argument(
         "--chunk-size",
         type=int,
-        help=f"waveforms per chunk, the unit a resumed run redoes (default: "
-        f"{defaults['chunk_size']})",
+        help=f"waveforms per chunk, the unit a resumed run redoes (default: {defaults.chunk_size})",
     )
     infer.add_argument(
         "--device",
         choices=tuple(DEVICES),
-        help=f"where ONNX Runtime runs the models (default: {defaults['device']}; cuda needs "
+        help=f"where ONNX Runtime runs the models (default: {defaults.device}; cuda needs "
         "onnxruntime-gpu and a GPU, shared by the workers)",
     )
     infer.set_defaults(handler=_infer)

@@ -172,10 +172,6 @@ def infer(
         InputError: a bad input file, location or model bundle.
         DndxError: a bad setting or output path; another run writes ``out``.
     """
-    given = {
-        "model_uris": tuple(model_uris) if model_uris else None,
-        "model_cache_dir": Path(model_cache_dir) if model_cache_dir else None,
-    }
     request = InferenceRequest(
         tuple(inputs),
         out,
@@ -197,8 +193,11 @@ def infer(
         track_column=track_column,
         path_column=path_column,
         rate_column=rate_column,
-        **{key: value for key, value in given.items() if value is not None},
     )
+    if model_uris:
+        request = replace(request, model_uris=tuple(model_uris))
+    if model_cache_dir:
+        request = replace(request, model_cache_dir=Path(model_cache_dir))
     with locked_plan(request, get_run_logger().info) as plan:
         return _carry_out(plan)
 
