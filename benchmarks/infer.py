@@ -5,10 +5,12 @@ Run with ``python -m benchmarks.infer``; writes ``benchmarks/results/infer.json`
 Four measurements, all on the same simulated HDF5 file at 1.2 GS/s (2,400
 samples a waveform, resampled to the models' 1.5 GS/s):
 
-1. **The inference flow** (``flows.infer.infer``: Prefect, a Dask LocalCluster
-   of 2 single-threaded workers, ONNX Runtime), timed from the call to the
-   written Parquet file and summary, cluster start-up included: the float
-   pair, the ``fast`` pair and the D2 baseline.
+1. **The inference flow** (``flows.infer.infer``: planning, Prefect, a
+   Dask LocalCluster of 2 single-threaded workers, ONNX Runtime), timed from
+   the call to the written Parquet file and summary, cluster start-up
+   included: every variant of item 2 (the float pair, int8, pre-selected,
+   ``fast``) and the D2 baseline, each beside its steady state
+   (``end_to_end_beside_steady_state``: the two rates and their ratio).
 2. **Steady state, four ways, same harness**: 2 worker processes, one thread
    each, each reading its own chunks from the file, running the chain and
    writing a Parquet file per chunk; models loaded and warmed up before the
@@ -104,6 +106,8 @@ UNTUNED_D2 = D2Settings(t1_sigma=3.0, t2=1.0, window_ns=1.5, growth_ns_per_sqrt_
 QUALITY_WAVEFORMS = 2000
 #: Below the least window spread of an accepted validation candidate, for unseen ones.
 PRESELECTION_MARGIN = 0.1
+#: The variants of the float pair (:func:`make_variants`), each run end to end too.
+VARIANT_NAMES = ("int8", "preselected", "fast")
 
 
 #: What ``make run`` leaves: the registered bundle and the selected Keras models.
@@ -488,9 +492,7 @@ def measure(n_waveforms: int, scratch: Path, quick: bool) -> dict[str, Any]:
             "stages fast", pool.submit(stage_breakdown, small, fast_dir, False).result
         )
     runs = {"onnx": ("onnx", model_dir), "d2": ("d2", model_dir)}
-    runs |= {
-        f"onnx-{name}": ("onnx", variants["dirs"][name]) for name in ("int8", "preselected", "fast")
-    }
+    runs |= {f"onnx-{name}": ("onnx", variants["dirs"][name]) for name in VARIANT_NAMES}
     if not quick:
         runs |= {kind: (kind, model_dir) for kind in ("keras", "keras-batch-32")}
     rates = {}
@@ -498,16 +500,28 @@ def measure(n_waveforms: int, scratch: Path, quick: bool) -> dict[str, Any]:
         rate = _timed(label, partial(steady_state, kind, small, n_waveforms, directory, scratch))
         rates[label] = round(rate)
     ensure_prefect_api()
+    # Every variant end to end beside its steady state: name -> (method, bundle, steady rate).
+    ends = {
+        "float": ("lstm", model_dir, "onnx"),
+        **{name: ("lstm", variants["dirs"][name], f"onnx-{name}") for name in VARIANT_NAMES},
+        "d2": ("d2", model_dir, "d2"),
+    }
     flows = {
         label: _timed(
             f"flow N {label}",
             partial(run_flow, small, scratch / "out" / f"{label}.parquet", directory, method),
         )
-        for label, method, directory in (
-            ("lstm", "lstm", model_dir),
-            ("fast", "lstm", fast_dir),
-            ("d2", "d2", model_dir),
-        )
+        for label, (method, directory, _) in ends.items()
+    }
+    end_to_end = {
+        label: {
+            "steady_state_waveforms_per_second": rates[steady],
+            "end_to_end_waveforms_per_second": flows[label]["waveforms_per_second"],
+            "steady_over_end_to_end": round(
+                rates[steady] / flows[label]["waveforms_per_second"], 2
+            ),
+        }
+        for label, (_, _, steady) in ends.items()
     }
     result: dict[str, Any] = {
         "models": origin,
@@ -534,8 +548,12 @@ def measure(n_waveforms: int, scratch: Path, quick: bool) -> dict[str, Any]:
             "validation_accepted_dropped": variants["validation_accepted_dropped"],
             "margin": PRESELECTION_MARGIN,
         },
-        "flow_end_to_end": {"N": flows["lstm"], "N_fast": flows["fast"], "N_d2": flows["d2"]},
-        "flow_time_lstm_over_d2": round(flows["lstm"]["wall_s"] / flows["d2"]["wall_s"], 2),
+        "flow_end_to_end": {
+            "N": flows["float"],
+            **{f"N_{label}": flow for label, flow in flows.items() if label != "float"},
+        },
+        "end_to_end_beside_steady_state": end_to_end,
+        "flow_time_lstm_over_d2": round(flows["float"]["wall_s"] / flows["d2"]["wall_s"], 2),
         "flow_time_fast_over_d2": round(flows["fast"]["wall_s"] / flows["d2"]["wall_s"], 2),
     }
     if not quick:
@@ -545,7 +563,7 @@ def measure(n_waveforms: int, scratch: Path, quick: bool) -> dict[str, Any]:
         )
         result["flow_end_to_end"]["10N"] = flow_large
         result["memory_ratio_10N_over_N"] = round(
-            flow_large["peak_tree_rss_mib"] / flows["lstm"]["peak_tree_rss_mib"], 2
+            flow_large["peak_tree_rss_mib"] / flows["float"]["peak_tree_rss_mib"], 2
         )
         result["ratio_onnx_over_keras"] = round(rates["onnx"] / rates["keras"], 2)
         result["ratio_onnx_over_keras_batch_32"] = round(rates["onnx"] / rates["keras-batch-32"], 2)

@@ -159,8 +159,8 @@ def split_times(line: str, wall_s: float) -> dict[str, dict[str, float]]:
     line leaves out of ``wall_s`` is the interpreter's exit (Prefect's server
     and the workers stopping).
 
-    >>> line = ("time: start-up 2.0 s, planning 0.5 s, prefect api 3.0 s, flow 9.0 s, "
-    ...     "flow planning 0.5 s, flow cluster start-up 2.0 s, flow chunks 5.0 s, "
+    >>> line = ("time: start-up 2.0 s, planning 1.0 s, prefect api 3.0 s, flow 8.5 s, "
+    ...     "flow cluster start-up 2.0 s, flow chunks 5.0 s, "
     ...     "flow joining 0.3 s, flow summary 1.0 s, flow cluster shut-down beyond the "
     ...     "outputs 0.1 s; in the workers, summed: read 1.0 s, chain 7.0 s, write 0.5 s")
     >>> steps = split_times(line, 15.0)["steps_s"]
@@ -183,7 +183,7 @@ def split_times(line: str, wall_s: float) -> dict[str, dict[str, float]]:
         + step["prefect api"]
         + step["flow cluster start-up"]
         + (step["flow"] - sum(step[key] for key in flow_parts)),
-        "planning": step["planning"] + step["flow planning"],
+        "planning": step["planning"],
         "reading (not overlapped)": worker.get("read", 0.0),
         "chain": worker.get("chain", 0.0),
         "writing parts": worker.get("write", 0.0),
@@ -203,21 +203,21 @@ _WORKER: dict[str, Any] = {}
 
 def _warm_worker(bundle: str, method: str, warm_chunk: Any) -> None:
     """Import the chain and open the models in this worker, on one small chunk."""
-    from tasks.inference import infer_chunk
+    from tasks.inference import run_chunk
 
     _WORKER.update(bundle=bundle, method=method)
-    infer_chunk.fn(warm_chunk, bundle, "auto", RATE_GHZ, "cpu", method)
+    run_chunk(warm_chunk, bundle, "auto", RATE_GHZ, "cpu", method)
 
 
 def _run_chunk(chunk: Any) -> int:
-    from tasks.inference import infer_chunk
+    from tasks.inference import run_chunk
 
-    result = infer_chunk.fn(chunk, _WORKER["bundle"], "auto", RATE_GHZ, "cpu", _WORKER["method"])
+    result = run_chunk(chunk, _WORKER["bundle"], "auto", RATE_GHZ, "cpu", _WORKER["method"])
     return int(result.n_entries)
 
 
 def steady_state(paths: list[Path], bundle: Path, method: str, scratch: Path) -> float:
-    """Waveforms/s of ``dndx infer``'s task (:func:`tasks.inference.infer_chunk`: read its
+    """Waveforms/s of ``dndx infer``'s task (:func:`tasks.inference.run_chunk`: read its
     own chunk, run the chain, write the part) on :data:`WORKERS` processes with the
     chain imported and the models open: the command without Prefect, Dask,
     planning, joining or summary."""

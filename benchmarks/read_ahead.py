@@ -2,7 +2,7 @@
 
 One chunk of simulated waveforms at 1.2 GS/s in a gzip HDF5 file and in a
 ROOT file (the CEPC layout), run through the inference task
-(:func:`tasks.inference.infer_chunk`) in blocks of
+(:func:`tasks.inference.run_chunk`) in blocks of
 :data:`tasks.inference.READ_BLOCK`, two ways on the same blocks: one block
 after the other, each read then computed (a task per block), and as the task
 runs them, the next block read while one is computed. The difference is the
@@ -43,7 +43,7 @@ from dndx.config import load_params
 from dndx.io.inference_store import Chunk
 from dndx.io.readers import WaveformSource, read_ahead, read_chunk
 from dndx.simulation.generator import simulate_range
-from tasks.inference import READ_BLOCK, infer_chunk, load_models
+from tasks.inference import READ_BLOCK, load_models, run_chunk
 
 RESULTS = Path(__file__).parent / "results" / "read_ahead.json"
 RATE_GHZ = 1.2
@@ -80,7 +80,7 @@ def measure(
     starts = range(0, n_waveforms, READ_BLOCK)
 
     def run(chunk: Chunk) -> None:
-        infer_chunk.fn(chunk, bundle, "auto", RATE_GHZ)
+        run_chunk(chunk, bundle, "auto", RATE_GHZ, "cpu", "lstm")
 
     def read_only() -> None:
         for start in starts:

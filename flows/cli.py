@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shutil
 import sys
@@ -109,40 +110,22 @@ def _print_separation(separation: dict[str, Any], pair: tuple[str, str]) -> None
 def _infer(args: argparse.Namespace) -> None:
     import time
 
-    from dndx.io.inference_store import output_lock
-    from flows.infer_plan import check_replaceable, plan_inference, usable_cores
-
-    if args.workers is None:
-        args.workers = min(2, usable_cores())
+    from flows.infer_plan import InferenceRequest, locked, plan_inference
 
     steps = {"start-up": time.time() - _process_started()}
     started = time.perf_counter()
-    locations = {key: getattr(args, key) for key in ("tree", "branch", "dataset", "column")}
-    # Every check runs before Prefect and Dask start, so a mistake returns at once.
-    plan = plan_inference(
-        args.inputs,
-        args.out,
-        args.format,
-        {**locations, "array": args.array},
-        args.sampling_rate_ghz,
-        args.polarity,
-        args.model_uri,
-        args.workers,
-        args.chunk_size,
-        None,
-        args.device,
-        args.overwrite,
-        args.tracking_uri,
-        args.method,
-        args.track_column,
-        args.path_column,
-        args.sampling_rate_branch,
-        args.wait,
+    given = vars(args)
+    for many in ("inputs", "model_uris"):
+        if many in given:
+            given[many] = tuple(given[many])
+    request = InferenceRequest(
+        **{f.name: given[f.name] for f in dataclasses.fields(InferenceRequest) if f.name in given}
     )
+    # Every check runs before Prefect and Dask start, so a mistake returns at once.
+    plan = plan_inference(request)
     steps["planning"] = time.perf_counter() - started
     _create_parent(plan.out, "--out: ")
-    with output_lock(plan.out, args.wait, lambda line: print(f"dndx: {line}", file=sys.stderr)):
-        check_replaceable(plan)
+    with locked(plan, lambda line: print(f"dndx: {line}", file=sys.stderr)) as plan:
         for left in plan.out.parent.glob(f".{plan.out.name}.*.partial"):
             if left != plan.work_dir or not any(left.glob("*.json")):
                 shutil.rmtree(left, ignore_errors=True)
@@ -162,7 +145,7 @@ def _infer(args: argparse.Namespace) -> None:
             file=sys.stderr,
         )
         try:
-            report = _run_infer_flow(args, steps)
+            report = _run_infer_flow(plan, args.verbose, steps)
         except KeyboardInterrupt:
             n_done = len(list(plan.work_dir.glob("*.json")))
             kept = (
@@ -203,8 +186,8 @@ def _process_started() -> float:
     return float(psutil.Process().create_time())
 
 
-def _run_infer_flow(args: argparse.Namespace, steps: dict[str, float]) -> Any:
-    """The inference flow of ``args``; adds the wall time of the Prefect API's
+def _run_infer_flow(plan: Any, verbose: bool, steps: dict[str, float]) -> Any:
+    """The inference flow on ``plan``; adds the wall time of the Prefect API's
     start and of the flow to ``steps``."""
     import time
 
@@ -212,37 +195,15 @@ def _run_infer_flow(args: argparse.Namespace, steps: dict[str, float]) -> Any:
     from flows.runtime import quiet_prefect_console, start_prefect_api
 
     wait_for_api = start_prefect_api()
-    if not args.verbose:
+    if not verbose:
         quiet_prefect_console()
     # Imported while the server boots in its own process.
-    from flows.infer import infer
+    from flows.infer import infer_planned
 
     wait_for_api()
     steps["prefect api"] = time.perf_counter() - started
     started = time.perf_counter()
-    report = infer(
-        inputs=args.inputs,
-        out=args.out,
-        fmt=args.format,
-        tree=args.tree,
-        branch=args.branch,
-        dataset=args.dataset,
-        column=args.column,
-        array=args.array,
-        sampling_rate_ghz=args.sampling_rate_ghz,
-        polarity=args.polarity,
-        model_uris=args.model_uri,
-        workers=args.workers,
-        chunk_size=args.chunk_size,
-        device=args.device,
-        overwrite=args.overwrite,
-        wait=args.wait,
-        tracking_uri=args.tracking_uri,
-        method=args.method,
-        track_column=args.track_column,
-        path_column=args.path_column,
-        rate_column=args.sampling_rate_branch,
-    )
+    report = infer_planned(plan)
     steps["flow"] = time.perf_counter() - started
     return report
 
@@ -285,17 +246,25 @@ def _add_infer(commands: Any) -> None:
     from dndx.chain.onnx import DEVICES
     from dndx.chain.preprocessing import POLARITIES
     from dndx.io.readers import LOCATION_KEYS, WAVEFORM_FORMATS
+    from flows.infer_plan import DEFAULT_WORKERS, InferenceRequest
 
+    # Options the user leaves out stay out of the namespace: the request's own
+    # defaults apply, and the help shows them.
     infer = commands.add_parser(
         "infer",
         help="peaks and cluster counts of waveform files (ROOT, HDF5, Parquet, NPZ)",
         description="Run the peak finder and the cluster counter on waveform files; write one "
         "Parquet row per waveform and a summary (Markdown and PNG) beside it.",
+        argument_default=argparse.SUPPRESS,
     )
+    defaults = InferenceRequest((), "")
     infer.add_argument("inputs", nargs="+", metavar="INPUT", help="waveform files")
     infer.add_argument("--out", required=True, help="the results file (Parquet)")
     infer.add_argument(
-        "--verbose", action="store_true", help="show Prefect's logs and tracebacks of failures"
+        "--verbose",
+        action="store_true",
+        default=False,
+        help="show Prefect's logs and tracebacks of failures",
     )
     infer.add_argument(
         "--overwrite",
@@ -309,6 +278,7 @@ def _add_infer(commands: Any) -> None:
     )
     infer.add_argument(
         "--format",
+        dest="fmt",
         choices=WAVEFORM_FORMATS,
         help="format of every input (default: from each file's suffix)",
     )
@@ -348,6 +318,7 @@ def _add_infer(commands: Any) -> None:
     )
     infer.add_argument(
         "--sampling-rate-branch",
+        dest="rate_column",
         metavar="NAME",
         help="the branch, dataset, column or array of every input holding each waveform's "
         "sampling rate in GS/s (default: sampling_rate_ghz or sampling_rate beside the "
@@ -356,22 +327,22 @@ def _add_infer(commands: Any) -> None:
     infer.add_argument(
         "--method",
         choices=METHODS,
-        default=METHODS[0],
         help="lstm: the bundle's peak finder and cluster counter; d2: the classical D2 "
         "peaks and time clusterization with the settings the evaluation tuned, kept in "
-        "the bundle (default: %(default)s)",
+        f"the bundle (default: {defaults.method})",
     )
     infer.add_argument(
         "--polarity",
         choices=POLARITIES,
-        default=POLARITIES[0],
-        help="sign of the signal (default: %(default)s, read off each waveform)",
+        help=f"sign of the signal (default: {defaults.polarity}, read off each waveform)",
     )
     infer.add_argument(
         "--model-uri",
+        dest="model_uris",
+        metavar="URI",
         action="append",
         help="a local model bundle directory, or MLflow model URIs (repeatable; default: "
-        "models:/peak-finder@champion and models:/cluster-counter@champion)",
+        f"{' and '.join(defaults.model_uris)})",
     )
     infer.add_argument(
         "--tracking-uri",
@@ -381,17 +352,18 @@ def _add_infer(commands: Any) -> None:
     infer.add_argument(
         "--workers",
         type=int,
-        help="Dask worker processes, at most one per usable core (default: 2, or the "
-        "cores if fewer)",
+        help="Dask worker processes, at most one per usable core (default: "
+        f"{DEFAULT_WORKERS}, or the cores if fewer)",
     )
     infer.add_argument(
-        "--chunk-size", type=int, default=2000, help="waveforms per task (default: %(default)s)"
+        "--chunk-size",
+        type=int,
+        help=f"waveforms per chunk, the unit a resumed run redoes (default: {defaults.chunk_size})",
     )
     infer.add_argument(
         "--device",
         choices=tuple(DEVICES),
-        default="cpu",
-        help="where ONNX Runtime runs the models (default: %(default)s; cuda needs "
+        help=f"where ONNX Runtime runs the models (default: {defaults.device}; cuda needs "
         "onnxruntime-gpu and a GPU, shared by the workers)",
     )
     infer.set_defaults(handler=_infer)

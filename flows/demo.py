@@ -23,7 +23,6 @@ from dndx.scoring.metrics import counting_metrics
 from dndx.simulation.generator import simulate_range
 from dndx.storage import atomic_file
 from flows.infer import infer
-from flows.infer_plan import DEFAULT_MODEL_URIS
 from flows.runtime import ensure_prefect_api, project_root
 
 __all__ = ["main", "run_demo"]
@@ -54,13 +53,12 @@ def run_demo(params: Params, root: Path) -> dict[str, float]:
         root_file, n, cfg.demo_sampling_rate_ghz, polarity,
     )  # fmt: skip
     report = infer(
-        inputs=[str(root_file)],
-        out=str(root / DEMO_DIR / "results.parquet"),
+        [str(root_file)],
+        str(root / DEMO_DIR / "results.parquet"),
         tree="sim",
         branch="wf_i",
         sampling_rate_ghz=cfg.demo_sampling_rate_ghz,
         polarity="auto",
-        model_uris=list(DEFAULT_MODEL_URIS),
         workers=params.dask.n_workers,
         overwrite=True,  # the stage's own output, which DVC regenerates
     )

@@ -1,21 +1,25 @@
 """Inference on users' waveform files: peaks and cluster counts per waveform.
 
-``dndx infer`` runs this flow. It checks every input, the output path and the
-models before any work (:mod:`flows.infer_plan`), takes the output's lock,
-cuts every file into entry ranges that Dask workers read and process
-themselves, then joins their results in (file, event) order into one Parquet
-file and writes a summary (Markdown and PNG) beside it; on tracks (inputs with
-a track column) also a table of one row per track with its dN/dx. The output and its
-summary appear only once complete; the chunks live in a hidden work directory
-beside the output (:mod:`dndx.io.inference_store`), so that running the same
-command again after an interruption redoes only the chunks that are missing.
-The cluster shuts down while the outputs are written, and the report says
-where the run's wall time went (:attr:`InferenceReport.phase_seconds`).
+``dndx infer`` runs :func:`infer_planned` on a plan that it checked (every
+input, the output path and the models) and whose output it locked before any
+work (:mod:`flows.infer_plan`); :func:`infer`, the deployment's and Python's
+way in, plans and locks in its own run first. Either cuts every file into
+entry ranges that Dask workers read and process themselves, a few tasks of
+consecutive ranges per worker, then joins their results in (file, event)
+order into one Parquet file and writes a summary (Markdown and PNG) beside
+it; on tracks (inputs with a track column) also a table of one row per track
+with its dN/dx. The output and its summary appear only once complete; the
+chunks live in a hidden work directory beside the output
+(:mod:`dndx.io.inference_store`), so that running the same command again
+after an interruption redoes only the chunks that are missing. The cluster
+shuts down while the outputs are written, and the report says where the
+run's wall time went (:attr:`InferenceReport.phase_seconds`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import os
 import shutil
@@ -42,16 +46,14 @@ from dndx.chain.inference import SKIPPED, STATUSES
 from dndx.config import load_params
 from dndx.domain.files import profile_files
 from dndx.domain.profile import DomainVerdict, describe, judge, not_judged, verdict_table
-from dndx.errors import InputError
+from dndx.errors import DndxError, InputError
 from dndx.io.inference_store import (
     Chunk,
     ChunkResult,
     finished_result,
     join_chunks,
-    output_lock,
     plan_chunks,
     read_result_row,
-    record_result,
     remove_stale_work,
 )
 from dndx.io.readers import read_chunk
@@ -65,16 +67,28 @@ from dndx.scoring.separation import counted_tracks
 from dndx.storage import atomic_file
 from flows.infer_plan import (
     InferencePlan,
-    check_replaceable,
-    plan_inference,
+    InferenceRequest,
+    locked_plan,
     summary_json_path,
     summary_path,
     tracks_path,
 )
 from flows.runtime import dask_task_runner, die_with_parent
-from tasks.inference import infer_chunk
+from tasks.inference import infer_chunks
 
-__all__ = ["InferenceReport", "infer", "polarity_warning"]
+__all__ = [
+    "TASK_WAVEFORMS",
+    "InferenceReport",
+    "infer",
+    "infer_planned",
+    "polarity_warning",
+    "task_groups",
+]
+
+#: The most waveforms a task of the flow covers: about ten seconds of a worker
+#: at the chain's rates, against a few tenths of a second of Prefect's work per
+#: task run.
+TASK_WAVEFORMS = 20_000
 
 
 @dataclass(frozen=True)
@@ -92,8 +106,8 @@ class InferenceReport:
         tracks: the track table, for a run on tracks.
         n_tracks: its rows.
         domain: per input file, its place against the training domain, in words.
-        phase_seconds: wall time of each step of the run, in order: planning,
-            cluster start-up, chunks, the training-domain verdicts, joining the
+        phase_seconds: wall time of each step of the run, in order: cluster
+            start-up, chunks, the training-domain verdicts, joining the
             parts into ``out``, summary,
             and the cluster's shut-down beyond the outputs (it overlaps them).
         worker_seconds: the chunks' time in the workers, summed over chunks:
@@ -119,107 +133,114 @@ class InferenceReport:
         return (self.n_waveforms + self.n_skipped) / max(self.seconds, 1e-9)
 
 
+_DEFAULTS = InferenceRequest((), "")  # the command's defaults, written in InferenceRequest
+
+
 @flow(name="infer", log_prints=True)
 def infer(
     inputs: list[str],
     out: str,
-    fmt: str | None = None,
-    tree: str | None = None,
-    branch: str | None = None,
-    dataset: str | None = None,
-    column: str | None = None,
-    array: str | None = None,
-    sampling_rate_ghz: float | None = None,
-    polarity: str = "auto",
+    fmt: str | None = _DEFAULTS.fmt,
+    tree: str | None = _DEFAULTS.tree,
+    branch: str | None = _DEFAULTS.branch,
+    dataset: str | None = _DEFAULTS.dataset,
+    column: str | None = _DEFAULTS.column,
+    array: str | None = _DEFAULTS.array,
+    sampling_rate_ghz: float | None = _DEFAULTS.sampling_rate_ghz,
+    polarity: str = _DEFAULTS.polarity,
     model_uris: list[str] | None = None,
-    workers: int = 2,
-    chunk_size: int = 2000,
+    workers: int | None = _DEFAULTS.workers,
+    chunk_size: int = _DEFAULTS.chunk_size,
     model_cache_dir: str | None = None,
-    device: str = "cpu",
-    overwrite: bool = False,
-    wait: bool = False,
-    tracking_uri: str | None = None,
-    method: str = "lstm",
-    track_column: str | None = None,
-    path_column: str | None = None,
-    rate_column: str | None = None,
+    device: str = _DEFAULTS.device,
+    overwrite: bool = _DEFAULTS.overwrite,
+    wait: bool = _DEFAULTS.wait,
+    tracking_uri: str | None = _DEFAULTS.tracking_uri,
+    method: str = _DEFAULTS.method,
+    track_column: str | None = _DEFAULTS.track_column,
+    path_column: str | None = _DEFAULTS.path_column,
+    rate_column: str | None = _DEFAULTS.rate_column,
 ) -> InferenceReport:
-    """Peaks and cluster counts of every waveform of ``inputs`` into ``out`` (Parquet).
-
-    Args:
-        inputs: waveform files (ROOT, HDF5, Parquet, NPZ).
-        out: the results file; its summary is written beside it.
-        fmt: the format of every input; default: from each file's suffix.
-        tree, branch, dataset, column, array: where the waveforms are, for the
-            inputs of the matching format; default: found in each file.
-        sampling_rate_ghz: the inputs' sampling rate; default: the models' rate.
-        polarity: ``auto`` (read off each waveform), ``positive`` or ``negative``.
-        model_uris: a local bundle directory, or MLflow URIs; default: the champions.
-        workers: Dask worker processes, one thread each.
-        chunk_size: waveforms per task.
-        model_cache_dir: where registry models are cached.
-        device: where ONNX Runtime runs the models, ``cpu`` or ``cuda`` (needs
-            ``onnxruntime-gpu``; the workers share the GPU).
-        overwrite: replace existing outputs that are not this command's own.
-        wait: wait for another run writing ``out`` instead of refusing.
-        tracking_uri: the MLflow registry of ``model_uris``; default:
-            ``MLFLOW_TRACKING_URI`` or the project's.
-        method: ``lstm`` (the bundle's models) or ``d2`` (the classical chain
-            with the bundle's tuned D2 settings), :data:`dndx.chain.inference.METHODS`.
-        track_column: the column (branch, dataset, array) of every input that
-            holds each waveform's track id; the run then also writes one row
-            per track (:func:`flows.infer_plan.tracks_path`).
-        path_column: the column of path lengths in the cell (cm), summed per
-            track for dN/dx; needs ``track_column``.
-        rate_column: the column of each waveform's sampling rate (GS/s);
-            default: one of :data:`dndx.io.readers.RATE_COLUMN_NAMES`, where present.
+    """Peaks and cluster counts of every waveform of ``inputs`` into ``out`` (Parquet):
+    the deployment's and Python's way in. Plans and locks
+    (:func:`flows.infer_plan.locked_plan`), then carries the plan out as
+    :func:`infer_planned` does. The arguments are the fields of
+    :class:`flows.infer_plan.InferenceRequest`, with its defaults;
+    ``model_uris`` and ``model_cache_dir`` None: the request's.
 
     Raises:
         InputError: a bad input file, location or model bundle.
         DndxError: a bad setting or output path; another run writes ``out``.
     """
+    request = InferenceRequest(
+        tuple(inputs),
+        out,
+        fmt=fmt,
+        tree=tree,
+        branch=branch,
+        dataset=dataset,
+        column=column,
+        array=array,
+        sampling_rate_ghz=sampling_rate_ghz,
+        polarity=polarity,
+        workers=workers,
+        chunk_size=chunk_size,
+        device=device,
+        overwrite=overwrite,
+        wait=wait,
+        tracking_uri=tracking_uri,
+        method=method,
+        track_column=track_column,
+        path_column=path_column,
+        rate_column=rate_column,
+    )
+    if model_uris:
+        request = replace(request, model_uris=tuple(model_uris))
+    if model_cache_dir:
+        request = replace(request, model_cache_dir=Path(model_cache_dir))
+    with locked_plan(request, get_run_logger().info) as plan:
+        return _carry_out(plan)
+
+
+@flow(name="infer", log_prints=True, validate_parameters=False)
+def infer_planned(plan: InferencePlan) -> InferenceReport:
+    """Peaks and cluster counts of every waveform of a checked ``plan`` into its
+    output (Parquet), with the summary beside it: ``dndx infer``'s flow.
+
+    ``plan`` comes from :func:`flows.infer_plan.locked`, which holds the
+    output's lock for the run; :func:`flows.infer_plan.plan_inference` checked
+    the inputs, the settings and the models: the flow checks nothing again.
+
+    Raises:
+        DndxError: ``plan`` does not hold its output's lock.
+    """
+    return _carry_out(plan)
+
+
+def _carry_out(plan: InferencePlan) -> InferenceReport:
+    """The run of a locked ``plan`` in the current flow."""
+    if plan.lock is None or not plan.lock.held:
+        raise DndxError(
+            f"--out {plan.out}: the plan does not hold the output's lock; "
+            "run it inside flows.infer_plan.locked"
+        )
     logger = get_run_logger()
     phases: dict[str, float] = {}
-    locations = {"tree": tree, "branch": branch, "dataset": dataset, "column": column}
-    with _timed(phases, "planning"):
-        plan = plan_inference(
-            inputs,
-            out,
-            fmt,
-            {**locations, "array": array},
-            sampling_rate_ghz,
-            polarity,
-            model_uris,
-            workers,
-            chunk_size,
-            model_cache_dir,
-            device,
-            overwrite,
-            tracking_uri,
-            method,
-            track_column,
-            path_column,
-            rate_column,
-            wait,
-        )
     _log_plan(plan)
     started = time.perf_counter()
-    plan.out.parent.mkdir(parents=True, exist_ok=True)
-    with output_lock(plan.out, wait, logger.info):
-        check_replaceable(plan)
-        with _work_directory(plan) as directory:
-            chunks = plan_chunks(plan.sources, plan.counts, plan.chunk_size, directory)
-            with ExitStack() as cluster:
-                results = _run_chunks(chunks, plan, phases, cluster)
-                # Workers stop one by one, for seconds, and the outputs need none
-                # of them: the cluster shuts down while they are written.
-                closing = threading.Thread(target=cluster.close, name="close the cluster")
-                closing.start()
-                try:
-                    report = _write_outputs(chunks, results, plan, directory, phases)
-                finally:
-                    with _timed(phases, "cluster shut-down beyond the outputs"):
-                        closing.join()
+    with _work_directory(plan) as directory:
+        chunks = plan_chunks(plan.sources, plan.counts, plan.chunk_size, directory)
+        with ExitStack() as cluster:
+            results = _run_chunks(chunks, plan, phases, cluster)
+            # Workers stop one by one, for seconds, and the outputs need none
+            # of them: the cluster shuts down while they are written.
+            closing = threading.Thread(target=cluster.close, name="close the cluster")
+            closing.start()
+            try:
+                report = _write_outputs(chunks, results, plan, directory, phases)
+            finally:
+                with _timed(phases, "cluster shut-down beyond the outputs"):
+                    closing.join()
     worker_seconds: dict[str, float] = {}
     for result in results:
         for step, seconds in result.seconds.items():
@@ -310,14 +331,16 @@ def _run_chunks(
     chunks: list[Chunk], plan: InferencePlan, phases: dict[str, float], cluster: ExitStack
 ) -> list[ChunkResult]:
     """Run every chunk not finished by an earlier, interrupted run on a local Dask
-    cluster that ``cluster`` closes; all results in chunk order. The wall time of
-    the cluster's start-up and of the chunks are added to ``phases``."""
+    cluster that ``cluster`` closes, in tasks of consecutive chunks
+    (:func:`task_groups`); all results in chunk order. The wall time of the
+    cluster's start-up and of the chunks are added to ``phases``."""
     results: list[ChunkResult | None] = [finished_result(chunk) for chunk in chunks]
     n_done = sum(r is not None for r in results)
     if n_done:
         get_run_logger().info(
             "resuming: %d of %d chunks are done from an earlier run", n_done, len(chunks)
         )
+    pending = [index for index, result in enumerate(results) if result is None]
     with _timed(phases, "cluster start-up"):
         runner = cluster.enter_context(_local_cluster(plan.workers))
     with (
@@ -325,24 +348,45 @@ def _run_chunks(
         tqdm(total=plan.n_entries, unit="wf", unit_scale=True, desc="infer", disable=None) as bar,
     ):
         bar.update(sum(r.n_entries for r in results if r is not None))
-        futures: dict[PrefectFuture[ChunkResult], int] = {}
-        for index, chunk in enumerate(chunks):
-            if results[index] is None:
-                parameters = {
-                    "chunk": chunk,
-                    "bundle_dir": str(plan.bundle_dir),
-                    "polarity": plan.polarity,
-                    "sampling_rate_ghz": plan.sampling_rate_ghz,
-                    "device": plan.device,
-                    "method": plan.method,
-                }
-                futures[runner.submit(infer_chunk, parameters)] = index
+        futures: dict[PrefectFuture[list[ChunkResult]], list[int]] = {}
+        for group in task_groups([chunks[i] for i in pending], plan.workers):
+            indices = pending[: len(group)]
+            pending = pending[len(group) :]
+            parameters = {
+                "chunks": group,
+                "bundle_dir": str(plan.bundle_dir),
+                "polarity": plan.polarity,
+                "sampling_rate_ghz": plan.sampling_rate_ghz,
+                "device": plan.device,
+                "method": plan.method,
+            }
+            futures[runner.submit(infer_chunks, parameters)] = indices
         for future in as_completed(list(futures)):
-            result = future.result()
-            record_result(chunks[futures[future]], result)
-            results[futures[future]] = result
-            bar.update(result.n_entries)
+            for index, result in zip(futures[future], future.result(), strict=True):
+                results[index] = result
+                bar.update(result.n_entries)
     return [r for r in results if r is not None]
+
+
+def task_groups(chunks: list[Chunk], workers: int) -> list[list[Chunk]]:
+    """``chunks`` cut into runs of consecutive chunks, one Prefect task each: at
+    least two per worker, so that a worker slowed down leaves less of a tail, and
+    at most :data:`TASK_WAVEFORMS` waveforms each, so that the progress moves.
+
+    >>> from dndx.io.readers import WaveformSource
+    >>> source = WaveformSource(Path("a.root"), "root")
+    >>> chunks = [Chunk(source, s, s + 2000, Path(str(s))) for s in range(0, 40000, 2000)]
+    >>> [len(group) for group in task_groups(chunks, 2)]
+    [5, 5, 5, 5]
+    >>> [len(group) for group in task_groups(chunks[:3], 2)]
+    [1, 1, 1]
+    >>> len(task_groups(chunks * 10, 2))
+    20
+    """
+    n_waveforms = sum(chunk.stop - chunk.start for chunk in chunks)
+    n_tasks = min(len(chunks), max(2 * workers, -(-n_waveforms // TASK_WAVEFORMS)))
+    bounds = [round(task * len(chunks) / n_tasks) for task in range(n_tasks + 1)]
+    return [chunks[start:stop] for start, stop in itertools.pairwise(bounds)]
 
 
 def polarity_warning(polarity: str, n_contradicted: int, n_waveforms: int) -> str | None:

@@ -1,10 +1,12 @@
 """Everything ``dndx infer`` checks before any work, in plain Python.
 
-:func:`plan_inference` checks the settings, the inputs (they exist, are
-readable, their locations resolve), the sampling rate, the output path and the
-models, and returns an :class:`InferencePlan` that the flow carries out. It
-imports neither Prefect nor Dask, so the command line runs it before either
-starts and a mistake is reported in about a second.
+:func:`plan_inference` checks what a user asks (an :class:`InferenceRequest`):
+the settings, the inputs (they exist, are readable, their locations resolve),
+the sampling rate, the output path and the models; it returns an
+:class:`InferencePlan`. :func:`locked` holds the output's lock beside it,
+and the flow carries that plan out without checking anything again. This
+module imports neither Prefect nor Dask, so the command line plans before
+either starts and a mistake is reported in about a second.
 
 The output is guarded: ``--out`` that is one of the inputs is refused, and
 existing outputs (the results file, its track table or its summary) are replaced only with
@@ -18,7 +20,8 @@ import math
 import os
 import re
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import cast
@@ -32,7 +35,14 @@ from dndx.chain.preprocessing import POLARITIES, Polarity
 from dndx.config import SAMPLING_RATES_GHZ
 from dndx.domain.profile import TrainingDomain
 from dndx.errors import DndxError, InputError
-from dndx.io.inference_store import check_free, settings_key, work_directory, written_settings_key
+from dndx.io.inference_store import (
+    HeldLock,
+    check_free,
+    output_lock,
+    settings_key,
+    work_directory,
+    written_settings_key,
+)
 from dndx.io.readers import (
     LOCATION_KEYS,
     PER_WAVEFORM_KEYS,
@@ -50,8 +60,11 @@ from flows.network import check_reachable
 __all__ = [
     "DEFAULT_MODEL_CACHE",
     "DEFAULT_MODEL_URIS",
+    "DEFAULT_WORKERS",
     "InferencePlan",
-    "check_replaceable",
+    "InferenceRequest",
+    "locked",
+    "locked_plan",
     "plan_inference",
     "resolve_bundle",
     "resolve_sources",
@@ -66,6 +79,8 @@ DEFAULT_MODEL_URIS: tuple[str, ...] = (
     "models:/peak-finder@champion",
     "models:/cluster-counter@champion",
 )
+#: Worker processes of a run that names none, at most the usable cores.
+DEFAULT_WORKERS = 2
 #: Where models fetched from the registry are kept between runs.
 DEFAULT_MODEL_CACHE = (
     Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "dndx" / "models"
@@ -122,11 +137,14 @@ class InferencePlan:
         min_length: the fewest samples a usable waveform has at the inputs' rate.
         key: the settings key of the run (:func:`dndx.io.inference_store.settings_key`).
         overwrite: whether existing outputs may be replaced.
+        wait: whether to wait for another run writing ``out`` instead of refusing.
         method: a key of :data:`dndx.chain.inference.METHODS`.
         rate_origin: the rate each input is read at and where it comes from, in words.
         warnings: what the run warns of before it starts (inputs without waveforms).
         training_domain: the models' training domain; None for a bundle
             registered before it was stored.
+        lock: the output's lock, held for the run (:func:`locked_plan`); None
+            for a plan not yet locked.
     """
 
     sources: tuple[WaveformSource, ...]
@@ -143,10 +161,12 @@ class InferencePlan:
     min_length: int
     key: str
     overwrite: bool = field(default=False)
+    wait: bool = field(default=False)
     method: str = field(default=METHODS[0])
     rate_origin: str = field(default="")
     warnings: tuple[str, ...] = field(default=())
     training_domain: TrainingDomain | None = None
+    lock: HeldLock | None = None
 
     @property
     def work_dir(self) -> Path:
@@ -204,27 +224,70 @@ def location(source: WaveformSource) -> str:
     return ", ".join([source.format, *(f"{key} {getattr(source, key)!r}" for key in keys)])
 
 
-def plan_inference(
-    inputs: Sequence[str],
-    out: str,
-    fmt: str | None = None,
-    locations: dict[str, str | None] | None = None,
-    sampling_rate_ghz: float | None = None,
-    polarity: str = "auto",
-    model_uris: Sequence[str] | None = None,
-    workers: int = 2,
-    chunk_size: int = 2000,
-    model_cache_dir: str | None = None,
-    device: str = "cpu",
-    overwrite: bool = False,
-    tracking_uri: str | None = None,
-    method: str = METHODS[0],
-    track_column: str | None = None,
-    path_column: str | None = None,
-    rate_column: str | None = None,
-    wait: bool = False,
-) -> InferencePlan:
-    """Check every argument, input, the output path and the models; start nothing.
+@dataclass(frozen=True)
+class InferenceRequest:
+    """What a user asks of ``dndx infer``, unchecked; every default of the
+    command is written here once, and the command line shows these.
+
+    Attributes:
+        inputs: waveform files (ROOT, HDF5, Parquet, NPZ).
+        out: the results file (Parquet); its summary is written beside it.
+        fmt: the format of every input; None: from each file's suffix.
+        tree, branch, dataset, column, array: where the waveforms are, for the
+            inputs of the matching format (:data:`dndx.io.readers.LOCATION_KEYS`);
+            None: found in each file.
+        sampling_rate_ghz: the inputs' rate; None: each waveform's stored rate,
+            else the models' rate.
+        polarity: a key of :data:`dndx.chain.preprocessing.POLARITIES`.
+        model_uris: a local bundle directory, or MLflow URIs.
+        workers: Dask worker processes, one thread each; None:
+            :data:`DEFAULT_WORKERS`, or the usable cores if fewer.
+        chunk_size: waveforms per chunk, the unit a resumed run redoes.
+        model_cache_dir: where models fetched from the registry are kept.
+        device: where ONNX Runtime runs the models (:data:`dndx.chain.onnx.DEVICES`).
+        overwrite: replace existing outputs that are not this command's own.
+        wait: wait for another run writing ``out`` instead of refusing.
+        tracking_uri: the MLflow registry of ``model_uris``; None:
+            ``MLFLOW_TRACKING_URI`` or the project's.
+        method: a key of :data:`dndx.chain.inference.METHODS`.
+        track_column, path_column, rate_column: columns of every input holding
+            each waveform's track id, path length in the cell (cm) and
+            sampling rate (GS/s); None: no tracks, and the rate column found
+            among :data:`dndx.io.readers.RATE_COLUMN_NAMES` where present.
+    """
+
+    inputs: tuple[str, ...]
+    out: str
+    fmt: str | None = None
+    tree: str | None = None
+    branch: str | None = None
+    dataset: str | None = None
+    column: str | None = None
+    array: str | None = None
+    sampling_rate_ghz: float | None = None
+    polarity: str = POLARITIES[0]
+    model_uris: tuple[str, ...] = DEFAULT_MODEL_URIS
+    workers: int | None = None
+    chunk_size: int = 2000
+    model_cache_dir: Path = DEFAULT_MODEL_CACHE
+    device: str = "cpu"
+    overwrite: bool = False
+    wait: bool = False
+    tracking_uri: str | None = None
+    method: str = METHODS[0]
+    track_column: str | None = None
+    path_column: str | None = None
+    rate_column: str | None = None
+
+    @property
+    def locations(self) -> dict[str, str | None]:
+        """The location keys as given, by key."""
+        return {key: getattr(self, key) for key in _LOCATION_FORMATS}
+
+
+def plan_inference(request: InferenceRequest) -> InferencePlan:
+    """Check every setting, input, the output path and the models of ``request``;
+    start nothing and lock nothing (:func:`locked` locks).
 
     Each input is read at the sampling rate it stores per waveform: in
     ``rate_column``, or else in one of :data:`dndx.io.readers.RATE_COLUMN_NAMES`
@@ -243,55 +306,42 @@ def plan_inference(
             or exists (without ``overwrite``).
         InputError: a missing, unreadable or foreign input or location; bad models.
     """
-    _check_settings(polarity, sampling_rate_ghz, workers, chunk_size)
-    if path_column is not None and track_column is None:
+    r = request
+    workers = min(DEFAULT_WORKERS, usable_cores()) if r.workers is None else r.workers
+    _check_settings(r.polarity, r.sampling_rate_ghz, workers, r.chunk_size)
+    if r.path_column is not None and r.track_column is None:
         raise DndxError(
-            f"--path-column {path_column}: path lengths are summed per track; name the "
+            f"--path-column {r.path_column}: path lengths are summed per track; name the "
             "column of track ids with --track-column too"
         )
-    if method not in METHODS:
-        raise DndxError(f"--method {method}: expected one of {', '.join(METHODS)}")
-    if sampling_rate_ghz is not None:
-        check_sampling_rate(sampling_rate_ghz, SAMPLING_RATES_GHZ)
-    out_path = Path(out)
-    _check_out(out_path, inputs)
-    if not wait:
+    if r.method not in METHODS:
+        raise DndxError(f"--method {r.method}: expected one of {', '.join(METHODS)}")
+    if r.sampling_rate_ghz is not None:
+        check_sampling_rate(r.sampling_rate_ghz, SAMPLING_RATES_GHZ)
+    out_path = Path(r.out)
+    _check_out(out_path, r.inputs)
+    if not r.wait:
         check_free(out_path)
     per_waveform = {
-        "track_column": track_column,
-        "path_column": path_column,
-        "rate_column": rate_column,
+        "track_column": r.track_column,
+        "path_column": r.path_column,
+        "rate_column": r.rate_column,
     }
-    sources = resolve_sources(inputs, fmt, locations or {}, per_waveform)
+    sources = resolve_sources(r.inputs, r.fmt, r.locations, per_waveform)
     counts = tuple(count_waveforms(source) for source in sources)
     warnings = _check_counts(sources, counts)
-    if rate_column is None:
+    if r.rate_column is None:
         sources = [replace(source, rate_column=find_rate_column(source)) for source in sources]
-    origins = [_stored_rates(source, sampling_rate_ghz) for source in sources]
-
-    from dndx.chain.onnx import OnnxModels
-
-    uris = tuple(model_uris or DEFAULT_MODEL_URIS)
-    cache = Path(model_cache_dir) if model_cache_dir else DEFAULT_MODEL_CACHE
-    bundle_dir = resolve_bundle(uris, cache, tracking_uri).resolve()
-    # Opening and probing the models fails here on a bad bundle, a damaged
-    # graph or an unusable device.
-    models = OnnxModels.on_device(bundle_dir, device)
-    models.probe()
-    bundle = models.bundle
-    if method == "d2" and bundle.d2 is None:
-        raise InputError(
-            f"{bundle_dir}: the bundle holds no D2 settings for --method d2: it was "
-            "registered without an evaluation (run the evaluate stage, then register)"
-        )
+    origins = [_stored_rates(source, r.sampling_rate_ghz) for source in sources]
+    bundle_dir, bundle = _checked_bundle(r)
     rate = (
         bundle.candidates.model_sampling_rate_ghz
-        if sampling_rate_ghz is None
-        else sampling_rate_ghz
+        if r.sampling_rate_ghz is None
+        else r.sampling_rate_ghz
     )
     fallback = (
         f"{rate:g} GS/s, given (--sampling-rate-ghz)"
-        if sampling_rate_ghz is not None
+        if r.sampling_rate_ghz is not None
         else f"{rate:g} GS/s, assumed: the models' rate (no --sampling-rate-ghz)"
     )
     rate_origin = (
@@ -305,33 +355,86 @@ def plan_inference(
     key = settings_key(
         bundle_dir,
         {
-            "polarity": polarity,
+            "polarity": r.polarity,
             "rate": rate,
             "sources": [repr(s) for s in sources],
-            "method": method,
+            "method": r.method,
         },
     )
-    _check_existing(out_path, key, overwrite)
+    _check_existing(out_path, key, r.overwrite)
     return InferencePlan(
         sources=tuple(sources),
         counts=counts,
         out=out_path,
         bundle_dir=bundle_dir,
         bundle=bundle,
-        model_uris=uris,
+        model_uris=tuple(r.model_uris),
         sampling_rate_ghz=rate,
-        polarity=cast(Polarity, polarity),
-        device=device,
+        polarity=cast(Polarity, r.polarity),
+        device=r.device,
         workers=workers,
-        chunk_size=chunk_size,
+        chunk_size=r.chunk_size,
         min_length=minimum_length(bundle, rate),
         key=key,
-        overwrite=overwrite,
-        method=method,
+        overwrite=r.overwrite,
+        wait=r.wait,
+        method=r.method,
         rate_origin=rate_origin,
         warnings=warnings,
         training_domain=TrainingDomain.load(bundle_dir),
     )
+
+
+def _checked_bundle(request: InferenceRequest) -> tuple[Path, ModelBundle]:
+    """The bundle directory of ``request`` and its bundle, its models opened and
+    probed on the request's device: a bad bundle, a damaged graph or an unusable
+    device fails here.
+
+    Raises:
+        InputError: as :func:`resolve_bundle`; a damaged bundle; no D2 settings
+            for ``--method d2``.
+    """
+    from dndx.chain.onnx import OnnxModels
+
+    bundle_dir = resolve_bundle(
+        request.model_uris, request.model_cache_dir, request.tracking_uri
+    ).resolve()
+    models = OnnxModels.on_device(bundle_dir, request.device)
+    models.probe()
+    if request.method == "d2" and models.bundle.d2 is None:
+        raise InputError(
+            f"{bundle_dir}: the bundle holds no D2 settings for --method d2: it was "
+            "registered without an evaluation (run the evaluate stage, then register)"
+        )
+    return bundle_dir, models.bundle
+
+
+@contextmanager
+def locked(plan: InferencePlan, on_wait: Callable[[str], None] = print) -> Iterator[InferencePlan]:
+    """``plan`` holding its output's lock for the block: what the inference flow
+    carries out (:func:`flows.infer.infer`). The output's directory is created.
+
+    The check of existing outputs is repeated holding the lock, since a run
+    waited for (``wait``) may have written them meanwhile; ``on_wait`` is told
+    whom the run waits for (:func:`dndx.io.inference_store.output_lock`).
+
+    Raises:
+        DndxError: as :func:`plan_inference`; another run writes the output
+            (without ``wait``).
+    """
+    plan.out.absolute().parent.mkdir(parents=True, exist_ok=True)
+    with output_lock(plan.out, plan.wait, on_wait) as lock:
+        _check_existing(plan.out, plan.key, plan.overwrite)
+        yield replace(plan, lock=lock)
+
+
+@contextmanager
+def locked_plan(
+    request: InferenceRequest, on_wait: Callable[[str], None] = print
+) -> Iterator[InferencePlan]:
+    """The plan of ``request`` (:func:`plan_inference`), :func:`locked` for the block."""
+    with locked(plan_inference(request), on_wait) as plan:
+        yield plan
 
 
 def _check_counts(sources: Sequence[WaveformSource], counts: Sequence[int]) -> tuple[str, ...]:
@@ -436,16 +539,6 @@ def _check_out(out: Path, inputs: Sequence[str]) -> None:
         raise DndxError(
             f"--out {out}: cannot write in {existing} ({error.strerror or error})"
         ) from None
-
-
-def check_replaceable(plan: InferencePlan) -> None:
-    """:func:`plan_inference`'s check of existing outputs, again: call it holding
-    the output's lock, since a run waited for may have written them meanwhile.
-
-    Raises:
-        DndxError: as :func:`plan_inference`.
-    """
-    _check_existing(plan.out, plan.key, plan.overwrite)
 
 
 def _check_existing(out: Path, key: str, overwrite: bool) -> None:

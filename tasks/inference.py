@@ -1,8 +1,12 @@
-"""Prefect task of the inference flow: one entry range of one input file.
+"""Prefect task of the inference flow: a run of consecutive chunks, entry ranges
+of the input files.
 
-The worker opens the file itself and reads its own range, so waveforms never
-travel through the scheduler; it reads the range in blocks, the next while one
-is computed, and returns only counts (a :class:`~dndx.io.inference_store.ChunkResult`).
+The worker opens each file itself and reads its own ranges, so waveforms never
+travel through the scheduler; it reads a range in blocks, the next while one
+is computed, writes the chunk's part and its record itself, and returns only
+counts (a :class:`~dndx.io.inference_store.ChunkResult` per chunk). A task
+covers many chunks, so that Prefect's cost per task run is paid a few times per
+worker, not once per chunk; a chunk stays the unit that a resumed run redoes.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 from prefect import Task, task
+from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import TaskRun
 from prefect.states import State
 
@@ -30,12 +35,12 @@ from dndx.chain.inference import (
 from dndx.chain.onnx import OnnxModels
 from dndx.chain.preprocessing import Polarity
 from dndx.errors import DndxError
-from dndx.io.inference_store import Chunk, ChunkResult
+from dndx.io.inference_store import Chunk, ChunkResult, finished_result, record_result
 from dndx.io.readers import read_ahead
 from dndx.ragged import Ragged
 from dndx.storage import atomic_file
 
-__all__ = ["READ_BLOCK", "infer_chunk", "load_models"]
+__all__ = ["READ_BLOCK", "infer_chunks", "load_models", "run_chunk"]
 
 #: Waveforms a chunk is read and computed in: while one block is computed, the
 #: next is read. A block holds about 50k candidate windows: dozens of the peak
@@ -61,18 +66,41 @@ def _transient(task: Task[Any, Any], task_run: TaskRun, state: State[Any]) -> bo
 
 
 @task(
-    task_run_name="infer {chunk.source.path.name} [{chunk.start}, {chunk.stop})",
+    task_run_name="infer from {chunks[0].source.path.name} entry {chunks[0].start} on",
+    # The chunks' records are the cache: a retry redoes only the unfinished ones.
+    cache_policy=NO_CACHE,
     retries=2,
     retry_delay_seconds=1,
     retry_condition_fn=_transient,
 )
-def infer_chunk(
+def infer_chunks(
+    chunks: list[Chunk],
+    bundle_dir: str,
+    polarity: Polarity,
+    sampling_rate_ghz: float,
+    device: str,
+    method: str,
+) -> list[ChunkResult]:
+    """:func:`run_chunk` on every chunk of ``chunks`` in order, each recorded as
+    finished once its part is written; a chunk that an earlier attempt finished
+    is not redone."""
+    results = []
+    for chunk in chunks:
+        result = finished_result(chunk)
+        if result is None:
+            result = run_chunk(chunk, bundle_dir, polarity, sampling_rate_ghz, device, method)
+            record_result(chunk, result)
+        results.append(result)
+    return results
+
+
+def run_chunk(
     chunk: Chunk,
     bundle_dir: str,
     polarity: Polarity,
     sampling_rate_ghz: float,
-    device: str = "cpu",
-    method: str = "lstm",
+    device: str,
+    method: str,
     read_block: int = READ_BLOCK,
 ) -> ChunkResult:
     """Peaks and cluster counts of the entries of ``chunk`` into its part file.

@@ -50,6 +50,7 @@ __all__ = [
     "SETTINGS_KEY_METADATA",
     "Chunk",
     "ChunkResult",
+    "HeldLock",
     "OutputBusyError",
     "check_free",
     "file_key",
@@ -271,8 +272,6 @@ def check_free(out: Path) -> None:
         OutputBusyError: as :func:`output_lock` without ``wait``.
     """
     lock = lock_path(out)
-    if lock.absolute() in _held:
-        return
     try:
         fd = os.open(lock, os.O_RDONLY)
     except OSError:
@@ -334,14 +333,34 @@ def _acquire(lock: Path, wait: bool, on_wait: Callable[[str], None]) -> int:
         os.close(fd)
 
 
-_held: dict[Path, tuple[int, int]] = {}
+@dataclass(frozen=True)
+class HeldLock:
+    """The lock of an output, held by this process (:func:`output_lock`).
+
+    Attributes:
+        path: the lock file.
+        fd: the open descriptor that holds it.
+    """
+
+    path: Path
+    fd: int
+
+    @property
+    def held(self) -> bool:
+        """Whether the descriptor is still open on the lock file."""
+        try:
+            return os.fstat(self.fd).st_ino == os.stat(self.path).st_ino
+        except OSError:
+            return False
 
 
 @contextlib.contextmanager
 def output_lock(
     out: Path, wait: bool = False, on_wait: Callable[[str], None] = print
-) -> Iterator[None]:
-    """Hold the lock of ``out`` for the block; the same process may nest it.
+) -> Iterator[HeldLock]:
+    """Hold the lock of ``out`` for the block. Not re-entrant: a run plans once
+    and takes its lock once, so a second lock of the same output, from this
+    process too, is another run's.
 
     Args:
         out: the output file; its directory must exist.
@@ -350,34 +369,23 @@ def output_lock(
             left by a process that is gone, which is cleared.
 
     Raises:
-        OutputBusyError: another live process holds the lock and ``wait`` is False.
+        OutputBusyError: another live run holds the lock and ``wait`` is False.
     """
     lock = lock_path(out).absolute()
-    if lock in _held:
-        fd, depth = _held[lock]
-        _held[lock] = (fd, depth + 1)
-    else:
-        fd = _acquire(lock, wait, on_wait)
-        if stale := _stale_holder(fd):
-            on_wait(
-                f"cleared the lock of {lock.parent / lock.name}, left by a run that died ({stale})"
-            )
-        holder = {
-            "pid": os.getpid(),
-            "host": socket.gethostname(),
-            "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-            "command": " ".join(Path(a).name if i == 0 else a for i, a in enumerate(sys.argv)),
-        }
-        os.ftruncate(fd, 0)
-        os.write(fd, json.dumps(holder).encode())
-        _held[lock] = (fd, 1)
+    fd = _acquire(lock, wait, on_wait)
+    if stale := _stale_holder(fd):
+        on_wait(f"cleared the lock of {lock.parent / lock.name}, left by a run that died ({stale})")
+    holder = {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "command": " ".join(Path(a).name if i == 0 else a for i, a in enumerate(sys.argv)),
+    }
+    os.ftruncate(fd, 0)
+    os.write(fd, json.dumps(holder).encode())
     try:
-        yield
+        yield HeldLock(lock, fd)
     finally:
-        fd, depth = _held.pop(lock)
-        if depth > 1:
-            _held[lock] = (fd, depth - 1)
-        else:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(lock)
-            os.close(fd)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(lock)
+        os.close(fd)

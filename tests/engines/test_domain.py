@@ -20,7 +20,7 @@ from dndx.domain.profile import (
 )
 from flows.cli import main as cli
 from flows.infer import _judge_domain, infer
-from flows.infer_plan import plan_inference
+from flows.infer_plan import InferenceRequest, plan_inference
 from flows.runtime import ensure_prefect_api
 from tests.front_ends import (
     shifted,
@@ -147,11 +147,13 @@ def test_the_classical_chain_is_not_judged(
     domain_bundle: Path, files: dict[str, Path], tmp_path: Path
 ) -> None:
     plan = plan_inference(
-        [str(files["like"])],
-        str(tmp_path / "d2.parquet"),
-        sampling_rate_ghz=1.5,
-        model_uris=[str(domain_bundle)],
-        method="d2",
+        InferenceRequest(
+            (str(files["like"]),),
+            str(tmp_path / "d2.parquet"),
+            sampling_rate_ghz=1.5,
+            model_uris=(str(domain_bundle),),
+            method="d2",
+        )
     )
     [(name, verdict)] = _judge_domain(plan)
     assert name == str(files["like"]) and verdict.verdict == "not judged"

@@ -22,7 +22,7 @@ from dndx.errors import InputError
 from dndx.ragged import Ragged
 from dndx.simulation.generator import simulate_range
 from flows.cli import main as cli
-from flows.infer_plan import plan_inference
+from flows.infer_plan import InferenceRequest, plan_inference
 
 N_WAVEFORMS = 60
 RATE_GHZ = 1.2
@@ -115,10 +115,12 @@ def test_a_bundle_without_d2_settings_is_refused_before_any_work(
     out = tmp_path / "d2.parquet"
     with pytest.raises(InputError, match=rf"{bundle_dir}: the bundle holds no D2 settings"):
         plan_inference(
-            [str(waveforms[0])],
-            str(out),
-            sampling_rate_ghz=RATE_GHZ,
-            model_uris=[str(bundle_dir)],
-            method="d2",
+            InferenceRequest(
+                (str(waveforms[0]),),
+                str(out),
+                sampling_rate_ghz=RATE_GHZ,
+                model_uris=(str(bundle_dir),),
+                method="d2",
+            )
         )
     assert not out.exists()

@@ -31,15 +31,30 @@ from dndx.chain.onnx import COUNTER_BATCH, PEAK_FINDER_BATCH, OnnxModels
 from dndx.chain.preprocessing import estimate_baseline_noise
 from dndx.config import load_params, with_candidates
 from dndx.errors import DndxError, InputError
-from dndx.io.inference_store import Chunk, ChunkResult
+from dndx.io.inference_store import (
+    Chunk,
+    ChunkResult,
+    OutputBusyError,
+    finished_result,
+    record_result,
+)
 from dndx.io.readers import WaveformSource
 from dndx.ragged import Ragged
 from dndx.simulation.generator import simulate_range
 from flows.cli import main as cli
-from flows.infer import infer
-from flows.infer_plan import DEFAULT_MODEL_URIS, resolve_bundle, summary_path
+from flows.infer import infer, infer_planned
+from flows.infer_plan import (
+    DEFAULT_MODEL_URIS,
+    DEFAULT_WORKERS,
+    InferenceRequest,
+    locked,
+    plan_inference,
+    resolve_bundle,
+    summary_path,
+    usable_cores,
+)
 from flows.runtime import ensure_prefect_api
-from tasks.inference import infer_chunk
+from tasks.inference import infer_chunks, run_chunk
 from tasks.registry import promote
 from tasks.tracking import configure_mlflow
 from tests.conftest import make_project, register_pair
@@ -252,7 +267,7 @@ def test_a_chunk_of_bad_waveforms_only_writes_their_skipped_rows(
     paths = _write_inputs(tmp_path, adc)
     source = WaveformSource.from_path(paths["parquet"])
     chunk = Chunk(source, EMPTY_EVENT, EMPTY_EVENT + 1, tmp_path / "chunk.parquet")
-    result = infer_chunk.fn(chunk, str(bundle_dir), "auto", 1.2)
+    result = run_chunk(chunk, str(bundle_dir), "auto", 1.2, "cpu", "lstm")
     assert result == ChunkResult(0, ((EMPTY_EVENT, "length 0"),), {}, 0)
     table = pq.read_table(chunk.path)
     assert table.schema.equals(RESULT_SCHEMA)
@@ -267,10 +282,52 @@ def test_a_chunk_read_in_blocks_gives_the_results_of_one_block(
     source = WaveformSource.from_path(_write_inputs(tmp_path, adc)["parquet"])
     whole = Chunk(source, 3, N_WAVEFORMS, tmp_path / "whole.parquet")
     blocks = dataclasses.replace(whole, path=tmp_path / "blocks.parquet")
-    expected = infer_chunk.fn(whole, str(bundle_dir), "auto", RATE_GHZ, read_block=100)
-    assert infer_chunk.fn(blocks, str(bundle_dir), "auto", RATE_GHZ, read_block=7) == expected
+    expected = run_chunk(whole, str(bundle_dir), "auto", RATE_GHZ, "cpu", "lstm", 100)
+    assert run_chunk(blocks, str(bundle_dir), "auto", RATE_GHZ, "cpu", "lstm", 7) == expected
     assert expected.bad_rows == ((NAN_EVENT, expected.bad_rows[0][1]), (EMPTY_EVENT, "length 0"))
     assert pq.read_table(blocks.path).equals(pq.read_table(whole.path))
+
+
+def test_a_task_records_each_chunk_and_a_retry_redoes_only_the_unfinished(
+    bundle_dir: Path, adc: np.ndarray, tmp_path: Path
+) -> None:
+    source = WaveformSource.from_path(_write_inputs(tmp_path, adc)["parquet"])
+    chunks = [
+        Chunk(source, start, min(start + 20, N_WAVEFORMS), tmp_path / f"part-{start}")
+        for start in range(0, N_WAVEFORMS, 20)
+    ]
+    settings = (str(bundle_dir), "auto", RATE_GHZ, "cpu", "lstm")
+    first = infer_chunks.fn(chunks, *settings)
+    assert [finished_result(chunk) for chunk in chunks] == first
+    assert sum(result.n_entries for result in first) == N_WAVEFORMS
+    # A retry after a failure in the second chunk: the first one's record is taken
+    # as it stands (a marked count shows it), the second is done again.
+    marked = dataclasses.replace(first[0], statuses={"ok": -1})
+    record_result(chunks[0], marked)
+    chunks[1].record.unlink()
+    assert infer_chunks.fn(chunks, *settings) == [marked, first[1], first[2]]
+
+
+def test_the_flow_runs_a_plan_only_while_it_holds_the_output_lock(
+    bundle_dir: Path, adc: np.ndarray, tmp_path: Path
+) -> None:
+    paths = _write_inputs(tmp_path, adc)
+    request = InferenceRequest(
+        (str(paths["npz"]),),
+        str(tmp_path / "out" / "results.parquet"),
+        sampling_rate_ghz=RATE_GHZ,
+        model_uris=(str(bundle_dir),),
+    )
+    plan = plan_inference(request)
+    assert plan.lock is None and plan.workers == min(DEFAULT_WORKERS, usable_cores())
+    with pytest.raises(DndxError, match="the plan does not hold the output's lock"):
+        infer_planned.fn(plan)
+    with locked(plan) as held:
+        assert held.lock is not None and held.lock.held
+        # The lock is taken once per run: a second one, from this process too, is refused.
+        with pytest.raises(OutputBusyError, match=rf"pid {os.getpid()} "), locked(plan):
+            pass
+    assert not held.lock.held and not plan.out.exists()
 
 
 def _by_file(table: pd.DataFrame, path: Path) -> pd.DataFrame:

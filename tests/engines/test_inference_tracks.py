@@ -17,8 +17,8 @@ from dndx.errors import DndxError, InputError
 from dndx.io.inference_store import Chunk
 from dndx.io.readers import WaveformSource, resolve_source
 from dndx.simulation.generator import simulate_range
-from flows.infer_plan import plan_inference, resolve_sources
-from tasks.inference import infer_chunk
+from flows.infer_plan import InferenceRequest, plan_inference, resolve_sources
+from tasks.inference import run_chunk
 from tests.cell_files import (
     N_WAVEFORMS,
     PATHS_CM,
@@ -41,7 +41,11 @@ def test_a_missing_column_is_named_with_its_file(fmt: str, tmp_path: Path) -> No
 def test_a_path_column_without_a_track_column_is_refused(tmp_path: Path) -> None:
     source = cells_hdf5(tmp_path, TRACKS)
     with pytest.raises(DndxError, match=r"--path-column len_cm: .* --track-column"):
-        plan_inference([str(source.path)], str(tmp_path / "out.parquet"), path_column="len_cm")
+        plan_inference(
+            InferenceRequest(
+                (str(source.path),), str(tmp_path / "out.parquet"), path_column="len_cm"
+            )
+        )
 
 
 def test_the_models_rows_carry_their_track_and_path_past_a_skipped_waveform(
@@ -60,7 +64,7 @@ def test_the_models_rows_carry_their_track_and_path_past_a_skipped_waveform(
     source = WaveformSource(path, "hdf5", dataset="adc", track_column="trk", path_column="len_cm")
     chunk = Chunk(resolve_source(source), 1, N_WAVEFORMS, tmp_path / "part.parquet")
 
-    result = infer_chunk.fn(chunk, str(untrained_pair / "bundle"), "auto", 1.5)
+    result = run_chunk(chunk, str(untrained_pair / "bundle"), "auto", 1.5, "cpu", "lstm")
 
     rows = pq.read_table(chunk.path).to_pandas()
     assert [event for event, _ in result.bad_rows] == [2]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -127,8 +128,14 @@ def test_a_second_run_is_refused_naming_the_first_or_waits_for_it(tmp_path: Path
     ):
         pass
     # The system released the killed holder's lock: nothing stale blocks the next run.
-    with output_lock(out), output_lock(out):
-        assert lock_path(out).exists()
+    # A run takes its lock once: a second lock, from the same process too, is refused.
+    with (
+        output_lock(out) as lock,
+        pytest.raises(OutputBusyError, match=rf"pid {os.getpid()} "),
+        output_lock(out),
+    ):
+        pass
+    assert lock.path == lock_path(out).absolute() and not lock.held
     assert not lock_path(out).exists()
 
     told: list[str] = []
