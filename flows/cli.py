@@ -15,6 +15,7 @@ from dndx.errors import DndxError
 if TYPE_CHECKING:  # the commands import what they use when they run: a fast --help
     from dndx.config import DomainConfig, Params
     from dndx.domain.profile import DomainProfile, DomainVerdict, TrainingDomain
+    from flows.infer_plan import InferenceRequest
 
 __all__ = ["main"]
 
@@ -242,11 +243,8 @@ class _Interrupted(Exception):
 
 
 def _add_infer(commands: Any) -> None:
-    from dndx.chain.inference import METHODS
-    from dndx.chain.onnx import DEVICES
-    from dndx.chain.preprocessing import POLARITIES
-    from dndx.io.readers import LOCATION_KEYS, WAVEFORM_FORMATS
-    from flows.infer_plan import DEFAULT_WORKERS, InferenceRequest
+    from dndx.io.readers import WAVEFORM_FORMATS
+    from flows.infer_plan import InferenceRequest
 
     # Options the user leaves out stay out of the namespace: the request's own
     # defaults apply, and the help shows them.
@@ -282,6 +280,17 @@ def _add_infer(commands: Any) -> None:
         choices=WAVEFORM_FORMATS,
         help="format of every input (default: from each file's suffix)",
     )
+    _add_infer_locations(infer)
+    _add_infer_rates(infer)
+    _add_infer_models(infer, defaults)
+    _add_infer_run(infer, defaults)
+    infer.set_defaults(handler=_infer)
+
+
+def _add_infer_locations(infer: argparse.ArgumentParser) -> None:
+    """Where the waveforms are in each file, and the per-track columns."""
+    from dndx.io.readers import LOCATION_KEYS
+
     where = infer.add_argument_group(
         "where the waveforms are (default: the only suitable one in each file)"
     )
@@ -310,6 +319,10 @@ def _add_infer(commands: Any) -> None:
         help="likewise, the track's path length in each waveform's cell, in cm, for "
         "dN/dx in clusters per cm (needs --track-column)",
     )
+
+
+def _add_infer_rates(infer: argparse.ArgumentParser) -> None:
+    """The inputs' sampling rate, given or stored per waveform."""
     infer.add_argument(
         "--sampling-rate-ghz",
         type=float,
@@ -324,6 +337,13 @@ def _add_infer(commands: Any) -> None:
         "sampling rate in GS/s (default: sampling_rate_ghz or sampling_rate beside the "
         "waveforms, where a file has one)",
     )
+
+
+def _add_infer_models(infer: argparse.ArgumentParser, defaults: InferenceRequest) -> None:
+    """Which models, or the classical chain, and how the signal is read."""
+    from dndx.chain.inference import METHODS
+    from dndx.chain.preprocessing import POLARITIES
+
     infer.add_argument(
         "--method",
         choices=METHODS,
@@ -349,6 +369,13 @@ def _add_infer(commands: Any) -> None:
         help="the MLflow registry of --model-uri (default: MLFLOW_TRACKING_URI, or this "
         "checkout's mlflow.db)",
     )
+
+
+def _add_infer_run(infer: argparse.ArgumentParser, defaults: InferenceRequest) -> None:
+    """Where and in how many processes the run goes."""
+    from dndx.chain.onnx import DEVICES
+    from flows.infer_plan import DEFAULT_WORKERS
+
     infer.add_argument(
         "--workers",
         type=int,
@@ -366,7 +393,6 @@ def _add_infer(commands: Any) -> None:
         help=f"where ONNX Runtime runs the models (default: {defaults.device}; cuda needs "
         "onnxruntime-gpu and a GPU, shared by the workers)",
     )
-    infer.set_defaults(handler=_infer)
 
 
 def _serve(args: argparse.Namespace) -> None:

@@ -307,17 +307,7 @@ def plan_inference(request: InferenceRequest) -> InferencePlan:
         InputError: a missing, unreadable or foreign input or location; bad models.
     """
     r = request
-    workers = min(DEFAULT_WORKERS, usable_cores()) if r.workers is None else r.workers
-    _check_settings(r.polarity, r.sampling_rate_ghz, workers, r.chunk_size)
-    if r.path_column is not None and r.track_column is None:
-        raise DndxError(
-            f"--path-column {r.path_column}: path lengths are summed per track; name the "
-            "column of track ids with --track-column too"
-        )
-    if r.method not in METHODS:
-        raise DndxError(f"--method {r.method}: expected one of {', '.join(METHODS)}")
-    if r.sampling_rate_ghz is not None:
-        check_sampling_rate(r.sampling_rate_ghz, SAMPLING_RATES_GHZ)
+    workers = _checked_request(r)
     out_path = Path(r.out)
     _check_out(out_path, r.inputs)
     if not r.wait:
@@ -338,19 +328,6 @@ def plan_inference(request: InferenceRequest) -> InferencePlan:
         bundle.candidates.model_sampling_rate_ghz
         if r.sampling_rate_ghz is None
         else r.sampling_rate_ghz
-    )
-    fallback = (
-        f"{rate:g} GS/s, given (--sampling-rate-ghz)"
-        if r.sampling_rate_ghz is not None
-        else f"{rate:g} GS/s, assumed: the models' rate (no --sampling-rate-ghz)"
-    )
-    rate_origin = (
-        "; ".join(
-            f"{source.path}: {origin or fallback}"
-            for source, origin in zip(sources, origins, strict=True)
-        )
-        if any(origins)
-        else fallback
     )
     key = settings_key(
         bundle_dir,
@@ -379,9 +356,47 @@ def plan_inference(request: InferenceRequest) -> InferencePlan:
         overwrite=r.overwrite,
         wait=r.wait,
         method=r.method,
-        rate_origin=rate_origin,
+        rate_origin=_rate_origin(sources, origins, rate, given=r.sampling_rate_ghz is not None),
         warnings=warnings,
         training_domain=TrainingDomain.load(bundle_dir),
+    )
+
+
+def _checked_request(r: InferenceRequest) -> int:
+    """The workers ``r`` runs on, once its settings are checked.
+
+    Raises:
+        DndxError: a bad setting, named by its flag.
+    """
+    workers = min(DEFAULT_WORKERS, usable_cores()) if r.workers is None else r.workers
+    _check_settings(r.polarity, r.sampling_rate_ghz, workers, r.chunk_size)
+    if r.path_column is not None and r.track_column is None:
+        raise DndxError(
+            f"--path-column {r.path_column}: path lengths are summed per track; name the "
+            "column of track ids with --track-column too"
+        )
+    if r.method not in METHODS:
+        raise DndxError(f"--method {r.method}: expected one of {', '.join(METHODS)}")
+    if r.sampling_rate_ghz is not None:
+        check_sampling_rate(r.sampling_rate_ghz, SAMPLING_RATES_GHZ)
+    return workers
+
+
+def _rate_origin(
+    sources: Sequence[WaveformSource], origins: Sequence[str | None], rate: float, given: bool
+) -> str:
+    """Where each input's sampling rate comes from: its stored rates (``origins``)
+    or ``rate``, given with --sampling-rate-ghz or the models' own."""
+    fallback = (
+        f"{rate:g} GS/s, given (--sampling-rate-ghz)"
+        if given
+        else f"{rate:g} GS/s, assumed: the models' rate (no --sampling-rate-ghz)"
+    )
+    if not any(origins):
+        return fallback
+    return "; ".join(
+        f"{source.path}: {origin or fallback}"
+        for source, origin in zip(sources, origins, strict=True)
     )
 
 

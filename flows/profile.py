@@ -30,6 +30,11 @@ __all__ = ["main", "profile"]
 NO_TARGET = "no target files (target.files is empty)"
 
 
+def _named_from(path: Path, root: Path) -> str:
+    """``path`` as the lineage records it: from the project ``root`` when inside it."""
+    return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
+
+
 def _write(fit: TargetFit, params: Params, out_dir: Path) -> None:
     with atomic_directory(out_dir) as tmp:
         fit.save(tmp / TARGET_FIT_PATH.name)
@@ -40,8 +45,9 @@ def _write(fit: TargetFit, params: Params, out_dir: Path) -> None:
 
 
 @flow(name="profile", log_prints=True)
-def profile(params: Params, sources: list[WaveformSource], out_dir: Path) -> TargetFit:
-    """Profile the target files ``sources`` and fit the front end to them into ``out_dir``."""
+def profile(params: Params, sources: list[WaveformSource], root: Path) -> TargetFit:
+    """Profile the target files ``sources`` and fit the front end to them into
+    ``data/target`` of the project ``root``; the fit names the files from the root."""
     logger = get_run_logger()
     cfg = params.target
     threshold = params.prepare.candidates.candidate_threshold_sigma
@@ -58,9 +64,9 @@ def profile(params: Params, sources: list[WaveformSource], out_dir: Path) -> Tar
     setting, matched, trials = fit_front_end(
         target, params.simulate, cfg.fit, params.domain, profiles
     )
-    files = tuple(str(source.path) for source in sources)
+    files = tuple(_named_from(Path(source.path), root) for source in sources)
     fit = TargetFit.found(files, cfg.sampling_rate_ghz, target, setting, matched, trials)
-    _write(fit, params, out_dir)
+    _write(fit, params, root / TARGET_DIR)
     logger.info(
         "target fit: distance %.3g -> %.3g over %d settings: %s",
         fit.start_distance,
@@ -84,9 +90,7 @@ def main(params_path: str | Path = PARAMS_PATH) -> None:
         # The user's files: one line, before Prefect starts, as dndx infer says it.
         print(f"dndx: error: {error}", file=sys.stderr)
         sys.exit(2)
-    profile.with_options(task_runner=dask_task_runner(params.dask))(
-        params, sources, root / TARGET_DIR
-    )
+    profile.with_options(task_runner=dask_task_runner(params.dask))(params, sources, root)
 
 
 if __name__ == "__main__":

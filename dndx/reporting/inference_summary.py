@@ -21,6 +21,7 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from dndx.chain.inference import STATUSES
+from dndx.reporting.tables import markdown_table
 from dndx.scoring.separation import spread
 from dndx.storage import atomic_file
 
@@ -95,9 +96,7 @@ def _cell(value: object) -> str:
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
-    return lines
+    return markdown_table(header, [[_cell(v) for v in row] for row in rows]).split("\n")
 
 
 def _save(figure: Figure, path: Path) -> None:
@@ -201,25 +200,50 @@ def summarise(
     if warnings:
         lines += ["## Warnings", "", *(f"- {warning}" for warning in warnings), ""]
     lines += _table(["setting", "value"], list(run.items()))
+    lines += ["", _processed_line(results, skipped), "", *([*domain, ""] if domain else [])]
+    lines += _status_section(results, skipped)
+    lines += _per_file_section(results, counted, skipped, files)
+    lines += _counts_section(n_clusters, n_peaks[counted])
+    lines += [f"![cluster counts]({cluster_png.name})", "", f"![peaks]({peaks_png.name})", ""]
+    if tracks is not None:
+        lines += [*track_section(tracks), ""]
+    lines += _examples_section(examples, examples_png)
+    lines += _skipped_section(skipped)
+    return "\n".join(lines) + "\n"
+
+
+def _processed_line(results: pd.DataFrame, skipped: Sequence[tuple[str, int, str]]) -> str:
     n_positive = int((results["polarity"] > 0).sum())
     n_negative = int((results["polarity"] < 0).sum())
-    lines += [
-        "",
+    return (
         f"{len(results)} waveforms processed, {len(skipped)} skipped. Polarity: "
         f"{n_positive} positive, {n_negative} negative, "
-        f"{len(results) - n_positive - n_negative} none (flat).",
-        "",
-        *([*domain, ""] if domain else []),
+        f"{len(results) - n_positive - n_negative} none (flat)."
+    )
+
+
+def _status_section(results: pd.DataFrame, skipped: Sequence[tuple[str, int, str]]) -> list[str]:
+    by_status = results["status"].value_counts()
+    return [
         "## Status",
         "",
+        *_table(
+            ["status", "waveforms", "meaning"],
+            [
+                [status, int(by_status.get(status, 0)), meaning]
+                for status, meaning in STATUSES.items()
+            ]
+            + [["skipped", len(skipped), "not read: too short, empty, NaN or inf (listed below)"]],
+        ),
     ]
-    by_status = results["status"].value_counts()
-    lines += _table(
-        ["status", "waveforms", "meaning"],
-        [[status, int(by_status.get(status, 0)), meaning] for status, meaning in STATUSES.items()]
-        + [["skipped", len(skipped), "not read: too short, empty, NaN or inf (listed below)"]],
-    )
-    lines += ["", "## Per file", ""]
+
+
+def _per_file_section(
+    results: pd.DataFrame,
+    counted: NDArray[np.bool_],
+    skipped: Sequence[tuple[str, int, str]],
+    files: Sequence[str],
+) -> list[str]:
     grouped = results.groupby("source_file", sort=False, observed=True)
     processed = grouped.size()
     counted_per_file = results[counted].groupby("source_file", sort=False, observed=True).size()
@@ -240,47 +264,55 @@ def summarise(
                 f"{clusters_mean[name]:.2f}" if n_counted else "-",
             ]
         )
-    lines += _table(
-        ["file", "processed", "counted (ok)", "skipped", "mean peaks", "mean clusters"], rows
-    )
+    header = ["file", "processed", "counted (ok)", "skipped", "mean peaks", "mean clusters"]
+    return ["", "## Per file", "", *_table(header, rows)]
 
-    lines += ["", "## Counts (waveforms with status ok)", ""]
+
+def _counts_section(n_clusters: NDArray[np.float64], n_peaks: NDArray[np.float64]) -> list[str]:
+    """The moments of the counted waveforms' ``(n_counted,)`` clusters and peaks."""
+    lines = ["", "## Counts (waveforms with status ok)", ""]
     if len(n_clusters):
         lines += _table(
             ["quantity", "mean", "std", "median", "min", "max"],
             [
                 [name, *(f"{v:.2f}" for v in _moments(values))]
-                for name, values in (("clusters", n_clusters), ("peaks", n_peaks[counted]))
+                for name, values in (("clusters", n_clusters), ("peaks", n_peaks))
             ],
         )
         lines.append("")
-    lines += [f"![cluster counts]({cluster_png.name})", "", f"![peaks]({peaks_png.name})", ""]
+    return lines
 
-    if tracks is not None:
-        lines += [*track_section(tracks), ""]
-    lines += ["## Example waveforms", "", f"![examples]({examples_png.name})", ""]
-    lines += _table(
-        ["file", "event", "peaks", "clusters", "peak times (ns)"],
-        [
+
+def _examples_section(examples: Sequence[ExampleWaveform], figure: Path) -> list[str]:
+    return [
+        "## Example waveforms",
+        "",
+        f"![examples]({figure.name})",
+        "",
+        *_table(
+            ["file", "event", "peaks", "clusters", "peak times (ns)"],
             [
-                e.source_file,
-                e.event,
-                len(e.peak_time_ns),
-                f"{e.n_clusters:.2f}",
-                ", ".join(f"{t:.1f}" for t in e.peak_time_ns),
-            ]
-            for e in examples
-        ],
-    )
+                [
+                    e.source_file,
+                    e.event,
+                    len(e.peak_time_ns),
+                    f"{e.n_clusters:.2f}",
+                    ", ".join(f"{t:.1f}" for t in e.peak_time_ns),
+                ]
+                for e in examples
+            ],
+        ),
+    ]
 
-    lines += ["", "## Skipped waveforms", ""]
-    if skipped:
-        lines += _table(["file", "event", "reason"], list(skipped[:MAX_LISTED_SKIPPED]))
-        if len(skipped) > MAX_LISTED_SKIPPED:
-            lines += ["", f"... and {len(skipped) - MAX_LISTED_SKIPPED} more."]
-    else:
-        lines.append("None.")
-    return "\n".join(lines) + "\n"
+
+def _skipped_section(skipped: Sequence[tuple[str, int, str]]) -> list[str]:
+    lines = ["", "## Skipped waveforms", ""]
+    if not skipped:
+        return [*lines, "None."]
+    lines += _table(["file", "event", "reason"], list(skipped[:MAX_LISTED_SKIPPED]))
+    if len(skipped) > MAX_LISTED_SKIPPED:
+        lines += ["", f"... and {len(skipped) - MAX_LISTED_SKIPPED} more."]
+    return lines
 
 
 def track_section(tracks: pd.DataFrame) -> list[str]:

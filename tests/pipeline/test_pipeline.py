@@ -242,7 +242,7 @@ def test_the_trained_counts_agree_at_1_2_and_2_0_gs_s(trained_project: TrainedPr
     fit = np.sqrt(sum((counts[r] - truth[r]).var(ddof=1) for r in counts) / n_per_rate)
     tolerance = 3 * paired + 2 * fit
     assert abs(difference.mean()) < tolerance, (difference.mean(), paired, fit)
-    model_rate = ModelBundle.load(project / "data/bundle").model_sampling_rate_ghz
+    model_rate = ModelBundle.load(project / "data/bundle").candidates.model_sampling_rate_ghz
     misread = counts[1.2] - count(data[2.0], model_rate)
     assert abs(misread.mean()) > tolerance, (misread.mean(), tolerance)
     # And it counts: its counts follow the true ones beyond the 3/sqrt(n) that the
