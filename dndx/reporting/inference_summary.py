@@ -331,7 +331,7 @@ def track_section(tracks: pd.DataFrame) -> list[str]:
     3 tracks, 8 cells, 5 of them counted; 2 tracks with a counted path.
     <BLANKLINE>
     | quantity | tracks | mean | std | std / mean |
-    |---|---|---|---|---|
+    |:--|--:|--:|--:|--:|
     | dN/dx (clusters per cm) | 2 | 12.00 | 1.41 | 0.118 |
     """
     with_path = tracks["dndx_per_cm"].notna().to_numpy()
