@@ -72,9 +72,12 @@ def ingest(params: Params, root: Path) -> dict[str, Any]:
     with atomic_directory(root / INGESTED_DIR) as tmp:
         (tmp / SOURCE_FILE).write_text(f"{cfg.source}\n")
         if cfg.source == "files":
-            files = split_files(cfg, Path(cfg.root))
+            # From the project root, not the working directory: Dask workers elsewhere
+            # (dask.mode address, batch jobs) open these paths.
+            data_root = root / cfg.root
+            files = split_files(cfg, data_root)
             layouts = {
-                path: labelled_layout(cfg, path.relative_to(cfg.root))
+                path: labelled_layout(cfg, path.relative_to(data_root))
                 for paths in files.values()
                 for path in paths
             }
