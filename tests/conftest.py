@@ -157,14 +157,20 @@ def make_project(repo: Path) -> Path:
     return repo
 
 
-def dvc(repo: Path, *args: str) -> str:
-    """Run ``dvc *args`` in ``repo`` (against the session's Prefect API, if one runs),
-    failing the test with DVC's output unless it succeeds; returns that output."""
-    env = {**venv_env(), "XDG_CACHE_HOME": str(repo / ".cache")}
+def dvc(repo: Path, *args: str, ok: bool = True, dask_address: str = "") -> str:
+    """Run ``dvc *args`` in ``repo`` (against the session's Prefect API, if one runs,
+    and the Dask scheduler at ``dask_address``, if given: :func:`dask_scheduler`),
+    failing the test with DVC's output unless it succeeds (fails, if not ``ok``);
+    returns that output."""
+    env = {**venv_env(), "XDG_CACHE_HOME": str(repo / ".cache"), "DVC_NO_ANALYTICS": "1"}
+    if dask_address:
+        from flows.runtime import DASK_ADDRESS_ENV
+
+        env[DASK_ADDRESS_ENV] = dask_address
     result = subprocess.run(
         ["dvc", *args], cwd=repo, env=env, capture_output=True, text=True, check=False
     )
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert (result.returncode == 0) == ok, result.stdout + result.stderr
     return result.stdout + result.stderr
 
 
@@ -211,14 +217,47 @@ def _prefect_console_as_configured() -> Iterator[None]:
 
 @dataclass(frozen=True)
 class TrainedProject:
-    """The tiny project after one ``dvc repro`` of every stage, and that run's output."""
+    """The tiny project after one ``dvc repro`` of every stage, that run's output, and
+    the Dask scheduler its flows ran their tasks on."""
 
     path: Path
     repro_log: str
+    dask_address: str
 
 
 @pytest.fixture(scope="session")
-def trained_project(tmp_path_factory: pytest.TempPathFactory, prefect_api: str) -> TrainedProject:
+def dask_scheduler(prefect_server: str) -> Iterator[str]:
+    """The address of one Dask cluster for the session's flows, local and sized as the
+    tiny params size a flow's own. A flow given it (``DNDX_DASK_ADDRESS``: the
+    ``dask.mode: address`` of a user's running scheduler) runs its tasks there instead
+    of starting a cluster whose workers import TensorFlow anew: seconds per stage, paid
+    dozens of times by the tiny pipelines. The tests of the local cluster itself, and of
+    what Ctrl-C does to it, start their own."""
+    from distributed import LocalCluster
+
+    from dndx.config import parse_params
+    from flows.runtime import local_cluster_kwargs, worker_environment
+
+    kwargs = local_cluster_kwargs(parse_params(tiny_params()).dask)["cluster_kwargs"]
+    kwargs["env"] = {**worker_environment(prefect_server), **kwargs["env"]}
+    with LocalCluster(**kwargs) as cluster:
+        yield cluster.scheduler_address
+
+
+@pytest.fixture
+def shared_dask(dask_scheduler: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The flows this test runs, in its process or in those it starts, use the session's
+    Dask cluster (:func:`dask_scheduler`)."""
+    from flows.runtime import DASK_ADDRESS_ENV
+
+    monkeypatch.setenv(DASK_ADDRESS_ENV, dask_scheduler)
+    return dask_scheduler
+
+
+@pytest.fixture(scope="session")
+def trained_project(
+    tmp_path_factory: pytest.TempPathFactory, dask_scheduler: str
+) -> TrainedProject:
     """One tiny pipeline, profile to demo, adapted to a target (:func:`use_target`),
     trained once per session through real DVC, Prefect, Dask and MLflow. Its tests live
     in one module (tests/pipeline/test_pipeline.py), so that `make test` (one module per
@@ -226,7 +265,7 @@ def trained_project(tmp_path_factory: pytest.TempPathFactory, prefect_api: str) 
     that changes it works on a copy (:func:`copy_project`) or restores what it changed."""
     repo = make_project(tmp_path_factory.mktemp("trained") / "project")
     use_target(repo)
-    return TrainedProject(repo, dvc(repo, "repro"))
+    return TrainedProject(repo, dvc(repo, "repro", dask_address=dask_scheduler), dask_scheduler)
 
 
 #: The front end of :func:`use_target`'s files: a slower fall than the simulate section's.
@@ -269,10 +308,10 @@ def copy_project(trained: TrainedProject, destination: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def prefect_api() -> Iterator[str]:
+def prefect_server() -> Iterator[str]:
     """One temporary Prefect server for the flows of the session, its own and its
     subprocesses'; stopped while pytest still owns the output streams, so that the
-    server's farewell is not logged to a closed stream at exit."""
+    server's farewell is not logged to a closed stream at exit. Its URL."""
     from prefect.logging.handlers import APILogWorker
     from prefect.server.api.server import SubprocessASGIServer
 
@@ -283,6 +322,14 @@ def prefect_api() -> Iterator[str]:
     # end the run with "Error logging to API".
     APILogWorker.drain_all(timeout=30)
     SubprocessASGIServer().stop()
+
+
+@pytest.fixture(scope="session")
+def prefect_api(prefect_server: str) -> str:
+    """The session's Prefect API (:func:`prefect_server`). A module whose tests must
+    find the environment as they left it overrides this fixture; the session's other
+    fixtures depend on :func:`prefect_server` itself."""
+    return prefect_server
 
 
 @pytest.fixture(scope="module")

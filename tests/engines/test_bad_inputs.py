@@ -22,7 +22,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
@@ -47,7 +47,6 @@ from dndx.io.labelled import LabelledLayout
 from dndx.ragged import Ragged
 from dndx.simulation.generator import simulate_range
 from flows.cli import main as cli
-from flows.runtime import ensure_prefect_api
 from tasks.ingestion import ingest_chunk
 from tests.conftest import ROOT, hold_output_lock
 from tests.labelled_files import PEAKS, cepc_branches, write_tree
@@ -274,14 +273,6 @@ def test_a_run_that_waited_does_not_replace_what_the_first_wrote(
 
 
 @pytest.fixture(scope="module")
-def prefect_api() -> Iterator[str]:
-    before = os.environ.get("PREFECT_API_URL")
-    yield ensure_prefect_api()
-    if before is None:
-        os.environ.pop("PREFECT_API_URL", None)
-
-
-@pytest.fixture(scope="module")
 def peaky(untrained_pair: Path, good_adc: np.ndarray) -> NDArray[np.float64]:
     """A good waveform in which the untrained peak finder finds peaks."""
     rows = Ragged.from_lengths(good_adc.reshape(-1), np.full(N_GOOD, good_adc.shape[1]))
@@ -293,7 +284,7 @@ def test_rows_that_cannot_be_counted_are_flagged_or_skipped_never_stopping_the_f
     peaky: NDArray[np.float64],
     good_adc: np.ndarray,
     untrained_pair: Path,
-    prefect_api: str,
+    shared_dask: str,
     tmp_path: Path,
 ) -> None:
     rows = [*good_adc, *(make(peaky) for _, make, _ in ROWS)]
@@ -331,7 +322,7 @@ def test_rows_that_cannot_be_counted_are_flagged_or_skipped_never_stopping_the_f
 def test_a_forced_polarity_against_most_waveforms_is_a_warning_and_overwrite_replaces(
     good_adc: np.ndarray,
     untrained_pair: Path,
-    prefect_api: str,
+    shared_dask: str,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -476,7 +467,7 @@ def test_stored_rates_are_read_per_row_and_leftovers_of_a_dead_run_are_cleared(
     data: Path,
     good_adc: np.ndarray,
     untrained_pair: Path,
-    prefect_api: str,
+    shared_dask: str,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:

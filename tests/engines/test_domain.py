@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -21,21 +19,11 @@ from dndx.domain.profile import (
 from flows.cli import main as cli
 from flows.infer import _judge_domain, infer
 from flows.infer_plan import InferenceRequest, plan_inference
-from flows.runtime import ensure_prefect_api
 from tests.front_ends import (
     shifted,
     simulate_waveforms,
     training_domain,
 )
-
-
-@pytest.fixture(scope="module")
-def prefect_api() -> Iterator[str]:
-    """One Prefect server for the module's flow runs, as the CLI sets up."""
-    before = os.environ.get("PREFECT_API_URL")
-    yield ensure_prefect_api()
-    if before is None:
-        os.environ.pop("PREFECT_API_URL", None)
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +99,7 @@ def test_infer_writes_each_files_verdict_in_its_summaries(
     domain_bundle: Path,
     untrained_pair: Path,
     files: dict[str, Path],
-    prefect_api: str,
+    shared_dask: str,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:

@@ -41,7 +41,7 @@ class KerasPeakFinder:
 
 
 def test_training_and_inference_encode_the_same_waveforms(
-    prepared_data: Path, untrained_pair: Path, tmp_path: Path, prefect_api: str
+    prepared_data: Path, untrained_pair: Path, tmp_path: Path, shared_dask: str
 ) -> None:
     from tasks.encoding import encode_chunk
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from pathlib import Path
 
 import keras
@@ -167,17 +166,7 @@ def _true_separation(data_dir: Path) -> dict[float, float]:
     }
 
 
-@pytest.fixture
-def prefect_api(monkeypatch: pytest.MonkeyPatch) -> str:
-    """The Prefect API in use, or the process's temporary server (started once, in the
-    configured PREFECT_HOME, and stopped at exit once Prefect has sent its logs)."""
-    from flows.runtime import ensure_prefect_api
-
-    monkeypatch.setenv("PREFECT_API_URL", os.environ.get("PREFECT_API_URL", ""))
-    return ensure_prefect_api()
-
-
-def test_evaluate_flow_writes_metrics_report_and_plots(tmp_path: Path, prefect_api: str) -> None:
+def test_evaluate_flow_writes_metrics_report_and_plots(tmp_path: Path, shared_dask: str) -> None:
     from flows.evaluate import evaluate
 
     data_dir = tmp_path / "data"

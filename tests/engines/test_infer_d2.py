@@ -61,7 +61,7 @@ def _bundle_with(untrained_pair: Path, directory: Path, d2: D2Settings | None) -
 def test_d2_method_gives_the_d2_baselines_counts_and_sums_them_per_track(
     untrained_pair: Path,
     waveforms: tuple[Path, Ragged],
-    prefect_api: str,
+    shared_dask: str,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:

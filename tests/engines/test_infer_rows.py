@@ -94,7 +94,7 @@ def in_process_rows(paths: list[Path], bundle: Path, method: str) -> pa.Table:
 
 @pytest.mark.parametrize("method", ["d2", "lstm"])
 def test_the_commands_rows_are_the_in_process_chains_rows_in_order(
-    inputs: list[Path], bundle: Path, prefect_api: str, tmp_path: Path, method: str
+    inputs: list[Path], bundle: Path, shared_dask: str, tmp_path: Path, method: str
 ) -> None:
     out = tmp_path / "results.parquet"
     arguments = [*map(str, inputs), "--out", str(out), "--branch", "wf_i"]

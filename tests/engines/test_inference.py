@@ -12,7 +12,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import awkward as ak
@@ -53,7 +52,6 @@ from flows.infer_plan import (
     summary_path,
     usable_cores,
 )
-from flows.runtime import ensure_prefect_api
 from tasks.inference import infer_chunks, run_chunk
 from tasks.registry import promote
 from tasks.tracking import configure_mlflow
@@ -89,15 +87,6 @@ def adc() -> np.ndarray:
         polarities=(1,),
     )
     return np.stack(list(simulate_range(cfg, "train", 0, N_WAVEFORMS).adc))
-
-
-@pytest.fixture(scope="module")
-def prefect_api() -> Iterator[str]:
-    """One Prefect server for the module's flow runs, as the CLI sets up."""
-    before = os.environ.get("PREFECT_API_URL")
-    yield ensure_prefect_api()
-    if before is None:
-        os.environ.pop("PREFECT_API_URL", None)
 
 
 def _rows(block: np.ndarray) -> Ragged:
@@ -337,7 +326,7 @@ def _by_file(table: pd.DataFrame, path: Path) -> pd.DataFrame:
 def test_infer_flow_on_every_format_skips_bad_waveforms_and_reproduces(
     bundle_dir: Path,
     adc: np.ndarray,
-    prefect_api: str,
+    shared_dask: str,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
@@ -426,7 +415,7 @@ def _damage_hdf5_chunk(path: Path, adc: np.ndarray, chunk: int) -> None:
 
 
 def test_a_damaged_file_fails_the_run_and_leaves_no_output(
-    bundle_dir: Path, adc: np.ndarray, prefect_api: str, tmp_path: Path
+    bundle_dir: Path, adc: np.ndarray, shared_dask: str, tmp_path: Path
 ) -> None:
     good = tmp_path / "good.h5"
     with h5py.File(good, "w") as file:
@@ -481,7 +470,7 @@ def test_a_damaged_file_fails_the_run_and_leaves_no_output(
 def test_bad_inputs_are_named_before_any_work(
     bundle_dir: Path,
     adc: np.ndarray,
-    prefect_api: str,
+    shared_dask: str,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:

@@ -63,7 +63,7 @@ def test_scan_registration_and_inference_against_a_tracking_server(
     mlflow_server: str,
     prepared_data: Path,
     untrained_pair: Path,
-    prefect_api: str,
+    shared_dask: str,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -39,7 +39,7 @@ def test_the_int8_pair_is_kept_and_registered_only_within_the_tolerance(
     tolerance: float,
     untrained_pair: Path,
     prepared_data: Path,
-    prefect_api: str,
+    shared_dask: str,
     local_registry: Path,
 ) -> None:
     params = parse_params(tiny_params(register={"quantized_tolerance": tolerance}))

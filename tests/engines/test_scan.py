@@ -157,7 +157,7 @@ def flaky_trial(kind: str, spec: TrialSpec, *args: Any) -> dict[str, Any]:
 
 
 def test_a_trial_that_raises_is_recorded_as_failed_and_the_scan_completes(
-    workdir: Path, prefect_api: str
+    workdir: Path, shared_dask: str
 ) -> None:
     # Optuna chooses the trials here; the failed one is told to the study as failed.
     params = dataclasses.replace(
@@ -170,15 +170,17 @@ def test_a_trial_that_raises_is_recorded_as_failed_and_the_scan_completes(
         ),
     )
     configure_mlflow(params.mlflow, workdir)
+    # Absolute paths: the session's Dask workers run elsewhere than in `workdir`.
+    out = workdir / "out"
     outputs = ScanOutputs(
-        Path("out/model"), Path("out/trials"), Path("out/metrics.json"),
-        Path("out/table.csv"), Path("out/table.md"), Path("out/history.csv"),
+        out / "model", out / "trials", out / "metrics.json",
+        out / "table.csv", out / "table.md", out / "history.csv",
     )  # fmt: skip
 
     @flow
     def scan() -> dict[str, Any]:
         return run_scan(
-            "peak_finder", params.peak_finder, params.train_peak_finder, Path("data/prepared"),
+            "peak_finder", params.peak_finder, params.train_peak_finder, workdir / "data/prepared",
             outputs, {"test": "yes"}, n_parallel=2, opset=params.register.opset,
             trial_task=flaky_trial,
         )  # fmt: skip

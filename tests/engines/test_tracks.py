@@ -30,7 +30,7 @@ from tests.track_cells import TRACKS, count_with_stand_ins, simulate_cells
 
 
 def test_the_tracks_flow_writes_every_chunk_of_every_split(
-    tmp_path: Path, prefect_api: str
+    tmp_path: Path, shared_dask: str
 ) -> None:
     params = parse_params(tiny_params())
     cfg = params.tracks
@@ -49,7 +49,7 @@ def test_the_tracks_flow_writes_every_chunk_of_every_split(
 
 
 def test_imported_files_of_one_particle_each_are_cut_into_tracks_and_separated(
-    tmp_path: Path, prefect_api: str
+    tmp_path: Path, shared_dask: str
 ) -> None:
     """CEPC-layout files, one particle at 10 GeV/c each, through the ingest and
     tracks stages' flows: tracks of consecutive cells of one file, no path

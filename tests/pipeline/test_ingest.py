@@ -19,7 +19,7 @@ from dndx.io.dataset import part_paths, read_waveform_set
 from dndx.io.ingestion import split_files
 from dndx.io.labelled import LabelledLayout, read_labelled
 from flows.cli import main
-from tests.conftest import venv_env
+from tests.conftest import dvc
 from tests.labelled_files import (
     PEAKS,
     cepc_branches,
@@ -40,29 +40,20 @@ ONE_FILE_PER_SPLIT = {
 }
 
 
-def _dvc(repo: Path, *args: str, ok: bool = True) -> str:
-    env = {**venv_env(), "XDG_CACHE_HOME": str(repo / ".cache"), "DVC_NO_ANALYTICS": "1"}
-    result = subprocess.run(
-        ["dvc", *args], cwd=repo, env=env, capture_output=True, text=True, check=False
-    )
-    assert (result.returncode == 0) == ok, result.stdout + result.stderr
-    return result.stdout + result.stderr
-
-
 def _cepc_files(root: Path, n_files: int = N_FILES) -> list[Path]:
     root.mkdir(parents=True, exist_ok=True)
     return [write_tree(root / f"signal_{i}.root", cepc_branches()) for i in range(n_files)]
 
 
-def test_cepc_files_ingest_and_rerun_only_on_change(project: Path, prefect_api: str) -> None:
+def test_cepc_files_ingest_and_rerun_only_on_change(project: Path, shared_dask: str) -> None:
     root = project / "data/labelled"
     _cepc_files(root, N_FILES - 2)
     # Formats mix in one production: HDF5 and Parquet written as a third party would.
     write_hdf5(root / f"signal_{N_FILES - 2}.h5", cepc_branches())
     write_parquet(root / f"signal_{N_FILES - 1}.parquet", cepc_branches())
     use_files(project, particle="pi", files=["*"])
-    _dvc(project, "add", "data/labelled")
-    log = _dvc(project, "repro", "prepare")
+    dvc(project, "add", "data/labelled")
+    log = dvc(project, "repro", "prepare")
     for stage in ("ingest", "simulate", "prepare"):
         assert f"Running stage '{stage}'" in log
     metrics = json.loads((project / "metrics/ingest.json").read_text())
@@ -78,25 +69,25 @@ def test_cepc_files_ingest_and_rerun_only_on_change(project: Path, prefect_api: 
         assert len(set(ids.tolist())) == len(ids) == metrics[split]["n_waveforms"]
     prepared = json.loads((project / "metrics/prepare.json").read_text())
     assert prepared["train"]["n_signal"] == 11 * metrics["train"]["n_files"]
-    assert "up to date" in _dvc(project, "status", "ingest", "simulate", "prepare")
+    assert "up to date" in dvc(project, "status", "ingest", "simulate", "prepare")
 
     # One changed file: DVC names the tracked data and reruns the ingest; then the stage
     # that reads the ingested data is stale (DVC finds the stages after it stale once
     # its outputs change), without running the stages again to show it.
     changed = cepc_branches(mom=np.full(len(PEAKS), 5.0))
     write_tree(project / "data/labelled/signal_0.root", changed)
-    assert "data/labelled" in _dvc(project, "status")
-    _dvc(project, "add", "data/labelled")
-    again = _dvc(project, "repro", "ingest")
+    assert "data/labelled" in dvc(project, "status")
+    dvc(project, "add", "data/labelled")
+    again = dvc(project, "repro", "ingest")
     assert "Running stage 'ingest'" in again
-    status = _dvc(project, "status", "prepare", "--with-deps", "--json")
+    status = dvc(project, "status", "prepare", "--with-deps", "--json")
     assert set(json.loads(status[status.index("{") :])) == {"simulate"}
     momenta = {m for s in ("train", "validation", "test") for m in _momenta(project, s)}
     assert momenta == {5.0, 12.5}
 
 
-def test_simulate_source_leaves_ingest_empty(project: Path, prefect_api: str) -> None:
-    log = _dvc(project, "repro", "simulate")
+def test_simulate_source_leaves_ingest_empty(project: Path, shared_dask: str) -> None:
+    log = dvc(project, "repro", "simulate")
     assert "Running stage 'ingest'" in log
     assert json.loads((project / "metrics/ingest.json").read_text()) == {"source": "simulate"}
     assert [p.name for p in (project / "data/ingested").iterdir()] == ["SOURCE"]
@@ -108,7 +99,7 @@ def _momenta(project: Path, split: str) -> list[float]:
     return json.loads((project / "metrics/ingest.json").read_text())[split]["momenta_gev"]
 
 
-def test_dndx_layout_round_trip_through_ingest(project: Path, prefect_api: str) -> None:
+def test_dndx_layout_round_trip_through_ingest(project: Path, shared_dask: str) -> None:
     root = project / "data/labelled"
     for split in ("train", "validation", "test"):
         written = root / split / "sim.root"
@@ -120,7 +111,7 @@ def test_dndx_layout_round_trip_through_ingest(project: Path, prefect_api: str) 
         files=[],
         splits={"train": ["train"], "validation": ["validation"], "test": ["test"]},
     )
-    _dvc(project, "repro", "simulate")
+    dvc(project, "repro", "simulate")
     parts = [read_waveform_set(p) for p in part_paths(project / "data/simulated/train")]
     assert [len(p) for p in parts] == [3, 3, 2]
     data = parts[0]
@@ -167,22 +158,22 @@ def _without(name: str) -> dict:
     ("spoil", "named"), [c[1:] for c in BAD_INPUTS], ids=[c[0] for c in BAD_INPUTS]
 )
 def test_bad_input_stops_ingest_naming_it(
-    project: Path, prefect_api: str, spoil: Any, named: str
+    project: Path, shared_dask: str, spoil: Any, named: str
 ) -> None:
     root = project / "data/labelled"
     _cepc_files(root, 3)
     spoil(root)
     use_files(project, files=[], splits=ONE_FILE_PER_SPLIT)
-    log = _dvc(project, "repro", "ingest", ok=False)
+    log = dvc(project, "repro", "ingest", ok=False)
     assert named in log
     assert not (project / "data/ingested").exists()
     assert not (project / "metrics/ingest.json").exists()
 
 
-def test_one_bad_waveform_is_skipped_and_counted(project: Path, prefect_api: str) -> None:
+def test_one_bad_waveform_is_skipped_and_counted(project: Path, shared_dask: str) -> None:
     _one_bad_waveform(project / "data/labelled")
     use_files(project, files=[], splits=ONE_FILE_PER_SPLIT)
-    _dvc(project, "repro", "ingest")
+    dvc(project, "repro", "ingest")
     metrics = json.loads((project / "metrics/ingest.json").read_text())
     assert metrics["validation"]["n_skipped"] == 1
     assert metrics["validation"]["n_waveforms"] == len(PEAKS) - 1
@@ -232,15 +223,15 @@ def test_inputs_outside_the_project_through_dvc_import_url(tmp_path: Path) -> No
     repo = tmp_path / "repo"
     repo.mkdir()
     subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
-    _dvc(repo, "init", "-q")
+    dvc(repo, "init", "-q")
     # DVC wants the target's parent to exist, and a fresh clone has no data/.
     (repo / "data").mkdir()
-    _dvc(repo, "import-url", str(store), "data/labelled")
+    dvc(repo, "import-url", str(store), "data/labelled")
     imported = repo / "data/labelled/signal_0.root"
     assert imported.read_bytes() == (store / "signal_0.root").read_bytes()
     write_tree(store / "signal_0.root", cepc_branches(mom=np.full(len(PEAKS), 5.0)))
-    assert "data/labelled.dvc" in _dvc(repo, "status")
-    _dvc(repo, "update", "data/labelled.dvc")
+    assert "data/labelled.dvc" in dvc(repo, "status")
+    dvc(repo, "update", "data/labelled.dvc")
     assert imported.read_bytes() == (store / "signal_0.root").read_bytes()
     updated = read_labelled(imported, LabelledLayout("cepc"), 0, len(PEAKS), 15)
     assert updated.data.info["momentum_gev"].tolist() == [5.0] * len(PEAKS)

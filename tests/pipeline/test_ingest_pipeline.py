@@ -17,7 +17,7 @@ from tests.labelled_files import random_cepc_branches, use_files, write_tree
 pytestmark = pytest.mark.pipeline
 
 
-def test_full_pipeline_on_cepc_files(project: Path, prefect_api: str) -> None:
+def test_full_pipeline_on_cepc_files(project: Path, shared_dask: str) -> None:
     """ingest to register on cepc files, with nothing but params.yaml changed."""
     rng = np.random.default_rng(2026)
     root = project / "data/labelled"

@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -54,14 +55,41 @@ def _stale(project: Path) -> set[str]:
     return set(json.loads(next(line for line in lines if line.startswith("{"))))
 
 
+def _completed_task_runs(names: set[str]) -> set[str]:
+    """Those of ``names`` that the session's Prefect API holds a completed task run of."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterName
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(
+            task_run_filter=TaskRunFilter(name=TaskRunFilterName(any_=sorted(names)))
+        )
+    return {run.name for run in runs if run.state is not None and run.state.is_completed()}
+
+
+def _dask_task_prefixes(address: str) -> set[str]:
+    """The names of the functions the Dask scheduler at ``address`` has run as tasks."""
+    from distributed import Client
+
+    def prefixes(dask_scheduler: Any) -> list[str]:
+        return list(dask_scheduler.task_prefixes)
+
+    with Client(address) as client:
+        return set(client.run_on_scheduler(prefixes))
+
+
 def test_dvc_repro_runs_every_stage_then_nothing(trained_project: TrainedProject) -> None:
     project, log = trained_project.path, trained_project.repro_log
     for stage in STAGES:
         assert f"Running stage '{stage}'" in log
-    # Each stage ran as a Prefect flow whose chunks and trials ran as Dask tasks.
-    assert "simulate train chunk 1" in log and "prepare test chunk 0" in log
-    assert "peak_finder trial-001" in log and "cluster_counter trial-001" in log
+    # Each stage ran as a Prefect flow whose chunks and trials ran as Prefect tasks on
+    # the Dask cluster.
     assert "Finished in state Completed()" in log
+    tasks = {"simulate train chunk 1", "prepare test chunk 0", "encode validation chunk 0"}
+    tasks |= {"peak_finder trial-001", "cluster_counter trial-001"}
+    assert _completed_task_runs(tasks) == tasks
+    functions = {"simulate_chunk", "prepare_chunk", "encode_chunk", "run_trial"}
+    assert functions <= _dask_task_prefixes(trained_project.dask_address)
 
     params = yaml.safe_load((project / "params.yaml").read_text())
     assert len(part_paths(project / "data/simulated/train")) == (
@@ -345,6 +373,7 @@ def test_the_pipeline_prints_each_dvc_line_once_and_leaves_the_git_index_alone(
     capfd: pytest.CaptureFixture[str],
     caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
+    shared_dask: str,
 ) -> None:
     project = copy_project(trained_project, tmp_path)
 
