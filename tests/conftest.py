@@ -307,16 +307,54 @@ def copy_project(trained: TrainedProject, destination: Path) -> Path:
     return Path(shutil.copytree(trained.path, destination / "project", symlinks=True))
 
 
+#: The file of a Prefect home's database (Prefect's default database URL).
+PREFECT_DATABASE = "prefect.db"
+
+
 @pytest.fixture(scope="session")
-def prefect_server() -> Iterator[str]:
+def prefect_database(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Path:
+    """An empty Prefect database, migrated once for the whole run (all xdist workers):
+    a server on a new database spends 10 s of CPU migrating it, and the suite starts
+    several (:func:`seed_prefect_home`)."""
+    from filelock import FileLock
+
+    # Under xdist, the directory above a worker's is the run's, shared by its workers.
+    shared = tmp_path_factory.getbasetemp()
+    if worker_id != "master":
+        shared = shared.parent
+    database = shared / "prefect-template" / PREFECT_DATABASE
+    with FileLock(shared / "prefect-template.lock"):
+        if not database.exists():
+            home = database.parent
+            subprocess.run(
+                [Path(sys.executable).parent / "prefect", "server", "database", "upgrade", "-y"],
+                env={**venv_env(), "PREFECT_HOME": str(home)},
+                capture_output=True,
+                check=True,
+            )
+    return database
+
+
+def seed_prefect_home(home: Path, database: Path) -> Path:
+    """``home``, holding a copy of the migrated ``database`` unless it holds one."""
+    home.mkdir(parents=True, exist_ok=True)
+    if not (home / PREFECT_DATABASE).exists():
+        shutil.copy(database, home / PREFECT_DATABASE)
+    return home
+
+
+@pytest.fixture(scope="session")
+def prefect_server(prefect_database: Path) -> Iterator[str]:
     """One temporary Prefect server for the flows of the session, its own and its
-    subprocesses'; stopped while pytest still owns the output streams, so that the
-    server's farewell is not logged to a closed stream at exit. Its URL."""
+    subprocesses', in the session's Prefect home seeded with :func:`prefect_database`;
+    stopped while pytest still owns the output streams, so that the server's farewell
+    is not logged to a closed stream at exit. Its URL."""
     from prefect.logging.handlers import APILogWorker
     from prefect.server.api.server import SubprocessASGIServer
 
     from flows.runtime import ensure_prefect_api
 
+    seed_prefect_home(Path(os.environ["PREFECT_HOME"]), prefect_database)
     yield ensure_prefect_api()
     # Send the logs still queued while the server listens: sent at exit, they would
     # end the run with "Error logging to API".

@@ -42,7 +42,14 @@ from flows.serve import (
     start_server,
     wait_for_api,
 )
-from tests.conftest import ROOT, free_port, make_project, stop_process_group, venv_env
+from tests.conftest import (
+    ROOT,
+    free_port,
+    make_project,
+    seed_prefect_home,
+    stop_process_group,
+    venv_env,
+)
 
 PREFECT = Path(sys.executable).parent / "prefect"
 N_WAVEFORMS = 12
@@ -53,12 +60,12 @@ RUN_DEADLINE_S = 600
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[dict[str, str]]:
+def server(tmp_path: Path, prefect_database: Path) -> Iterator[dict[str, str]]:
     """A real Prefect server of its own; yields the environment that points at it."""
     port = free_port()
     env = {
         **venv_env(),
-        "PREFECT_HOME": str(tmp_path / "prefect-home"),
+        "PREFECT_HOME": str(seed_prefect_home(tmp_path / "prefect-home", prefect_database)),
         "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_WORKER_QUERY_SECONDS": "1",
@@ -216,10 +223,10 @@ def served_project(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def serve_env(tmp_path: Path) -> dict[str, str]:
+def serve_env(tmp_path: Path, prefect_database: Path) -> dict[str, str]:
     env = {
         **venv_env(),
-        "PREFECT_HOME": str(tmp_path / "prefect-home"),
+        "PREFECT_HOME": str(seed_prefect_home(tmp_path / "prefect-home", prefect_database)),
         "PREFECT_WORKER_QUERY_SECONDS": "1",
         "PREFECT_LOGGING_LEVEL": "INFO",
     }
