@@ -86,15 +86,6 @@ def test_cepc_files_ingest_and_rerun_only_on_change(project: Path, shared_dask: 
     assert momenta == {5.0, 12.5}
 
 
-def test_simulate_source_leaves_ingest_empty(project: Path, shared_dask: str) -> None:
-    log = dvc(project, "repro", "simulate")
-    assert "Running stage 'ingest'" in log
-    assert json.loads((project / "metrics/ingest.json").read_text()) == {"source": "simulate"}
-    assert [p.name for p in (project / "data/ingested").iterdir()] == ["SOURCE"]
-    simulated = sum(len(read_waveform_set(p)) for p in part_paths(project / "data/simulated/train"))
-    assert simulated == yaml.safe_load((project / "params.yaml").read_text())["simulate"]["n_train"]
-
-
 def _momenta(project: Path, split: str) -> list[float]:
     return json.loads((project / "metrics/ingest.json").read_text())[split]["momenta_gev"]
 

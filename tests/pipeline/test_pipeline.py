@@ -91,6 +91,10 @@ def test_dvc_repro_runs_every_stage_then_nothing(trained_project: TrainedProject
     functions = {"simulate_chunk", "prepare_chunk", "encode_chunk", "run_trial"}
     assert functions <= _dask_task_prefixes(trained_project.dask_address)
 
+    # data.source simulate: the ingest stage ran and ingested nothing.
+    assert "Running stage 'ingest'" in log
+    assert json.loads((project / "metrics/ingest.json").read_text()) == {"source": "simulate"}
+    assert [p.name for p in (project / "data/ingested").iterdir()] == ["SOURCE"]
     params = yaml.safe_load((project / "params.yaml").read_text())
     assert len(part_paths(project / "data/simulated/train")) == (
         params["simulate"]["n_train"] // params["simulate"]["chunk_size"]
