@@ -15,12 +15,12 @@ export PYTHONUNBUFFERED := 1
 
 setup: $(STAMP)
 
+# pip byte-compiles one file at a time; compileall does it on every core, 25 s sooner on
+# 2. Compiled here, not at first import: PYTHONDONTWRITEBYTECODE may be set, and then
+# every process would compile TensorFlow anew (11 s to import it, not 5).
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip==25.3"
-	# pip byte-compiles one file at a time; compileall does it on every core, 25 s sooner
-	# on 2. Compiled here, not at first import: PYTHONDONTWRITEBYTECODE may be set, and
-	# then every process would compile TensorFlow anew (11 s to import it, not 5).
 	$(BIN)/python -m pip install --progress-bar off --no-compile -c constraints.txt -e ".[dev]"
 	$(BIN)/python -m compileall -q -j 0 $(VENV)/lib
 	touch $@

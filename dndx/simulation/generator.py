@@ -98,11 +98,10 @@ def simulate_block(cfg: SimulationConfig, rng: np.random.Generator, n: int) -> W
             **{k: v for k, v in track.items() if k != "half_chord_cm"},
             "n_clusters": track["n_clusters"].astype(np.int64),
             "n_electrons": np.diff(electrons.offsets),
-            **{k: v for k, v in settings.items() if k not in _NOT_IN_INFO},
+            # The pedestal is in info as the baseline it gives.
+            **{k: v for k, v in settings.items() if k != "pedestal_adc"},
             "noise_sigma_adc": settings["noise_fraction"]
             * settings["single_electron_amplitude_adc"],
-            "sampling_rate_ghz": settings["sampling_rate_ghz"],
-            "single_electron_amplitude_adc": settings["single_electron_amplitude_adc"],
             "baseline_adc": _baseline_adc(cfg, settings),
             "polarity": settings["polarity"].astype(np.int8),
         }
@@ -142,10 +141,6 @@ _INFO_COLUMNS = (
     "single_electron_amplitude_adc",
     "baseline_adc",
     "polarity",
-)
-#: Settings drawn per waveform that ``info`` holds as another column or not at all.
-_NOT_IN_INFO = frozenset(
-    {"pedestal_adc", "polarity", "sampling_rate_ghz", "single_electron_amplitude_adc"}
 )
 
 Columns = dict[str, NDArray[Any]]
