@@ -413,7 +413,7 @@ def _wait_for(
 
 
 def test_ctrl_c_stops_keeping_finished_chunks_and_the_same_command_resumes(
-    untrained_pair: Path, good_adc: np.ndarray, tmp_path: Path
+    untrained_pair: Path, good_adc: np.ndarray, tmp_path: Path, prefect_server: str
 ) -> None:
     source = tmp_path / "long_run.h5"
     with h5py.File(source, "w") as file:
@@ -456,6 +456,9 @@ def test_ctrl_c_stops_keeping_finished_chunks_and_the_same_command_resumes(
     assert not out.exists() and not lock_path(out).exists()
 
     barrier.touch()
+    # The interrupted run owned its Prefect server; the resumed one, whose stop is not
+    # tested, uses the session's rather than booting another.
+    env["PREFECT_API_URL"] = prefect_server
     resumed = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming 1 finished chunks" in resumed.stderr, resumed.stderr

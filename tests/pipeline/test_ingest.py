@@ -1,5 +1,6 @@
 """The ingest stage through real DVC running real Prefect flows on a real Dask cluster:
-labelled files in both layouts, bad inputs, and what DVC reruns after a changed file."""
+the dndx layout, bad inputs, files outside the project. The cepc layout in three formats,
+and what DVC reruns after a changed file, are test_ingest_pipeline.py's."""
 
 from __future__ import annotations
 
@@ -24,14 +25,11 @@ from tests.labelled_files import (
     PEAKS,
     cepc_branches,
     use_files,
-    write_hdf5,
-    write_parquet,
     write_tree,
 )
 
 pytestmark = pytest.mark.pipeline
 
-N_FILES = 5
 #: The ``data.splits`` of three files signal_0.root to signal_2.root.
 ONE_FILE_PER_SPLIT = {
     "train": ["signal_0.root"],
@@ -40,54 +38,9 @@ ONE_FILE_PER_SPLIT = {
 }
 
 
-def _cepc_files(root: Path, n_files: int = N_FILES) -> list[Path]:
+def _cepc_files(root: Path, n_files: int) -> list[Path]:
     root.mkdir(parents=True, exist_ok=True)
     return [write_tree(root / f"signal_{i}.root", cepc_branches()) for i in range(n_files)]
-
-
-def test_cepc_files_ingest_and_rerun_only_on_change(project: Path, shared_dask: str) -> None:
-    root = project / "data/labelled"
-    _cepc_files(root, N_FILES - 2)
-    # Formats mix in one production: HDF5 and Parquet written as a third party would.
-    write_hdf5(root / f"signal_{N_FILES - 2}.h5", cepc_branches())
-    write_parquet(root / f"signal_{N_FILES - 1}.parquet", cepc_branches())
-    use_files(project, particle="pi", files=["*"])
-    dvc(project, "add", "data/labelled")
-    log = dvc(project, "repro", "prepare")
-    for stage in ("ingest", "simulate", "prepare"):
-        assert f"Running stage '{stage}'" in log
-    metrics = json.loads((project / "metrics/ingest.json").read_text())
-    assert metrics["source"] == "files"
-    assert sum(metrics[s]["n_files"] for s in ("train", "validation", "test")) == N_FILES
-    for split in ("train", "validation", "test"):
-        assert metrics[split]["n_waveforms"] == len(PEAKS) * metrics[split]["n_files"]
-        assert metrics[split]["particles"] == ["pi"]
-        assert metrics[split]["mean_n_clusters"] == pytest.approx(2.0)
-        assert metrics[split]["n_skipped"] == 0
-        parts = part_paths(project / "data/simulated" / split)
-        ids = np.concatenate([read_waveform_set(p).info["waveform_id"] for p in parts])
-        assert len(set(ids.tolist())) == len(ids) == metrics[split]["n_waveforms"]
-    prepared = json.loads((project / "metrics/prepare.json").read_text())
-    assert prepared["train"]["n_signal"] == 11 * metrics["train"]["n_files"]
-    assert "up to date" in dvc(project, "status", "ingest", "simulate", "prepare")
-
-    # One changed file: DVC names the tracked data and reruns the ingest; then the stage
-    # that reads the ingested data is stale (DVC finds the stages after it stale once
-    # its outputs change), without running the stages again to show it.
-    changed = cepc_branches(mom=np.full(len(PEAKS), 5.0))
-    write_tree(project / "data/labelled/signal_0.root", changed)
-    assert "data/labelled" in dvc(project, "status")
-    dvc(project, "add", "data/labelled")
-    again = dvc(project, "repro", "ingest")
-    assert "Running stage 'ingest'" in again
-    status = dvc(project, "status", "prepare", "--with-deps", "--json")
-    assert set(json.loads(status[status.index("{") :])) == {"simulate"}
-    momenta = {m for s in ("train", "validation", "test") for m in _momenta(project, s)}
-    assert momenta == {5.0, 12.5}
-
-
-def _momenta(project: Path, split: str) -> list[float]:
-    return json.loads((project / "metrics/ingest.json").read_text())[split]["momenta_gev"]
 
 
 def test_dndx_layout_round_trip_through_ingest(project: Path, shared_dask: str) -> None:
