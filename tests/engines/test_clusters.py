@@ -262,11 +262,14 @@ def _worker_names(address: str) -> dict[str, str]:
         return {a: w["name"] for a, w in client.scheduler_info()["workers"].items()}
 
 
-def test_a_scan_through_a_running_scheduler_uses_both_workers(
+def test_scans_through_a_running_scheduler_use_both_workers_and_survive_a_dead_one(
     workdir: Path, cluster: LoopbackCluster
 ) -> None:
+    """One cluster, two scans: the first spreads its trials over both workers; in the
+    second a worker dies mid-trial and the survivor runs its trial again."""
     names = _worker_names(cluster.address)
-    (workdir / "trials" / "go").touch()
+    meeting = workdir / "trials"
+    (meeting / "go").touch()
     _scan(workdir, cluster.address)
 
     results = _trial_results(workdir)
@@ -276,12 +279,11 @@ def test_a_scan_through_a_running_scheduler_uses_both_workers(
     assert sorted(r.info.status for r in runs) == ["FINISHED", "FINISHED"]
     assert Path("data/models/peak_finder/model.keras").exists()
 
-
-def test_a_scan_completes_when_a_worker_dies_mid_trial(
-    workdir: Path, cluster: LoopbackCluster
-) -> None:
-    names = _worker_names(cluster.address)
-    meeting = workdir / "trials"
+    second = workdir / "second"
+    for name in ("simulated", "prepared"):
+        shutil.copytree(workdir / "data" / name, second / "data" / name)
+    for path in meeting.iterdir():
+        path.unlink()
     killed: list[str] = []
 
     def kill_a_busy_worker() -> None:
@@ -294,15 +296,15 @@ def test_a_scan_completes_when_a_worker_dies_mid_trial(
 
     killer = threading.Thread(target=kill_a_busy_worker, daemon=True)
     killer.start()
-    _scan(workdir, cluster.address)
+    _scan(second, cluster.address)
     killer.join(timeout=5)
 
     assert len(killed) == 1
     assert cluster.workers[killed[0]].poll() is not None
-    results = _trial_results(workdir)
+    results = _trial_results(second)
     assert [r["status"] for r in results] == ["finished", "finished"]
     # The dead worker's trial was run again by the survivor.
     assert {names[r["worker"]] for r in results} == {"w0", "w1"} - {killed[0]}
     # Only the flow's process writes MLflow: one run per trial, none left half-written.
-    runs = _trial_runs(workdir)
+    runs = _trial_runs(second)
     assert sorted(r.info.status for r in runs) == ["FINISHED", "FINISHED"]
