@@ -250,7 +250,7 @@ def test_serve_runs_the_inference_deployment_through_its_worker_and_one_sigint_s
             process.pid for process in served.tree()
         }
         env = {**serve_env, "PREFECT_API_URL": f"http://127.0.0.1:{port}/api"}
-        ensure_work_pool(env, served_project)  # a second call finds the pool
+        ensure_work_pool(env)  # a second call finds the pool
         waveforms = _write_waveforms(tmp_path / "waveforms.npz")
         out = tmp_path / "results" / "waveforms.parquet"
         run = _run_inference(env, tmp_path, waveforms, out, bundle_dir)
